@@ -1,0 +1,110 @@
+"""The write side's base class: applications that append to the shared event log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    Mapper,
+    ProcessRecorder,
+    Tracking,
+)
+from eventsourcing.utils import Environment
+
+from sailplane.domain.base import Actor, SailplaneAggregate
+from sailplane.domain.errors import ConflictError, NotFoundError
+from sailplane.domain.uniqueness import UniqueKey
+from sailplane.storage import EventLog
+
+Clock = Callable[[], datetime]
+A = TypeVar("A", bound=SailplaneAggregate)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SailplaneApplication(Application[str]):
+    """Base of the bounded-context applications: shared log, injected clock, error mapping."""
+
+    def __init__(self, log: EventLog, *, clock: Clock = utc_now) -> None:
+        self.event_log = log
+        self.clock = clock
+        super().__init__()
+
+    # The applications share the log's factory, recorder and mapper (one pool, one table).
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        return self.event_log.factory
+
+    def construct_mapper(self) -> Mapper[str]:
+        return self.event_log.mapper
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.event_log.recorder
+
+    def close(self) -> None:
+        """The event log owns the connections; closing an application releases nothing."""
+
+    def _load(self, cls: type[A], aggregate_id: str, *, organization_id: str, kind: str) -> A:
+        """An aggregate of this organization, or NotFoundError (also for deleted ones)."""
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFoundError.of(kind, aggregate_id) from None
+        if (
+            not isinstance(aggregate, cls)
+            or aggregate.organization_id != organization_id
+            or getattr(aggregate, "deleted", False)
+        ):
+            raise NotFoundError.of(kind, aggregate_id)
+        return aggregate
+
+    def _find(self, cls: type[A], aggregate_id: str) -> A | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def _commit(
+        self,
+        *aggregates: SailplaneAggregate | None,
+        conflict: ConflictError | None = None,
+        tracking: Tracking | None = None,
+    ) -> int:
+        """Save the aggregates' new events atomically; return the last position (0 if none).
+
+        A lost optimistic-concurrency race (another request saved the same version first)
+        becomes a ConflictError, never a lost update.
+        """
+        processing = ProcessingEvent[str](tracking=tracking)
+        processing.collect_events(*[a for a in aggregates if a is not None])
+        try:
+            recordings = self._record(processing)
+        except IntegrityError:
+            raise conflict or ConflictError(
+                "The resource was changed by another request at the same time; reload it and try again.",
+                code="concurrent_modification",
+            ) from None
+        return recordings[-1].notification.id if recordings else 0
+
+    def _claim_key(
+        self, kind: str, key: str, owner_id: str, *, by: Actor, conflict: ConflictError
+    ) -> UniqueKey:
+        """Claim a per-organization unique key for owner_id; save it with the owner."""
+        existing = self._find(UniqueKey, UniqueKey.id_for(kind, by.organization_id, key))
+        if existing is None:
+            return UniqueKey.new(kind=kind, key=key, owner_id=owner_id, by=by, at=self.clock())
+        existing.claim(owner_id, by=by, at=self.clock(), conflict=conflict)
+        return existing
+
+    def _release_key(self, kind: str, key: str, owner_id: str, *, by: Actor) -> UniqueKey | None:
+        existing = self._find(UniqueKey, UniqueKey.id_for(kind, by.organization_id, key))
+        if existing is not None:
+            existing.release(owner_id, by=by, at=self.clock())
+        return existing

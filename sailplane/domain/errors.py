@@ -1,0 +1,67 @@
+"""Domain errors. Each carries a human message and a stable machine code.
+
+The HTTP layer maps each class to one status code in `sailplane/http/errors.py`; nothing
+else decides a status code.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    default_code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class NotFoundError(DomainError):
+    """The resource does not exist, or the caller may not know that it exists."""
+
+    default_code = "not_found"
+
+    @classmethod
+    def of(cls, kind: str, identifier: str) -> NotFoundError:
+        label = kind.replace("_", " ")
+        return cls(
+            f"{label[:1].upper()}{label[1:]} {identifier} was not found.", code=f"{kind}_not_found"
+        )
+
+
+class ConflictError(DomainError):
+    """The request conflicts with the current state (wrong status, duplicate key, stale version)."""
+
+    default_code = "conflict"
+
+
+class InvalidRequestError(DomainError):
+    """The request is malformed or breaks a documented precondition answered with 400."""
+
+    default_code = "invalid_request"
+
+
+class InvalidValueError(DomainError):
+    """The request is well formed but one of its values is not acceptable (422)."""
+
+    default_code = "invalid_value"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class NotAuthenticatedError(DomainError):
+    default_code = "unauthenticated"
+
+
+class PermissionDeniedError(DomainError):
+    default_code = "forbidden"
+
+
+class TooManyRequestsError(DomainError):
+    default_code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

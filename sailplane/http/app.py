@@ -1,0 +1,65 @@
+"""`create_app(system)`: the Litestar application, the only composition of the HTTP layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Router, get
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.errors import EXCEPTION_HANDLERS
+from sailplane.http.events import EventLogController
+from sailplane.http.idempotency import IdempotencyMiddleware
+from sailplane.http.teams import TeamController
+from sailplane.system import System
+
+API_PREFIX = "/api/v1"
+
+# Every controller of the `/api/v1` API. Later endpoint groups add theirs here.
+CONTROLLERS: list[type[Any]] = [TeamController, EventLogController]
+
+
+@get(
+    "/healthz",
+    operation_id="Health",
+    opt={"exclude_from_auth": True},
+    security=[],
+    include_in_schema=False,
+)
+async def healthz() -> dict[str, str]:
+    """Answers 200 once the server accepts requests."""
+    return {"status": "ok"}
+
+
+def create_app(system: System, *, debug: bool = False) -> Litestar:
+    api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
+    return Litestar(
+        route_handlers=[api, healthz],
+        dependencies={
+            "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        signature_namespace={"System": System, "Principal": Principal},
+        middleware=[
+            DefineMiddleware(
+                BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
+            ),
+            DefineMiddleware(IdempotencyMiddleware, system=system),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Sailplane",
+            version="1.0.0",
+            description="Self-hosted control plane serving the LakeSail platform API.",
+            components=Components(
+                security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}
+            ),
+            security=[{"BearerAuth": []}],
+            use_handler_docstrings=True,
+        ),
+        debug=debug,
+    )

@@ -1,0 +1,129 @@
+"""The one error table: every failure becomes `{"message", "code"}` with one status code.
+
+Domain errors map by class; the framework's own errors (malformed JSON, unknown or
+invalid fields and parameters, unknown routes) keep their status and get the same body.
+A lost optimistic-concurrency race is 409. Anything else is a 500 that says nothing
+about the internals, and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from sailplane.domain.errors import (
+    ConflictError,
+    DomainError,
+    InvalidRequestError,
+    InvalidValueError,
+    NotAuthenticatedError,
+    NotFoundError,
+    PermissionDeniedError,
+    TooManyRequestsError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    InvalidRequestError: 400,
+    NotAuthenticatedError: 401,
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidValueError: 422,
+    TooManyRequestsError: 429,
+}
+
+CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_value",
+    429: "too_many_requests",
+}
+
+
+def status_of(error: DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return HTTP_500_INTERNAL_SERVER_ERROR
+
+
+def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
+    return {"message": message, "code": code, **extra}
+
+
+def domain_error_response(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    status = status_of(exc)
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, InvalidValueError) and exc.field:
+        extra["field"] = exc.field
+    if isinstance(exc, TooManyRequestsError):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, NotAuthenticatedError):
+        headers["WWW-Authenticate"] = 'Bearer realm="sailplane"'
+    return Response(error_body(exc.message, exc.code, **extra), status_code=status, headers=headers)
+
+
+def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    message = exc.detail or "The request could not be processed."
+    if isinstance(exc, ValidationException):
+        message = _validation_message(exc)
+    if status >= 500:
+        log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
+    return Response(
+        error_body(message, CODE_BY_STATUS.get(status, "error")),
+        status_code=status,
+        headers=exc.headers or {},
+    )
+
+
+def conflict_response(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[Any]:
+    return Response(
+        error_body(
+            "The resource was changed by another request at the same time; reload it and try again.",
+            "concurrent_modification",
+        ),
+        status_code=409,
+    )
+
+
+def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response(
+        error_body("The server failed to process the request.", "internal_error"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def _validation_message(exc: ValidationException) -> str:
+    details = exc.extra if isinstance(exc.extra, list) else []
+    parts = []
+    for item in details:
+        if isinstance(item, dict):
+            key = item.get("key")
+            text = str(item.get("message", "")).strip()
+            parts.append(f"{key}: {text}" if key else text)
+    detail = exc.detail or "Validation failed"
+    return f"{detail}: {'; '.join(parts)}" if parts else detail
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: domain_error_response,
+    HTTPException: http_error_response,
+    IntegrityError: conflict_response,
+    Exception: internal_error_response,
+}

@@ -1,0 +1,239 @@
+"""Entity shapes that several endpoint groups return or include (teams, members, users, roles).
+
+Built from view rows; field names as in the API documents (camelCase). Timestamps are ISO
+8601 in UTC with a `Z`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from sailplane.domain.access import Role
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Shape(msgspec.Struct, kw_only=True, rename="camel"):
+    """Base of response shapes."""
+
+
+class Team(Shape):
+    id: str
+    organization_id: str
+    name: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+    default_role_id: str
+
+
+class TeamWithMemberCount(Shape):
+    team: Team
+    member_count: int
+
+
+class Member(Shape):
+    id: str
+    organization_id: str
+    user_id: str
+    name: str
+    email: str
+    preferences: dict[str, Any]
+    invited_by_member_id: str | None
+    invite_expires_at: str | None
+    invite_accepted_at: str | None
+    last_login_at: str | None
+    last_active_at: str | None
+    is_enabled: bool
+    account_type: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class User(Shape):
+    id: str
+    email: str
+    given_name: str
+    family_name: str
+    display_name: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class UserEmail(Shape):
+    user_id: str
+    email: str
+    verified_at: str | None
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class UserAuth(Shape):
+    has_2fa: bool = msgspec.field(name="has2FA")
+    has_password: bool
+    has_recovery: bool
+
+
+class UserInfo(Shape):
+    user: User
+    emails: list[UserEmail]
+    auth: UserAuth
+
+
+class OrganizationRole(Shape):
+    id: str
+    organization_id: str
+    name: str
+    description: str
+    all_teams: bool
+    break_glass: bool
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class OrganizationRoleWithCounts(Shape):
+    role: OrganizationRole
+    member_count: int
+    permission_count: int
+
+
+class TeamRole(Shape):
+    id: str
+    organization_id: str
+    name: str
+    description: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class TeamRoleWithCounts(Shape):
+    role: TeamRole
+    member_count: int
+    permission_count: int
+
+
+def team(row: dict[str, Any]) -> Team:
+    return Team(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        name=row["name"],
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        updated_by=row["updated_by"],
+        default_role_id=row["default_role_id"],
+    )
+
+
+def team_with_count(row: dict[str, Any]) -> TeamWithMemberCount:
+    return TeamWithMemberCount(team=team(row), member_count=row["member_count"])
+
+
+def member(row: dict[str, Any]) -> Member:
+    return Member(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        email=row["email"],
+        preferences=row.get("preferences") or {},
+        invited_by_member_id=row.get("invited_by_member_id"),
+        invite_expires_at=iso(row.get("invite_expires_at")),
+        invite_accepted_at=iso(row.get("invite_accepted_at")),
+        last_login_at=iso(row.get("last_login_at")),
+        last_active_at=iso(row.get("last_active_at")),
+        is_enabled=row["is_enabled"],
+        account_type=row["account_type"],
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        updated_by=row["updated_by"],
+    )
+
+
+def user_info(row: dict[str, Any]) -> UserInfo:
+    return UserInfo(
+        user=User(
+            id=row["id"],
+            email=row["email"],
+            given_name=row["given_name"],
+            family_name=row["family_name"],
+            display_name=row["display_name"],
+            created_at=iso(row["created_at"]),
+            created_by=row["created_by"],
+            updated_at=iso(row["updated_at"]),
+            updated_by=row["updated_by"],
+        ),
+        emails=[
+            UserEmail(
+                user_id=row["id"],
+                email=row["email"],
+                verified_at=iso(row.get("email_verified_at")),
+                created_at=iso(row["created_at"]),
+                created_by=row["created_by"],
+                updated_at=iso(row["updated_at"]),
+                updated_by=row["updated_by"],
+            )
+        ],
+        auth=UserAuth(
+            has_2fa=bool(row.get("has_2fa")),
+            has_password=bool(row.get("has_password")),
+            has_recovery=bool(row.get("has_recovery")),
+        ),
+    )
+
+
+def organization_role(
+    role: Role, organization: dict[str, Any], member_count: int
+) -> OrganizationRoleWithCounts:
+    return OrganizationRoleWithCounts(
+        role=OrganizationRole(
+            id=role.id,
+            organization_id=organization["id"],
+            name=role.name,
+            description=role.description,
+            all_teams=role.id in {"OWNER", "ADMIN"},
+            break_glass=False,
+            created_at=iso(organization["created_at"]),
+            created_by="SYSTEM",
+            updated_at=iso(organization["created_at"]),
+            updated_by="SYSTEM",
+        ),
+        member_count=member_count,
+        permission_count=len(role.permissions),
+    )
+
+
+def team_role(role: Role, organization: dict[str, Any], member_count: int) -> TeamRoleWithCounts:
+    return TeamRoleWithCounts(
+        role=TeamRole(
+            id=role.id,
+            organization_id=organization["id"],
+            name=role.name,
+            description=role.description,
+            created_at=iso(organization["created_at"]),
+            created_by="SYSTEM",
+            updated_at=iso(organization["created_at"]),
+            updated_by="SYSTEM",
+        ),
+        member_count=member_count,
+        permission_count=len(role.permissions),
+    )

@@ -1,0 +1,290 @@
+"""`/api/v1/org/teams`: teams and team membership."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, delete, get, patch, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
+from sailplane.domain.errors import NotFoundError
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.pagination import (
+    Limit,
+    Listing,
+    Marker,
+    NormalizedListing,
+    PageNumber,
+    SortDirection,
+    page_of,
+    sort_of,
+)
+from sailplane.http.shapes import Shape, iso
+from sailplane.system import System
+
+TeamSortBy = Annotated[
+    Literal["name", "email"], QueryParameter(name="sortBy", description="The field to sort by.")
+]
+
+
+class TeamCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    organization_id: str | None = None
+    default_role_id: str | None = None
+
+
+class TeamUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    default_role_id: str | None = None
+
+
+class TeamMemberRolesRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    role_ids: list[str] | None = None
+
+
+class TeamMembership(Shape):
+    id: str
+    member_id: str
+    team_id: str
+    is_automatic: bool
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class TeamMemberListItem(Shape):
+    member_id: str
+    user_id: str
+    role_ids: list[str]
+    team_role_ids: list[str]
+    is_automatic: bool
+
+
+class TeamMembersIncluded(Shape):
+    members: list[shapes.Member]
+    users: list[shapes.UserInfo]
+    roles: list[shapes.OrganizationRoleWithCounts]
+    team_roles: list[shapes.TeamRoleWithCounts]
+
+
+class TeamController(Controller):
+    path = "/org/teams"
+    tags = ["teams"]
+
+    @get("/", operation_id="ListTeams", guards=[requires("CanViewTeams")], sync_to_thread=True)
+    def list_teams(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        sort_by: TeamSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> Listing[shapes.TeamWithMemberCount]:
+        """List the organization's teams with their member counts (page or marker pagination)."""
+        total, rows, next_marker = system.teams.teams(
+            principal.organization_id,
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
+        )
+        return Listing(
+            total=total, items=[shapes.team_with_count(r) for r in rows], marker=next_marker
+        )
+
+    @post("/", operation_id="CreateTeam", guards=[requires("CanManageTeams")], sync_to_thread=True)
+    def create_team(
+        self, system: SystemDep, principal: Caller, data: JSONBody[TeamCreateRequest]
+    ) -> shapes.TeamWithMemberCount:
+        """Create a team; its name is unique in the organization."""
+        if data.organization_id is not None and data.organization_id != principal.organization_id:
+            raise NotFoundError.of("organization", data.organization_id)
+        team_id, position = system.identity.create_team(
+            name=data.name, default_role_id=data.default_role_id, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return _describe(system, principal, team_id)
+
+    @get(
+        "/{team:str}",
+        operation_id="DescribeTeam",
+        guards=[requires("CanViewTeams")],
+        sync_to_thread=True,
+    )
+    def describe_team(
+        self, system: SystemDep, principal: Caller, team: FromPath[str]
+    ) -> shapes.TeamWithMemberCount:
+        """Describe a team and its member count."""
+        return _describe(system, principal, team)
+
+    @patch(
+        "/{team:str}",
+        operation_id="UpdateTeam",
+        guards=[requires("CanManageTeams")],
+        sync_to_thread=True,
+    )
+    def update_team(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team: FromPath[str],
+        data: JSONBody[TeamUpdateRequest],
+    ) -> shapes.TeamWithMemberCount:
+        """Change a team's name or default role."""
+        position = system.identity.update_team(
+            team, name=data.name, default_role_id=data.default_role_id, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return _describe(system, principal, team)
+
+    @delete(
+        "/{team:str}",
+        operation_id="DeleteTeam",
+        guards=[requires("CanManageTeams")],
+        sync_to_thread=True,
+    )
+    def delete_team(self, system: SystemDep, principal: Caller, team: FromPath[str]) -> None:
+        """Delete a team and its member assignments."""
+        system.wait_for_views(system.identity.delete_team(team, by=principal.actor))
+
+    @get(
+        "/{team:str}/members",
+        operation_id="ListTeamMembers",
+        guards=[requires("CanViewTeams")],
+        sync_to_thread=True,
+    )
+    def list_team_members(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team: FromPath[str],
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        sort_by: TeamSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> NormalizedListing[TeamMemberListItem, TeamMembersIncluded]:
+        """List a team's members with their organization and team roles."""
+        org = principal.organization_id
+        _describe(system, principal, team)
+        total, rows, next_marker = system.teams.team_members(
+            org, team, page_of(page, limit), sort_of(sort_by, sort_direction), marker
+        )
+        member_ids = [r["member_id"] for r in rows]
+        members = system.directory.members_by_id(org, member_ids)
+        users = system.directory.users_by_id(org, sorted({m["user_id"] for m in members}))
+        organization = system.directory.organization(org) or {"id": org, "created_at": None}
+        role_counts = system.directory.role_member_counts(org)
+        team_role_counts = system.teams.team_role_member_counts(org)
+        org_role_ids = sorted({role for r in rows for role in r["role_ids"]})
+        team_role_ids = sorted({role for r in rows for role in r["team_role_ids"]})
+        return NormalizedListing(
+            total=total,
+            items=[
+                TeamMemberListItem(
+                    member_id=r["member_id"],
+                    user_id=r["user_id"],
+                    role_ids=list(r["role_ids"]),
+                    team_role_ids=list(r["team_role_ids"]),
+                    is_automatic=False,
+                )
+                for r in rows
+            ],
+            included=TeamMembersIncluded(
+                members=[shapes.member(m) for m in members],
+                users=[shapes.user_info(u) for u in users],
+                roles=[
+                    shapes.organization_role(
+                        ORGANIZATION_ROLES[r], organization, role_counts.get(r, 0)
+                    )
+                    for r in org_role_ids
+                    if r in ORGANIZATION_ROLES
+                ],
+                team_roles=[
+                    shapes.team_role(TEAM_ROLES[r], organization, team_role_counts.get(r, 0))
+                    for r in team_role_ids
+                    if r in TEAM_ROLES
+                ],
+            ),
+            marker=next_marker,
+        )
+
+    @post(
+        "/{team:str}/members/{member:str}",
+        operation_id="AddTeamMember",
+        guards=[requires("CanManageTeamMembers")],
+        sync_to_thread=True,
+    )
+    def add_team_member(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team: FromPath[str],
+        member: FromPath[str],
+        data: JSONBody[TeamMemberRolesRequest | None] = None,
+    ) -> TeamMembership:
+        """Add an organization member to the team (with the team's default role when none is given)."""
+        _, position = system.identity.add_team_member(
+            team, member, role_ids=data.role_ids if data else None, by=principal.actor
+        )
+        system.wait_for_views(position)
+        row = system.teams.membership(team, member)
+        if row is None:
+            raise NotFoundError.of("team_member", member)
+        return TeamMembership(
+            id=row["membership_id"],
+            member_id=row["member_id"],
+            team_id=row["team_id"],
+            is_automatic=False,
+            created_at=iso(row["created_at"]),
+            created_by=row["created_by"],
+            updated_at=iso(row["updated_at"]),
+            updated_by=row["updated_by"],
+        )
+
+    @delete(
+        "/{team:str}/members/{member:str}",
+        operation_id="RemoveTeamMember",
+        guards=[requires("CanManageTeamMembers")],
+        sync_to_thread=True,
+    )
+    def remove_team_member(
+        self, system: SystemDep, principal: Caller, team: FromPath[str], member: FromPath[str]
+    ) -> None:
+        """Remove a member from the team."""
+        system.wait_for_views(system.identity.remove_team_member(team, member, by=principal.actor))
+
+    @put(
+        "/{team:str}/members/{member:str}/roles",
+        operation_id="UpdateTeamMemberRoles",
+        guards=[requires("CanManageTeamMembers")],
+        status_code=204,
+        sync_to_thread=True,
+    )
+    def replace_team_member_roles(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team: FromPath[str],
+        member: FromPath[str],
+        data: JSONBody[TeamMemberRolesRequest],
+    ) -> None:
+        """Replace all of a member's team roles (at least one)."""
+        position = system.identity.replace_team_member_roles(
+            team, member, role_ids=data.role_ids or [], by=principal.actor
+        )
+        system.wait_for_views(position)
+
+
+def _describe(system: System, principal: Principal, team_id: str) -> shapes.TeamWithMemberCount:
+    row = system.teams.team(principal.organization_id, team_id)
+    if row is None:
+        raise NotFoundError.of("team", team_id)
+    return shapes.team_with_count(row)

@@ -1,0 +1,155 @@
+"""Consumers: components that act on the world when events happen.
+
+A consumer (dispatcher, provisioner, notifier, scheduler) takes its input from one
+`EventSource` interface, fed either by Kafka (`KafkaEventSource`, when
+KAFKA_BOOTSTRAP_SERVERS is set) or straight from the event log (`LogEventSource`, the
+single-process default). Either way a delivery carries the event's global position.
+
+Exactly-once effects on Sailplane's own state: a handler passes
+`delivery.tracking(consumer)` to the one use case it calls; the use case saves its new
+events and the inbox row `(consumer, position)` in one transaction. A redelivered message
+finds its inbox row and is skipped. Effects outside (AWS, Kubernetes, SMTP, webhooks) use
+ids derived from the event as idempotency keys, so repeating them changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+
+from sailplane.domain.errors import ConflictError
+from sailplane.projections.event_log import context_of
+from sailplane.projections.runner import Signal
+from sailplane.storage import EventLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    position: int
+    topic: str  # the library topic of the event class
+    event: Any
+
+    def tracking(self, consumer: str) -> Tracking:
+        return Tracking(consumer, self.position)
+
+
+class EventSource(Protocol):
+    def poll(self, timeout: float) -> list[Delivery]: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogEventSource:
+    """Consumer input straight from the event log, from the consumer's last inbox row."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        *,
+        consumer: str,
+        kafka_topics: tuple[str, ...],
+        new_events: Signal,
+    ) -> None:
+        self.event_log = event_log
+        self.kafka_topics = kafka_topics
+        self.new_events = new_events
+        self._seen = new_events.generation
+        self._position = event_log.recorder.max_tracking_id(consumer) or 0
+        self._batch = 500
+
+    def poll(self, timeout: float) -> list[Delivery]:
+        notifications = self.event_log.recorder.select_notifications(
+            start=self._position + 1, limit=self._batch
+        )
+        if not notifications:
+            self._seen = self.new_events.wait(self._seen, timeout)
+            return []
+        self._position = notifications[-1].id
+        deliveries = []
+        for n in notifications:
+            context = context_of(n.topic)
+            if context is not None and context[1] in self.kafka_topics:
+                event = self.event_log.mapper.to_domain_event(
+                    StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)
+                )
+                deliveries.append(Delivery(position=n.id, topic=n.topic, event=event))
+        return deliveries
+
+    def commit(self) -> None:
+        """The log source's position is the consumer's inbox: nothing else to commit."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class Consumer(ABC):
+    name: ClassVar[str]
+    kafka_topics: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def handle(self, delivery: Delivery) -> None:
+        """Act on one event; pass `delivery.tracking(self.name)` to the use case called."""
+
+
+class ConsumerWorker:
+    """Runs one consumer over an event source, skipping what its inbox already holds."""
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(self, consumer: Consumer, source: EventSource, event_log: EventLog) -> None:
+        self.consumer = consumer
+        self.source = source
+        self.event_log = event_log
+        self.name = consumer.name
+
+    def _inbox_has(self, position: int) -> bool:
+        with self.event_log.database.connect(autocommit=True) as conn:
+            return (
+                conn.execute(
+                    f"SELECT 1 FROM {EventLog.INBOX_TABLE} WHERE application_name = %s AND notification_id = %s",
+                    (self.consumer.name, position),
+                ).fetchone()
+                is not None
+            )
+
+    def process(self, delivery: Delivery) -> None:
+        for attempt in range(1, self.MAX_ATTEMPTS + 1):
+            if self._inbox_has(delivery.position):
+                return
+            try:
+                self.consumer.handle(delivery)
+            except ConflictError:
+                # Either another worker processed this delivery (its inbox row now exists),
+                # or an aggregate changed under us: look again and retry with fresh state.
+                if attempt == self.MAX_ATTEMPTS:
+                    raise
+                continue
+            self._record(delivery.position)
+            return
+
+    def _record(self, position: int) -> None:
+        """Mark the delivery processed if the handler's use case did not (no events to save)."""
+        # IntegrityError: the use case already recorded it together with its events.
+        with contextlib.suppress(IntegrityError):
+            self.event_log.recorder.insert_tracking(Tracking(self.consumer.name, position))
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                deliveries = self.source.poll(timeout=1.0)
+                for delivery in deliveries:
+                    self.process(delivery)
+                if deliveries:
+                    self.source.commit()
+        finally:
+            self.source.close()

@@ -1,0 +1,271 @@
+"""Following the event log: the batched projection runner, rebuilds, and view positions.
+
+Each batch is one transaction: take the view's advisory lock, read the tracking row,
+read up to `batch_size` events after it, let the projection write its rows, move the
+tracking row, and `NOTIFY sailplane_views`. The advisory lock lets any number of runner
+instances (the in-process one of `serve`, `sailplane worker projections`, a rebuild)
+follow one view without processing an event twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import StoredEvent, Tracking
+from psycopg_pool import ConnectionPool
+
+from sailplane.projections.base import REBUILD_SUFFIX, Projection, View
+from sailplane.storage import POSITIONS_TABLE, Database, EventLog
+
+log = logging.getLogger(__name__)
+
+VIEWS_CHANNEL = "sailplane_views"
+SELECT_EVENTS = (
+    "SELECT notification_id, originator_id, originator_version, topic, state "
+    f"FROM {EventLog.EVENTS_TABLE} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+)
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory locks named by a string."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Signal:
+    """A broadcast: waiters wake when the generation moves past the one they saw."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.generation = 0
+
+    def fire(self) -> None:
+        with self._condition:
+            self.generation += 1
+            self._condition.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        with self._condition:
+            self._condition.wait_for(lambda: self.generation != seen, timeout=timeout)
+            return self.generation
+
+
+class ChannelListener:
+    """LISTENs on PostgreSQL channels in a thread and fires a Signal per channel."""
+
+    def __init__(self, database: Database, channels: Iterable[str]) -> None:
+        self.database = database
+        self.signals = {channel: Signal() for channel in channels}
+        self.payload_handlers: dict[str, Callable[[str], None]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.database.connect(autocommit=True) as conn:
+                    for channel in self.signals:
+                        conn.execute(f'LISTEN "{channel}"')
+                    for signal in self.signals.values():
+                        signal.fire()  # anything may have happened while we were not listening
+                    while not self._stop.is_set():
+                        for notify in conn.notifies(timeout=0.5, stop_after=1):
+                            self.signals[notify.channel].fire()
+                            handler = self.payload_handlers.get(notify.channel)
+                            if handler is not None and notify.payload:
+                                handler(notify.payload)
+            except psycopg.OperationalError as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("lost the LISTEN connection (%s); reconnecting", exc)
+                time.sleep(0.5)
+
+
+class Positions:
+    """Where each view stands, for read-your-writes waits in this process."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._positions = dict.fromkeys(names, 0)
+        self._condition = threading.Condition()
+
+    def advance(self, name: str, position: int) -> None:
+        with self._condition:
+            if position > self._positions.get(name, 0):
+                self._positions[name] = position
+                self._condition.notify_all()
+
+    def advance_from_payload(self, payload: str) -> None:
+        name, _, position = payload.rpartition(":")
+        if name in self._positions and position.isdigit():
+            self.advance(name, int(position))
+
+    def lowest(self) -> int:
+        with self._condition:
+            return min(self._positions.values(), default=0)
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until every view has processed `position` (or the timeout passes)."""
+        if position <= 0:
+            return True
+        with self._condition:
+            return self._condition.wait_for(
+                lambda: min(self._positions.values(), default=position) >= position, timeout=timeout
+            )
+
+    def load(self, pool: ConnectionPool) -> None:
+        with pool.connection() as conn, conn.cursor() as cursor:
+            for row in cursor.execute(f"SELECT name, position FROM {POSITIONS_TABLE}").fetchall():
+                if row["name"] in self._positions:
+                    self.advance(row["name"], int(row["position"]))
+
+
+class ProjectionRunner:
+    """Feeds one projection from the log in batches."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        projection: Projection[Any],
+        *,
+        batch_size: int = 500,
+        positions: Positions | None = None,
+    ) -> None:
+        self.event_log = event_log
+        self.projection = projection
+        self.view: View = projection.view
+        self.batch_size = batch_size
+        self.positions = positions
+        self.lock_key = advisory_key("view:" + self.view.tracking_name)
+
+    def run_batch(self, cursor: psycopg.Cursor[Any] | None = None) -> tuple[int, int]:
+        """Process one batch; return (events read, new position). Zero read means caught up."""
+        if cursor is not None:
+            return self._batch(cursor)
+        with self.view.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            read, position = self._batch(cur)
+        if read and self.positions is not None:
+            self.positions.advance(self.view.tracking_name, position)
+        return read, position
+
+    def _batch(self, cursor: psycopg.Cursor[Any]) -> tuple[int, int]:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+        position = self.view.position(cursor)
+        rows = cursor.execute(SELECT_EVENTS, (position, self.batch_size)).fetchall()
+        if not rows:
+            return 0, position
+        mapper = self.event_log.mapper
+        handles = type(self.projection).handles
+        with self.view.batch(cursor):
+            for row in rows:
+                if handles(row["topic"]):
+                    event = mapper.to_domain_event(
+                        StoredEvent(
+                            originator_id=row["originator_id"],
+                            originator_version=row["originator_version"],
+                            topic=row["topic"],
+                            state=bytes(row["state"]),
+                        )
+                    )
+                    self.projection.process_event(
+                        event, Tracking(EventLog.NAME, row["notification_id"])
+                    )
+        position = rows[-1]["notification_id"]
+        self.view.set_position(cursor, position)
+        cursor.execute(
+            "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{self.view.tracking_name}:{position}")
+        )
+        return len(rows), position
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        position = 0
+        while True:
+            read, position = self.run_batch()
+            if progress is not None:
+                progress(position)
+            if read < self.batch_size:
+                return position
+
+    def run_forever(self, stop: threading.Event, new_events: Signal) -> None:
+        seen = new_events.generation
+        while not stop.is_set():
+            read, _ = self.run_batch()
+            if read < self.batch_size:
+                seen = new_events.wait(seen, timeout=1.0)
+
+
+def prepare_view(
+    event_log: EventLog, projection_class: type[Projection[Any]], pool: ConnectionPool
+) -> None:
+    """Create a view's tables on first use; rebuild it if its table definitions changed."""
+    view = projection_class.view_class(pool)
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", (advisory_key("view:" + view.tracking_name),)
+        )
+        stored = view.stored_schema_hash(cursor)
+        if stored is None:
+            view.drop_tables(cursor)
+            view.create_tables(cursor)
+            view.set_position(cursor, 0)
+            return
+        if stored == view.schema_hash():
+            return
+    log.warning("view %s changed its tables; rebuilding it from the event log", view.name)
+    rebuild(event_log, projection_class, pool)
+
+
+def rebuild(
+    event_log: EventLog,
+    projection_class: type[Projection[Any]],
+    pool: ConnectionPool,
+    *,
+    batch_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Replay the whole log into fresh tables, then swap them in; return the final position.
+
+    Reads keep using the live tables until the swap, which happens in one short
+    transaction under the view's lock after a last catch-up.
+    """
+    live = projection_class.view_class(pool)
+    fresh = projection_class.view_class(pool, suffix=REBUILD_SUFFIX)
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        fresh.drop_tables(cursor)
+        fresh.create_tables(cursor)
+        fresh.set_position(cursor, 0)
+    runner = ProjectionRunner(event_log, projection_class(fresh), batch_size=batch_size)
+    head = event_log.head()
+    runner.catch_up(progress=(lambda position: progress(position, head)) if progress else None)
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", (advisory_key("view:" + live.tracking_name),)
+        )
+        while True:
+            read, position = runner.run_batch(cursor)
+            if read < batch_size:
+                break
+        for table, next_name in fresh.names.items():
+            cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+            cursor.execute(f'ALTER TABLE "{next_name}" RENAME TO "{table}"')
+        live.set_position(cursor, position)
+        cursor.execute(f"DELETE FROM {POSITIONS_TABLE} WHERE name = %s", (fresh.tracking_name,))
+        cursor.execute(
+            "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{live.tracking_name}:{position}")
+        )
+    if progress is not None:
+        progress(position, max(head, position))
+    return position

@@ -1,0 +1,39 @@
+"""Settings, from the environment and the command line."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path(".sailplane"))
+    host: str = "127.0.0.1"
+    port: int = 8000
+    bootstrap_token: str | None = None
+    organization_name: str = "Default Organization"
+    owner_email: str = "owner@sailplane.local"
+    owner_name: str = "Owner"
+    # How long a write waits for the views to show it before answering anyway.
+    read_your_writes_timeout: float = 10.0
+    kafka_partitions: int = 3
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or None,
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            data_dir=Path(env.get("SAILPLANE_DATA_DIR", ".sailplane")),
+            bootstrap_token=env.get("SAILPLANE_BOOTSTRAP_TOKEN") or None,
+            organization_name=env.get("SAILPLANE_ORGANIZATION_NAME", cls.organization_name),
+            owner_email=env.get("SAILPLANE_OWNER_EMAIL", cls.owner_email),
+            owner_name=env.get("SAILPLANE_OWNER_NAME", cls.owner_name),
+            read_your_writes_timeout=float(env.get("SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10")),
+            kafka_partitions=int(env.get("SAILPLANE_KAFKA_PARTITIONS", "3")),
+        )
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,172 @@
+"""Where Sailplane's data lives: one PostgreSQL database holding the event log and the views.
+
+Sailplane keeps one ordered log (`sailplane_events`) for every bounded context. Each
+context has its own `Application` subclass (Identity, Infra, Workloads, Runs,
+Notifications) whose methods are the use cases; they all append to the same log through
+one recorder, so a global position orders every change, read-your-writes needs a single
+number, and the relay and consumers follow one sequence. The context of an event is the
+domain module that defines it (`sailplane.domain.identity` -> `identity`).
+
+The recorder is a process recorder: a consumer that reacts to an event saves its new
+events together with an inbox row `(consumer, position)` in one transaction, so a
+redelivered message finds its row and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    InfrastructureFactory,
+    JSONTranscoder,
+    Mapper,
+    ProcessRecorder,
+    UUIDAsHex,
+)
+from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
+from eventsourcing.utils import Environment
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where the event store and the views live (one PostgreSQL database)."""
+
+    conninfo: str
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        return cls(conninfo=make_conninfo(url))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return conninfo_to_dict(self.conninfo)
+
+    def eventsourcing_env(self, *, pool_size: int = 4) -> dict[str, str]:
+        """The `eventsourcing` settings for this database (never POSTGRES_ENABLE_DB_FUNCTIONS)."""
+        p = self.params
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(p.get("dbname", "postgres")),
+            "POSTGRES_HOST": str(p.get("host", "127.0.0.1")),
+            "POSTGRES_PORT": str(p.get("port", "5432")),
+            "POSTGRES_USER": str(p.get("user", "postgres")),
+            # The library insists on a non-empty password, even under trust authentication.
+            "POSTGRES_PASSWORD": str(p.get("password") or "trust"),
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+            "ORIGINATOR_ID_TYPE": "text",
+        }
+
+    def with_dbname(self, dbname: str) -> Database:
+        return Database(conninfo=make_conninfo(self.conninfo, dbname=dbname))
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.conninfo, **kwargs)
+
+    def pool(self, *, name: str, min_size: int = 1, max_size: int = 8) -> ConnectionPool:
+        return ConnectionPool(
+            self.conninfo,
+            name=name,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            open=True,
+            check=ConnectionPool.check_connection,
+        )
+
+    def ensure_exists(self) -> None:
+        """Create the database if the server does not have it yet."""
+        dbname = self.params.get("dbname", "postgres")
+        admin = make_conninfo(self.conninfo, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)
+            ).fetchone()
+            if not found:
+                conn.execute(
+                    psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(dbname))
+                )
+
+    def drop(self) -> None:
+        dbname = self.params.get("dbname")
+        admin = make_conninfo(self.conninfo, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(dbname)
+                )
+            )
+
+
+POSITIONS_TABLE = "follower_positions"
+CREATE_POSITIONS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
+    name text PRIMARY KEY,
+    position bigint NOT NULL,
+    schema_hash text NOT NULL DEFAULT ''
+)
+"""
+
+
+class EventLog:
+    """The event store every application appends to, and every follower reads."""
+
+    NAME = "sailplane"
+    EVENTS_TABLE = "sailplane_events"
+    INBOX_TABLE = "consumer_inbox"
+
+    def __init__(self, database: Database, *, pool_size: int = 4) -> None:
+        env = database.eventsourcing_env(pool_size=pool_size)
+        # Consumers record one inbox row per processed position (multi-row tracking),
+        # which is what makes redelivery from Kafka, in any order, a no-op.
+        env["SINGLE_ROW_TRACKING"] = "n"
+        self.database = database
+        self.env = Environment(self.NAME, env)
+        factory = InfrastructureFactory.construct(self.env)
+        assert isinstance(factory, PostgresFactory)
+        self.factory: PostgresFactory = factory
+        recorder = PostgresProcessRecorder(
+            datastore=factory.datastore,
+            events_table_name=self.EVENTS_TABLE,
+            tracking_table_name=self.INBOX_TABLE,
+        )
+        recorder.create_table()
+        self.recorder: ProcessRecorder = recorder
+        self.mapper: Mapper[str] = factory.mapper(transcoder=_transcoder())
+        self.channel = recorder.channel_name
+        # Where each follower (view, relay) stands in the log.
+        with factory.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(7423019)")
+            cursor.execute(CREATE_POSITIONS_TABLE)
+
+    def head(self) -> int:
+        """The position of the newest event (0 for an empty log)."""
+        return self.recorder.max_notification_id() or 0
+
+    def close(self) -> None:
+        self.factory.close()
+
+
+def _transcoder() -> JSONTranscoder:
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    return transcoder
+
+
+@contextmanager
+def transaction(pool: ConnectionPool) -> Iterator[psycopg.Cursor[Any]]:
+    """One transaction on a pooled connection, yielding a dict-row cursor."""
+    with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        yield cursor

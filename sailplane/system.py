@@ -1,0 +1,256 @@
+"""The composition root: the one place that wires the log, applications, views and workers.
+
+`serve` and every `worker` build one `System`; tests build one per session. Later
+contexts register their projections, start-up hooks and consumers here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sailplane.commands.base import Clock, utc_now
+from sailplane.commands.identity import FoundedOrganization, Identity
+from sailplane.commands.requests import Requests
+from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
+from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
+from sailplane.projections.base import Projection
+from sailplane.projections.identity import (
+    DirectoryProjection,
+    DirectoryView,
+    TeamsProjection,
+    TeamsView,
+)
+from sailplane.projections.runner import (
+    VIEWS_CHANNEL,
+    ChannelListener,
+    Positions,
+    ProjectionRunner,
+    prepare_view,
+)
+from sailplane.settings import Settings
+from sailplane.storage import Database, EventLog
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS: tuple[type[Projection[Any]], ...] = (DirectoryProjection, TeamsProjection)
+
+
+class Worker(Protocol):
+    name: str
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+# name -> builder of the consumer; each becomes `sailplane worker <name>`.
+CONSUMERS: dict[str, Callable[[System], Consumer]] = {}
+
+
+class System:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Clock = utc_now,
+        kafka: KafkaSettings | None = None,
+        read_your_writes_timeout: float = 10.0,
+    ) -> None:
+        self.database = database
+        self.clock = clock
+        self.kafka = kafka
+        self.read_your_writes_timeout = read_your_writes_timeout
+        self.event_log = EventLog(database)
+        self.pool = database.pool(name="views", min_size=2, max_size=20)
+
+        self.identity = Identity(self.event_log, clock=clock)
+        self.requests = Requests(self.event_log, clock=clock)
+
+        self.directory = DirectoryView(self.pool)
+        self.teams = TeamsView(self.pool)
+
+        self.positions = Positions(p.view_class.name for p in PROJECTIONS)
+        self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
+        self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: Database) -> System:
+        kafka = (
+            KafkaSettings(settings.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+            if settings.kafka_bootstrap_servers
+            else None
+        )
+        return cls(
+            database, kafka=kafka, read_your_writes_timeout=settings.read_your_writes_timeout
+        )
+
+    @property
+    def new_events(self) -> Any:
+        return self.listener.signals[self.event_log.channel]
+
+    def prepare(self) -> None:
+        """Create or rebuild the views, then start following the log and the views."""
+        for projection_class in PROJECTIONS:
+            prepare_view(self.event_log, projection_class, self.pool)
+        self.positions.load(self.pool)
+        self.listener.start()
+
+    def wait_for_views(self, position: int) -> bool:
+        """Read-your-writes: block (bounded) until every view has processed `position`."""
+        return self.positions.wait_for(position, timeout=self.read_your_writes_timeout)
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def worker(self, name: str) -> Worker:
+        if name == "projections":
+            return ProjectionsWorker(self)
+        if name == "relay":
+            if self.kafka is None:
+                raise ValueError("the relay publishes to Kafka: set KAFKA_BOOTSTRAP_SERVERS")
+            return RelayWorker(self)
+        if name in CONSUMERS:
+            consumer = CONSUMERS[name](self)
+            return ConsumerWorker(consumer, self._source_for(consumer), self.event_log)
+        raise ValueError(f"unknown worker {name!r}; known: {', '.join(self.worker_names())}")
+
+    def worker_names(self) -> list[str]:
+        return ["projections", "relay", *CONSUMERS]
+
+    def in_process_workers(self) -> list[Worker]:
+        """What `serve` runs besides the API: everything, the relay only when Kafka is set."""
+        return [
+            self.worker(n) for n in self.worker_names() if n != "relay" or self.kafka is not None
+        ]
+
+    def _source_for(self, consumer: Consumer) -> EventSource:
+        if self.kafka is not None:
+            return KafkaEventSource(
+                self.kafka, group_id=f"sailplane-{consumer.name}", topics=consumer.kafka_topics
+            )
+        return LogEventSource(
+            self.event_log,
+            consumer=consumer.name,
+            kafka_topics=consumer.kafka_topics,
+            new_events=self.new_events,
+        )
+
+    def close(self) -> None:
+        self.listener.stop()
+        self.pool.close()
+        self.event_log.close()
+
+
+class ProjectionsWorker:
+    """`sailplane worker projections`: one runner thread per view."""
+
+    name = "projections"
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self.runners = [
+            ProjectionRunner(
+                system.event_log, p(p.view_class(system.pool)), positions=system.positions
+            )
+            for p in PROJECTIONS
+        ]
+
+    def run(self, stop: threading.Event) -> None:
+        host = WorkerHost()
+        for runner in self.runners:
+            host.start(_RunnerWorker(runner, self.system), stop)
+        host.join()
+
+
+@dataclass
+class _RunnerWorker:
+    runner: ProjectionRunner
+    system: System
+
+    @property
+    def name(self) -> str:
+        return f"projection:{self.runner.view.name}"
+
+    def run(self, stop: threading.Event) -> None:
+        self.runner.run_forever(stop, self.system.new_events)
+
+
+class RelayWorker:
+    name = "relay"
+
+    def __init__(self, system: System) -> None:
+        assert system.kafka is not None
+        self.system = system
+        self.relay = KafkaRelay(system.event_log, system.kafka)
+
+    def run(self, stop: threading.Event) -> None:
+        self.relay.run(stop, self.system.new_events)
+
+
+class WorkerHost:
+    """Runs workers in threads. A worker that fails stops them all and its error is raised."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[tuple[str, BaseException]] = []
+        self._stop: threading.Event | None = None
+
+    def start(self, worker: Worker, stop: threading.Event) -> None:
+        self._stop = stop
+
+        def run() -> None:
+            try:
+                worker.run(stop)
+            except BaseException as exc:
+                log.exception("worker %s failed; stopping", worker.name)
+                self.errors.append((worker.name, exc))
+                stop.set()
+
+        thread = threading.Thread(target=run, name=f"worker-{worker.name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+        if self.errors:
+            name, error = self.errors[0]
+            raise RuntimeError(f"worker {name} failed: {error!r}") from error
+
+
+# --- first start ---------------------------------------------------------------------------
+
+StartupHook = Callable[[System, Settings], None]
+
+
+def bootstrap_organization(system: System, settings: Settings) -> None:
+    founded: FoundedOrganization | None = system.identity.bootstrap(
+        name=settings.organization_name,
+        owner_email=settings.owner_email,
+        owner_name=settings.owner_name,
+        token=settings.bootstrap_token,
+    )
+    if founded is None:
+        return
+    system.wait_for_views(founded.position)
+    if settings.bootstrap_token:
+        log.warning(
+            "first start: organization %s created; the owner's API key is SAILPLANE_BOOTSTRAP_TOKEN",
+            founded.organization_id,
+        )
+    else:
+        print(
+            f"\nFirst start: organization {founded.organization_id} and its owner {settings.owner_email} created.\n"
+            f"The owner's API key (shown only now):\n\n    {founded.token}\n",
+            flush=True,
+        )
+
+
+STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization]
+
+
+def start_up(system: System, settings: Settings) -> None:
+    """Run every start-up hook; each is idempotent, so restarts and replicas are safe."""
+    for hook in STARTUP_HOOKS:
+        hook(system, settings)

@@ -1,0 +1,150 @@
+"""Fixtures every test level shares.
+
+- `pg_server`: the PostgreSQL server (127.0.0.1:5432 when it answers, else embedded).
+- `database`: one fresh database for the whole test session; `fresh_db`: one per test.
+- `system`: the composition root on `database`, with the projections running.
+- `api`: the app behind a real HTTP server; `org`: a new organization per test with its
+  owner's token; `client`: an HTTP client acting as that owner; `member_client`: one
+  acting as a plain Member of the same organization.
+- `kafka`, `moto`, `sail`: real brokers/emulators on free ports, started on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from sailplane.domain.access import MEMBER
+from sailplane.domain.base import Actor
+from sailplane.http.app import create_app
+from sailplane.storage import Database
+from sailplane.system import System, WorkerHost
+from tests import services
+
+
+@contextlib.contextmanager
+def running_system(database: Database, **kwargs: Any) -> Iterator[System]:
+    """A System with its views prepared and the projections worker running."""
+    system = System(database, **kwargs)
+    system.prepare()
+    stop = threading.Event()
+    host = WorkerHost()
+    host.start(system.worker("projections"), stop)
+    try:
+        yield system
+    finally:
+        stop.set()
+        host.join(timeout=10)
+        system.close()
+
+
+@dataclass(frozen=True)
+class Org:
+    """An organization created for one test, with its owner's API token."""
+
+    id: str
+    owner_member_id: str
+    token: str
+
+    @property
+    def owner(self) -> Actor:
+        return Actor("member", self.owner_member_id, self.id)
+
+
+def found_org(system: System, name: str = "Test Org") -> Org:
+    founded = system.identity.found_organization(
+        name=name, owner_email=f"owner-{uuid.uuid4().hex[:8]}@example.com", owner_name="Owner"
+    )
+    system.wait_for_views(founded.position)
+    return Org(founded.organization_id, founded.owner_member_id, founded.token)
+
+
+def add_member_with_token(system: System, org: Org, role_ids: list[str]) -> tuple[str, str]:
+    """A new member of `org` with the given roles, and an API key for them."""
+    member_id, _ = system.identity.add_member(
+        email=f"member-{uuid.uuid4().hex[:8]}@example.com",
+        display_name="Member",
+        role_ids=role_ids,
+        by=org.owner,
+    )
+    token, position = system.identity.issue_api_key(member_id=member_id, name="test", by=org.owner)
+    system.wait_for_views(position)
+    return member_id, token
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Database]:
+    with services.postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def database(pg_server: Database) -> Iterator[Database]:
+    with services.fresh_database(pg_server) as database:
+        yield database
+
+
+@pytest.fixture
+def fresh_db(pg_server: Database) -> Iterator[Database]:
+    with services.fresh_database(pg_server) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def system(database: Database) -> Iterator[System]:
+    with running_system(database) as system:
+        yield system
+
+
+@pytest.fixture(scope="session")
+def api(system: System) -> Iterator[str]:
+    with services.api_server(create_app(system)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def org(system: System) -> Org:
+    return found_org(system)
+
+
+def http_client(base_url: str, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url + "/api/v1", headers=headers, timeout=30)
+
+
+@pytest.fixture
+def client(api: str, org: Org) -> Iterator[httpx.Client]:
+    with http_client(api, org.token) as c:
+        yield c
+
+
+@pytest.fixture
+def member_client(api: str, system: System, org: Org) -> Iterator[httpx.Client]:
+    _, token = add_member_with_token(system, org, [MEMBER.id])
+    with http_client(api, token) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[services.Broker]:
+    with services.kafka_broker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[str]:
+    with services.moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def sail() -> Iterator[str]:
+    with services.sail_server() as url:
+        yield url

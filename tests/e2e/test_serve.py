@@ -1,0 +1,110 @@
+"""`sailplane serve` as a user runs it: embedded PostgreSQL, first start, restart, CLI tools."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.services import free_port, wait_for_port
+
+TOKEN = "sp_bootstrap-token-for-tests"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
+    env["SAILPLANE_BOOTSTRAP_TOKEN"] = TOKEN
+    return env
+
+
+def _sailplane(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sailplane.cli", "--log-level", "WARNING", *args]
+
+
+@contextmanager
+def serving(data_dir: Path) -> Iterator[httpx.Client]:
+    port = free_port()
+    process = subprocess.Popen(
+        _sailplane("serve", "--port", str(port), "--data-dir", str(data_dir)),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, timeout=120, process=process)
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        ) as client:
+            yield client
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, process.stdout.read().decode() if process.stdout else ""
+
+
+def _postgres_running_in(data_dir: Path) -> bool:
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if proc.info.get("name") == "postgres" and str(data_dir) in cmdline:
+            return True
+    return False
+
+
+def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with serving(data_dir) as client:
+        created = client.post("/org/teams", json={"name": "Survives restarts"})
+        assert created.status_code == 201
+        team_id = created.json()["team"]["id"]
+        # Read-your-writes: the very next request sees it, no sleep.
+        assert client.get(f"/org/teams/{team_id}").json()["team"]["name"] == "Survives restarts"
+
+        # The admin CLI works against the running server's embedded database.
+        issued = subprocess.run(
+            _sailplane("admin", "create-token", "--data-dir", str(data_dir)),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert issued.returncode == 0, issued.stderr
+        new_token = issued.stdout.strip().splitlines()[-1]
+        assert new_token.startswith("sp_") and new_token != TOKEN
+        other = client.get("/org/teams", headers={"Authorization": f"Bearer {new_token}"})
+        assert other.status_code == 200
+
+        # A rebuild while serving swaps fresh tables in; reads go on and see the same rows.
+        rebuilt = subprocess.run(
+            _sailplane("projections", "rebuild", "--data-dir", str(data_dir)),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert "teams" in rebuilt.stderr
+        assert client.get(f"/org/teams/{team_id}").json()["team"]["name"] == "Survives restarts"
+
+    deadline = time.monotonic() + 30
+    while _postgres_running_in(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _postgres_running_in(data_dir), "the embedded PostgreSQL stops with the server"
+
+    with serving(data_dir) as client:
+        teams = client.get("/org/teams").json()
+        assert [i["team"]["name"] for i in teams["items"]] == ["Survives restarts"]
+        # First start happened only once: still one organization, the same owner key.
+        events = client.get("/events").json()["items"]
+        assert sum(1 for e in events if e["type"] == "sailplane.identity.Organization.Created") == 1

@@ -1,0 +1,121 @@
+"""The Kafka relay against a real Kafka-protocol broker (tansu), killed part-way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from kafka import KafkaConsumer
+
+from sailplane.domain.base import Actor
+from sailplane.domain.ids import new_id
+from sailplane.infra_adapters import cloudevents
+from sailplane.projections.event_log import KAFKA_TOPICS
+from sailplane.storage import Database, EventLog
+from tests.services import Broker
+
+pytestmark = pytest.mark.kafka
+
+
+def _relay_position(database: Database) -> int:
+    with database.connect() as conn:
+        row = conn.execute("SELECT position FROM follower_positions WHERE name = 'relay'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _start_relay(database: Database, broker: Broker) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.conninfo,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "SAILPLANE_KAFKA_PARTITIONS": "3",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "sailplane.cli", "--log-level", "WARNING", "worker", "relay"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.01)
+
+
+def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    from sailplane.commands.identity import Identity
+
+    event_log = EventLog(fresh_db)
+    identity = Identity(event_log)
+    founded = identity.found_organization(name="Relay Org", owner_email="relay@example.com", owner_name="R")
+    actor = Actor("member", founded.owner_member_id, founded.organization_id)
+    team_ids = [identity.create_team(name=f"relay-{i}", default_role_id=None, by=actor)[0] for i in range(300)]
+    for round_number in range(3):
+        for team_id in team_ids:
+            identity.update_team(team_id, name=f"relay-{team_id}-{round_number}", default_role_id=None, by=actor)
+    head = event_log.head()
+
+    relay = _start_relay(fresh_db, kafka)
+    _wait(lambda: _relay_position(fresh_db) > 0)
+    relay.send_signal(signal.SIGKILL)  # no clean shutdown: whatever was in flight is lost
+    relay.wait()
+    stopped_at = _relay_position(fresh_db)
+    assert 0 < stopped_at < head, "the relay must be killed part-way for this test to mean anything"
+
+    relay = _start_relay(fresh_db, kafka)
+    try:
+        _wait(lambda: _relay_position(fresh_db) == head)
+    finally:
+        relay.terminate()
+        relay.wait(timeout=30)
+
+    consumer = KafkaConsumer(
+        *KAFKA_TOPICS,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    messages = [cloudevents.decode(record.value) for record in consumer]
+    consumer.close()
+    ours = [m for m in messages if m.sailplaneorganization == founded.organization_id]
+
+    published = {}
+    versions_seen = defaultdict(list)
+    for message in ours:
+        if message.id not in published:  # a consumer that deduplicates by event id
+            published[message.id] = message
+            versions_seen[message.subject].append(message.sailplaneversion)
+    notifications = event_log.recorder.select_notifications(start=1, limit=head)
+    expected = [n for n in notifications if n.topic.startswith("sailplane.domain.identity")]
+    assert len(published) == len(expected)
+    for aggregate_id, versions in versions_seen.items():
+        assert versions == list(range(1, len(versions) + 1)), f"{aggregate_id} out of order: {versions}"
+    assert all(m.specversion == "1.0" and m.type.startswith("sailplane.identity.") for m in ours)
+    event_log.close()
+
+
+def test_cloud_event_round_trip_rebuilds_the_domain_event() -> None:
+    from sailplane.domain.identity import Team
+    from sailplane.projections.event_log import logged_event
+
+    actor = Actor("member", "M1", "ORG1")
+    team = Team.create(id=new_id(), name="Round trip", default_role_id=None, by=actor, at=datetime.now(UTC))
+    team.update(name="Round trip 2", default_role_id="TEAMADMIN", by=actor, at=team.modified_on)
+    for position, event in enumerate(team.collect_events(), start=1):
+        topic = f"{type(event).__module__}:{type(event).__qualname__}"
+        message = cloudevents.decode(cloudevents.encode(logged_event(position, topic, event)))
+        assert cloudevents.to_domain_event(message) == event
+        assert message.sequence == f"{position:020d}"
