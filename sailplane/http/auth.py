@@ -9,6 +9,7 @@ gets 403.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -22,7 +23,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import ASGIApp
 
 from sailplane.commands.identity import hash_token
-from sailplane.domain.access import ORGANIZATION_ROLES, permissions_of
+from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, permissions_of
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import NotAuthenticatedError, PermissionDeniedError
 from sailplane.system import System
@@ -89,6 +90,35 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             role_ids=role_ids,
             permissions=permissions_of(ORGANIZATION_ROLES, role_ids),
         )
+
+
+def require_access(
+    system: System, principal: Principal, permission: str, *, granted_team_ids: Iterable[str]
+) -> None:
+    """Resource-level check: the permission through an organization role, or through a
+    team role in one of the teams the resource is granted to (403 otherwise)."""
+    if not can_access(system, principal, permission, granted_team_ids=granted_team_ids):
+        raise PermissionDeniedError(
+            f"This needs the {permission} permission on this resource, which neither your roles "
+            "nor your teams grant.",
+            code="forbidden",
+        )
+
+
+def can_access(
+    system: System, principal: Principal, permission: str, *, granted_team_ids: Iterable[str]
+) -> bool:
+    if principal.can(permission):
+        return True
+    granted = set(granted_team_ids)
+    if not granted or principal.kind != "member":
+        return False
+    team_roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
+    return any(
+        permission in permissions_of(TEAM_ROLES, roles)
+        for team, roles in team_roles.items()
+        if team in granted
+    )
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:

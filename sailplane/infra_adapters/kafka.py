@@ -109,7 +109,9 @@ class KafkaRelay:
             if event is not None:
                 futures.append(
                     producer.send(
-                        event.kafka_topic, key=event.aggregate_id.encode(), value=cloudevents.encode(event)
+                        event.kafka_topic,
+                        key=event.aggregate_id.encode(),
+                        value=cloudevents.encode(event),
                     )
                 )
         producer.flush()

@@ -289,6 +289,14 @@ class TeamsView(View):
         )
         return {r["role_id"]: int(r["n"]) for r in rows}
 
+    def team_roles_of_member(self, organization_id: str, member_id: str) -> dict[str, list[str]]:
+        """{team id: the member's team role ids} for every team the member is in."""
+        rows = self.fetch_all(
+            "SELECT team_id, role_ids FROM {team_members} WHERE organization_id = %s AND member_id = %s",
+            (organization_id, member_id),
+        )
+        return {r["team_id"]: list(r["role_ids"]) for r in rows}
+
     def teams_of_member(self, organization_id: str, member_id: str) -> list[dict[str, Any]]:
         return self.fetch_all(
             "SELECT t.*, tm.role_ids AS team_role_ids FROM {team_members} tm JOIN {teams} t ON t.id = tm.team_id "
