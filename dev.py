@@ -3,6 +3,7 @@
 
     python3 dev.py serve [sailplane serve options]   install, then serve on http://127.0.0.1:8000
     python3 dev.py test  [pytest options]            install with test extras, then run every test
+    python3 dev.py bench [--quick]                   the benchmarks (bench/run.py), figures in docs/performance.md
 
 Both create `.venv/` next to this file on first use and reinstall only when
 pyproject.toml changes. Without a working `venv` module they install into the user site.
@@ -51,7 +52,7 @@ def _ensure_environment(extras: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"serve", "test"}:
+    if not argv or argv[0] not in {"serve", "test", "bench"}:
         print(__doc__, file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
@@ -60,6 +61,8 @@ def main(argv: list[str]) -> int:
         os.execv(python, [python, "-m", "sailplane.cli", "serve", *rest])
     python = _ensure_environment("test")
     os.chdir(ROOT)
+    if command == "bench":
+        os.execv(python, [python, str(ROOT / "bench" / "run.py"), *rest])
     os.execv(python, [python, "-m", "pytest", *rest])
     return 0
 

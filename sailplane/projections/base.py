@@ -44,6 +44,7 @@ class View(TrackingRecorder):
         self.pool = pool
         self.suffix = suffix
         self.names = {table: table + suffix for table in self.tables}
+        self._statements: dict[str, str] = {}
         self._cursor: psycopg.Cursor[Any] | None = None
 
     @property
@@ -57,7 +58,10 @@ class View(TrackingRecorder):
 
     def sql(self, template: str) -> str:
         """The statement with this copy's table names filled in."""
-        return template.format_map(self.names)
+        statement = self._statements.get(template)
+        if statement is None:
+            statement = self._statements[template] = template.format_map(self.names)
+        return statement
 
     # --- writing, inside a runner's batch -------------------------------------------------
 

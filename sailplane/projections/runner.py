@@ -169,7 +169,8 @@ class ProjectionRunner:
             return 0, position
         mapper = self.event_log.mapper
         handles = type(self.projection).handles
-        with self.view.batch(cursor):
+        # Pipeline mode sends the batch's statements without waiting for each reply.
+        with cursor.connection.pipeline(), self.view.batch(cursor):
             for row in rows:
                 if handles(row["topic"]):
                     event = mapper.to_domain_event(
