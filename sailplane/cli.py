@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sailplane.settings import Settings
 from sailplane.storage import Database
@@ -87,14 +88,7 @@ def serve(settings: Settings, *, workers: bool) -> int:
             pass
         finally:
             stop.set()
-            try:
-                host.join(timeout=15)
-            except RuntimeError as exc:
-                log.error("%s", exc)
-                return 1
-            finally:
-                system.close()
-    return 0
+        return _finish(host, system)
 
 
 class _Shutdown(Exception):
@@ -117,15 +111,20 @@ def run_worker(settings: Settings, name: str) -> int:
             signal.signal(signum, lambda *_: stop.set())
         host = WorkerHost()
         host.start(worker, stop)
-        try:
-            while not stop.wait(0.5):
-                pass
-            host.join(timeout=15)
-        except RuntimeError as exc:
-            log.error("%s", exc)
-            return 1
-        finally:
-            system.close()
+        while not stop.wait(0.5):
+            pass
+        return _finish(host, system)
+
+
+def _finish(host: Any, system: Any) -> int:
+    """Wait for the workers to stop and release the system; 1 if a worker failed."""
+    try:
+        host.join(timeout=15)
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        system.close()
     return 0
 
 

@@ -201,6 +201,17 @@ def user_info(row: dict[str, Any]) -> UserInfo:
     )
 
 
+def _audit(organization: dict[str, Any]) -> dict[str, Any]:
+    """Built-in roles exist since the organization does; Sailplane itself defined them."""
+    created = iso(organization["created_at"])
+    return {
+        "created_at": created,
+        "created_by": "SYSTEM",
+        "updated_at": created,
+        "updated_by": "SYSTEM",
+    }
+
+
 def organization_role(
     role: Role, organization: dict[str, Any], member_count: int
 ) -> OrganizationRoleWithCounts:
@@ -212,10 +223,7 @@ def organization_role(
             description=role.description,
             all_teams=role.id in {"OWNER", "ADMIN"},
             break_glass=False,
-            created_at=iso(organization["created_at"]),
-            created_by="SYSTEM",
-            updated_at=iso(organization["created_at"]),
-            updated_by="SYSTEM",
+            **_audit(organization),
         ),
         member_count=member_count,
         permission_count=len(role.permissions),
@@ -229,10 +237,7 @@ def team_role(role: Role, organization: dict[str, Any], member_count: int) -> Te
             organization_id=organization["id"],
             name=role.name,
             description=role.description,
-            created_at=iso(organization["created_at"]),
-            created_by="SYSTEM",
-            updated_at=iso(organization["created_at"]),
-            updated_by="SYSTEM",
+            **_audit(organization),
         ),
         member_count=member_count,
         permission_count=len(role.permissions),
