@@ -21,6 +21,8 @@ class Settings:
     # How long a write waits for the views to show it before answering anyway.
     read_your_writes_timeout: float = 10.0
     kafka_partitions: int = 3
+    # Fernet key(s) sealing secret settings in events; else `secrets.key` in data_dir.
+    secrets_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -35,5 +37,6 @@ class Settings:
             owner_name=env.get("SAILPLANE_OWNER_NAME", cls.owner_name),
             read_your_writes_timeout=float(env.get("SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10")),
             kafka_partitions=int(env.get("SAILPLANE_KAFKA_PARTITIONS", "3")),
+            secrets_key=env.get("SAILPLANE_SECRETS_KEY") or None,
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

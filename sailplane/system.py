@@ -15,8 +15,12 @@ from typing import Any, Protocol
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.requests import Requests
+from sailplane.commands.workloads import SecretBox, Workloads
+from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
+from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
+from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.base import Projection
 from sailplane.projections.identity import (
     DirectoryProjection,
@@ -31,12 +35,23 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
+from sailplane.projections.workloads import (
+    CatalogsProjection,
+    CatalogsView,
+    QueriesProjection,
+    QueriesView,
+)
 from sailplane.settings import Settings
 from sailplane.storage import Database, EventLog
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS: tuple[type[Projection[Any]], ...] = (DirectoryProjection, TeamsProjection)
+PROJECTIONS: tuple[type[Projection[Any]], ...] = (
+    DirectoryProjection,
+    TeamsProjection,
+    CatalogsProjection,
+    QueriesProjection,
+)
 
 
 class Worker(Protocol):
@@ -57,6 +72,7 @@ class System:
         clock: Clock = utc_now,
         kafka: KafkaSettings | None = None,
         read_your_writes_timeout: float = 10.0,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -70,6 +86,19 @@ class System:
 
         self.directory = DirectoryView(self.pool)
         self.teams = TeamsView(self.pool)
+        self.catalogs = CatalogsView(self.pool)
+        self.queries = QueriesView(self.pool)
+
+        # Which role an AWS connection holds: the connections context wires its lookup here.
+        self.aws_connections: AwsConnections = NoAwsConnections()
+        self.glue = GlueCatalogs(self.aws_connections)
+        self.workloads = Workloads(
+            self.event_log,
+            clock=clock,
+            secret_box=secret_box or FernetSecretBox.generate(),
+            catalog_backends=CatalogBackends(self.glue),
+            query_usage=self.queries,
+        )
 
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
@@ -83,7 +112,12 @@ class System:
             else None
         )
         return cls(
-            database, kafka=kafka, read_your_writes_timeout=settings.read_your_writes_timeout
+            database,
+            kafka=kafka,
+            read_your_writes_timeout=settings.read_your_writes_timeout,
+            secret_box=FernetSecretBox.from_setting(settings.secrets_key)
+            if settings.secrets_key
+            else FernetSecretBox.from_key_file(settings.data_dir / "secrets.key"),
         )
 
     @property

@@ -11,9 +11,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.catalogs import CatalogController, CatalogListsController
 from sailplane.http.errors import EXCEPTION_HANDLERS
 from sailplane.http.events import EventLogController
 from sailplane.http.idempotency import IdempotencyMiddleware
+from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.teams import TeamController
 from sailplane.system import System
 
@@ -21,6 +23,7 @@ API_PREFIX = "/api/v1"
 
 # Every controller of the `/api/v1` API. Later endpoint groups add theirs here.
 CONTROLLERS: list[type[Any]] = [TeamController, EventLogController]
+CONTROLLERS += [CatalogController, CatalogListsController, QueryController, QueryListsController]
 
 
 @get(

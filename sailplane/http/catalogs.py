@@ -1,0 +1,363 @@
+"""`/api/v1/workloads/catalogs`, `/me/catalogs`, `/workloads/teams/{team}/catalogs`
+(the queries of a catalog, `/workloads/catalogs/{catalog}/queries`, are in `queries.py`).
+
+Every endpoint needs `CanViewCatalogs` from an organization role; changing a catalog
+needs `CanManageCatalogs` from an organization role or from a team role in a team the
+catalog is granted to (for a create: one of the teams in `teamIds`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from sailplane.domain.errors import NotFoundError
+from sailplane.domain.workloads import provider_of
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.pagination import (
+    Limit,
+    Marker,
+    NormalizedListing,
+    PageNumber,
+    SortDirection,
+    page_of,
+    sort_of,
+)
+from sailplane.http.shapes import Shape, iso
+from sailplane.http.sharing import (
+    ItemList,
+    TeamId,
+    TeamIdsRequest,
+    included_teams,
+    link_fields,
+    reachable_team_ids,
+    require_manage,
+    require_team,
+)
+from sailplane.projections.query import Page, Sort
+from sailplane.system import System
+
+VIEW, MANAGE = "CanViewCatalogs", "CanManageCatalogs"
+
+CatalogSortBy = Annotated[
+    Literal["name", "updatedAt"],
+    QueryParameter(name="sortBy", description="The field to sort by."),
+]
+
+
+class CatalogCreateRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    config_write: dict[str, Any] = {}
+    team_ids: list[TeamId] = []
+
+
+class CatalogUpdateRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    config_write: dict[str, Any] | None = None
+
+
+class CatalogSummary(Shape):
+    id: str
+    name: str
+    provider: str
+    config: dict[str, Any]
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class CatalogDetails(Shape):
+    id: str
+    name: str
+    provider: str
+    config: dict[str, Any]
+    config_write: dict[str, Any]
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class CatalogListItem(Shape):
+    catalog_id: str
+    team_ids: list[str]
+    external_catalog_ids: list[str]
+
+
+class CatalogsIncluded(Shape):
+    catalogs: list[CatalogSummary]
+    teams: list[shapes.TeamWithMemberCount]
+    external_catalogs: list[dict[str, Any]]
+
+
+class CatalogTeam(Shape):
+    catalog_id: str
+    team_id: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+CatalogListing = NormalizedListing[CatalogListItem, CatalogsIncluded]
+
+
+def _catalog_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "provider": row["provider"],
+        "config": provider_of(row["provider"]).displayed(row["config"], row["secret_names"]),
+        "created_at": iso(row["created_at"]),
+        "created_by": row["created_by"],
+        "updated_at": iso(row["updated_at"]),
+        "updated_by": row["updated_by"],
+    }
+
+
+def catalog_summary(row: dict[str, Any]) -> CatalogSummary:
+    return CatalogSummary(**_catalog_fields(row))
+
+
+def catalog_listing(
+    system: System,
+    organization_id: str,
+    page: tuple[int, list[dict[str, Any]], str | None],
+) -> CatalogListing:
+    total, rows, marker = page
+    team_ids = system.catalogs.team_ids_by_resource([r["id"] for r in rows])
+    return CatalogListing(
+        total=total,
+        items=[
+            CatalogListItem(catalog_id=r["id"], team_ids=team_ids[r["id"]], external_catalog_ids=[])
+            for r in rows
+        ],
+        included=CatalogsIncluded(
+            catalogs=[catalog_summary(r) for r in rows],
+            teams=included_teams(
+                system.catalogs, organization_id, [t for ts in team_ids.values() for t in ts]
+            ),
+            external_catalogs=[],
+        ),
+        marker=marker,
+    )
+
+
+def catalog_row(system: System, principal: Principal, catalog_id: str) -> dict[str, Any]:
+    row = system.catalogs.catalog(principal.organization_id, catalog_id)
+    if row is None:
+        raise NotFoundError.of("catalog", catalog_id)
+    return row
+
+
+def _links(
+    system: System, catalog_id: str, team_ids: set[str] | None = None
+) -> ItemList[CatalogTeam]:
+    return ItemList(
+        items=[
+            CatalogTeam(catalog_id=catalog_id, **link_fields(r))
+            for r in system.catalogs.grants([catalog_id])
+            if team_ids is None or r["team_id"] in team_ids
+        ]
+    )
+
+
+class CatalogController(Controller):
+    path = "/workloads/catalogs"
+    tags = ["catalogs"]
+
+    @get("/", operation_id="ListCatalogs", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_catalogs(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> CatalogListing:
+        """List the catalogs the caller may view, by name."""
+        org = principal.organization_id
+        return catalog_listing(
+            system,
+            org,
+            system.catalogs.catalogs(
+                org,
+                Page(limit=limit),
+                Sort("name"),
+                marker,
+                team_ids=reachable_team_ids(system, principal, VIEW),
+            ),
+        )
+
+    @post("/", operation_id="CreateCatalog", guards=[requires(VIEW)], sync_to_thread=True)
+    def create_catalog(
+        self, system: SystemDep, principal: Caller, data: JSONBody[CatalogCreateRequest]
+    ) -> CatalogSummary:
+        """Create a catalog; its name is unique in the organization (409)."""
+        require_access(system, principal, MANAGE, granted_team_ids=data.team_ids)
+        catalog_id, position = system.workloads.create_catalog(
+            name=data.name,
+            provider=data.provider,
+            config_write=data.config_write,
+            team_ids=data.team_ids,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return catalog_summary(catalog_row(system, principal, catalog_id))
+
+    @get(
+        "/{catalog:str}",
+        operation_id="DescribeCatalog",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_catalog(
+        self, system: SystemDep, principal: Caller, catalog: FromPath[str]
+    ) -> CatalogDetails:
+        """Describe a catalog; secret settings show only as `<name>Configured`."""
+        row = catalog_row(system, principal, catalog)
+        return CatalogDetails(**_catalog_fields(row), config_write=dict(row["config"]))
+
+    @patch(
+        "/{catalog:str}",
+        operation_id="UpdateCatalog",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def update_catalog(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        catalog: FromPath[str],
+        data: JSONBody[CatalogUpdateRequest],
+    ) -> CatalogSummary:
+        """Rename a catalog or change its settings (`configWrite` is a JSON merge patch)."""
+        catalog_row(system, principal, catalog)
+        require_manage(system, principal, system.catalogs, catalog, MANAGE)
+        position = system.workloads.update_catalog(
+            catalog, name=data.name, config_patch=data.config_write, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return catalog_summary(catalog_row(system, principal, catalog))
+
+    @delete(
+        "/{catalog:str}",
+        operation_id="DeleteCatalog",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def delete_catalog(self, system: SystemDep, principal: Caller, catalog: FromPath[str]) -> None:
+        """Delete a catalog and its team grants; queries keep their catalogId."""
+        catalog_row(system, principal, catalog)
+        require_manage(system, principal, system.catalogs, catalog, MANAGE)
+        system.wait_for_views(system.workloads.delete_catalog(catalog, by=principal.actor))
+
+    @get(
+        "/{catalog:str}/teams",
+        operation_id="ListCatalogTeams",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_catalog_teams(
+        self, system: SystemDep, principal: Caller, catalog: FromPath[str]
+    ) -> ItemList[CatalogTeam]:
+        """List the teams a catalog is granted to."""
+        catalog_row(system, principal, catalog)
+        return _links(system, catalog)
+
+    @post(
+        "/{catalog:str}/teams",
+        operation_id="AddCatalogTeams",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def add_catalog_teams(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        catalog: FromPath[str],
+        data: JSONBody[TeamIdsRequest],
+    ) -> ItemList[CatalogTeam]:
+        """Grant teams access to a catalog; returns the grants of the teams named."""
+        catalog_row(system, principal, catalog)
+        require_manage(system, principal, system.catalogs, catalog, MANAGE)
+        position = system.workloads.grant_catalog_teams(catalog, data.team_ids, by=principal.actor)
+        system.wait_for_views(position)
+        return _links(system, catalog, set(data.team_ids))
+
+    @delete(
+        "/{catalog:str}/teams/{team:str}",
+        operation_id="RemoveCatalogTeam",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def remove_catalog_team(
+        self, system: SystemDep, principal: Caller, catalog: FromPath[str], team: FromPath[str]
+    ) -> None:
+        """Revoke a team's access to a catalog."""
+        catalog_row(system, principal, catalog)
+        require_manage(system, principal, system.catalogs, catalog, MANAGE)
+        position = system.workloads.revoke_catalog_team(catalog, team, by=principal.actor)
+        system.wait_for_views(position)
+
+
+class CatalogListsController(Controller):
+    """Catalog lists under other resources: the caller's and a team's."""
+
+    path = "/"
+    tags = ["catalogs"]
+
+    @get(
+        "/me/catalogs", operation_id="ListMyCatalogs", guards=[requires(VIEW)], sync_to_thread=True
+    )
+    def list_my_catalogs(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        sort_by: CatalogSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> CatalogListing:
+        """List the catalogs the caller reaches, through an organization role or a team."""
+        org = principal.organization_id
+        return catalog_listing(
+            system,
+            org,
+            system.catalogs.catalogs(
+                org,
+                page_of(page, limit),
+                sort_of(sort_by, sort_direction),
+                marker,
+                team_ids=reachable_team_ids(system, principal, VIEW),
+            ),
+        )
+
+    @get(
+        "/workloads/teams/{team:str}/catalogs",
+        operation_id="ListTeamCatalogs",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_team_catalogs(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> CatalogListing:
+        """List the catalogs granted to a team, by name."""
+        org = principal.organization_id
+        require_team(system, principal, team)
+        return catalog_listing(
+            system,
+            org,
+            system.catalogs.catalogs(org, Page(limit=limit), Sort("name"), marker, team_ids=[team]),
+        )

@@ -1,0 +1,428 @@
+"""`/api/v1/workloads/queries`, `/me/queries`, `/workloads/teams/{team}/queries`, and the
+queries of a catalog (`/workloads/catalogs/{catalog}/queries`).
+
+Every endpoint needs `CanViewQueries` from an organization role; changing a saved query
+needs `CanManageQueries` from an organization role or from a team role in a team the
+query is granted to (for a create: one of the teams in `teamIds`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+from msgspec import UNSET, UnsetType
+
+from sailplane.domain.errors import NotFoundError
+from sailplane.domain.workloads import QUERY_FIELDS
+from sailplane.http import catalogs, shapes
+from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.pagination import (
+    Described,
+    Limit,
+    Listing,
+    Marker,
+    NormalizedListing,
+    PageNumber,
+    SortDirection,
+    page_of,
+    sort_of,
+)
+from sailplane.http.shapes import Shape, iso
+from sailplane.http.sharing import (
+    ItemList,
+    TeamId,
+    TeamIdsRequest,
+    included_teams,
+    link_fields,
+    reachable_team_ids,
+    require_manage,
+    require_team,
+)
+from sailplane.projections.query import Page, Sort
+from sailplane.system import System
+
+VIEW, MANAGE = "CanViewQueries", "CanManageQueries"
+
+QuerySortBy = Annotated[
+    Literal["name", "updatedAt"],
+    QueryParameter(name="sortBy", description="The field to sort by."),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+QueryText = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class QueryCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Name
+    query_text: QueryText
+    description: str | None = None
+    catalog_schema: str | None = msgspec.field(default=None, name="catalog_schema")
+    catalog_id: str | None = None
+    tags: list[str] = []
+    team_ids: list[TeamId] = []
+
+
+class QueryUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """Only the fields sent change; `null` clears description, catalog_schema, catalogId."""
+
+    name: Name | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
+    catalog_schema: str | UnsetType | None = msgspec.field(default=UNSET, name="catalog_schema")
+    catalog_id: str | UnsetType | None = UNSET
+    query_text: QueryText | UnsetType = UNSET
+    tags: list[str] | UnsetType = UNSET
+
+
+class Query(Shape):
+    id: str
+    member_id: str
+    name: str
+    description: str | None
+    catalog_schema: str | None = msgspec.field(name="catalog_schema")
+    catalog_id: str | None
+    query_text: str
+    tags: list[str]
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class QueryListItem(Shape):
+    query_id: str
+    team_ids: list[str]
+    catalog_id: str | None
+    job_ids: list[str]
+
+
+class QueriesIncluded(Shape):
+    queries: list[Query]
+    catalogs: list[catalogs.CatalogSummary]
+    teams: list[shapes.TeamWithMemberCount]
+    jobs: list[dict[str, Any]]  # jobs are not part of this build yet: always empty
+
+
+class QueryTeam(Shape):
+    query_id: str
+    team_id: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+QueryListing = NormalizedListing[QueryListItem, QueriesIncluded]
+
+
+def query_shape(row: dict[str, Any]) -> Query:
+    return Query(
+        id=row["id"],
+        member_id=row["member_id"],
+        name=row["name"],
+        description=row["description"],
+        catalog_schema=row["catalog_schema"],
+        catalog_id=row["catalog_id"],
+        query_text=row["query_text"],
+        tags=list(row["tags"]),
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        updated_by=row["updated_by"],
+    )
+
+
+def _normalized(
+    system: System, organization_id: str, rows: list[dict[str, Any]]
+) -> tuple[list[QueryListItem], QueriesIncluded]:
+    ids = [r["id"] for r in rows]
+    team_ids = system.queries.team_ids_by_resource(ids)
+    job_ids = system.queries.job_ids_by_query(ids)
+    catalog_ids = sorted({r["catalog_id"] for r in rows if r["catalog_id"]})
+    items = [
+        QueryListItem(
+            query_id=r["id"],
+            team_ids=team_ids[r["id"]],
+            catalog_id=r["catalog_id"],
+            job_ids=job_ids[r["id"]],
+        )
+        for r in rows
+    ]
+    included = QueriesIncluded(
+        queries=[query_shape(r) for r in rows],
+        catalogs=[
+            catalogs.catalog_summary(c)
+            for c in system.catalogs.catalogs_by_id(organization_id, catalog_ids)
+        ],
+        teams=included_teams(
+            system.queries, organization_id, [t for ts in team_ids.values() for t in ts]
+        ),
+        jobs=[],
+    )
+    return items, included
+
+
+def query_listing(
+    system: System, organization_id: str, page: tuple[int, list[dict[str, Any]], str | None]
+) -> QueryListing:
+    total, rows, marker = page
+    items, included = _normalized(system, organization_id, rows)
+    return QueryListing(total=total, items=items, included=included, marker=marker)
+
+
+def query_row(system: System, principal: Principal, query_id: str) -> dict[str, Any]:
+    row = system.queries.query(principal.organization_id, query_id)
+    if row is None:
+        raise NotFoundError.of("query", query_id)
+    return row
+
+
+def _check_catalog(system: System, principal: Principal, catalog_id: str | None) -> None:
+    """A query may name only a catalog the caller can see (404 otherwise)."""
+    if catalog_id is None:
+        return
+    catalogs.catalog_row(system, principal, catalog_id)
+    granted = system.catalogs.team_ids_by_resource([catalog_id])[catalog_id]
+    if not can_access(system, principal, catalogs.VIEW, granted_team_ids=granted):
+        raise NotFoundError.of("catalog", catalog_id)
+
+
+def _links(system: System, query_id: str, team_ids: set[str]) -> ItemList[QueryTeam]:
+    return ItemList(
+        items=[
+            QueryTeam(query_id=query_id, **link_fields(r))
+            for r in system.queries.grants([query_id])
+            if r["team_id"] in team_ids
+        ]
+    )
+
+
+class QueryController(Controller):
+    path = "/workloads/queries"
+    tags = ["queries"]
+
+    @get("/", operation_id="ListQueries", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_queries(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> QueryListing:
+        """List the saved queries the caller may view, by name."""
+        org = principal.organization_id
+        return query_listing(
+            system,
+            org,
+            system.queries.queries(
+                org,
+                Page(limit=limit),
+                Sort("name"),
+                marker,
+                team_ids=reachable_team_ids(system, principal, VIEW),
+            ),
+        )
+
+    @post("/", operation_id="CreateQuery", guards=[requires(VIEW)], sync_to_thread=True)
+    def create_query(
+        self, system: SystemDep, principal: Caller, data: JSONBody[QueryCreateRequest]
+    ) -> Query:
+        """Save a reusable SQL query, optionally with its catalog and schema."""
+        require_access(system, principal, MANAGE, granted_team_ids=data.team_ids)
+        _check_catalog(system, principal, data.catalog_id)
+        query_id, position = system.workloads.create_query(
+            name=data.name,
+            description=data.description,
+            catalog_schema=data.catalog_schema,
+            catalog_id=data.catalog_id,
+            query_text=data.query_text,
+            tags=data.tags,
+            team_ids=data.team_ids,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return query_shape(query_row(system, principal, query_id))
+
+    @get(
+        "/{query_id:str}",
+        operation_id="DescribeQuery",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_query(
+        self, system: SystemDep, principal: Caller, query_id: FromPath[str]
+    ) -> Described[QueryListItem, QueriesIncluded]:
+        """Describe a saved query with its catalog, teams and jobs."""
+        items, included = _normalized(
+            system, principal.organization_id, [query_row(system, principal, query_id)]
+        )
+        return Described(item=items[0], included=included)
+
+    @patch(
+        "/{query_id:str}", operation_id="UpdateQuery", guards=[requires(VIEW)], sync_to_thread=True
+    )
+    def update_query(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        query_id: FromPath[str],
+        data: JSONBody[QueryUpdateRequest],
+    ) -> Query:
+        """Change the fields sent of a saved query."""
+        query_row(system, principal, query_id)
+        require_manage(system, principal, system.queries, query_id, MANAGE)
+        fields = {f: getattr(data, f) for f in QUERY_FIELDS if getattr(data, f) is not UNSET}
+        _check_catalog(system, principal, fields.get("catalog_id"))
+        position = system.workloads.update_query(query_id, fields, by=principal.actor)
+        system.wait_for_views(position)
+        return query_shape(query_row(system, principal, query_id))
+
+    @delete(
+        "/{query_id:str}", operation_id="DeleteQuery", guards=[requires(VIEW)], sync_to_thread=True
+    )
+    def delete_query(self, system: SystemDep, principal: Caller, query_id: FromPath[str]) -> None:
+        """Delete a saved query unless an active job version runs it (409)."""
+        query_row(system, principal, query_id)
+        require_manage(system, principal, system.queries, query_id, MANAGE)
+        system.wait_for_views(system.workloads.delete_query(query_id, by=principal.actor))
+
+    @get(
+        "/{query_id:str}/teams",
+        operation_id="ListQueryTeams",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_query_teams(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        query_id: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> Listing[shapes.TeamWithMemberCount]:
+        """List the teams a saved query is granted to, with their member counts."""
+        query_row(system, principal, query_id)
+        total, rows, next_marker = system.queries.granted_teams(
+            principal.organization_id, query_id, limit=limit, marker=marker
+        )
+        return Listing(
+            total=total, items=[shapes.team_with_count(r) for r in rows], marker=next_marker
+        )
+
+    @post(
+        "/{query_id:str}/teams",
+        operation_id="AddQueryTeams",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def add_query_teams(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        query_id: FromPath[str],
+        data: JSONBody[TeamIdsRequest],
+    ) -> ItemList[QueryTeam]:
+        """Grant teams access to a saved query; returns the grants of the teams named."""
+        query_row(system, principal, query_id)
+        require_manage(system, principal, system.queries, query_id, MANAGE)
+        position = system.workloads.grant_query_teams(query_id, data.team_ids, by=principal.actor)
+        system.wait_for_views(position)
+        return _links(system, query_id, set(data.team_ids))
+
+    @delete(
+        "/{query_id:str}/teams/{team:str}",
+        operation_id="RemoveQueryTeam",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def remove_query_team(
+        self, system: SystemDep, principal: Caller, query_id: FromPath[str], team: FromPath[str]
+    ) -> None:
+        """Revoke a team's access to a saved query."""
+        query_row(system, principal, query_id)
+        require_manage(system, principal, system.queries, query_id, MANAGE)
+        position = system.workloads.revoke_query_team(query_id, team, by=principal.actor)
+        system.wait_for_views(position)
+
+
+class QueryListsController(Controller):
+    """Saved-query lists under other resources: the caller's, a team's, a catalog's."""
+
+    path = "/"
+    tags = ["queries"]
+
+    @get("/me/queries", operation_id="ListMyQueries", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_my_queries(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        sort_by: QuerySortBy = "updatedAt",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> QueryListing:
+        """List the saved queries the caller reaches, through an organization role or a team."""
+        org = principal.organization_id
+        return query_listing(
+            system,
+            org,
+            system.queries.queries(
+                org,
+                page_of(page, limit),
+                sort_of(sort_by, sort_direction),
+                marker,
+                team_ids=reachable_team_ids(system, principal, VIEW),
+            ),
+        )
+
+    @get(
+        "/workloads/teams/{team:str}/queries",
+        operation_id="ListTeamQueries",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_team_queries(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> QueryListing:
+        """List the saved queries granted to a team, by name."""
+        org = principal.organization_id
+        require_team(system, principal, team)
+        return query_listing(
+            system,
+            org,
+            system.queries.queries(org, Page(limit=limit), Sort("name"), marker, team_ids=[team]),
+        )
+
+    @get(
+        "/workloads/catalogs/{catalog:str}/queries",
+        operation_id="ListCatalogQueries",
+        tags=["catalogs"],
+        guards=[requires(catalogs.VIEW), requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_catalog_queries(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        catalog: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> QueryListing:
+        """List the saved queries that use a catalog, by name."""
+        org = principal.organization_id
+        catalogs.catalog_row(system, principal, catalog)
+        return query_listing(
+            system,
+            org,
+            system.queries.queries(
+                org,
+                Page(limit=limit),
+                Sort("name"),
+                marker,
+                team_ids=reachable_team_ids(system, principal, VIEW),
+                catalog_id=catalog,
+            ),
+        )

@@ -1,0 +1,75 @@
+"""What every resource shared with teams (catalogs, queries, later jobs) needs at the edge:
+who reaches it, who may change it, and the `{teamIds}` request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Generic, TypeVar
+
+import msgspec
+
+from sailplane.domain.access import TEAM_ROLES, permissions_of
+from sailplane.domain.errors import NotFoundError
+from sailplane.http import shapes
+from sailplane.http.auth import Principal, require_access
+from sailplane.projections.workloads import SharedView
+from sailplane.system import System
+
+TeamId = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+T = TypeVar("T")
+
+
+class TeamIdsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    team_ids: list[TeamId]
+
+
+class ItemList(msgspec.Struct, Generic[T], kw_only=True):
+    """`{items}`: a list the documents show without pagination."""
+
+    items: list[T]
+
+
+def reachable_team_ids(system: System, principal: Principal, permission: str) -> list[str] | None:
+    """The teams through which the caller reaches resources, or None when an organization
+    role grants `permission` and so every resource of the organization is reachable."""
+    if principal.can(permission):
+        return None
+    if principal.kind != "member":
+        return []
+    roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
+    return sorted(t for t, r in roles.items() if permission in permissions_of(TEAM_ROLES, r))
+
+
+def require_manage(
+    system: System, principal: Principal, view: SharedView, resource_id: str, permission: str
+) -> None:
+    """403 unless the caller holds `permission` in the organization or in a team the
+    resource is granted to."""
+    granted = view.team_ids_by_resource([resource_id])[resource_id]
+    require_access(system, principal, permission, granted_team_ids=granted)
+
+
+def require_team(system: System, principal: Principal, team_id: str) -> None:
+    if system.teams.team(principal.organization_id, team_id) is None:
+        raise NotFoundError.of("team", team_id)
+
+
+def included_teams(
+    view: SharedView, organization_id: str, team_ids: Iterable[str]
+) -> list[shapes.TeamWithMemberCount]:
+    wanted = sorted(set(team_ids))
+    return (
+        [shapes.team_with_count(r) for r in view.teams(organization_id, wanted)] if wanted else []
+    )
+
+
+def link_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The audit fields of a grant row, as a link shape takes them."""
+    return {
+        "team_id": row["team_id"],
+        "created_at": shapes.iso(row["created_at"]),
+        "created_by": row["created_by"],
+        "updated_at": shapes.iso(row["updated_at"]),
+        "updated_by": row["updated_by"],
+    }
