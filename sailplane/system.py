@@ -12,11 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.requests import Requests
+from sailplane.commands.sso import IdentityProviders
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
+from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
 from sailplane.projections.identity import (
     DirectoryProjection,
@@ -36,7 +40,11 @@ from sailplane.storage import Database, EventLog
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS: tuple[type[Projection[Any]], ...] = (DirectoryProjection, TeamsProjection)
+PROJECTIONS: tuple[type[Projection[Any]], ...] = (
+    DirectoryProjection,
+    TeamsProjection,
+    AccessProjection,
+)
 
 
 class Worker(Protocol):
@@ -57,6 +65,8 @@ class System:
         clock: Clock = utc_now,
         kafka: KafkaSettings | None = None,
         read_your_writes_timeout: float = 10.0,
+        mailer: Mailer | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -70,6 +80,16 @@ class System:
 
         self.directory = DirectoryView(self.pool)
         self.teams = TeamsView(self.pool)
+        self.access = AccessView(self.pool)
+
+        self.authentication = Authentication(self.event_log, clock=clock)
+        self.identity_providers = IdentityProviders(self.event_log, clock=clock)
+        self.identity.lookup = self.directory
+        self.authentication.lookup = self.directory
+        # Email (verification links, invitations) when SMTP is configured; the public URL
+        # that links and the single sign-on callback use (else the request's own base URL).
+        self.mailer = mailer
+        self.public_url = public_url
 
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
@@ -82,8 +102,24 @@ class System:
             if settings.kafka_bootstrap_servers
             else None
         )
+        mailer = (
+            SmtpMailer(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_from,
+                settings.smtp_username,
+                settings.smtp_password,
+                settings.smtp_starttls,
+            )
+            if settings.smtp_host
+            else None
+        )
         return cls(
-            database, kafka=kafka, read_your_writes_timeout=settings.read_your_writes_timeout
+            database,
+            kafka=kafka,
+            read_your_writes_timeout=settings.read_your_writes_timeout,
+            mailer=mailer,
+            public_url=settings.public_url,
         )
 
     @property
