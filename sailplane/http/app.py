@@ -11,16 +11,35 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.authentication import AuthController
 from sailplane.http.errors import EXCEPTION_HANDLERS
 from sailplane.http.events import EventLogController
 from sailplane.http.idempotency import IdempotencyMiddleware
+from sailplane.http.identity_providers import IdentityProviderController
+from sailplane.http.invitations import InvitationController
+from sailplane.http.me import MeController
+from sailplane.http.members import MemberController
+from sailplane.http.policies import PolicyController
+from sailplane.http.roles import RoleController
 from sailplane.http.teams import TeamController
+from sailplane.http.users import UserController
 from sailplane.system import System
 
 API_PREFIX = "/api/v1"
 
 # Every controller of the `/api/v1` API. Later endpoint groups add theirs here.
-CONTROLLERS: list[type[Any]] = [TeamController, EventLogController]
+CONTROLLERS: list[type[Any]] = [
+    TeamController,
+    EventLogController,
+    AuthController,
+    IdentityProviderController,
+    MeController,
+    UserController,
+    MemberController,
+    RoleController,
+    InvitationController,
+    PolicyController,
+]
 
 
 @get(

@@ -98,8 +98,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             self.system.access.policy_permissions(row["organization_id"], row["principal_id"])
         )
         if row["credential_kind"] == "login" and (
-            row["last_used_at"] is None
-            or row["last_used_at"] <= now - LOGIN_USE_RECORDING_INTERVAL
+            row["last_used_at"] is None or row["last_used_at"] <= now - LOGIN_USE_RECORDING_INTERVAL
         ):
             # A concurrent request of the same login may have recorded it already.
             with contextlib.suppress(ConflictError):

@@ -741,6 +741,24 @@ class TeamsView(View):
         )
         return {r["team_id"]: list(r["role_ids"]) for r in rows}
 
+    def memberships_of_members(
+        self, organization_id: str, member_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """Team membership rows of these members (with the team's name for ordering)."""
+        return self.fetch_all(
+            "SELECT tm.* FROM {team_members} tm JOIN {teams} t ON t.id = tm.team_id "
+            "WHERE tm.organization_id = %s AND tm.member_id = ANY(%s) "
+            "ORDER BY tm.member_id, lower(t.name), t.id",
+            (organization_id, member_ids),
+        )
+
+    def teams_by_id(self, organization_id: str, team_ids: list[str]) -> list[dict[str, Any]]:
+        return self.fetch_all(
+            "SELECT * FROM {teams} WHERE organization_id = %s AND id = ANY(%s) "
+            "ORDER BY lower(name), id",
+            (organization_id, team_ids),
+        )
+
     def teams_of_member(self, organization_id: str, member_id: str) -> list[dict[str, Any]]:
         return self.fetch_all(
             "SELECT t.*, tm.role_ids AS team_role_ids FROM {team_members} tm JOIN {teams} t ON t.id = tm.team_id "
