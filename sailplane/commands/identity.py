@@ -46,7 +46,7 @@ from sailplane.domain.identity import (
 )
 from sailplane.domain.ids import new_id
 from sailplane.domain.invitations import Invitation
-from sailplane.domain.policies import Policy
+from sailplane.domain.policies import Policy, check_permissions
 from sailplane.domain.signin import Login, TrustedDevice
 from sailplane.domain.uniqueness import GLOBAL_SCOPE, UniqueKey
 
@@ -718,6 +718,7 @@ class Identity(SailplaneApplication):
     ) -> int:
         """Replace a principal's organization-level permissions (only ones the caller holds)."""
         principal_type = self.principal_type_of(principal_id, by)
+        check_permissions(permissions)
         held = set(caller_permissions)
         beyond = sorted(set(permissions) - held)
         if beyond and by.kind != "system":
