@@ -125,7 +125,9 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             """Quiet."""
 
-        def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self, status: int, body: Any = None, headers: dict[str, str] | None = None
+        ) -> None:
             payload = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             for name, value in (headers or {}).items():
@@ -192,11 +194,19 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
                 self._send(401, {"error": "invalid_client"})
                 return
             grant = provider.grants.pop(form.get("code", ""), None)
-            if grant is None or grant.client_id != client_id or grant.redirect_uri != form.get("redirect_uri"):
+            if (
+                grant is None
+                or grant.client_id != client_id
+                or grant.redirect_uri != form.get("redirect_uri")
+            ):
                 self._send(400, {"error": "invalid_grant"})
                 return
             verifier = form.get("code_verifier", "")
-            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+            challenge = (
+                base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+                .decode()
+                .rstrip("=")
+            )
             if challenge != grant.code_challenge:
                 self._send(400, {"error": "invalid_grant", "error_description": "PKCE mismatch"})
                 return
@@ -216,7 +226,13 @@ def _handler(provider: OidcProvider) -> type[BaseHTTPRequestHandler]:
                 return
             expected = provider.initial_access_token
             if expected and self.headers.get("Authorization") != f"Bearer {expected}":
-                self._send(401, {"error": "invalid_token", "error_description": "initial access token required"})
+                self._send(
+                    401,
+                    {
+                        "error": "invalid_token",
+                        "error_description": "initial access token required",
+                    },
+                )
                 return
             metadata = json.loads(self._body() or b"{}")
             uris = metadata.get("redirect_uris") or []

@@ -27,7 +27,9 @@ class Person:
     password: str
 
 
-def person(system: System, org: Org, roles: list[str] | None = None, password: str = PASSWORD) -> Person:
+def person(
+    system: System, org: Org, roles: list[str] | None = None, password: str = PASSWORD
+) -> Person:
     """A new member of `org` whose user has a password (set by the owner)."""
     email = f"person-{uuid.uuid4().hex[:8]}@example.com"
     member_id, _ = system.identity.add_member(

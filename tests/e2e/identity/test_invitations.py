@@ -40,7 +40,9 @@ def _anonymous(api: str) -> httpx.Client:
 def test_invite_describe_accept_as_a_new_user_and_sign_in(
     api: str, client: httpx.Client, org: Org
 ) -> None:
-    team = client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"]["id"]
+    team = client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"][
+        "id"
+    ]
     email = _email()
     created = client.post(
         "/org/invites",
@@ -81,7 +83,9 @@ def test_invite_describe_accept_as_a_new_user_and_sign_in(
 
         accepted = anonymous.post(
             f"/org/invites/{token}/accept",
-            json={"user": {"givenName": "Grace", "familyName": "Hopper", "password": "cobol-rules"}},
+            json={
+                "user": {"givenName": "Grace", "familyName": "Hopper", "password": "cobol-rules"}
+            },
         )
         assert accepted.status_code == 200, accepted.text
         result = accepted.json()
@@ -150,16 +154,27 @@ def test_an_expired_invitation_is_404(api: str, system: System, org: Org) -> Non
 
 def test_invitation_input_is_checked(client: httpx.Client) -> None:
     assert client.post("/org/invites", json={"email": "nope"}).status_code == 422
-    assert client.post(
-        "/org/invites", json={"email": _email(), "organizationRoleId": "KING"}
-    ).status_code == 422
-    assert client.post(
-        "/org/invites", json={"email": _email(), "teamAssignments": [{"teamId": "NOSUCHTEAM"}]}
-    ).status_code == 404
-    assert client.post(
-        "/org/invites", json={"email": _email(), "organizationId": "OTHERORG01"}
-    ).status_code == 404
-    assert client.post("/org/invites", json={"email": _email(), "accountType": "x"}).status_code == 422
+    assert (
+        client.post(
+            "/org/invites", json={"email": _email(), "organizationRoleId": "KING"}
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/org/invites", json={"email": _email(), "teamAssignments": [{"teamId": "NOSUCHTEAM"}]}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            "/org/invites", json={"email": _email(), "organizationId": "OTHERORG01"}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post("/org/invites", json={"email": _email(), "accountType": "x"}).status_code == 422
+    )
 
 
 def test_accepting_with_another_email_or_a_weak_password_is_refused(

@@ -19,7 +19,9 @@ def test_get_and_update_my_profile(api: str, system: System, org: Org) -> None:
         assert set(current) == {"root", "user", "serviceAccount"}
         assert current["user"]["id"] == who.user_id
         assert current["serviceAccount"] is None
-        updated = me.patch("/me", json={"givenName": "Alan", "familyName": "Turing", "displayName": "Alan"})
+        updated = me.patch(
+            "/me", json={"givenName": "Alan", "familyName": "Turing", "displayName": "Alan"}
+        )
         assert updated.status_code == 200
         assert updated.json()["user"]["givenName"] == "Alan"
         assert me.get("/me").json()["user"]["displayName"] == "Alan"
@@ -46,12 +48,18 @@ def test_adding_an_email_sends_a_verification_link_that_verifies_it(
         assert len(smtp.messages) == 1
         message = smtp.messages[0]
         assert message["To"] == extra
-        link = re.search(r"(http://\S+/api/v1/auth/verify-email\?token=\S+)", message.get_payload(decode=True).decode())
+        link = re.search(
+            r"(http://\S+/api/v1/auth/verify-email\?token=\S+)",
+            message.get_payload(decode=True).decode(),
+        )
         assert link is not None
 
         emails = me.get("/me/emails").json()
         assert set(emails) == {"items", "marker"}
-        assert {e["email"]: e["verifiedAt"] for e in emails["items"]} == {who.email: None, extra: None}
+        assert {e["email"]: e["verifiedAt"] for e in emails["items"]} == {
+            who.email: None,
+            extra: None,
+        }
 
         with httpx.Client(timeout=30) as browser:
             verified = browser.get(link.group(1))
@@ -81,7 +89,9 @@ def test_an_email_of_another_user_cannot_be_added(api: str, system: System, org:
 
 def test_a_bad_verification_token_is_404(api: str) -> None:
     with httpx.Client(base_url=api + "/api/v1") as anonymous:
-        assert anonymous.get("/auth/verify-email", params={"token": "vfy_NOPE.x"}).status_code == 404
+        assert (
+            anonymous.get("/auth/verify-email", params={"token": "vfy_NOPE.x"}).status_code == 404
+        )
         assert anonymous.get("/auth/verify-email", params={"token": "garbage"}).status_code == 404
 
 
@@ -101,7 +111,10 @@ def test_my_teams_list_only_the_teams_i_am_in(
 
 def test_a_service_account_is_its_own_identity(api: str, system: System, org: Org) -> None:
     account_id, _ = system.identity.create_service_account(
-        username=f"ci-bot-{uuid.uuid4().hex[:4]}", description="CI", role_ids=["MEMBER"], by=org.owner
+        username=f"ci-bot-{uuid.uuid4().hex[:4]}",
+        description="CI",
+        role_ids=["MEMBER"],
+        by=org.owner,
     )
     token, position = system.identity.issue_service_account_key(
         service_account_id=account_id, name="ci", by=org.owner

@@ -30,7 +30,10 @@ def enroll(api: str, who: Person) -> tuple[str, list[str]]:
         secret = started.json()["secret"]
         assert started.json()["otpauthUri"].startswith("otpauth://totp/")
         assert who.email.replace("@", "%40") in started.json()["otpauthUri"]
-        wrong = c.post("/me/mfa/totp/verify", json={"code": "000000" if _code(secret) != "000000" else "111111"})
+        wrong = c.post(
+            "/me/mfa/totp/verify",
+            json={"code": "000000" if _code(secret) != "000000" else "111111"},
+        )
         assert wrong.status_code == 422
         verified = c.post("/me/mfa/totp/verify", json={"code": _code(secret, offset_steps=-1)})
         assert verified.status_code == 200
@@ -61,7 +64,9 @@ def test_enrolled_users_take_a_second_step_with_a_totp_code(
         assert not_yet.get("/me").status_code == 401
 
     with _anonymous(api) as anonymous:
-        wrong = anonymous.post("/auth/login/mfa", json={"mfaToken": challenge["mfaToken"], "code": "12345x"})
+        wrong = anonymous.post(
+            "/auth/login/mfa", json={"mfaToken": challenge["mfaToken"], "code": "12345x"}
+        )
         assert wrong.status_code == 401
         assert wrong.json()["code"] == "invalid_mfa_code"
         code = _code(secret)
@@ -94,7 +99,12 @@ def test_a_challenge_allows_five_wrong_codes(api: str, system: System, org: Org)
     challenge = sign_in(api, who.email, who.password).json()["mfaToken"]
     with _anonymous(api) as anonymous:
         for _ in range(5):
-            assert anonymous.post("/auth/login/mfa", json={"mfaToken": challenge, "code": "99999x"}).status_code == 401
+            assert (
+                anonymous.post(
+                    "/auth/login/mfa", json={"mfaToken": challenge, "code": "99999x"}
+                ).status_code
+                == 401
+            )
         locked = anonymous.post(
             "/auth/login/mfa", json={"mfaToken": challenge, "code": _code(secret, offset_steps=1)}
         )
@@ -107,13 +117,18 @@ def test_recovery_codes_work_once(api: str, system: System, org: Org) -> None:
     _, codes = enroll(api, who)
     with _anonymous(api) as anonymous:
         challenge = sign_in(api, who.email, who.password).json()["mfaToken"]
-        used = anonymous.post("/auth/login/mfa", json={"mfaToken": challenge, "recoveryCode": codes[0]})
+        used = anonymous.post(
+            "/auth/login/mfa", json={"mfaToken": challenge, "recoveryCode": codes[0]}
+        )
         assert used.status_code == 200
         challenge = sign_in(api, who.email, who.password).json()["mfaToken"]
-        again = anonymous.post("/auth/login/mfa", json={"mfaToken": challenge, "recoveryCode": codes[0]})
+        again = anonymous.post(
+            "/auth/login/mfa", json={"mfaToken": challenge, "recoveryCode": codes[0]}
+        )
         assert again.status_code == 401
         both = anonymous.post(
-            "/auth/login/mfa", json={"mfaToken": challenge, "recoveryCode": codes[1], "code": "123456"}
+            "/auth/login/mfa",
+            json={"mfaToken": challenge, "recoveryCode": codes[1], "code": "123456"},
         )
         assert both.status_code == 422
 
@@ -140,7 +155,14 @@ def test_a_trusted_device_skips_the_second_step_until_revoked(
         devices = c.get("/me/trusted-devices").json()["items"]
         assert len(devices) == 1
         assert devices[0]["deviceId"] == "work-laptop"
-        assert set(devices[0]) == {"id", "deviceId", "expiresAt", "createdAt", "remoteIp", "userAgent"}
+        assert set(devices[0]) == {
+            "id",
+            "deviceId",
+            "expiresAt",
+            "createdAt",
+            "remoteIp",
+            "userAgent",
+        }
         assert c.delete(f"/me/trusted-devices/{devices[0]['id']}").status_code == 204
         assert c.get("/me/trusted-devices").json()["items"] == []
         assert c.delete(f"/me/trusted-devices/{devices[0]['id']}").status_code == 404
@@ -149,7 +171,12 @@ def test_a_trusted_device_skips_the_second_step_until_revoked(
     # A trusted-device token of someone else does not help.
     other = person(system, org)
     enroll(api, other)
-    assert sign_in(api, other.email, other.password, trustedDeviceToken=device_token).json()["mfaRequired"] is True
+    assert (
+        sign_in(api, other.email, other.password, trustedDeviceToken=device_token).json()[
+            "mfaRequired"
+        ]
+        is True
+    )
 
 
 def test_resetting_my_mfa_ends_every_login_at_once(api: str, system: System, org: Org) -> None:
@@ -157,8 +184,13 @@ def test_resetting_my_mfa_ends_every_login_at_once(api: str, system: System, org
     secret, _ = enroll(api, who)
     challenge = sign_in(api, who.email, who.password).json()["mfaToken"]
     with _anonymous(api) as anonymous:
-        token = anonymous.post("/auth/login/mfa", json={"mfaToken": challenge, "code": _code(secret)}).json()["token"]
-    with http_client(api, token) as c, http_client(api, sign_in(api, who.email, who.password).json()["mfaToken"]):
+        token = anonymous.post(
+            "/auth/login/mfa", json={"mfaToken": challenge, "code": _code(secret)}
+        ).json()["token"]
+    with (
+        http_client(api, token) as c,
+        http_client(api, sign_in(api, who.email, who.password).json()["mfaToken"]),
+    ):
         assert c.delete("/me/mfa").status_code == 204
         refused = c.get("/me")
         assert refused.status_code == 401

@@ -19,7 +19,9 @@ def test_permissions_are_public_and_list_every_enforced_permission(api: str) -> 
     assert [p["relation"] for p in body["items"]] == [p.relation for p in PERMISSIONS]
     first = body["items"][0]
     assert set(first) == {"relation", "description", "validObjectTypes", "systemOnly"}
-    assert isinstance(first["validObjectTypes"], list) and isinstance(first["validObjectTypes"][0], str)
+    assert isinstance(first["validObjectTypes"], list) and isinstance(
+        first["validObjectTypes"][0], str
+    )
     assert any(p["systemOnly"] for p in body["items"])
 
 
@@ -100,7 +102,9 @@ def test_a_policy_grants_a_member_an_organization_permission(
 ) -> None:
     member_id, token = add_member_with_token(system, org, ["MEMBER"])
     with http_client(api, token) as member:
-        assert member.post("/org/teams", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).status_code == 403
+        assert (
+            member.post("/org/teams", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).status_code == 403
+        )
         set_ = client.put(f"/org/policies/{member_id}", json={"permissions": ["CanManageTeams"]})
         assert set_.status_code == 200
         body = set_.json()
@@ -108,11 +112,17 @@ def test_a_policy_grants_a_member_an_organization_permission(
         assert body["permissions"] == ["CanManageTeams"]
         assert set(body) == {"principal", "permissions", "createdAt", "updatedAt"}
         # The very next request sees the grant.
-        assert member.post("/org/teams", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).status_code == 201
+        assert (
+            member.post("/org/teams", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).status_code == 201
+        )
         assert client.get(f"/org/policies/{member_id}").json() == body
-        assert member_id in [p["principal"]["id"] for p in client.get("/org/policies").json()["items"]]
+        assert member_id in [
+            p["principal"]["id"] for p in client.get("/org/policies").json()["items"]
+        ]
         assert client.delete(f"/org/policies/{member_id}").status_code == 204
-        assert member.post("/org/teams", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).status_code == 403
+        assert (
+            member.post("/org/teams", json={"name": f"p-{uuid.uuid4().hex[:6]}"}).status_code == 403
+        )
         assert client.get(f"/org/policies/{member_id}").status_code == 404
         assert client.delete(f"/org/policies/{member_id}").status_code == 404
 
@@ -121,7 +131,9 @@ def test_a_teams_policy_applies_to_its_members(
     api: str, system: System, org: Org, client: httpx.Client
 ) -> None:
     member_id, token = add_member_with_token(system, org, ["MEMBER"])
-    team = client.post("/org/teams", json={"name": f"ops-{uuid.uuid4().hex[:6]}"}).json()["team"]["id"]
+    team = client.post("/org/teams", json={"name": f"ops-{uuid.uuid4().hex[:6]}"}).json()["team"][
+        "id"
+    ]
     policy = client.put(f"/org/policies/{team}", json={"permissions": ["CanViewAuditLog"]}).json()
     assert policy["principal"] == {"type": "team", "id": team}
     with http_client(api, token) as member:
@@ -150,7 +162,12 @@ def test_policies_are_checked(api: str, system: System, org: Org, client: httpx.
             f"/org/policies/{member_id}", json={"permissions": ["CanManageIdentityProviders"]}
         )
         assert escalate.status_code == 403
-        assert admin.put(f"/org/policies/{member_id}", json={"permissions": ["CanManageTeams"]}).status_code == 200
+        assert (
+            admin.put(
+                f"/org/policies/{member_id}", json={"permissions": ["CanManageTeams"]}
+            ).status_code
+            == 200
+        )
 
 
 def test_policy_listing_walks_with_a_marker(api: str, system: System) -> None:
@@ -163,7 +180,9 @@ def test_policy_listing_walks_with_a_marker(api: str, system: System) -> None:
             c.put(f"/org/policies/{team}", json={"permissions": ["CanViewJobs"]})
         seen, marker = [], None
         while True:
-            page = c.get("/org/policies", params={"limit": 2, **({"marker": marker} if marker else {})}).json()
+            page = c.get(
+                "/org/policies", params={"limit": 2, **({"marker": marker} if marker else {})}
+            ).json()
             seen += [p["principal"]["id"] for p in page["items"]]
             marker = page["marker"]
             if marker is None:
@@ -171,4 +190,6 @@ def test_policy_listing_walks_with_a_marker(api: str, system: System) -> None:
         assert sorted(seen) == sorted(teams)
         # A deleted team's policy is gone from the list.
         c.delete(f"/org/teams/{teams[0]}")
-        assert teams[0] not in [p["principal"]["id"] for p in c.get("/org/policies").json()["items"]]
+        assert teams[0] not in [
+            p["principal"]["id"] for p in c.get("/org/policies").json()["items"]
+        ]

@@ -160,7 +160,10 @@ def test_a_disabled_member_cannot_sign_in_and_their_login_stops(
 ) -> None:
     who = person(system, org)
     with signed_in_client(api, who) as c:
-        assert client.patch(f"/org/members/{who.member_id}", json={"isEnabled": False}).status_code == 200
+        assert (
+            client.patch(f"/org/members/{who.member_id}", json={"isEnabled": False}).status_code
+            == 200
+        )
         assert c.get("/me").status_code == 401
     assert sign_in(api, who.email, who.password).status_code == 403
 

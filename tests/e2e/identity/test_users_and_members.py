@@ -47,7 +47,9 @@ def test_create_describe_update_list_and_delete_a_user(client: httpx.Client, org
 
     assert client.get(f"/org/users/{user['id']}").json() == user
     # The new user is a Member of the organization.
-    members = client.get("/org/members", params={"filter": json.dumps({"userId": user["id"]})}).json()
+    members = client.get(
+        "/org/members", params={"filter": json.dumps({"userId": user["id"]})}
+    ).json()
     assert members["total"] == 1
     assert members["items"][0]["roleIds"] == ["MEMBER"]
 
@@ -78,7 +80,9 @@ def test_users_list_walks_with_a_marker(api: str, system: System) -> None:
             assert c.post("/org/users", json={"email": _email()}).status_code == 201
         seen, marker = [], None
         while True:
-            page = c.get("/org/users", params={"limit": 3, **({"marker": marker} if marker else {})}).json()
+            page = c.get(
+                "/org/users", params={"limit": 3, **({"marker": marker} if marker else {})}
+            ).json()
             seen += [u["email"] for u in page["items"]]
             marker = page["marker"]
             if marker is None:
@@ -128,9 +132,10 @@ def test_a_member_cannot_change_someone_elses_password(api: str, system: System,
             json={"currentPassword": bob.password, "newPassword": "taken over!"},
         )
         assert response.status_code == 403
-        assert a.post(
-            "/org/users/NOSUCHUSER/password", json={"newPassword": "whatever12"}
-        ).status_code == 404
+        assert (
+            a.post("/org/users/NOSUCHUSER/password", json={"newPassword": "whatever12"}).status_code
+            == 404
+        )
 
 
 def test_an_admin_password_reset_returns_a_temporary_password_and_ends_logins(
@@ -194,18 +199,29 @@ def test_members_search_filters_pages_and_sorts(api: str, system: System) -> Non
             "teamRoleIds": {team: ["TEAMADMIN"]},
         }
         included = by_team["included"]
-        assert set(included) == {"members", "users", "roles", "teams", "teamRoles", "_entityRelations"}
+        assert set(included) == {
+            "members",
+            "users",
+            "roles",
+            "teams",
+            "teamRoles",
+            "_entityRelations",
+        }
         assert [t["team"]["id"] for t in included["teams"]] == [team]
         assert included["teams"][0]["memberCount"] == 1
         assert [r["role"]["id"] for r in included["teamRoles"]] == ["TEAMADMIN"]
         assert [r["role"]["id"] for r in included["roles"]] == ["MEMBER"]
         assert included["users"][0]["emails"][0]["email"].startswith("alice-")
         relations = included["_entityRelations"]
-        assert {"memberId": ids["alice"], "organizationRoleId": "MEMBER"}.items() <= relations[0].items()
+        assert {"memberId": ids["alice"], "organizationRoleId": "MEMBER"}.items() <= relations[
+            0
+        ].items()
         assert any(r.get("teamId") == team and r.get("isAutomatic") is False for r in relations)
         assert any(r.get("teamRoleId") == "TEAMADMIN" for r in relations)
 
-        assert c.get("/org/members", params={"filter": json.dumps({"colour": "x"})}).status_code == 400
+        assert (
+            c.get("/org/members", params={"filter": json.dumps({"colour": "x"})}).status_code == 400
+        )
         assert c.get("/org/members", params={"filter": "{not json"}).status_code == 400
         assert c.get("/org/members", params={"sortBy": "age"}).status_code == 400
 
@@ -228,11 +244,14 @@ def test_describe_update_and_remove_a_member(
     assert body["name"] == "Renamed"
     assert body["preferences"] == {"theme": "dark"}
     assert body["invitationToken"] is None
-    assert client.patch(
-        f"/org/members/{who.member_id}", json={"invitationToken": "x"}
-    ).status_code == 422
+    assert (
+        client.patch(f"/org/members/{who.member_id}", json={"invitationToken": "x"}).status_code
+        == 422
+    )
 
-    team = client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"]["id"]
+    team = client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"][
+        "id"
+    ]
     client.post(f"/org/teams/{team}/members/{who.member_id}", json={})
     with signed_in_client(api, who) as c:
         assert client.delete(f"/org/members/{who.member_id}").status_code == 204
@@ -248,14 +267,20 @@ def test_replacing_member_roles_takes_effect_on_the_next_request(
     who = person(system, org)
     with signed_in_client(api, who) as c:
         assert c.post("/org/teams", json={"name": f"x-{uuid.uuid4().hex[:6]}"}).status_code == 403
-        assert client.put(
-            f"/org/members/{who.member_id}/roles", json={"roleIds": ["ADMIN"]}
-        ).status_code == 204
+        assert (
+            client.put(
+                f"/org/members/{who.member_id}/roles", json={"roleIds": ["ADMIN"]}
+            ).status_code
+            == 204
+        )
         assert c.post("/org/teams", json={"name": f"x-{uuid.uuid4().hex[:6]}"}).status_code == 201
-    assert client.put(f"/org/members/{who.member_id}/roles", json={"roleIds": []}).status_code == 422
-    assert client.put(
-        f"/org/members/{who.member_id}/roles", json={"roleIds": ["KING"]}
-    ).status_code == 422
+    assert (
+        client.put(f"/org/members/{who.member_id}/roles", json={"roleIds": []}).status_code == 422
+    )
+    assert (
+        client.put(f"/org/members/{who.member_id}/roles", json={"roleIds": ["KING"]}).status_code
+        == 422
+    )
 
 
 def test_the_last_owner_cannot_be_removed_demoted_or_disabled(
@@ -265,9 +290,10 @@ def test_the_last_owner_cannot_be_removed_demoted_or_disabled(
     assert demote.status_code == 409
     assert demote.json()["code"] == "last_owner"
     assert client.delete(f"/org/members/{org.owner_member_id}").status_code == 409
-    assert client.patch(
-        f"/org/members/{org.owner_member_id}", json={"isEnabled": False}
-    ).status_code == 409
+    assert (
+        client.patch(f"/org/members/{org.owner_member_id}", json={"isEnabled": False}).status_code
+        == 409
+    )
     owner_user = system.directory.member(org.id, org.owner_member_id)["user_id"]
     assert client.delete(f"/org/users/{owner_user}").status_code == 409
 
@@ -275,17 +301,22 @@ def test_the_last_owner_cannot_be_removed_demoted_or_disabled(
     second, _ = system.identity.add_member(
         email=_email(), display_name="Second", role_ids=["OWNER"], by=org.owner
     )
-    system.wait_for_views(system.identity.replace_member_roles(second, ["OWNER", "ADMIN"], by=org.owner))
-    assert client.put(
-        f"/org/members/{org.owner_member_id}/roles", json={"roleIds": ["ADMIN"]}
-    ).status_code == 204
-    with_second = client.get("/org/members", params={"filter": json.dumps({"roleId": "OWNER"})}).json()
+    system.wait_for_views(
+        system.identity.replace_member_roles(second, ["OWNER", "ADMIN"], by=org.owner)
+    )
+    assert (
+        client.put(
+            f"/org/members/{org.owner_member_id}/roles", json={"roleIds": ["ADMIN"]}
+        ).status_code
+        == 204
+    )
+    with_second = client.get(
+        "/org/members", params={"filter": json.dumps({"roleId": "OWNER"})}
+    ).json()
     assert [i["memberId"] for i in with_second["items"]] == [second]
 
 
-def test_two_owners_demoting_each_other_at_once_leave_one_owner(
-    api: str, system: System
-) -> None:
+def test_two_owners_demoting_each_other_at_once_leave_one_owner(api: str, system: System) -> None:
     fresh = found_org(system, "Owner Race")
     second, _ = system.identity.add_member(
         email=_email(), display_name="Second", role_ids=["OWNER"], by=fresh.owner
@@ -298,7 +329,9 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(
     def demote(name: str, token: str, target: str) -> None:
         with http_client(api, token) as c:
             barrier.wait()
-            results[name] = c.put(f"/org/members/{target}/roles", json={"roleIds": ["ADMIN"]}).status_code
+            results[name] = c.put(
+                f"/org/members/{target}/roles", json={"roleIds": ["ADMIN"]}
+            ).status_code
 
     threads = [
         threading.Thread(target=demote, args=("first", fresh.token, second)),
@@ -320,4 +353,7 @@ def test_only_an_owner_may_make_an_owner(api: str, system: System, org: Org) -> 
         response = c.put(f"/org/members/{target.member_id}/roles", json={"roleIds": ["OWNER"]})
         assert response.status_code == 403
         assert response.json()["code"] == "owner_required"
-        assert c.put(f"/org/members/{target.member_id}/roles", json={"roleIds": ["ADMIN"]}).status_code == 204
+        assert (
+            c.put(f"/org/members/{target.member_id}/roles", json={"roleIds": ["ADMIN"]}).status_code
+            == 204
+        )
