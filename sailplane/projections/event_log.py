@@ -81,15 +81,20 @@ REDACTED = "[redacted]"
 
 
 def redact(data: dict[str, Any]) -> dict[str, Any]:
-    """The event's fields with secrets (at any depth) replaced by a marker."""
-    return {
-        k: REDACTED
-        if k in SECRET_FIELDS and v is not None
-        else redact(v)
-        if isinstance(v, dict)
-        else v
-        for k, v in data.items()
-    }
+    """The event's fields with secrets (at any depth) replaced by a marker of the same shape."""
+    return {k: _redacted(v) if k in SECRET_FIELDS else _redact_nested(v) for k, v in data.items()}
+
+
+def _redacted(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [REDACTED for _ in value]
+    return REDACTED
+
+
+def _redact_nested(value: Any) -> Any:
+    return redact(value) if isinstance(value, dict) else value
 
 
 def event_id(aggregate_id: str, version: int) -> str:

@@ -153,11 +153,13 @@ def test_secrets_are_redacted_at_any_depth_in_the_published_log() -> None:
         "password_hash": "$argon2id$...",
         "changes": {"client_secret": "s3cret", "name": "SSO"},
         "token_hash": None,
+        "recovery_code_hashes": ["h1", "h2"],
         "email": "a@example.com",
     }
     assert redact(data) == {
         "password_hash": REDACTED,
         "changes": {"client_secret": REDACTED, "name": "SSO"},
         "token_hash": None,
+        "recovery_code_hashes": [REDACTED, REDACTED],
         "email": "a@example.com",
     }
