@@ -196,7 +196,7 @@ def user_info(row: dict[str, Any]) -> UserInfo:
         auth=UserAuth(
             has_2fa=bool(row.get("has_2fa")),
             has_password=bool(row.get("has_password")),
-            has_recovery=bool(row.get("has_recovery")),
+            has_recovery=bool(row.get("has_recovery") or row.get("recovery_codes")),
         ),
     )
 
