@@ -2,7 +2,7 @@
 single sign-on), logout and email verification.
 
 Sign-in endpoints work without a bearer token (they hand one out); each says so with
-`opt={"exclude_from_auth": True}` and `security=[]`.
+`opt={"exclude_from_auth": True}` and an empty security requirement (`PUBLIC`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from sailplane.http.identity_shapes import PermissionOut, permission, user_email
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
+# No bearer token: the auth middleware skips these routes, and the OpenAPI document says so
+# with an empty security requirement (`[{}]`: Litestar drops an empty list, which would
+# leave the document-wide bearer requirement in place).
 PUBLIC: dict[str, Any] = {
     "opt": {"exclude_from_auth": True},
-    "security": [],
+    "security": [{}],
     "sync_to_thread": True,
 }
 

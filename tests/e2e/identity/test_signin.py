@@ -175,3 +175,31 @@ def test_sign_in_needs_email_and_password_or_a_code(api: str) -> None:
         both = anonymous.post("/auth/login", json={"password": "x", "otaCode": "y"})
         assert both.status_code == 422
         assert anonymous.post("/auth/login", json={"otaCode": "ota_NOPE.x"}).status_code == 401
+
+
+def test_the_sign_in_endpoints_are_documented_and_public_in_the_openapi(api: str) -> None:
+    schema = httpx.get(api + "/schema/openapi.json").json()
+    operations = {
+        op["operationId"]: (path, method, op)
+        for path, methods in schema["paths"].items()
+        for method, op in methods.items()
+    }
+    public = {
+        "Login": ("/api/v1/auth/login", "post"),
+        "CompleteLoginMfa": ("/api/v1/auth/login/mfa", "post"),
+        "StartSingleSignOn": ("/api/v1/auth/sso/{idp}/authorize", "get"),
+        "FinishSingleSignOn": ("/api/v1/auth/sso/callback", "get"),
+        "VerifyEmail": ("/api/v1/auth/verify-email", "get"),
+        "ListPermissions": ("/api/v1/auth/permissions", "get"),
+        "DescribeInvitation": ("/api/v1/org/invites/{token}", "get"),
+        "AcceptInvitation": ("/api/v1/org/invites/{token}/accept", "post"),
+    }
+    for operation_id, (path, method) in public.items():
+        found_path, found_method, op = operations[operation_id]
+        assert (found_path, found_method) == (path, method)
+        assert op.get("security") == [{}], f"{operation_id} needs no bearer token"
+        assert op.get("summary") or op.get("description")
+    for operation_id in ("EnrollMyTotp", "VerifyMyTotp", "Logout"):
+        assert operations[operation_id][2].get("security") in (None, [{"BearerAuth": []}])
+    login_body = operations["Login"][2]["requestBody"]["content"]["application/json"]["schema"]
+    assert login_body
