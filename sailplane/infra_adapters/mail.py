@@ -40,6 +40,8 @@ class SmtpMailer:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            log.warning("could not send email to %s through %s:%s: %s", to, self.host, self.port, exc)
+            log.warning(
+                "could not send email to %s through %s:%s: %s", to, self.host, self.port, exc
+            )
             return False
         return True

@@ -118,7 +118,9 @@ def test_an_invitation_is_404_when_expired_and_409_once_used() -> None:
     )
     with pytest.raises(NotFoundError):
         invitation.check_open(T0 + timedelta(days=2))
-    invitation.accept(user_id="U", member_id="M", ota_code_hash="c", ota_expires_at=T0, by=BY, at=T0)
+    invitation.accept(
+        user_id="U", member_id="M", ota_code_hash="c", ota_expires_at=T0, by=BY, at=T0
+    )
     with pytest.raises(ConflictError):
         invitation.check_open(T0)
     with pytest.raises(InvalidValueError):
