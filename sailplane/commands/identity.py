@@ -353,6 +353,7 @@ class Identity(SailplaneApplication):
                 team.remove_member(member.id, by=by, at=at)
                 changed.append(team)
         changed.append(self._release_key("membership", member.user_id, member.id, by=by))
+        changed.append(self._drop_policy(member.id, by))
         for key_id in views.api_key_ids(member.id):
             key = self._find(ApiKey, key_id)
             if key is not None and not key.revoked:
@@ -837,7 +838,19 @@ class Identity(SailplaneApplication):
     def delete_team(self, team_id: str, *, by: Actor) -> int:
         team = self._team(team_id, by)
         team.delete(by=by, at=self.clock())
-        return self._commit(team, self._release_key("team-name", team.name.lower(), team.id, by=by))
+        return self._commit(
+            team,
+            self._release_key("team-name", team.name.lower(), team.id, by=by),
+            self._drop_policy(team.id, by),
+        )
+
+    def _drop_policy(self, principal_id: str, by: Actor) -> Policy | None:
+        """A principal that goes takes its organization policy with it."""
+        policy = self._find(Policy, Policy.id_for(by.organization_id, principal_id))
+        if policy is None or policy.deleted:
+            return None
+        policy.delete(by=by, at=self.clock())
+        return policy
 
     def add_team_member(
         self, team_id: str, member_id: str, *, role_ids: list[str] | None, by: Actor

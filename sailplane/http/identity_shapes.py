@@ -99,42 +99,9 @@ def role_detail(
 # --- users, emails, logins, devices ----------------------------------------------------------
 
 
-def user(row: dict[str, Any]) -> shapes.User:
-    return shapes.User(
-        id=row["id"],
-        email=row["email"],
-        given_name=row["given_name"],
-        family_name=row["family_name"],
-        display_name=row["display_name"],
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-    )
-
-
-def user_email(row: dict[str, Any]) -> shapes.UserEmail:
-    return shapes.UserEmail(
-        user_id=row["user_id"],
-        email=row["email"],
-        verified_at=iso(row["verified_at"]),
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-    )
-
-
-def user_info(row: dict[str, Any], emails: list[dict[str, Any]]) -> shapes.UserInfo:
-    return shapes.UserInfo(
-        user=user(row),
-        emails=[user_email(e) for e in emails],
-        auth=shapes.UserAuth(
-            has_2fa=bool(row["has_2fa"]),
-            has_password=bool(row["has_password"]),
-            has_recovery=row["recovery_codes"] > 0,
-        ),
-    )
+user = shapes.user
+user_email = shapes.user_email
+user_info = shapes.user_info
 
 
 class ServiceAccountOut(Shape):

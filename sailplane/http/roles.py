@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 from litestar import Controller, get
@@ -22,6 +23,7 @@ from sailplane.http.pagination import (
     SortDirection,
 )
 from sailplane.projections.query import decode_marker, encode_marker
+from sailplane.system import System
 
 RoleSortBy = Annotated[
     Literal["name"], QueryParameter(name="sortBy", description="The field to sort by.")
@@ -68,11 +70,71 @@ def page_roles(
     return Listing(total=len(found), items=[shape(r) for r in chosen], marker=next_marker)
 
 
-def _organization(system: Any, organization_id: str) -> dict[str, Any]:
+def _organization(system: System, organization_id: str) -> dict[str, Any]:
     return system.directory.organization(organization_id) or {
         "id": organization_id,
         "created_at": None,
     }
+
+
+@dataclass(frozen=True)
+class RoleKind:
+    """Organization roles or team roles: where they live and how they are shown."""
+
+    roles: dict[str, Role]
+    kind: str  # for "... was not found"
+    counts: Callable[[System, str], dict[str, int]]
+    shape: Callable[[Role, dict[str, Any], int], Any]
+
+    def listing(
+        self,
+        system: System,
+        organization_id: str,
+        *,
+        search: str,
+        page: int,
+        limit: int,
+        descending: bool,
+        marker: str | None,
+    ) -> Listing[Any]:
+        organization = _organization(system, organization_id)
+        counts = self.counts(system, organization_id)
+        return page_roles(
+            list(self.roles.values()),
+            search=search,
+            page=page,
+            limit=limit,
+            descending=descending,
+            marker=marker,
+            shape=lambda r: self.shape(r, organization, counts.get(r.id, 0)),
+        )
+
+    def detail(
+        self, system: System, organization_id: str, role_id: str
+    ) -> Described[RoleDetailItem, RoleDetailIncluded]:
+        role = self.roles.get(role_id)
+        if role is None:
+            raise NotFoundError.of(self.kind, role_id)
+        organization = _organization(system, organization_id)
+        counts = self.counts(system, organization_id)
+        item, included = role_detail(
+            role, organization, self.shape(role, organization, counts.get(role_id, 0))
+        )
+        return Described(item=item, included=included)
+
+
+ORGANIZATION = RoleKind(
+    ORGANIZATION_ROLES,
+    "role",
+    lambda system, org: system.directory.role_member_counts(org),
+    shapes.organization_role,
+)
+TEAM = RoleKind(
+    TEAM_ROLES,
+    "team_role",
+    lambda system, org: system.teams.team_role_member_counts(org),
+    shapes.team_role,
+)
 
 
 class RoleController(Controller):
@@ -97,16 +159,14 @@ class RoleController(Controller):
         marker: Marker = None,
     ) -> Listing[shapes.OrganizationRoleWithCounts]:
         """The organization roles with their member and permission counts."""
-        organization = _organization(system, principal.organization_id)
-        counts = system.directory.role_member_counts(principal.organization_id)
-        return page_roles(
-            list(ORGANIZATION_ROLES.values()),
+        return ORGANIZATION.listing(
+            system,
+            principal.organization_id,
             search=search,
             page=page,
             limit=limit,
             descending=sort_direction == "desc",
             marker=marker,
-            shape=lambda r: shapes.organization_role(r, organization, counts.get(r.id, 0)),
         )
 
     @get(
@@ -119,15 +179,7 @@ class RoleController(Controller):
         self, system: SystemDep, principal: Caller, role: FromPath[str]
     ) -> Described[RoleDetailItem, RoleDetailIncluded]:
         """An organization role with its permissions and permission bundles."""
-        found = ORGANIZATION_ROLES.get(role)
-        if found is None:
-            raise NotFoundError.of("role", role)
-        organization = _organization(system, principal.organization_id)
-        counts = system.directory.role_member_counts(principal.organization_id)
-        item, included = role_detail(
-            found, organization, shapes.organization_role(found, organization, counts.get(role, 0))
-        )
-        return Described(item=item, included=included)
+        return ORGANIZATION.detail(system, principal.organization_id, role)
 
     @get(
         "/team-roles",
@@ -147,16 +199,14 @@ class RoleController(Controller):
         marker: Marker = None,
     ) -> Listing[shapes.TeamRoleWithCounts]:
         """The team roles with their member and permission counts."""
-        organization = _organization(system, principal.organization_id)
-        counts = system.teams.team_role_member_counts(principal.organization_id)
-        return page_roles(
-            list(TEAM_ROLES.values()),
+        return TEAM.listing(
+            system,
+            principal.organization_id,
             search=search,
             page=page,
             limit=limit,
             descending=sort_direction == "desc",
             marker=marker,
-            shape=lambda r: shapes.team_role(r, organization, counts.get(r.id, 0)),
         )
 
     @get(
@@ -169,12 +219,4 @@ class RoleController(Controller):
         self, system: SystemDep, principal: Caller, role: FromPath[str]
     ) -> Described[RoleDetailItem, RoleDetailIncluded]:
         """A team role with its permissions and permission bundles."""
-        found = TEAM_ROLES.get(role)
-        if found is None:
-            raise NotFoundError.of("team_role", role)
-        organization = _organization(system, principal.organization_id)
-        counts = system.teams.team_role_member_counts(principal.organization_id)
-        item, included = role_detail(
-            found, organization, shapes.team_role(found, organization, counts.get(role, 0))
-        )
-        return Described(item=item, included=included)
+        return TEAM.detail(system, principal.organization_id, role)
