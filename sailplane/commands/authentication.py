@@ -35,6 +35,7 @@ from sailplane.domain.access import MEMBER
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import (
     ConflictError,
+    DomainError,
     InvalidRequestError,
     InvalidValueError,
     NotAuthenticatedError,
@@ -441,7 +442,12 @@ class Authentication(Identity):
             self._commit(attempt)
             raise NotAuthenticatedError(exc.message, code="sso_failed") from None
         assert provider is not None
-        user, member, changed = self._sso_account(provider, claims, email, by)
+        try:
+            user, member, changed = self._sso_account(provider, claims, email, by)
+        except DomainError as exc:
+            attempt.fail(exc.message, by=by, at=at)
+            self._commit(attempt)
+            raise
         login_id = new_id()
         attempt.complete(login_id=login_id, user_id=user.id, by=by, at=self.clock())
         return self._open_login(
@@ -476,6 +482,7 @@ class Authentication(Identity):
         at = self.clock()
         changed: list[SailplaneAggregate] = []
         user = self.user_by_email(email)
+        created = user is None
         if user is None:
             given = str(claims.get("given_name") or "")
             family = str(claims.get("family_name") or "")
@@ -489,9 +496,17 @@ class Authentication(Identity):
                 at=at,
             )
             changed.append(self._email_key(user.email, user.id, by))
-        user.mark_email_verified(check_email(email), by=by, at=at)
         member_id = self.member_id_of_user(provider.organization_id, user.id)
         member = self._find(Member, member_id) if member_id else None
+        if member is None and not created:
+            # An organization's provider speaks for its own members and for new people only:
+            # it must not open an account that exists elsewhere.
+            raise PermissionDeniedError(
+                "An account with this email already exists; sign in to it and accept an "
+                "invitation to join this organization.",
+                code="sso_account_exists",
+            )
+        user.mark_email_verified(check_email(email), by=by, at=at)
         if member is None:
             member, others = self._join(user, [MEMBER.id], by, account_type="external")
             changed += others

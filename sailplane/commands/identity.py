@@ -105,7 +105,7 @@ class AcceptedInvitation:
     organization_id: str
     user_id: str
     member_id: str
-    one_time_code: str
+    one_time_code: str | None  # only for a user the acceptance created
     next_step: str
     position: int
 
@@ -618,6 +618,7 @@ class Identity(SailplaneApplication):
         at = self.clock()
         user = self.user_by_email(invitation.email)
         changed: list[SailplaneAggregate | None] = []
+        created = user is None
         if user is None:
             user = User.register(
                 id=new_id(),
@@ -667,11 +668,13 @@ class Identity(SailplaneApplication):
                     at=at,
                 )
                 changed.append(team)
-        code = compound_token(ONE_TIME_CODE_PREFIX, invitation.id)
+        # A one-time code signs in as the user: only for one this acceptance created. An
+        # existing account signs in with its own credentials (the token holder may not own it).
+        code = compound_token(ONE_TIME_CODE_PREFIX, invitation.id) if created else None
         invitation.accept(
             user_id=user.id,
             member_id=member.id,
-            ota_code_hash=hash_token(code),
+            ota_code_hash=hash_token(code) if code else None,
             ota_expires_at=at + ONE_TIME_CODE_TTL,
             by=by,
             at=at,

@@ -47,7 +47,7 @@ class Invitation(SailplaneAggregate):
     class Accepted(SailplaneAggregate.Event):
         user_id: str
         member_id: str
-        ota_code_hash: str
+        ota_code_hash: str | None
         ota_expires_at: datetime
 
         def apply(self, aggregate: Invitation) -> None:
@@ -117,7 +117,7 @@ class Invitation(SailplaneAggregate):
         *,
         user_id: str,
         member_id: str,
-        ota_code_hash: str,
+        ota_code_hash: str | None,
         ota_expires_at: datetime,
         by: Actor,
         at: datetime,

@@ -47,7 +47,7 @@ class InviteAcceptRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
 class InviteAcceptResult(Shape):
     organization: OrganizationOut
     user: shapes.User
-    ota_code: str
+    ota_code: str | None  # for a user the acceptance created; null for an existing account
     next_step: str  # "sign_in" (password set) or "set_password"
 
 

@@ -303,6 +303,26 @@ def test_an_existing_user_is_matched_by_verified_email(
     assert login["memberId"] == who.member_id
 
 
+def test_a_provider_cannot_open_an_account_of_another_organization(
+    api: str, system: System, oidc: OidcProvider, provider: dict
+) -> None:
+    """An organization's provider speaks for its members and new people, not for accounts
+    that exist elsewhere (else any organization could sign in as anyone)."""
+    elsewhere = found_org(system, "Victim Org")
+    victim_member, position = system.identity.add_member(
+        email=f"victim-{uuid.uuid4().hex[:6]}@example.com",
+        display_name="Victim",
+        role_ids=["MEMBER"],
+        by=elsewhere.owner,
+    )
+    system.wait_for_views(position)
+    victim = system.directory.member(elsewhere.id, victim_member)
+    oidc.person = Person(sub="forged", email=victim["email"])
+    refused = _browserless_sign_in(api, provider["id"])
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "sso_account_exists"
+
+
 def test_an_unverified_email_or_a_forged_token_is_refused(
     api: str, oidc: OidcProvider, provider: dict
 ) -> None:

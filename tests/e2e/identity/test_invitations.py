@@ -127,6 +127,9 @@ def test_accepting_links_an_existing_user(api: str, system: System, org: Org) ->
         assert accepted.status_code == 200
         assert accepted.json()["user"]["id"] == who.user_id
         assert accepted.json()["nextStep"] == "sign_in"
+        # No one-time code for an account that existed: whoever holds the invitation token
+        # must not become that user.
+        assert accepted.json()["otaCode"] is None
         # The same person now signs in to either organization with their one password.
         assert sign_in(api, who.email, who.password, organizationId=other.id).status_code == 200
         # Inviting a member again is refused.
