@@ -414,6 +414,27 @@ class Identity(SailplaneApplication):
             raise NotFoundError.of("user", user_id)
         return user, self._member(member_id, by)
 
+    def _require_credentials_managed_here(self, user: User, member: Member, by: Actor) -> None:
+        """An organization's admins manage the sign-in of users who belong to it alone.
+
+        A user who is also a member elsewhere keeps their email, password and MFA to
+        themselves: another organization's admin changing them would open that account in
+        every organization.
+        """
+        if by.kind == "system" or (by.kind == "member" and by.id == member.id):
+            return
+        elsewhere = [
+            m
+            for m in self._views().memberships_of_user(user.id)
+            if m["organization_id"] != by.organization_id
+        ]
+        if elsewhere:
+            raise PermissionDeniedError(
+                "This user also belongs to other organizations; only they can change their "
+                "email, password or MFA.",
+                code="user_in_other_organizations",
+            )
+
     def update_user(
         self,
         user_id: str,
@@ -424,7 +445,9 @@ class Identity(SailplaneApplication):
         family_name: str | None = None,
         display_name: str | None = None,
     ) -> int:
-        user, _ = self.user_in_organization(user_id, by)
+        user, member = self.user_in_organization(user_id, by)
+        if email is not None and check_email(email) != user.email:
+            self._require_credentials_managed_here(user, member, by)
         old_email = user.email
         changes = user.update_profile(
             by=by,
@@ -474,7 +497,8 @@ class Identity(SailplaneApplication):
         keep_login: str | None = None,
     ) -> int:
         """Needs the current password when the user has one; ends the user's other logins."""
-        user, _ = self.user_in_organization(user_id, by)
+        user, member = self.user_in_organization(user_id, by)
+        self._require_credentials_managed_here(user, member, by)
         check_password(new_password, field="newPassword")
         if user.password_hash is not None and not verify_password(
             user.password_hash, current_password or ""
@@ -488,6 +512,7 @@ class Identity(SailplaneApplication):
         """A new temporary password (shown once); every login of the user ends."""
         user, member = self.user_in_organization(user_id, by)
         self._require_owner_to_touch_owners(by, touches_owner=OWNER.id in member.role_ids)
+        self._require_credentials_managed_here(user, member, by)
         password = temporary_password()
         user.set_password(hash_password(password), reason="reset", by=by, at=self.clock())
         return password, self._commit(user, *self._revoke_logins(user.id, "password_reset", by))
@@ -499,6 +524,7 @@ class Identity(SailplaneApplication):
             self._require_owner_to_touch_owners(
                 by, touches_owner=OWNER.id in member.role_ids and by.id != member.id
             )
+        self._require_credentials_managed_here(user, member, by)
         user.reset_mfa(by=by, at=self.clock())
         return self._commit(
             user,

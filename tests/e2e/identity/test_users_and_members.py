@@ -357,3 +357,34 @@ def test_only_an_owner_may_make_an_owner(api: str, system: System, org: Org) -> 
             c.put(f"/org/members/{target.member_id}/roles", json={"roleIds": ["ADMIN"]}).status_code
             == 204
         )
+
+
+def test_an_organization_cannot_change_the_credentials_of_a_user_shared_with_another(
+    api: str, system: System, org: Org, client: httpx.Client
+) -> None:
+    """Else an admin of one organization could take over the account in every other."""
+    who = person(system, org)
+    other = found_org(system, "Sharing Org")
+    system.wait_for_views(
+        system.identity.add_member(
+            email=who.email, display_name="P", role_ids=["MEMBER"], by=other.owner
+        )[1]
+    )
+    for response in (
+        client.post(f"/org/users/{who.user_id}/password/reset"),
+        client.delete(f"/org/users/{who.user_id}/mfa"),
+        client.post(f"/org/users/{who.user_id}/password", json={"newPassword": "hijacked!!"}),
+        client.patch(f"/org/users/{who.user_id}", json={"email": _email()}),
+    ):
+        assert response.status_code == 403
+        assert response.json()["code"] == "user_in_other_organizations"
+    # Names are the organization's to fix; the user still changes their own credentials.
+    assert client.patch(f"/org/users/{who.user_id}", json={"displayName": "P. Person"}).status_code == 200
+    with signed_in_client(api, who) as me:
+        assert me.post(
+            f"/org/users/{who.user_id}/password",
+            json={"currentPassword": who.password, "newPassword": "my own choice"},
+        ).status_code == 204
+    # Deleting removes only this organization's membership; the account goes on elsewhere.
+    assert client.delete(f"/org/users/{who.user_id}").status_code == 204
+    assert sign_in(api, who.email, "my own choice", organizationId=other.id).status_code == 200
