@@ -148,16 +148,28 @@ def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return request.user
 
 
-def requires(permission: str) -> Any:
-    """A guard: the caller must hold `permission` in their organization."""
+def requires(permission: str, *, or_in_team: str | None = None) -> Any:
+    """A guard: the caller must hold `permission` in their organization.
+
+    With `or_in_team="team"` (the name of a path parameter holding a team id), a team role
+    that grants `permission` in that team is enough too: a Team Admin manages their team.
+    """
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal: Principal = connection.user
-        if not principal.can(permission):
-            raise PermissionDeniedError(
-                f"This needs the {permission} permission, which your roles do not grant.",
-                code="forbidden",
-            )
+        if principal.can(permission):
+            return
+        if or_in_team is not None and can_access(
+            connection.app.state["system"],
+            principal,
+            permission,
+            granted_team_ids=[str(connection.path_params.get(or_in_team, ""))],
+        ):
+            return
+        raise PermissionDeniedError(
+            f"This needs the {permission} permission, which your roles do not grant.",
+            code="forbidden",
+        )
 
     guard.__name__ = f"requires_{permission}"
     return guard

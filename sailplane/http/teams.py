@@ -221,7 +221,7 @@ class TeamController(Controller):
     @post(
         "/{team:str}/members/{member:str}",
         operation_id="AddTeamMember",
-        guards=[requires("CanManageTeamMembers")],
+        guards=[requires("CanManageTeamMembers", or_in_team="team")],
         sync_to_thread=True,
     )
     def add_team_member(
@@ -254,7 +254,7 @@ class TeamController(Controller):
     @delete(
         "/{team:str}/members/{member:str}",
         operation_id="RemoveTeamMember",
-        guards=[requires("CanManageTeamMembers")],
+        guards=[requires("CanManageTeamMembers", or_in_team="team")],
         sync_to_thread=True,
     )
     def remove_team_member(
@@ -266,7 +266,7 @@ class TeamController(Controller):
     @put(
         "/{team:str}/members/{member:str}/roles",
         operation_id="UpdateTeamMemberRoles",
-        guards=[requires("CanManageTeamMembers")],
+        guards=[requires("CanManageTeamMembers", or_in_team="team")],
         status_code=204,
         sync_to_thread=True,
     )
