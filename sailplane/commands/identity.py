@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sailplane.commands.base import SailplaneApplication
@@ -906,10 +906,6 @@ class Identity(SailplaneApplication):
 
     def _team(self, team_id: str, by: Actor) -> Team:
         return self._load(Team, team_id, organization_id=by.organization_id, kind="team")
-
-
-def expired(at: datetime | None, now: datetime) -> bool:
-    return at is not None and at <= now
 
 
 def _email_taken(email: str) -> ConflictError:

@@ -9,7 +9,7 @@ finds it without a lookup and an attempt completes at most once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +39,6 @@ class ProviderType:
     enabled: bool = True
     visible: bool = True
     display_order: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 PROVIDER_TYPES: tuple[ProviderType, ...] = (
