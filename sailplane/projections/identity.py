@@ -232,12 +232,6 @@ class DirectoryView(View):
             "SELECT * FROM {members} WHERE user_id = %s ORDER BY created_at, id", (user_id,)
         )
 
-    def member_of_user(self, organization_id: str, user_id: str) -> dict[str, Any] | None:
-        return self.fetch_one(
-            "SELECT * FROM {members} WHERE organization_id = %s AND user_id = %s",
-            (organization_id, user_id),
-        )
-
     def team_ids_of_member(self, organization_id: str, member_id: str) -> list[str]:
         rows = self.fetch_all(
             "SELECT team_id FROM team_members WHERE organization_id = %s AND member_id = %s",
