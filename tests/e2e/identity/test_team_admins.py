@@ -12,7 +12,9 @@ from tests.conftest import Org, add_member_with_token, http_client
 
 
 def _team(client: httpx.Client) -> str:
-    return client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"]["id"]
+    return client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"][
+        "id"
+    ]
 
 
 def test_a_team_admin_manages_the_members_of_their_team_only(
@@ -28,9 +30,12 @@ def test_a_team_admin_manages_the_members_of_their_team_only(
     with http_client(api, lead_token) as admin, http_client(api, plain_token) as member:
         assert member.post(f"/org/teams/{team}/members/{newcomer}", json={}).status_code == 403
         assert admin.post(f"/org/teams/{team}/members/{newcomer}", json={}).status_code == 201
-        assert admin.put(
-            f"/org/teams/{team}/members/{newcomer}/roles", json={"roleIds": ["TEAMADMIN"]}
-        ).status_code == 204
+        assert (
+            admin.put(
+                f"/org/teams/{team}/members/{newcomer}/roles", json={"roleIds": ["TEAMADMIN"]}
+            ).status_code
+            == 204
+        )
         assert admin.delete(f"/org/teams/{team}/members/{newcomer}").status_code == 204
         # Another team, or the team itself, is not theirs to manage.
         assert admin.post(f"/org/teams/{other_team}/members/{newcomer}", json={}).status_code == 403

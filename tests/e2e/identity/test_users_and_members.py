@@ -379,12 +379,18 @@ def test_an_organization_cannot_change_the_credentials_of_a_user_shared_with_ano
         assert response.status_code == 403
         assert response.json()["code"] == "user_in_other_organizations"
     # Names are the organization's to fix; the user still changes their own credentials.
-    assert client.patch(f"/org/users/{who.user_id}", json={"displayName": "P. Person"}).status_code == 200
+    assert (
+        client.patch(f"/org/users/{who.user_id}", json={"displayName": "P. Person"}).status_code
+        == 200
+    )
     with signed_in_client(api, who) as me:
-        assert me.post(
-            f"/org/users/{who.user_id}/password",
-            json={"currentPassword": who.password, "newPassword": "my own choice"},
-        ).status_code == 204
+        assert (
+            me.post(
+                f"/org/users/{who.user_id}/password",
+                json={"currentPassword": who.password, "newPassword": "my own choice"},
+            ).status_code
+            == 204
+        )
     # Deleting removes only this organization's membership; the account goes on elsewhere.
     assert client.delete(f"/org/users/{who.user_id}").status_code == 204
     assert sign_in(api, who.email, "my own choice", organizationId=other.id).status_code == 200
