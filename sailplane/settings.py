@@ -18,6 +18,7 @@ class Settings:
     organization_name: str = "Default Organization"
     owner_email: str = "owner@sailplane.local"
     owner_name: str = "Owner"
+    owner_password: str | None = None  # the first owner's password (sign in with email + it)
     # How long a write waits for the views to show it before answering anyway.
     read_your_writes_timeout: float = 10.0
     kafka_partitions: int = 3
@@ -41,6 +42,7 @@ class Settings:
             organization_name=env.get("SAILPLANE_ORGANIZATION_NAME", cls.organization_name),
             owner_email=env.get("SAILPLANE_OWNER_EMAIL", cls.owner_email),
             owner_name=env.get("SAILPLANE_OWNER_NAME", cls.owner_name),
+            owner_password=env.get("SAILPLANE_OWNER_PASSWORD") or None,
             read_your_writes_timeout=float(env.get("SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10")),
             kafka_partitions=int(env.get("SAILPLANE_KAFKA_PARTITIONS", "3")),
             public_url=env.get("SAILPLANE_PUBLIC_URL") or None,

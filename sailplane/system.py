@@ -17,6 +17,7 @@ from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.requests import Requests
 from sailplane.commands.sso import IdentityProviders
+from sailplane.domain.base import Actor
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
@@ -270,6 +271,15 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
     if founded is None:
         return
     system.wait_for_views(founded.position)
+    if settings.owner_password:
+        system.wait_for_views(
+            system.identity.change_password(
+                founded.owner_user_id,
+                current_password=None,
+                new_password=settings.owner_password,
+                by=Actor.system("bootstrap", founded.organization_id),
+            )
+        )
     if settings.bootstrap_token:
         log.warning(
             "first start: organization %s created; the owner's API key is SAILPLANE_BOOTSTRAP_TOKEN",

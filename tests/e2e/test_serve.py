@@ -22,6 +22,8 @@ TOKEN = "sp_bootstrap-token-for-tests"
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
     env["SAILPLANE_BOOTSTRAP_TOKEN"] = TOKEN
+    env["SAILPLANE_OWNER_EMAIL"] = "first-owner@example.com"
+    env["SAILPLANE_OWNER_PASSWORD"] = "first owner password"
     return env
 
 
@@ -84,6 +86,15 @@ def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path)
         assert new_token.startswith("sp_") and new_token != TOKEN
         other = client.get("/org/teams", headers={"Authorization": f"Bearer {new_token}"})
         assert other.status_code == 200
+
+        # The first owner signs in with the email and password of the first start.
+        login = client.post(
+            "/auth/login",
+            json={"email": "first-owner@example.com", "password": "first owner password"},
+            headers={"Authorization": ""},
+        )
+        assert login.status_code == 200, login.text
+        assert login.json()["token"]
 
         # A service account for automation, with its own role.
         bot = subprocess.run(
