@@ -590,25 +590,29 @@ class DirectoryProjection(Projection[DirectoryView]):
 
     @process_event.register
     def _(self, event: Login.MfaPassed, tracking: Tracking) -> None:
-        row = self.view.execute(
+        self.view.execute(
             "UPDATE {logins} SET status = 'active', token_hash = %s, auth_time = %s, expires_at = %s "
-            "WHERE id = %s RETURNING member_id",
+            "WHERE id = %s",
             (event.token_hash, event.timestamp, event.expires_at, event.originator_id),
-        ).fetchone()
-        if row:
-            self._signed_in(row["member_id"], event.timestamp)
+        )
+        # Statements without results keep the runner's pipeline flowing (no RETURNING).
+        self.view.execute(
+            "UPDATE {members} SET last_login_at = %s, last_active_at = %s "
+            "WHERE id = (SELECT member_id FROM {logins} WHERE id = %s)",
+            (event.timestamp, event.timestamp, event.originator_id),
+        )
 
     @process_event.register
     def _(self, event: Login.Used, tracking: Tracking) -> None:
-        row = self.view.execute(
-            "UPDATE {logins} SET last_used_at = %s WHERE id = %s RETURNING member_id",
+        self.view.execute(
+            "UPDATE {logins} SET last_used_at = %s WHERE id = %s",
             (event.timestamp, event.originator_id),
-        ).fetchone()
-        if row:
-            self.view.execute(
-                "UPDATE {members} SET last_active_at = %s WHERE id = %s",
-                (event.timestamp, row["member_id"]),
-            )
+        )
+        self.view.execute(
+            "UPDATE {members} SET last_active_at = %s "
+            "WHERE id = (SELECT member_id FROM {logins} WHERE id = %s)",
+            (event.timestamp, event.originator_id),
+        )
 
     @process_event.register
     def _(self, event: Login.Revoked, tracking: Tracking) -> None:
