@@ -3,7 +3,7 @@
     sailplane serve [--host 127.0.0.1] [--port 8000] [--data-dir DIR] [--no-workers]
     sailplane worker {projections,relay,...}
     sailplane projections rebuild [NAME]
-    sailplane admin create-token [--member ID] [--name NAME]
+    sailplane admin create-token [--member ID] [--name NAME] [--service-account USERNAME --role ROLE]
     sailplane events export [--after N]
 
 Without DATABASE_URL every command uses the embedded PostgreSQL in the data directory.
@@ -171,8 +171,15 @@ def _bar(name: str, done: int, head: int) -> None:
     )
 
 
-def create_token(settings: Settings, member_id: str | None, name: str) -> int:
+def create_token(
+    settings: Settings,
+    member_id: str | None,
+    name: str,
+    service_account: str | None = None,
+    roles: list[str] | None = None,
+) -> int:
     from sailplane.domain.base import Actor
+    from sailplane.domain.errors import DomainError
 
     with database_for(settings) as database:
         system = _system(settings, database)
@@ -185,13 +192,36 @@ def create_token(settings: Settings, member_id: str | None, name: str) -> int:
                 print("no organization yet: start the server once first", file=sys.stderr)
                 return 1
             by = Actor.system("admin-cli", owner["organization_id"])
-            token, _ = system.identity.issue_api_key(
-                member_id=member_id or owner["id"], name=name, by=by
-            )
+            try:
+                token = _issue(system, by, member_id or owner["id"], name, service_account, roles)
+            except DomainError as exc:
+                print(exc.message, file=sys.stderr)
+                return 1
             print(token)
         finally:
             system.close()
     return 0
+
+
+def _issue(
+    system: Any,
+    by: Any,
+    member_id: str,
+    name: str,
+    service_account: str | None,
+    roles: list[str] | None,
+) -> str:
+    """A member's API key, or a new service account's (with the given roles)."""
+    if service_account is None:
+        token, _ = system.identity.issue_api_key(member_id=member_id, name=name, by=by)
+        return token
+    account_id, _ = system.identity.create_service_account(
+        username=service_account, description=name, role_ids=roles or ["MEMBER"], by=by
+    )
+    token, _ = system.identity.issue_service_account_key(
+        service_account_id=account_id, name=name, by=by
+    )
+    return token
 
 
 def export_events(settings: Settings, after: int) -> int:
@@ -261,6 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     token_cmd.add_argument("--member", default=None)
     token_cmd.add_argument("--name", default="cli key")
+    token_cmd.add_argument(
+        "--service-account",
+        default=None,
+        metavar="USERNAME",
+        help="create a service account with this username and issue its key",
+    )
+    token_cmd.add_argument(
+        "--role",
+        action="append",
+        default=None,
+        help="the service account's organization role (repeatable; default MEMBER)",
+    )
 
     events_cmd = commands.add_parser("events", parents=[common], help="the event log")
     events_sub = events_cmd.add_subparsers(dest="action", required=True)
@@ -285,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "projections":
         return rebuild_views(settings, args.name)
     if args.command == "admin":
-        return create_token(settings, args.member, args.name)
+        return create_token(
+            settings, args.member, args.name, args.service_account, args.role or ["MEMBER"]
+        )
     if args.command == "events":
         return export_events(settings, args.after)
     parser.error(f"unknown command {args.command}")

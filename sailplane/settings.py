@@ -18,11 +18,20 @@ class Settings:
     organization_name: str = "Default Organization"
     owner_email: str = "owner@sailplane.local"
     owner_name: str = "Owner"
+    owner_password: str | None = None  # the first owner's password (sign in with email + it)
     # How long a write waits for the views to show it before answering anyway.
     read_your_writes_timeout: float = 10.0
     kafka_partitions: int = 3
     # Fernet key(s) sealing secret settings in events; else `secrets.key` in data_dir.
     secrets_key: str | None = None
+    # Where people reach this server (links in emails, the single sign-on callback).
+    public_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "sailplane@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -35,8 +44,16 @@ class Settings:
             organization_name=env.get("SAILPLANE_ORGANIZATION_NAME", cls.organization_name),
             owner_email=env.get("SAILPLANE_OWNER_EMAIL", cls.owner_email),
             owner_name=env.get("SAILPLANE_OWNER_NAME", cls.owner_name),
+            owner_password=env.get("SAILPLANE_OWNER_PASSWORD") or None,
             read_your_writes_timeout=float(env.get("SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10")),
             kafka_partitions=int(env.get("SAILPLANE_KAFKA_PARTITIONS", "3")),
             secrets_key=env.get("SAILPLANE_SECRETS_KEY") or None,
+            public_url=env.get("SAILPLANE_PUBLIC_URL") or None,
+            smtp_host=env.get("SAILPLANE_SMTP_HOST") or None,
+            smtp_port=int(env.get("SAILPLANE_SMTP_PORT", "25")),
+            smtp_from=env.get("SAILPLANE_SMTP_FROM", cls.smtp_from),
+            smtp_username=env.get("SAILPLANE_SMTP_USERNAME") or None,
+            smtp_password=env.get("SAILPLANE_SMTP_PASSWORD") or None,
+            smtp_starttls=env.get("SAILPLANE_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

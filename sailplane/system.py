@@ -12,15 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.requests import Requests
+from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
+from sailplane.domain.base import Actor
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
+from sailplane.infra_adapters.mail import Mailer, SmtpMailer
 from sailplane.infra_adapters.secret_box import FernetSecretBox
+from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
 from sailplane.projections.identity import (
     DirectoryProjection,
@@ -51,6 +56,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     TeamsProjection,
     CatalogsProjection,
     QueriesProjection,
+    AccessProjection,
 )
 
 
@@ -73,6 +79,8 @@ class System:
         kafka: KafkaSettings | None = None,
         read_your_writes_timeout: float = 10.0,
         secret_box: SecretBox | None = None,
+        mailer: Mailer | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -99,6 +107,16 @@ class System:
             catalog_backends=CatalogBackends(self.glue),
             query_usage=self.queries,
         )
+        self.access = AccessView(self.pool)
+
+        self.authentication = Authentication(self.event_log, clock=clock)
+        self.identity_providers = IdentityProviders(self.event_log, clock=clock)
+        self.identity.lookup = self.directory
+        self.authentication.lookup = self.directory
+        # Email (verification links, invitations) when SMTP is configured; the public URL
+        # that links and the single sign-on callback use (else the request's own base URL).
+        self.mailer = mailer
+        self.public_url = public_url
 
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
@@ -111,6 +129,18 @@ class System:
             if settings.kafka_bootstrap_servers
             else None
         )
+        mailer = (
+            SmtpMailer(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_from,
+                settings.smtp_username,
+                settings.smtp_password,
+                settings.smtp_starttls,
+            )
+            if settings.smtp_host
+            else None
+        )
         return cls(
             database,
             kafka=kafka,
@@ -118,6 +148,8 @@ class System:
             secret_box=FernetSecretBox.from_setting(settings.secrets_key)
             if settings.secrets_key
             else FernetSecretBox.from_key_file(settings.data_dir / "secrets.key"),
+            mailer=mailer,
+            public_url=settings.public_url,
         )
 
     @property
@@ -268,6 +300,15 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
     if founded is None:
         return
     system.wait_for_views(founded.position)
+    if settings.owner_password:
+        system.wait_for_views(
+            system.identity.change_password(
+                founded.owner_user_id,
+                current_password=None,
+                new_password=settings.owner_password,
+                by=Actor.system("bootstrap", founded.organization_id),
+            )
+        )
     if settings.bootstrap_token:
         log.warning(
             "first start: organization %s created; the owner's API key is SAILPLANE_BOOTSTRAP_TOKEN",

@@ -94,17 +94,32 @@ class SailplaneApplication(Application[str]):
         return recordings[-1].notification.id if recordings else 0
 
     def _claim_key(
-        self, kind: str, key: str, owner_id: str, *, by: Actor, conflict: ConflictError
+        self,
+        kind: str,
+        key: str,
+        owner_id: str,
+        *,
+        by: Actor,
+        conflict: ConflictError,
+        scope: str | None = None,
     ) -> UniqueKey:
-        """Claim a per-organization unique key for owner_id; save it with the owner."""
-        existing = self._find(UniqueKey, UniqueKey.id_for(kind, by.organization_id, key))
+        """Claim a unique key for owner_id (per organization, or in `scope`); save it with the owner."""
+        existing = self._find(
+            UniqueKey, UniqueKey.id_for(kind, by.organization_id if scope is None else scope, key)
+        )
         if existing is None:
-            return UniqueKey.new(kind=kind, key=key, owner_id=owner_id, by=by, at=self.clock())
+            return UniqueKey.new(
+                kind=kind, key=key, owner_id=owner_id, by=by, at=self.clock(), scope=scope
+            )
         existing.claim(owner_id, by=by, at=self.clock(), conflict=conflict)
         return existing
 
-    def _release_key(self, kind: str, key: str, owner_id: str, *, by: Actor) -> UniqueKey | None:
-        existing = self._find(UniqueKey, UniqueKey.id_for(kind, by.organization_id, key))
+    def _release_key(
+        self, kind: str, key: str, owner_id: str, *, by: Actor, scope: str | None = None
+    ) -> UniqueKey | None:
+        existing = self._find(
+            UniqueKey, UniqueKey.id_for(kind, by.organization_id if scope is None else scope, key)
+        )
         if existing is not None:
             existing.release(owner_id, by=by, at=self.clock())
         return existing

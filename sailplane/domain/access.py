@@ -33,7 +33,16 @@ PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("CanViewTeams", "List and describe teams", (ORG, TEAM)),
     Permission("CanManagePolicies", "Set and delete authorization policies", (ORG,)),
+    Permission("CanViewPolicies", "List and describe authorization policies", (ORG,)),
     Permission("CanManageIdentityProviders", "Configure single sign-on identity providers", (ORG,)),
+    Permission(
+        "CanViewIdentityProviders", "List and describe single sign-on identity providers", (ORG,)
+    ),
+    Permission(
+        "CanUseOwnAccount",
+        "Read and change one's own profile, emails, logins, trusted devices and MFA",
+        (ORG,),
+    ),
     Permission(
         "CanManageInfrastructure", "Manage cloud connections, networks and clusters", (ORG,)
     ),
@@ -102,7 +111,7 @@ MEMBER = Role(
     "MEMBER",
     "Member",
     "Sees the organization; works on what their teams are granted.",
-    _VIEW,
+    _VIEW | {"CanUseOwnAccount"},
     ORG,
 )
 TEAM_ADMIN = Role(
@@ -142,3 +151,91 @@ def permissions_of(roles: dict[str, Role], role_ids: list[str] | tuple[str, ...]
         if role is not None:
             granted |= role.permissions
     return frozenset(granted)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A named group of permissions; roles are described by the bundles they hold in full."""
+
+    id: str
+    code: str
+    name: str
+    description: str
+    permissions: frozenset[str]
+
+
+BUNDLES: tuple[Bundle, ...] = (
+    Bundle(
+        "ACCOUNT",
+        "account",
+        "Own account",
+        "Profile, emails, logins, trusted devices and MFA of the caller.",
+        frozenset({"CanUseOwnAccount"}),
+    ),
+    Bundle("VIEWER", "viewer", "Viewer", "Read everything in the organization.", _VIEW),
+    Bundle(
+        "TEAMWORK",
+        "teamwork",
+        "Teamwork",
+        "Use what is shared with a team: clusters, job runs, sessions and saved queries.",
+        frozenset({"CanUseClusters", "CanRunJobs", "CanManageSessions", "CanManageQueries"}),
+    ),
+    Bundle(
+        "WORKLOADADMIN",
+        "workload-admin",
+        "Workload administration",
+        "Manage jobs, catalogs and notifications.",
+        frozenset({"CanManageJobs", "CanManageCatalogs", "CanManageNotifications"}),
+    ),
+    Bundle(
+        "PEOPLEADMIN",
+        "people-admin",
+        "People administration",
+        "Manage users, members, teams, invitations and policies.",
+        frozenset(
+            {
+                "CanManageUsers",
+                "CanManageTeams",
+                "CanManageTeamMembers",
+                "CanManagePolicies",
+                "CanViewPolicies",
+            }
+        ),
+    ),
+    Bundle(
+        "INFRAADMIN",
+        "infrastructure-admin",
+        "Infrastructure administration",
+        "Manage cloud connections, networks and clusters.",
+        frozenset({"CanManageInfrastructure"}),
+    ),
+    Bundle(
+        "AUDITOR",
+        "auditor",
+        "Auditor",
+        "Read the event log and the single sign-on configuration.",
+        frozenset({"CanViewAuditLog", "CanViewIdentityProviders"}),
+    ),
+    Bundle(
+        "ORGADMIN",
+        "organization-admin",
+        "Organization administration",
+        "Change organization settings and single sign-on identity providers.",
+        frozenset({"CanManageOrganization", "CanManageIdentityProviders"}),
+    ),
+)
+BUNDLES_BY_ID: dict[str, Bundle] = {b.id: b for b in BUNDLES}
+
+
+def bundles_of(role: Role) -> list[Bundle]:
+    """The bundles a role holds in full."""
+    return [b for b in BUNDLES if b.permissions <= role.permissions]
+
+
+PERMISSIONS_BY_NAME: dict[str, Permission] = {p.relation: p for p in PERMISSIONS}
+
+
+def grantable(permission: str) -> bool:
+    """Whether a policy may grant this permission (it exists and is not system-only)."""
+    found = PERMISSIONS_BY_NAME.get(permission)
+    return found is not None and not found.system_only

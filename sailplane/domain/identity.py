@@ -1,11 +1,13 @@
-"""Identity: organizations, users, members, API keys and teams."""
+"""Identity: organizations, users, members, service accounts, API keys and teams."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
-from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_MEMBER, TEAM_ROLES
+from sailplane.domain.access import ORGANIZATION_ROLES, OWNER, TEAM_MEMBER, TEAM_ROLES
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
 
@@ -26,8 +28,11 @@ class Installation(SailplaneAggregate):
 
 
 class Organization(SailplaneAggregate):
+    """An organization; it keeps the set of its enabled owners so the last one stays."""
+
     name: str
     slug: str
+    owner_ids: list[str]
 
     class Created(SailplaneAggregate.Created):
         name: str
@@ -37,15 +42,52 @@ class Organization(SailplaneAggregate):
             super().apply(aggregate)
             aggregate.name = self.name
             aggregate.slug = self.slug
+            aggregate.owner_ids = []
+
+    class OwnerAdded(SailplaneAggregate.Event):
+        member_id: str
+
+        def apply(self, aggregate: Organization) -> None:
+            aggregate.owner_ids = sorted({*aggregate.owner_ids, self.member_id})
+
+    class OwnerRemoved(SailplaneAggregate.Event):
+        member_id: str
+
+        def apply(self, aggregate: Organization) -> None:
+            aggregate.owner_ids = [m for m in aggregate.owner_ids if m != self.member_id]
 
     @classmethod
     def found(cls, *, id: str, name: str, slug: str, by: Actor, at: datetime) -> Organization:
         return cls._create_as(id=id, organization_id=id, by=by, at=at, name=name, slug=slug)
 
+    def set_owner(self, member_id: str, is_owner: bool, *, by: Actor, at: datetime) -> None:
+        """Record that a member is (or no longer is) an enabled owner; never the last one away."""
+        owner_ids = getattr(self, "owner_ids", [])
+        if is_owner and member_id not in owner_ids:
+            self._trigger(self.OwnerAdded, by=by, at=at, member_id=member_id)
+        elif not is_owner and member_id in owner_ids:
+            if len(owner_ids) == 1:
+                raise ConflictError(
+                    "This is the organization's last Owner: make another member an Owner first.",
+                    code="last_owner",
+                )
+            self._trigger(self.OwnerRemoved, by=by, at=at, member_id=member_id)
+
 
 class User(SailplaneAggregate):
+    """A person's account: profile, emails, password and MFA. It may join several organizations."""
+
     email: str
     display_name: str
+    password_hash: str | None
+    totp_secret: str | None
+    pending_totp_secret: str | None
+    last_totp_step: int
+    recovery_code_hashes: list[str]
+    emails: dict[str, dict[str, Any]]
+    failed_logins: int
+    locked_until: datetime | None
+    deleted: bool
 
     class Created(SailplaneAggregate.Created):
         email: str
@@ -59,6 +101,113 @@ class User(SailplaneAggregate):
             aggregate.given_name = self.given_name
             aggregate.family_name = self.family_name
             aggregate.display_name = self.display_name
+            aggregate.password_hash = None
+            aggregate.totp_secret = None
+            aggregate.pending_totp_secret = None
+            aggregate.last_totp_step = 0
+            aggregate.recovery_code_hashes = []
+            aggregate.emails = {
+                self.email: {"verified_at": None, "token_hash": None, "token_expires_at": None}
+            }
+            aggregate.failed_logins = 0
+            aggregate.locked_until = None
+            aggregate.deleted = False
+
+    class ProfileUpdated(SailplaneAggregate.Event):
+        changes: dict[str, Any]
+
+        def apply(self, aggregate: User) -> None:
+            for name, value in self.changes.items():
+                setattr(aggregate, name, value)
+            if "email" in self.changes:
+                aggregate.emails.setdefault(
+                    self.changes["email"],
+                    {"verified_at": None, "token_hash": None, "token_expires_at": None},
+                )
+
+    class PasswordSet(SailplaneAggregate.Event):
+        password_hash: str
+        reason: str  # "initial", "changed" or "reset"
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.password_hash = self.password_hash
+            aggregate.failed_logins = 0
+            aggregate.locked_until = None
+
+    class LoginFailed(SailplaneAggregate.Event):
+        failures: int
+        locked_until: datetime | None
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.failed_logins = self.failures
+            aggregate.locked_until = self.locked_until
+
+    class LoginSucceeded(SailplaneAggregate.Event):
+        def apply(self, aggregate: User) -> None:
+            aggregate.failed_logins = 0
+            aggregate.locked_until = None
+
+    class TotpEnrollmentStarted(SailplaneAggregate.Event):
+        secret: str
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.pending_totp_secret = self.secret
+
+    class TotpEnabled(SailplaneAggregate.Event):
+        step: int
+        recovery_code_hashes: list[str]
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.totp_secret = aggregate.pending_totp_secret
+            aggregate.pending_totp_secret = None
+            aggregate.last_totp_step = self.step
+            aggregate.recovery_code_hashes = list(self.recovery_code_hashes)
+
+    class TotpUsed(SailplaneAggregate.Event):
+        step: int
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.last_totp_step = self.step
+
+    class RecoveryCodeUsed(SailplaneAggregate.Event):
+        code_hash: str
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.recovery_code_hashes = [
+                h for h in aggregate.recovery_code_hashes if h != self.code_hash
+            ]
+
+    class MfaReset(SailplaneAggregate.Event):
+        def apply(self, aggregate: User) -> None:
+            aggregate.totp_secret = None
+            aggregate.pending_totp_secret = None
+            aggregate.recovery_code_hashes = []
+
+    class EmailAdded(SailplaneAggregate.Event):
+        email: str
+        token_hash: str
+        token_expires_at: datetime
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.emails[self.email] = {
+                "verified_at": None,
+                "token_hash": self.token_hash,
+                "token_expires_at": self.token_expires_at,
+            }
+
+    class EmailVerified(SailplaneAggregate.Event):
+        email: str
+
+        def apply(self, aggregate: User) -> None:
+            aggregate.emails[self.email] = {
+                "verified_at": self.timestamp,
+                "token_hash": None,
+                "token_expires_at": None,
+            }
+
+    class Deleted(SailplaneAggregate.Event):
+        def apply(self, aggregate: User) -> None:
+            aggregate.deleted = True
 
     @classmethod
     def register(
@@ -76,11 +225,155 @@ class User(SailplaneAggregate):
             id=id,
             by=by,
             at=at,
-            email=email.strip().lower(),
-            given_name=given_name,
-            family_name=family_name,
-            display_name=display_name,
+            email=check_email(email),
+            given_name=given_name.strip(),
+            family_name=family_name.strip(),
+            display_name=display_name.strip()
+            or " ".join(p for p in (given_name.strip(), family_name.strip()) if p)
+            or check_email(email),
         )
+
+    @property
+    def has_mfa(self) -> bool:
+        return self.totp_secret is not None
+
+    def verified_emails(self) -> list[str]:
+        return [e for e, info in self.emails.items() if info["verified_at"] is not None]
+
+    def update_profile(self, *, by: Actor, at: datetime, **fields: str | None) -> dict[str, Any]:
+        """Change the given profile fields; returns the changes (the old email under `_old_email`)."""
+        changes: dict[str, Any] = {}
+        for name in ("given_name", "family_name", "display_name"):
+            value = fields.get(name)
+            if value is not None and value.strip() != getattr(self, name):
+                changes[name] = value.strip()
+        if "display_name" in changes and not changes["display_name"]:
+            raise InvalidValueError("The display name must not be empty.", field="displayName")
+        email = fields.get("email")
+        if email is not None and check_email(email) != self.email:
+            changes["email"] = check_email(email)
+        if changes:
+            self._trigger(self.ProfileUpdated, by=by, at=at, changes=changes)
+        return changes
+
+    def set_password(self, password_hash: str, *, reason: str, by: Actor, at: datetime) -> None:
+        self._trigger(self.PasswordSet, by=by, at=at, password_hash=password_hash, reason=reason)
+
+    def throttled_for(self, at: datetime) -> int:
+        """Seconds until a sign-in may be tried again (0: now)."""
+        if self.locked_until is None or self.locked_until <= at:
+            return 0
+        return max(1, math.ceil((self.locked_until - at).total_seconds()))
+
+    def record_failed_login(self, *, by: Actor, at: datetime) -> None:
+        failures = self.failed_logins + 1
+        locked_until = None
+        if failures >= FREE_LOGIN_FAILURES:
+            delay = min(
+                LOGIN_BACKOFF_SECONDS * 2 ** (failures - FREE_LOGIN_FAILURES),
+                LOGIN_BACKOFF_MAX_SECONDS,
+            )
+            locked_until = at + timedelta(seconds=delay)
+        self._trigger(self.LoginFailed, by=by, at=at, failures=failures, locked_until=locked_until)
+
+    def record_successful_login(self, *, by: Actor, at: datetime) -> None:
+        if self.failed_logins or self.locked_until is not None:
+            self._trigger(self.LoginSucceeded, by=by, at=at)
+
+    def start_totp_enrollment(self, secret: str, *, by: Actor, at: datetime) -> None:
+        if self.totp_secret is not None:
+            raise ConflictError(
+                "Two-factor authentication is already enabled; reset it before enrolling again.",
+                code="mfa_already_enabled",
+            )
+        self._trigger(self.TotpEnrollmentStarted, by=by, at=at, secret=secret)
+
+    def enable_totp(
+        self, step: int, recovery_code_hashes: list[str], *, by: Actor, at: datetime
+    ) -> None:
+        if self.totp_secret is not None:
+            raise ConflictError(
+                "Two-factor authentication is already enabled.", code="mfa_already_enabled"
+            )
+        if self.pending_totp_secret is None:
+            raise ConflictError(
+                "Start a TOTP enrollment before verifying it.", code="mfa_enrollment_not_started"
+            )
+        self._trigger(
+            self.TotpEnabled, by=by, at=at, step=step, recovery_code_hashes=recovery_code_hashes
+        )
+
+    def use_totp_step(self, step: int, *, by: Actor, at: datetime) -> None:
+        if step <= self.last_totp_step:
+            raise InvalidValueError(
+                "This code was already used; wait for the next one.", field="code"
+            )
+        self._trigger(self.TotpUsed, by=by, at=at, step=step)
+
+    def use_recovery_code(self, code_hash: str, *, by: Actor, at: datetime) -> None:
+        if code_hash not in self.recovery_code_hashes:
+            raise InvalidValueError("The recovery code is not valid.", field="recoveryCode")
+        self._trigger(self.RecoveryCodeUsed, by=by, at=at, code_hash=code_hash)
+
+    def reset_mfa(self, *, by: Actor, at: datetime) -> None:
+        if self.totp_secret or self.pending_totp_secret or self.recovery_code_hashes:
+            self._trigger(self.MfaReset, by=by, at=at)
+
+    def add_email(
+        self, email: str, token_hash: str, expires_at: datetime, *, by: Actor, at: datetime
+    ) -> str:
+        email = check_email(email)
+        existing = self.emails.get(email)
+        if existing is not None and existing["verified_at"] is not None:
+            raise ConflictError(f"{email} is already verified.", code="email_already_verified")
+        self._trigger(
+            self.EmailAdded,
+            by=by,
+            at=at,
+            email=email,
+            token_hash=token_hash,
+            token_expires_at=expires_at,
+        )
+        return email
+
+    def verify_email(self, email: str, token_hash: str, *, by: Actor, at: datetime) -> None:
+        info = self.emails.get(email)
+        if info is None or info["token_hash"] != token_hash:
+            raise NotFoundError(
+                "The verification link is not valid.", code="verification_not_found"
+            )
+        if info["token_expires_at"] is not None and info["token_expires_at"] <= at:
+            raise NotFoundError(
+                "The verification link has expired; add the email again for a new one.",
+                code="verification_expired",
+            )
+        self._trigger(self.EmailVerified, by=by, at=at, email=email)
+
+    def mark_email_verified(self, email: str, *, by: Actor, at: datetime) -> None:
+        """An email proven by other means (an identity provider's verified claim)."""
+        info = self.emails.get(email)
+        if info is not None and info["verified_at"] is None:
+            self._trigger(self.EmailVerified, by=by, at=at, email=email)
+
+    def delete(self, *, by: Actor, at: datetime) -> None:
+        if not self.deleted:
+            self._trigger(self.Deleted, by=by, at=at)
+
+
+FREE_LOGIN_FAILURES = 5
+LOGIN_BACKOFF_SECONDS = 30
+LOGIN_BACKOFF_MAX_SECONDS = 900
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def check_email(email: str) -> str:
+    cleaned = email.strip().lower()
+    if not EMAIL_PATTERN.match(cleaned) or len(cleaned) > 254:
+        raise InvalidValueError(f"{email!r} is not an email address.", field="email")
+    return cleaned
+
+
+ACCOUNT_TYPES = ("managed", "external")
 
 
 class Member(SailplaneAggregate):
@@ -91,6 +384,7 @@ class Member(SailplaneAggregate):
     email: str
     role_ids: list[str]
     is_enabled: bool
+    preferences: dict[str, Any]
     removed: bool
 
     class Created(SailplaneAggregate.Created):
@@ -108,6 +402,7 @@ class Member(SailplaneAggregate):
             aggregate.role_ids = list(self.role_ids)
             aggregate.account_type = self.account_type
             aggregate.is_enabled = True
+            aggregate.preferences = {}
             aggregate.removed = False
 
     class RolesReplaced(SailplaneAggregate.Event):
@@ -115,6 +410,25 @@ class Member(SailplaneAggregate):
 
         def apply(self, aggregate: Member) -> None:
             aggregate.role_ids = list(self.role_ids)
+
+    class Updated(SailplaneAggregate.Event):
+        changes: dict[str, Any]
+
+        def apply(self, aggregate: Member) -> None:
+            for name, value in self.changes.items():
+                setattr(aggregate, name, dict(value) if isinstance(value, dict) else value)
+
+    class InvitationAccepted(SailplaneAggregate.Event):
+        invitation_id: str
+        invited_by_member_id: str | None
+        invite_expires_at: datetime
+
+        def apply(self, aggregate: Member) -> None:
+            aggregate.invitation_id = self.invitation_id
+
+    class Removed(SailplaneAggregate.Event):
+        def apply(self, aggregate: Member) -> None:
+            aggregate.removed = True
 
     @classmethod
     def join(
@@ -129,6 +443,13 @@ class Member(SailplaneAggregate):
         account_type: str = "managed",
     ) -> Member:
         check_organization_roles(role_ids)
+        if not role_ids:
+            raise InvalidValueError("A member needs at least one role.", field="roleIds")
+        if account_type not in ACCOUNT_TYPES:
+            raise InvalidValueError(
+                f"Unknown account type {account_type!r}; expected one of {', '.join(ACCOUNT_TYPES)}.",
+                field="accountType",
+            )
         return cls._create_as(
             id=id,
             by=by,
@@ -141,11 +462,67 @@ class Member(SailplaneAggregate):
             account_type=account_type,
         )
 
+    @property
+    def is_owner(self) -> bool:
+        """An enabled member holding the Owner role."""
+        return not self.removed and self.is_enabled and OWNER.id in self.role_ids
+
     def replace_roles(self, role_ids: list[str], *, by: Actor, at: datetime) -> None:
         check_organization_roles(role_ids)
+        if not role_ids:
+            raise InvalidValueError(
+                "At least one organization role is required; remove the member to take all roles away.",
+                field="roleIds",
+            )
         wanted = sorted(set(role_ids))
         if wanted != self.role_ids:
             self._trigger(self.RolesReplaced, by=by, at=at, role_ids=wanted)
+
+    def update(
+        self,
+        *,
+        by: Actor,
+        at: datetime,
+        name: str | None = None,
+        email: str | None = None,
+        preferences: dict[str, Any] | None = None,
+        is_enabled: bool | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if name is not None:
+            if not name.strip():
+                raise InvalidValueError("The member's name must not be empty.", field="name")
+            if name.strip() != self.name:
+                changes["name"] = name.strip()
+        if email is not None and check_email(email) != self.email:
+            changes["email"] = check_email(email)
+        if preferences is not None and preferences != self.preferences:
+            changes["preferences"] = dict(preferences)
+        if is_enabled is not None and is_enabled != self.is_enabled:
+            changes["is_enabled"] = is_enabled
+        if changes:
+            self._trigger(self.Updated, by=by, at=at, changes=changes)
+
+    def record_invitation(
+        self,
+        invitation_id: str,
+        *,
+        invited_by_member_id: str | None,
+        invite_expires_at: datetime,
+        by: Actor,
+        at: datetime,
+    ) -> None:
+        self._trigger(
+            self.InvitationAccepted,
+            by=by,
+            at=at,
+            invitation_id=invitation_id,
+            invited_by_member_id=invited_by_member_id,
+            invite_expires_at=invite_expires_at,
+        )
+
+    def remove(self, *, by: Actor, at: datetime) -> None:
+        self._trigger(self.Removed, by=by, at=at)
 
 
 def check_organization_roles(role_ids: list[str]) -> None:
@@ -153,6 +530,52 @@ def check_organization_roles(role_ids: list[str]) -> None:
     if unknown:
         raise InvalidValueError(
             f"Unknown organization role: {', '.join(unknown)}.", field="roleIds"
+        )
+
+
+class ServiceAccount(SailplaneAggregate):
+    """A non-human principal (CI, automation) that holds API keys and organization roles."""
+
+    username: str
+    description: str
+    role_ids: list[str]
+
+    class Created(SailplaneAggregate.Created):
+        username: str
+        description: str
+        role_ids: list[str]
+
+        def apply(self, aggregate: ServiceAccount) -> None:
+            super().apply(aggregate)
+            aggregate.username = self.username
+            aggregate.description = self.description
+            aggregate.role_ids = list(self.role_ids)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        id: str,
+        username: str,
+        description: str,
+        role_ids: list[str],
+        by: Actor,
+        at: datetime,
+    ) -> ServiceAccount:
+        check_organization_roles(role_ids)
+        cleaned = username.strip()
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", cleaned):
+            raise InvalidValueError(
+                "A service account's username is 1-63 lowercase letters, digits, '.', '_' or '-'.",
+                field="username",
+            )
+        return cls._create_as(
+            id=id,
+            by=by,
+            at=at,
+            username=cleaned,
+            description=description,
+            role_ids=sorted(set(role_ids)),
         )
 
 

@@ -14,6 +14,8 @@ from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError
 from sailplane.domain.ids import index_id
 
+GLOBAL_SCOPE = "*"
+
 
 class UniqueKey(SailplaneAggregate):
     kind: str
@@ -46,9 +48,19 @@ class UniqueKey(SailplaneAggregate):
         return index_id(kind, organization_id, key)
 
     @classmethod
-    def new(cls, *, kind: str, key: str, owner_id: str, by: Actor, at: datetime) -> UniqueKey:
+    def new(
+        cls,
+        *,
+        kind: str,
+        key: str,
+        owner_id: str,
+        by: Actor,
+        at: datetime,
+        scope: str | None = None,
+    ) -> UniqueKey:
+        """`scope` defaults to the actor's organization; GLOBAL_SCOPE for installation-wide keys."""
         return cls._create_as(
-            id=cls.id_for(kind, by.organization_id, key),
+            id=cls.id_for(kind, by.organization_id if scope is None else scope, key),
             by=by,
             at=at,
             kind=kind,

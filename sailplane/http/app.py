@@ -5,25 +5,48 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Router, get
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.authentication import AuthController
 from sailplane.http.catalogs import CatalogController, CatalogListsController
 from sailplane.http.errors import EXCEPTION_HANDLERS
 from sailplane.http.events import EventLogController
 from sailplane.http.idempotency import IdempotencyMiddleware
+from sailplane.http.identity_providers import IdentityProviderController
+from sailplane.http.invitations import InvitationController
+from sailplane.http.me import MeController
+from sailplane.http.members import MemberController
+from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
+from sailplane.http.roles import RoleController
 from sailplane.http.teams import TeamController
+from sailplane.http.users import UserController
 from sailplane.system import System
 
 API_PREFIX = "/api/v1"
 
 # Every controller of the `/api/v1` API. Later endpoint groups add theirs here.
-CONTROLLERS: list[type[Any]] = [TeamController, EventLogController]
-CONTROLLERS += [CatalogController, CatalogListsController, QueryController, QueryListsController]
+CONTROLLERS: list[type[Any]] = [
+    TeamController,
+    EventLogController,
+    AuthController,
+    IdentityProviderController,
+    MeController,
+    UserController,
+    MemberController,
+    RoleController,
+    InvitationController,
+    PolicyController,
+    CatalogController,
+    CatalogListsController,
+    QueryController,
+    QueryListsController,
+]
 
 
 @get(
@@ -42,6 +65,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
     return Litestar(
         route_handlers=[api, healthz],
+        state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),

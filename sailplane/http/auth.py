@@ -1,17 +1,24 @@
 """Authentication and the permission check every endpoint declares.
 
 Every route requires `Authorization: Bearer <token>` unless it opts out with
-`opt={"exclude_from_auth": True}`. The token's SHA-256 digest is looked up in the
-credentials view (revoked keys are gone from it at once). A route names the permission
-it needs with `guards=[requires("CanManageTeams")]`; an authenticated caller without it
-gets 403.
+`opt={"exclude_from_auth": True}` (and `security=[]` for the OpenAPI document). The
+token (an API key or a login) is looked up by its SHA-256 digest in the credentials view
+on every request, so a revoked login, a reset MFA, a removed or disabled member or a
+changed role takes effect on the very next request.
+
+The caller's permissions are one set: what their organization roles grant plus what the
+organization policies of the caller and of the caller's teams grant. A route names the
+permission it needs with `guards=[requires("CanManageTeams")]` (403 without it); a
+resource shared with teams is checked with `require_access(...)`, which also accepts the
+permission through a team role in one of the teams the resource is granted to.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import Any, TypeAlias
 
 import anyio
@@ -22,13 +29,15 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp
 
-from sailplane.commands.identity import hash_token
+from sailplane.commands.credentials import hash_token
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, permissions_of
 from sailplane.domain.base import Actor
-from sailplane.domain.errors import NotAuthenticatedError, PermissionDeniedError
+from sailplane.domain.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
 from sailplane.system import System
 
 ORGANIZATION_HEADER = "LakeSail-Organization-Id"
+# A login's lastUsedAt is recorded at most this often (one event per login per interval).
+LOGIN_USE_RECORDING_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,8 @@ class Principal:
     credential_id: str
     role_ids: tuple[str, ...]
     permissions: frozenset[str]
+    user_id: str | None = None  # the person behind a member; None for service accounts
+    credential_kind: str = "api_key"  # or "login"
 
     @property
     def actor(self) -> Actor:
@@ -77,18 +88,30 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         row = self.system.directory.credential(hash_token(token))
         if row is None:
             return None
-        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+        now = self.system.clock()
+        if row["expires_at"] is not None and row["expires_at"] <= now:
             return None
-        if row["principal_kind"] == "member" and not row["is_enabled"]:
+        if not row["is_enabled"]:
             return None
         role_ids = tuple(row["role_ids"] or ())
+        permissions = permissions_of(ORGANIZATION_ROLES, role_ids) | (
+            self.system.access.policy_permissions(row["organization_id"], row["principal_id"])
+        )
+        if row["credential_kind"] == "login" and (
+            row["last_used_at"] is None or row["last_used_at"] <= now - LOGIN_USE_RECORDING_INTERVAL
+        ):
+            # A concurrent request of the same login may have recorded it already.
+            with contextlib.suppress(ConflictError):
+                self.system.authentication.touch_login(row["id"])
         return Principal(
             organization_id=row["organization_id"],
             kind=row["principal_kind"],
             id=row["principal_id"],
             credential_id=row["id"],
             role_ids=role_ids,
-            permissions=permissions_of(ORGANIZATION_ROLES, role_ids),
+            permissions=permissions,
+            user_id=row["user_id"],
+            credential_kind=row["credential_kind"],
         )
 
 
@@ -125,16 +148,28 @@ def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return request.user
 
 
-def requires(permission: str) -> Any:
-    """A guard: the caller must hold `permission` in their organization."""
+def requires(permission: str, *, or_in_team: str | None = None) -> Any:
+    """A guard: the caller must hold `permission` in their organization.
+
+    With `or_in_team="team"` (the name of a path parameter holding a team id), a team role
+    that grants `permission` in that team is enough too: a Team Admin manages their team.
+    """
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal: Principal = connection.user
-        if not principal.can(permission):
-            raise PermissionDeniedError(
-                f"This needs the {permission} permission, which your roles do not grant.",
-                code="forbidden",
-            )
+        if principal.can(permission):
+            return
+        if or_in_team is not None and can_access(
+            connection.app.state["system"],
+            principal,
+            permission,
+            granted_team_ids=[str(connection.path_params.get(or_in_team, ""))],
+        ):
+            return
+        raise PermissionDeniedError(
+            f"This needs the {permission} permission, which your roles do not grant.",
+            code="forbidden",
+        )
 
     guard.__name__ = f"requires_{permission}"
     return guard

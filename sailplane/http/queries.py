@@ -400,7 +400,7 @@ class QueryListsController(Controller):
         "/workloads/catalogs/{catalog:str}/queries",
         operation_id="ListCatalogQueries",
         tags=["catalogs"],
-        guards=[requires(catalogs.VIEW), requires(VIEW)],
+        guards=[requires(VIEW)],
         sync_to_thread=True,
     )
     def list_catalog_queries(

@@ -169,34 +169,54 @@ def member(row: dict[str, Any]) -> Member:
     )
 
 
-def user_info(row: dict[str, Any]) -> UserInfo:
+def user(row: dict[str, Any]) -> User:
+    return User(
+        id=row["id"],
+        email=row["email"],
+        given_name=row["given_name"],
+        family_name=row["family_name"],
+        display_name=row["display_name"],
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        updated_by=row["updated_by"],
+    )
+
+
+def user_email(row: dict[str, Any]) -> UserEmail:
+    """From a row of the user emails view (`user_id`, `email`, `verified_at`, audit)."""
+    return UserEmail(
+        user_id=row["user_id"],
+        email=row["email"],
+        verified_at=iso(row["verified_at"]),
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        updated_by=row["updated_by"],
+    )
+
+
+def user_info(row: dict[str, Any], emails: list[dict[str, Any]] | None = None) -> UserInfo:
+    """A user with their emails (rows of the emails view; the primary one when not given)."""
+    if emails is None:
+        emails = [
+            {
+                "user_id": row["id"],
+                "email": row["email"],
+                "verified_at": row.get("email_verified_at"),
+                "created_at": row["created_at"],
+                "created_by": row["created_by"],
+                "updated_at": row["updated_at"],
+                "updated_by": row["updated_by"],
+            }
+        ]
     return UserInfo(
-        user=User(
-            id=row["id"],
-            email=row["email"],
-            given_name=row["given_name"],
-            family_name=row["family_name"],
-            display_name=row["display_name"],
-            created_at=iso(row["created_at"]),
-            created_by=row["created_by"],
-            updated_at=iso(row["updated_at"]),
-            updated_by=row["updated_by"],
-        ),
-        emails=[
-            UserEmail(
-                user_id=row["id"],
-                email=row["email"],
-                verified_at=iso(row.get("email_verified_at")),
-                created_at=iso(row["created_at"]),
-                created_by=row["created_by"],
-                updated_at=iso(row["updated_at"]),
-                updated_by=row["updated_by"],
-            )
-        ],
+        user=user(row),
+        emails=[user_email(e) for e in emails],
         auth=UserAuth(
             has_2fa=bool(row.get("has_2fa")),
             has_password=bool(row.get("has_password")),
-            has_recovery=bool(row.get("has_recovery")),
+            has_recovery=bool(row.get("has_recovery") or row.get("recovery_codes")),
         ),
     )
 

@@ -12,6 +12,7 @@ from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
 from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.identity_shapes import user_info
 from sailplane.http.pagination import (
     Limit,
     Listing,
@@ -180,6 +181,7 @@ class TeamController(Controller):
         member_ids = [r["member_id"] for r in rows]
         members = system.directory.members_by_id(org, member_ids)
         users = system.directory.users_by_id(org, sorted({m["user_id"] for m in members}))
+        emails = system.directory.emails_of_users([u["id"] for u in users])
         organization = system.directory.organization(org) or {"id": org, "created_at": None}
         role_counts = system.directory.role_member_counts(org)
         team_role_counts = system.teams.team_role_member_counts(org)
@@ -199,7 +201,7 @@ class TeamController(Controller):
             ],
             included=TeamMembersIncluded(
                 members=[shapes.member(m) for m in members],
-                users=[shapes.user_info(u) for u in users],
+                users=[user_info(u, emails.get(u["id"], [])) for u in users],
                 roles=[
                     shapes.organization_role(
                         ORGANIZATION_ROLES[r], organization, role_counts.get(r, 0)
@@ -219,7 +221,7 @@ class TeamController(Controller):
     @post(
         "/{team:str}/members/{member:str}",
         operation_id="AddTeamMember",
-        guards=[requires("CanManageTeamMembers")],
+        guards=[requires("CanManageTeamMembers", or_in_team="team")],
         sync_to_thread=True,
     )
     def add_team_member(
@@ -252,7 +254,7 @@ class TeamController(Controller):
     @delete(
         "/{team:str}/members/{member:str}",
         operation_id="RemoveTeamMember",
-        guards=[requires("CanManageTeamMembers")],
+        guards=[requires("CanManageTeamMembers", or_in_team="team")],
         sync_to_thread=True,
     )
     def remove_team_member(
@@ -264,7 +266,7 @@ class TeamController(Controller):
     @put(
         "/{team:str}/members/{member:str}/roles",
         operation_id="UpdateTeamMemberRoles",
-        guards=[requires("CanManageTeamMembers")],
+        guards=[requires("CanManageTeamMembers", or_in_team="team")],
         status_code=204,
         sync_to_thread=True,
     )

@@ -28,6 +28,10 @@ CONTEXTS: dict[str, tuple[str, str]] = {
     "sailplane.domain.workloads": ("workloads", "sailplane.workloads"),
     "sailplane.domain.runs": ("runs", "sailplane.job-runs"),
     "sailplane.domain.notifications": ("notifications", "sailplane.notifications"),
+    "sailplane.domain.signin": ("identity", "sailplane.identity"),
+    "sailplane.domain.invitations": ("identity", "sailplane.identity"),
+    "sailplane.domain.policies": ("identity", "sailplane.identity"),
+    "sailplane.domain.sso": ("identity", "sailplane.identity"),
 }
 KAFKA_TOPICS = tuple(topic for _, topic in CONTEXTS.values())
 ENVELOPE_FIELDS = frozenset(
@@ -55,6 +59,42 @@ class LoggedEvent:
     time: datetime
     data: dict[str, Any]
     event_class: str  # the library topic of the event class, for consumers that rebuild the event
+
+
+# Event fields that hold secrets or their hashes: kept in the store (the server needs them)
+# but never shown to audit readers or published to Kafka.
+SECRET_FIELDS = frozenset(
+    {
+        "password_hash",
+        "secret",
+        "client_secret",
+        "code_verifier",
+        "nonce",
+        "token_hash",
+        "challenge_hash",
+        "recovery_code_hashes",
+        "code_hash",
+        "ota_code_hash",
+    }
+)
+REDACTED = "[redacted]"
+
+
+def redact(data: dict[str, Any]) -> dict[str, Any]:
+    """The event's fields with secrets (at any depth) replaced by a marker of the same shape."""
+    return {k: _redacted(v) if k in SECRET_FIELDS else _redact_nested(v) for k, v in data.items()}
+
+
+def _redacted(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [REDACTED for _ in value]
+    return REDACTED
+
+
+def _redact_nested(value: Any) -> Any:
+    return redact(value) if isinstance(value, dict) else value
 
 
 def event_id(aggregate_id: str, version: int) -> str:
@@ -93,7 +133,9 @@ def logged_event(position: int, topic: str, domain_event: Any) -> LoggedEvent | 
         organization_id=domain_event.organization_id,
         actor=domain_event.actor,
         time=domain_event.timestamp,
-        data={k: jsonable(v) for k, v in vars(domain_event).items() if k not in ENVELOPE_FIELDS},
+        data=redact(
+            {k: jsonable(v) for k, v in vars(domain_event).items() if k not in ENVELOPE_FIELDS}
+        ),
         event_class=topic,
     )
 

@@ -22,6 +22,8 @@ TOKEN = "sp_bootstrap-token-for-tests"
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
     env["SAILPLANE_BOOTSTRAP_TOKEN"] = TOKEN
+    env["SAILPLANE_OWNER_EMAIL"] = "first-owner@example.com"
+    env["SAILPLANE_OWNER_PASSWORD"] = "first owner password"
     return env
 
 
@@ -85,6 +87,31 @@ def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path)
         other = client.get("/org/teams", headers={"Authorization": f"Bearer {new_token}"})
         assert other.status_code == 200
 
+        # The first owner signs in with the email and password of the first start.
+        login = client.post(
+            "/auth/login",
+            json={"email": "first-owner@example.com", "password": "first owner password"},
+            headers={"Authorization": ""},
+        )
+        assert login.status_code == 200, login.text
+        assert login.json()["token"]
+
+        # A service account for automation, with its own role.
+        bot = subprocess.run(
+            _sailplane(
+                "admin", "create-token", "--data-dir", str(data_dir),
+                "--service-account", "ci-bot", "--role", "ADMIN",
+            ),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert bot.returncode == 0, bot.stderr
+        bot_headers = {"Authorization": f"Bearer {bot.stdout.strip().splitlines()[-1]}"}
+        assert client.get("/me", headers=bot_headers).json()["serviceAccount"]["username"] == "ci-bot"
+        assert client.post("/org/teams", json={"name": "Bots"}, headers=bot_headers).status_code == 201
+
         # A rebuild while serving swaps fresh tables in; reads go on and see the same rows.
         rebuilt = subprocess.run(
             _sailplane("projections", "rebuild", "--data-dir", str(data_dir)),
@@ -104,7 +131,7 @@ def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path)
 
     with serving(data_dir) as client:
         teams = client.get("/org/teams").json()
-        assert [i["team"]["name"] for i in teams["items"]] == ["Survives restarts"]
+        assert [i["team"]["name"] for i in teams["items"]] == ["Bots", "Survives restarts"]
         # First start happened only once: still one organization, the same owner key.
         events = client.get("/events").json()["items"]
         assert sum(1 for e in events if e["type"] == "sailplane.identity.Organization.Created") == 1

@@ -1,0 +1,144 @@
+"""`/api/v1/org/invites`: invite people; describe and accept work with the token alone."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, JSONBody
+
+from sailplane.domain.access import MEMBER
+from sailplane.domain.errors import NotFoundError
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.authentication import PUBLIC, public_base
+from sailplane.http.identity_shapes import InviteOut, OrganizationOut, invite, organization, user
+from sailplane.http.shapes import Shape
+from sailplane.system import System
+
+
+class TeamAssignment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    team_id: str
+    role_id: str = "TEAMMEMBER"
+
+
+class InviteCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    email: str
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    organization_id: str | None = None
+    organization_role_id: str = MEMBER.id
+    account_type: str = "managed"
+    team_assignments: list[TeamAssignment] = msgspec.field(default_factory=list)
+    send_email: bool = False
+
+
+class InvitedUser(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    email: str | None = None
+    given_name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    family_name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    password: str | None = None
+
+
+class InviteAcceptRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    user: InvitedUser | None = None
+
+
+class InviteAcceptResult(Shape):
+    organization: OrganizationOut
+    user: shapes.User
+    ota_code: str | None  # for a user the acceptance created; null for an existing account
+    next_step: str  # "sign_in" (password set) or "set_password"
+
+
+def invite_url(system: System, request: Request[Any, Any, Any], token: str) -> str:
+    return f"{public_base(system, request)}/api/v1/org/invites/{token}"
+
+
+def _invite(
+    system: System, request: Request[Any, Any, Any], invitation_id: str, token: str
+) -> InviteOut:
+    row = system.access.invitation(invitation_id)
+    org = system.directory.organization(row["organization_id"]) if row else None
+    if row is None or org is None:
+        raise NotFoundError("This invitation was not found.", code="invitation_not_found")
+    return invite(row, token, org, invite_url(system, request, token))
+
+
+class InvitationController(Controller):
+    path = "/org/invites"
+    tags = ["invitations"]
+
+    @post(
+        "/",
+        operation_id="CreateInvitation",
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def create_invitation(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        data: JSONBody[InviteCreateRequest],
+    ) -> InviteOut:
+        """Invite a person by email with a role and team assignments; the token is shown once."""
+        if data.organization_id is not None and data.organization_id != principal.organization_id:
+            raise NotFoundError.of("organization", data.organization_id)
+        invitation_id, token, position = system.identity.create_invitation(
+            email=data.email,
+            name=data.name,
+            organization_role_id=data.organization_role_id,
+            account_type=data.account_type,
+            team_assignments=[
+                {"team_id": t.team_id, "role_id": t.role_id} for t in data.team_assignments
+            ],
+            send_email=data.send_email,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        out = _invite(system, request, invitation_id, token)
+        if data.send_email and system.mailer is not None:
+            system.mailer.send(
+                out.email,
+                f"You are invited to {out.organization.name} on Sailplane",
+                f"Open this invitation to join {out.organization.name}:\n\n{out.invite_url}\n\n"
+                f"Accept it with POST {out.invite_url}/accept before {out.expires_at}.",
+            )
+        return out
+
+    @get("/{token:str}", operation_id="DescribeInvitation", **PUBLIC)
+    def describe_invitation(
+        self, system: SystemDep, request: Request[Any, Any, Any], token: FromPath[str]
+    ) -> InviteOut:
+        """A pending invitation (no bearer token needed; 404 when expired, 409 when used)."""
+        invitation = system.identity.invitation_for(token)
+        return _invite(system, request, invitation.id, token)
+
+    @post("/{token:str}/accept", operation_id="AcceptInvitation", status_code=200, **PUBLIC)
+    def accept_invitation(
+        self,
+        system: SystemDep,
+        token: FromPath[str],
+        data: JSONBody[InviteAcceptRequest | None] = None,
+    ) -> InviteAcceptResult:
+        """Join the organization: links the account with the invited email or creates it."""
+        person = data.user if data and data.user else InvitedUser()
+        accepted = system.identity.accept_invitation(
+            token,
+            email=person.email,
+            given_name=person.given_name,
+            family_name=person.family_name,
+            password=person.password,
+        )
+        system.wait_for_views(accepted.position)
+        org = system.directory.organization(accepted.organization_id)
+        row = system.directory.user(accepted.organization_id, accepted.user_id)
+        if org is None or row is None:
+            raise NotFoundError.of("user", accepted.user_id)
+        return InviteAcceptResult(
+            organization=organization(org),
+            user=user(row),
+            ota_code=accepted.one_time_code,
+            next_step=accepted.next_step,
+        )

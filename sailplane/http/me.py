@@ -1,0 +1,267 @@
+"""`/api/v1/me`: the caller's own profile, emails, logins, trusted devices, teams and MFA."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
+
+from sailplane.domain.errors import NotFoundError, PermissionDeniedError
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.authentication import public_base
+from sailplane.http.identity_shapes import (
+    CurrentIdentity,
+    LoginOut,
+    ServiceAccountOut,
+    TrustedDeviceOut,
+    user,
+    user_email,
+)
+from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.shapes import Shape, iso
+from sailplane.system import System
+
+OWN = [requires("CanUseOwnAccount")]
+
+
+class ProfileUpdateRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    email: str | None = None
+    given_name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    family_name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    display_name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class AddEmailRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    email: str
+
+
+class TotpVerifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+
+
+class LoginList(Shape):
+    items: list[LoginOut]
+
+
+class TrustedDeviceList(Shape):
+    items: list[TrustedDeviceOut]
+
+
+class TeamList(Shape):
+    items: list[shapes.Team]
+
+
+class TotpEnrollment(Shape):
+    """A TOTP secret to add to an authenticator app; verify a code to enable it."""
+
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodes(Shape):
+    """Single-use codes for when the authenticator is lost; shown only now."""
+
+    recovery_codes: list[str]
+
+
+def user_id_of(principal: Principal) -> str:
+    if principal.user_id is None:
+        raise PermissionDeniedError(
+            "A service account has no user profile, emails, logins or MFA.", code="not_a_user"
+        )
+    return principal.user_id
+
+
+def current_identity(system: System, principal: Principal) -> CurrentIdentity:
+    if principal.kind == "service_account":
+        row = system.directory.service_account(principal.organization_id, principal.id)
+        account = (
+            ServiceAccountOut(
+                id=row["id"],
+                username=row["username"],
+                description=row["description"],
+                created_at=iso(row["created_at"]),
+                created_by=row["created_by"],
+                updated_at=iso(row["updated_at"]),
+                updated_by=row["updated_by"],
+            )
+            if row
+            else None
+        )
+        return CurrentIdentity(root=None, user=None, service_account=account)
+    row = system.directory.user(principal.organization_id, user_id_of(principal))
+    if row is None:
+        raise NotFoundError.of("user", user_id_of(principal))
+    return CurrentIdentity(root=None, user=user(row), service_account=None)
+
+
+class MeController(Controller):
+    path = "/me"
+    tags = ["me"]
+
+    @get("/", operation_id="GetCurrentIdentity", guards=OWN, sync_to_thread=True)
+    def get_me(self, system: SystemDep, principal: Caller) -> CurrentIdentity:
+        """The caller: a user (signed in or with an API key) or a service account."""
+        return current_identity(system, principal)
+
+    @patch("/", operation_id="UpdateCurrentIdentity", guards=OWN, sync_to_thread=True)
+    def update_me(
+        self, system: SystemDep, principal: Caller, data: JSONBody[ProfileUpdateRequest]
+    ) -> CurrentIdentity:
+        """Change the caller's own profile (names, primary email)."""
+        position = system.identity.update_user(
+            user_id_of(principal),
+            by=principal.actor,
+            email=data.email,
+            given_name=data.given_name,
+            family_name=data.family_name,
+            display_name=data.display_name,
+        )
+        system.wait_for_views(position)
+        return current_identity(system, principal)
+
+    @get("/emails", operation_id="ListMyEmails", guards=OWN, sync_to_thread=True)
+    def list_emails(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> MarkerListing[shapes.UserEmail]:
+        """The caller's email addresses with their verification status."""
+        if principal.user_id is None:
+            return MarkerListing(items=[], marker=None)
+        rows, next_marker = system.directory.emails(principal.user_id, limit, marker)
+        return MarkerListing(items=[user_email(r) for r in rows], marker=next_marker)
+
+    @post("/emails", operation_id="AddMyEmail", guards=OWN, sync_to_thread=True)
+    def add_email(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        data: JSONBody[AddEmailRequest],
+    ) -> shapes.UserEmail:
+        """Add an unverified email and send it a verification link (when SMTP is configured)."""
+        user_id = user_id_of(principal)
+        email, token, position = system.identity.add_email(user_id, data.email, by=principal.actor)
+        system.wait_for_views(position)
+        if system.mailer is not None:
+            link = f"{public_base(system, request)}/api/v1/auth/verify-email?token={token}"
+            system.mailer.send(
+                email,
+                "Verify your email address for Sailplane",
+                f"Open this link to verify {email}:\n\n{link}\n\nThe link works for 24 hours.",
+            )
+        row = next(
+            r for r in system.directory.emails_of_users([user_id])[user_id] if r["email"] == email
+        )
+        return user_email(row)
+
+    @get("/logins", operation_id="ListMyLogins", guards=OWN, sync_to_thread=True)
+    def list_logins(self, system: SystemDep, principal: Caller) -> LoginList:
+        """The caller's active logins; `isCurrent` marks the one of this request."""
+        if principal.user_id is None:
+            return LoginList(items=[])
+        rows = system.directory.logins_of_user(principal.user_id, system.clock())
+        return LoginList(
+            items=[
+                LoginOut(
+                    id=r["id"],
+                    device_id=r["device_id"],
+                    auth_time=iso(r["auth_time"]),
+                    last_used_at=iso(r["last_used_at"] or r["auth_time"]),
+                    expires_at=iso(r["expires_at"]),
+                    remote_ip=r["remote_ip"],
+                    user_agent=r["user_agent"],
+                    is_current=r["id"] == principal.credential_id,
+                )
+                for r in rows
+            ]
+        )
+
+    @delete("/logins/{loginId:str}", operation_id="RevokeMyLogin", guards=OWN, sync_to_thread=True)
+    def revoke_login(self, system: SystemDep, principal: Caller, loginId: FromPath[str]) -> None:
+        """Revoke one of the caller's logins; its token stops working at once."""
+        position = system.authentication.revoke_login(
+            loginId, user_id=user_id_of(principal), by=principal.actor
+        )
+        system.wait_for_views(position)
+
+    @get("/trusted-devices", operation_id="ListMyTrustedDevices", guards=OWN, sync_to_thread=True)
+    def list_trusted_devices(self, system: SystemDep, principal: Caller) -> TrustedDeviceList:
+        """The caller's trusted devices (they skip the MFA step until they expire)."""
+        if principal.user_id is None:
+            return TrustedDeviceList(items=[])
+        rows = system.directory.trusted_devices_of_user(principal.user_id, system.clock())
+        return TrustedDeviceList(
+            items=[
+                TrustedDeviceOut(
+                    id=r["id"],
+                    device_id=r["device_id"],
+                    expires_at=iso(r["expires_at"]),
+                    created_at=iso(r["created_at"]),
+                    remote_ip=r["remote_ip"],
+                    user_agent=r["user_agent"],
+                )
+                for r in rows
+            ]
+        )
+
+    @delete(
+        "/trusted-devices/{trustedDeviceId:str}",
+        operation_id="RevokeMyTrustedDevice",
+        guards=OWN,
+        sync_to_thread=True,
+    )
+    def revoke_trusted_device(
+        self, system: SystemDep, principal: Caller, trustedDeviceId: FromPath[str]
+    ) -> None:
+        """Forget a trusted device: its next sign-in asks for the MFA code again."""
+        position = system.authentication.revoke_trusted_device(
+            trustedDeviceId, user_id=user_id_of(principal), by=principal.actor
+        )
+        system.wait_for_views(position)
+
+    @get("/teams", operation_id="ListMyTeams", guards=OWN, sync_to_thread=True)
+    def list_teams(self, system: SystemDep, principal: Caller) -> TeamList:
+        """The teams the caller belongs to."""
+        if principal.kind != "member":
+            return TeamList(items=[])
+        rows = system.teams.teams_of_member(principal.organization_id, principal.id)
+        return TeamList(items=[shapes.team(r) for r in rows])
+
+    @delete("/mfa", operation_id="ResetMyMfa", guards=OWN, sync_to_thread=True)
+    def reset_mfa(self, system: SystemDep, principal: Caller) -> None:
+        """Delete the caller's TOTP and recovery codes and end all their logins."""
+        position = system.identity.reset_mfa(
+            user_id_of(principal), by=principal.actor, check_owner=False
+        )
+        system.wait_for_views(position)
+
+    @post("/mfa/totp", operation_id="EnrollMyTotp", guards=OWN, sync_to_thread=True)
+    def enroll_totp(self, system: SystemDep, principal: Caller) -> TotpEnrollment:
+        """Start TOTP enrollment: a secret for the authenticator app (not active until verified)."""
+        secret, uri, position = system.authentication.start_totp_enrollment(
+            user_id_of(principal), by=principal.actor
+        )
+        system.wait_for_views(position)
+        return TotpEnrollment(secret=secret, otpauth_uri=uri)
+
+    @post(
+        "/mfa/totp/verify",
+        operation_id="VerifyMyTotp",
+        status_code=200,
+        guards=OWN,
+        sync_to_thread=True,
+    )
+    def verify_totp(
+        self, system: SystemDep, principal: Caller, data: JSONBody[TotpVerifyRequest]
+    ) -> RecoveryCodes:
+        """Enable TOTP with a current code; returns the recovery codes once."""
+        codes, position = system.authentication.verify_totp_enrollment(
+            user_id_of(principal), data.code, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return RecoveryCodes(recovery_codes=codes)

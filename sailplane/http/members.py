@@ -1,0 +1,283 @@
+"""`/api/v1/org/members`: search, describe, update and remove members; replace their roles.
+
+Lists and describes are normalized: `items` hold ids and role assignments, `included` the
+members, their users (with emails and MFA status), roles, teams, team roles and the
+relation rows (`_entityRelations`: organization roles, team memberships, team roles).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, delete, get, patch, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
+from sailplane.domain.errors import InvalidRequestError, InvalidValueError, NotFoundError
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.identity_shapes import (
+    MemberUpdateResult,
+    member_update_result,
+    organization_role_shape,
+    team_role_shape,
+    user_info,
+)
+from sailplane.http.pagination import (
+    Described,
+    Limit,
+    Marker,
+    NormalizedListing,
+    PageNumber,
+    SortDirection,
+    page_of,
+    sort_of,
+)
+from sailplane.http.shapes import Shape, iso
+from sailplane.system import System
+
+MemberSortBy = Annotated[
+    Literal["name", "email"], QueryParameter(name="sortBy", description="The field to sort by.")
+]
+MemberFilter = Annotated[
+    str | None,
+    QueryParameter(
+        description=(
+            "Filter criteria for members: a JSON object with any of search, name, email, roleId, "
+            "teamId, isEnabled, accountType, userId (plain text searches names and emails)."
+        )
+    ),
+]
+
+
+class MemberUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    email: str | None = None
+    preferences: dict[str, Any] | None = None
+    invitation_token: str | None = None
+    is_enabled: bool | None = None
+
+
+class MemberRolesRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    role_ids: list[str]
+
+
+class MemberListItem(Shape):
+    member_id: str
+    user_id: str
+    role_ids: list[str]
+    team_role_ids: dict[str, list[str]]
+
+
+class MembersIncluded(Shape):
+    members: list[shapes.Member]
+    users: list[shapes.UserInfo]
+    roles: list[shapes.OrganizationRoleWithCounts]
+    teams: list[shapes.TeamWithMemberCount]
+    team_roles: list[shapes.TeamRoleWithCounts]
+    entity_relations: list[dict[str, Any]] = msgspec.field(name="_entityRelations")
+
+
+def parse_filter(text: str | None) -> dict[str, Any]:
+    if text is None or not text.strip():
+        return {}
+    if not text.lstrip().startswith("{"):
+        return {"search": text.strip()}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise InvalidRequestError("filter is not a JSON object.", code="invalid_filter") from None
+    if not isinstance(value, dict):
+        raise InvalidRequestError("filter is not a JSON object.", code="invalid_filter")
+    return value
+
+
+def member_listing(
+    system: System, organization_id: str, rows: list[dict[str, Any]]
+) -> tuple[list[MemberListItem], MembersIncluded]:
+    member_ids = [r["id"] for r in rows]
+    memberships = system.teams.memberships_of_members(organization_id, member_ids)
+    team_roles: dict[str, dict[str, list[str]]] = {}
+    for m in memberships:
+        team_roles.setdefault(m["member_id"], {})[m["team_id"]] = list(m["role_ids"])
+    user_ids = sorted({r["user_id"] for r in rows})
+    users = system.directory.users_by_id(organization_id, user_ids)
+    emails = system.directory.emails_of_users(user_ids)
+    organization = system.directory.organization(organization_id) or {
+        "id": organization_id,
+        "created_at": None,
+    }
+    role_counts = system.directory.role_member_counts(organization_id)
+    team_role_counts = system.teams.team_role_member_counts(organization_id)
+    teams = system.teams.teams_by_id(organization_id, sorted({m["team_id"] for m in memberships}))
+    org_role_ids = sorted({role for r in rows for role in r["role_ids"]})
+    team_role_ids = sorted({role for m in memberships for role in m["role_ids"]})
+    relations: list[dict[str, Any]] = []
+    for r in rows:
+        for role in r["role_ids"]:
+            relations.append(
+                {
+                    "memberId": r["id"],
+                    "organizationRoleId": role,
+                    "createdAt": iso(r["created_at"]),
+                    "createdBy": r["created_by"],
+                    "updatedAt": iso(r["updated_at"]),
+                    "updatedBy": r["updated_by"],
+                }
+            )
+    for m in memberships:
+        audit = {
+            "createdAt": iso(m["created_at"]),
+            "createdBy": m["created_by"],
+            "updatedAt": iso(m["updated_at"]),
+            "updatedBy": m["updated_by"],
+        }
+        relations.append(
+            {
+                "id": m["membership_id"],
+                "memberId": m["member_id"],
+                "teamId": m["team_id"],
+                "isAutomatic": False,
+                **audit,
+            }
+        )
+        for role in m["role_ids"]:
+            relations.append({"memberTeamId": m["membership_id"], "teamRoleId": role, **audit})
+    items = [
+        MemberListItem(
+            member_id=r["id"],
+            user_id=r["user_id"],
+            role_ids=list(r["role_ids"]),
+            team_role_ids=team_roles.get(r["id"], {}),
+        )
+        for r in rows
+    ]
+    included = MembersIncluded(
+        members=[shapes.member(r) for r in rows],
+        users=[user_info(u, emails.get(u["id"], [])) for u in users],
+        roles=[
+            organization_role_shape(r, organization, role_counts)
+            for r in org_role_ids
+            if r in ORGANIZATION_ROLES
+        ],
+        teams=[shapes.team_with_count(t) for t in teams],
+        team_roles=[
+            team_role_shape(r, organization, team_role_counts)
+            for r in team_role_ids
+            if r in TEAM_ROLES
+        ],
+        entity_relations=relations,
+    )
+    return items, included
+
+
+def _member_row(system: System, principal: Principal, member: str) -> dict[str, Any]:
+    row = system.directory.member(principal.organization_id, member)
+    if row is None:
+        raise NotFoundError.of("member", member)
+    return row
+
+
+class MemberController(Controller):
+    path = "/org/members"
+    tags = ["members"]
+
+    @get(
+        "/", operation_id="SearchMembers", guards=[requires("CanViewMembers")], sync_to_thread=True
+    )
+    def search_members(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        sort_by: MemberSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        filter: MemberFilter = None,
+        marker: Marker = None,
+    ) -> NormalizedListing[MemberListItem, MembersIncluded]:
+        """Search the organization's members (filter, page or marker, sort by name or email)."""
+        total, rows, next_marker = system.directory.search_members(
+            principal.organization_id,
+            parse_filter(filter),
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
+        )
+        items, included = member_listing(system, principal.organization_id, rows)
+        return NormalizedListing(total=total, items=items, included=included, marker=next_marker)
+
+    @get(
+        "/{member:str}",
+        operation_id="DescribeMember",
+        guards=[requires("CanViewMembers")],
+        sync_to_thread=True,
+    )
+    def describe_member(
+        self, system: SystemDep, principal: Caller, member: FromPath[str]
+    ) -> Described[MemberListItem, MembersIncluded]:
+        """A member with their user, roles and team memberships."""
+        row = _member_row(system, principal, member)
+        items, included = member_listing(system, principal.organization_id, [row])
+        return Described(item=items[0], included=included)
+
+    @patch(
+        "/{member:str}",
+        operation_id="UpdateMember",
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def update_member(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        member: FromPath[str],
+        data: JSONBody[MemberUpdateRequest],
+    ) -> MemberUpdateResult:
+        """Change a member's name, contact email, preferences, or enable/disable them."""
+        if data.invitation_token is not None:
+            raise InvalidValueError(
+                "A member's invitation cannot be changed; invitations are accepted through "
+                "POST /org/invites/{token}/accept.",
+                field="invitationToken",
+            )
+        position = system.identity.update_member(
+            member,
+            by=principal.actor,
+            name=data.name,
+            email=data.email,
+            preferences=data.preferences,
+            is_enabled=data.is_enabled,
+        )
+        system.wait_for_views(position)
+        return member_update_result(_member_row(system, principal, member))
+
+    @delete(
+        "/{member:str}",
+        operation_id="RemoveMember",
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def remove_member(self, system: SystemDep, principal: Caller, member: FromPath[str]) -> None:
+        """Remove a member with their roles, team memberships, keys and logins (not the last Owner)."""
+        system.wait_for_views(system.identity.remove_member(member, by=principal.actor))
+
+    @put(
+        "/{member:str}/roles",
+        operation_id="UpdateMemberRoles",
+        status_code=204,
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def replace_roles(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        member: FromPath[str],
+        data: JSONBody[MemberRolesRequest],
+    ) -> None:
+        """Replace all of a member's organization roles (at least one; the last Owner keeps Owner)."""
+        position = system.identity.replace_member_roles(member, data.role_ids, by=principal.actor)
+        system.wait_for_views(position)

@@ -1,0 +1,92 @@
+"""`/api/v1/org/policies`: organization-level permissions for members, teams and service accounts.
+
+What a policy grants adds to the principal's roles in the one permission check
+(`http/auth.py`); a team's policy applies to every member of the team. The path parameter
+is `{principalId}`: `principal` is the name every handler's caller is injected under.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, put
+from litestar.params import FromPath, JSONBody
+
+from sailplane.domain.errors import NotFoundError
+from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.identity_shapes import PolicyOut, policy
+from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.system import System
+
+
+class PolicySetRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    permissions: list[str]
+
+
+def _policy(system: System, principal: Principal, principal_id: str) -> dict[str, Any]:
+    row = system.access.policy(principal.organization_id, principal_id)
+    if row is None:
+        raise NotFoundError.of("policy", principal_id)
+    return row
+
+
+class PolicyController(Controller):
+    path = "/org/policies"
+    tags = ["authorization-policies"]
+
+    @get(
+        "/", operation_id="ListPolicies", guards=[requires("CanViewPolicies")], sync_to_thread=True
+    )
+    def list_policies(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> MarkerListing[PolicyOut]:
+        """Every organization-level policy: which principal holds which extra permissions."""
+        rows, next_marker = system.access.policies(principal.organization_id, limit, marker)
+        return MarkerListing(items=[policy(r) for r in rows], marker=next_marker)
+
+    @get(
+        "/{principalId:str}",
+        operation_id="DescribePolicy",
+        guards=[requires("CanViewPolicies")],
+        sync_to_thread=True,
+    )
+    def describe_policy(
+        self, system: SystemDep, request: Request[Any, Any, Any], principalId: FromPath[str]
+    ) -> PolicyOut:
+        """The organization-level policy of a member, team or service account."""
+        return policy(_policy(system, request.user, principalId))
+
+    @put(
+        "/{principalId:str}",
+        operation_id="SetPolicy",
+        guards=[requires("CanManagePolicies")],
+        sync_to_thread=True,
+    )
+    def set_policy(
+        self,
+        system: SystemDep,
+        request: Request[Any, Any, Any],
+        principalId: FromPath[str],
+        data: JSONBody[PolicySetRequest],
+    ) -> PolicyOut:
+        """Replace a principal's organization-level permissions (only ones you hold yourself)."""
+        caller: Principal = request.user
+        position = system.identity.set_policy(
+            principalId, data.permissions, by=caller.actor, caller_permissions=caller.permissions
+        )
+        system.wait_for_views(position)
+        return policy(_policy(system, caller, principalId))
+
+    @delete(
+        "/{principalId:str}",
+        operation_id="DeletePolicy",
+        guards=[requires("CanManagePolicies")],
+        sync_to_thread=True,
+    )
+    def delete_policy(
+        self, system: SystemDep, request: Request[Any, Any, Any], principalId: FromPath[str]
+    ) -> None:
+        """Revoke a principal's organization-level permissions (roles and resource grants stay)."""
+        caller: Principal = request.user
+        system.wait_for_views(system.identity.delete_policy(principalId, by=caller.actor))

@@ -1,0 +1,222 @@
+"""`/api/v1/org/roles` and `/api/v1/org/team-roles`: the built-in roles (read-only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+from litestar import Controller, get
+from litestar.params import FromPath, QueryParameter
+
+from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, Role
+from sailplane.domain.errors import NotFoundError
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.identity_shapes import RoleDetailIncluded, RoleDetailItem, role_detail
+from sailplane.http.pagination import (
+    Described,
+    Limit,
+    Listing,
+    Marker,
+    PageNumber,
+    SortDirection,
+)
+from sailplane.projections.query import decode_marker, encode_marker
+from sailplane.system import System
+
+RoleSortBy = Annotated[
+    Literal["name"], QueryParameter(name="sortBy", description="The field to sort by.")
+]
+Search = Annotated[
+    str,
+    QueryParameter(description="Search term to filter results (names and descriptions)."),
+]
+T = TypeVar("T")
+
+
+def page_roles(
+    roles: list[Role],
+    *,
+    search: str,
+    page: int,
+    limit: int,
+    descending: bool,
+    marker: str | None,
+    shape: Callable[[Role], T],
+) -> Listing[T]:
+    """Filter, sort and page the built-in roles (page or keyset marker, like every list)."""
+    needle = search.strip().lower()
+    found = sorted(
+        (r for r in roles if needle in r.name.lower() or needle in r.description.lower()),
+        key=lambda r: (r.name.lower(), r.id),
+        reverse=descending,
+    )
+    if marker is not None:
+        after = tuple(decode_marker(marker, 2))
+        remaining = [
+            r
+            for r in found
+            if ((r.name.lower(), r.id) < after if descending else (r.name.lower(), r.id) > after)
+        ]
+        chosen, more = remaining[:limit], len(remaining) > limit
+    else:
+        offset = (page - 1) * limit
+        chosen = found[offset : offset + limit]
+        more = offset + len(chosen) < len(found)
+    next_marker = (
+        encode_marker([chosen[-1].name.lower(), chosen[-1].id]) if chosen and more else None
+    )
+    return Listing(total=len(found), items=[shape(r) for r in chosen], marker=next_marker)
+
+
+def _organization(system: System, organization_id: str) -> dict[str, Any]:
+    return system.directory.organization(organization_id) or {
+        "id": organization_id,
+        "created_at": None,
+    }
+
+
+@dataclass(frozen=True)
+class RoleKind:
+    """Organization roles or team roles: where they live and how they are shown."""
+
+    roles: dict[str, Role]
+    kind: str  # for "... was not found"
+    counts: Callable[[System, str], dict[str, int]]
+    shape: Callable[[Role, dict[str, Any], int], Any]
+
+    def listing(
+        self,
+        system: System,
+        organization_id: str,
+        *,
+        search: str,
+        page: int,
+        limit: int,
+        descending: bool,
+        marker: str | None,
+    ) -> Listing[Any]:
+        organization = _organization(system, organization_id)
+        counts = self.counts(system, organization_id)
+        return page_roles(
+            list(self.roles.values()),
+            search=search,
+            page=page,
+            limit=limit,
+            descending=descending,
+            marker=marker,
+            shape=lambda r: self.shape(r, organization, counts.get(r.id, 0)),
+        )
+
+    def detail(
+        self, system: System, organization_id: str, role_id: str
+    ) -> Described[RoleDetailItem, RoleDetailIncluded]:
+        role = self.roles.get(role_id)
+        if role is None:
+            raise NotFoundError.of(self.kind, role_id)
+        organization = _organization(system, organization_id)
+        counts = self.counts(system, organization_id)
+        item, included = role_detail(
+            role, organization, self.shape(role, organization, counts.get(role_id, 0))
+        )
+        return Described(item=item, included=included)
+
+
+ORGANIZATION = RoleKind(
+    ORGANIZATION_ROLES,
+    "role",
+    lambda system, org: system.directory.role_member_counts(org),
+    shapes.organization_role,
+)
+TEAM = RoleKind(
+    TEAM_ROLES,
+    "team_role",
+    lambda system, org: system.teams.team_role_member_counts(org),
+    shapes.team_role,
+)
+
+
+class RoleController(Controller):
+    path = "/org"
+    tags = ["roles"]
+
+    @get(
+        "/roles",
+        operation_id="ListOrganizationRoles",
+        guards=[requires("CanViewMembers")],
+        sync_to_thread=True,
+    )
+    def list_roles(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        search: Search = "",
+        sort_by: RoleSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> Listing[shapes.OrganizationRoleWithCounts]:
+        """The organization roles with their member and permission counts."""
+        return ORGANIZATION.listing(
+            system,
+            principal.organization_id,
+            search=search,
+            page=page,
+            limit=limit,
+            descending=sort_direction == "desc",
+            marker=marker,
+        )
+
+    @get(
+        "/roles/{role:str}",
+        operation_id="DescribeOrganizationRole",
+        guards=[requires("CanViewMembers")],
+        sync_to_thread=True,
+    )
+    def describe_role(
+        self, system: SystemDep, principal: Caller, role: FromPath[str]
+    ) -> Described[RoleDetailItem, RoleDetailIncluded]:
+        """An organization role with its permissions and permission bundles."""
+        return ORGANIZATION.detail(system, principal.organization_id, role)
+
+    @get(
+        "/team-roles",
+        operation_id="ListTeamRoles",
+        guards=[requires("CanViewMembers")],
+        sync_to_thread=True,
+    )
+    def list_team_roles(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        page: PageNumber = 1,
+        limit: Limit = 100,
+        search: Search = "",
+        sort_by: RoleSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> Listing[shapes.TeamRoleWithCounts]:
+        """The team roles with their member and permission counts."""
+        return TEAM.listing(
+            system,
+            principal.organization_id,
+            search=search,
+            page=page,
+            limit=limit,
+            descending=sort_direction == "desc",
+            marker=marker,
+        )
+
+    @get(
+        "/team-roles/{role:str}",
+        operation_id="DescribeTeamRole",
+        guards=[requires("CanViewMembers")],
+        sync_to_thread=True,
+    )
+    def describe_team_role(
+        self, system: SystemDep, principal: Caller, role: FromPath[str]
+    ) -> Described[RoleDetailItem, RoleDetailIncluded]:
+        """A team role with its permissions and permission bundles."""
+        return TEAM.detail(system, principal.organization_id, role)

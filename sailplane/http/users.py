@@ -1,0 +1,182 @@
+"""`/api/v1/org/users`: the user accounts of the organization's members, passwords and MFA."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
+
+from sailplane.domain.errors import NotFoundError, PermissionDeniedError
+from sailplane.http import shapes
+from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.identity_shapes import user
+from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.shapes import Shape
+from sailplane.system import System
+
+Name = Annotated[str, msgspec.Meta(max_length=100)]
+
+
+class UserCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    email: str
+    given_name: Name = ""
+    family_name: Name = ""
+    display_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class UserUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    email: str | None = None
+    given_name: Name | None = None
+    family_name: Name | None = None
+    display_name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class ChangePasswordRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    new_password: str
+    current_password: str | None = None
+
+
+class ResetPasswordResult(Shape):
+    password: str
+
+
+def _user(system: System, principal: Principal, user_id: str) -> shapes.User:
+    row = system.directory.user(principal.organization_id, user_id)
+    if row is None:
+        raise NotFoundError.of("user", user_id)
+    return user(row)
+
+
+class UserController(Controller):
+    path = "/org/users"
+    tags = ["users"]
+
+    @get("/", operation_id="ListUsers", guards=[requires("CanViewMembers")], sync_to_thread=True)
+    def list_users(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> MarkerListing[shapes.User]:
+        """The user accounts of the organization's members, by email."""
+        rows, next_marker = system.directory.users(principal.organization_id, limit, marker)
+        return MarkerListing(items=[user(r) for r in rows], marker=next_marker)
+
+    @post("/", operation_id="CreateUser", guards=[requires("CanManageUsers")], sync_to_thread=True)
+    def create_user(
+        self, system: SystemDep, principal: Caller, data: JSONBody[UserCreateRequest]
+    ) -> shapes.User:
+        """Create a user account that joins the organization as a Member (no password yet)."""
+        user_id, position = system.identity.create_user(
+            email=data.email,
+            given_name=data.given_name,
+            family_name=data.family_name,
+            display_name=data.display_name,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return _user(system, principal, user_id)
+
+    @get(
+        "/{user:str}",
+        operation_id="DescribeUser",
+        guards=[requires("CanViewMembers")],
+        sync_to_thread=True,
+    )
+    def describe_user(
+        self, system: SystemDep, principal: Caller, user: FromPath[str]
+    ) -> shapes.User:
+        """A user account of one of the organization's members."""
+        return _user(system, principal, user)
+
+    @patch(
+        "/{user:str}",
+        operation_id="UpdateUser",
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def update_user(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        user: FromPath[str],
+        data: JSONBody[UserUpdateRequest],
+    ) -> shapes.User:
+        """Change a user's names or email."""
+        position = system.identity.update_user(
+            user,
+            by=principal.actor,
+            email=data.email,
+            given_name=data.given_name,
+            family_name=data.family_name,
+            display_name=data.display_name,
+        )
+        system.wait_for_views(position)
+        return _user(system, principal, user)
+
+    @delete(
+        "/{user:str}",
+        operation_id="DeleteUser",
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def delete_user(self, system: SystemDep, principal: Caller, user: FromPath[str]) -> None:
+        """Remove the user from the organization, ending their logins; the account goes when it
+        belongs to no other organization."""
+        system.wait_for_views(system.identity.delete_user(user, by=principal.actor))
+
+    @delete(
+        "/{user:str}/mfa",
+        operation_id="ResetUserMfa",
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def reset_mfa(self, system: SystemDep, principal: Caller, user: FromPath[str]) -> None:
+        """Delete a user's TOTP and recovery codes and end all their logins."""
+        system.wait_for_views(system.identity.reset_mfa(user, by=principal.actor))
+
+    @post(
+        "/{user:str}/password",
+        operation_id="ChangePassword",
+        status_code=204,
+        guards=[requires("CanUseOwnAccount")],
+        sync_to_thread=True,
+    )
+    def change_password(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        user: FromPath[str],
+        data: JSONBody[ChangePasswordRequest],
+    ) -> None:
+        """Change a password; the current one is required when the user has one."""
+        if user != principal.user_id and not principal.can("CanManageUsers"):
+            system.identity.user_in_organization(user, principal.actor)  # 404 before 403
+            raise PermissionDeniedError(
+                "Changing another user's password needs the CanManageUsers permission.",
+                code="forbidden",
+            )
+        position = system.identity.change_password(
+            user,
+            current_password=data.current_password,
+            new_password=data.new_password,
+            by=principal.actor,
+            keep_login=principal.credential_id,
+        )
+        system.wait_for_views(position)
+
+    @post(
+        "/{user:str}/password/reset",
+        operation_id="ResetPassword",
+        status_code=200,
+        guards=[requires("CanManageUsers")],
+        sync_to_thread=True,
+    )
+    def reset_password(
+        self, system: SystemDep, principal: Caller, user: FromPath[str]
+    ) -> ResetPasswordResult:
+        """Give a user a new temporary password (shown once) and end all their logins."""
+        password, position = system.identity.reset_password(user, by=principal.actor)
+        system.wait_for_views(position)
+        return ResetPasswordResult(password=password)

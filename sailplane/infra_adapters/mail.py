@@ -1,0 +1,47 @@
+"""Email over SMTP (the standard library's smtplib): verification links and invitations."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Mailer(Protocol):
+    def send(self, to: str, subject: str, body: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SmtpMailer:
+    host: str
+    port: int = 25
+    sender: str = "sailplane@localhost"
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 10.0
+
+    def send(self, to: str, subject: str, body: str) -> bool:
+        """Deliver one plain-text message; False (and a log line) when the server refuses it."""
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = to
+        message["Subject"] = subject
+        message.set_content(body)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls()
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning(
+                "could not send email to %s through %s:%s: %s", to, self.host, self.port, exc
+            )
+            return False
+        return True
