@@ -100,10 +100,11 @@ class System:
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
         self.glue = GlueCatalogs(self.aws_connections)
+        self.secret_box = secret_box or FernetSecretBox.generate()
         self.workloads = Workloads(
             self.event_log,
             clock=clock,
-            secret_box=secret_box or FernetSecretBox.generate(),
+            secret_box=self.secret_box,
             catalog_backends=CatalogBackends(self.glue),
             query_usage=self.queries,
         )
@@ -111,6 +112,8 @@ class System:
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
+        self.authentication.secret_box = self.secret_box
+        self.identity_providers.secret_box = self.secret_box
         self.identity.lookup = self.directory
         self.authentication.lookup = self.directory
         # Email (verification links, invitations) when SMTP is configured; the public URL

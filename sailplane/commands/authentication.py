@@ -31,6 +31,7 @@ from sailplane.commands.identity import (
     compound_token,
     token_target,
 )
+from sailplane.commands.workloads import SecretBox
 from sailplane.domain.access import MEMBER
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import (
@@ -89,9 +90,14 @@ class LoginOutcome:
 
 
 class Authentication(Identity):
-    """Sign-in shares the identity aggregates (users, members) and their helpers."""
+    """Sign-in shares the identity aggregates (users, members) and their helpers.
+
+    TOTP secrets and identity-provider client secrets are kept sealed by `secret_box`
+    (set by the composition root); they are opened only to check a code or sign in.
+    """
 
     oidc: OidcClient = OidcClient()
+    secret_box: SecretBox
 
     # --- password and one-time code --------------------------------------------------------
 
@@ -262,7 +268,7 @@ class Authentication(Identity):
         factor = "totp" if code else "recovery_code"
         try:
             if code:
-                step = totp_step(user.totp_secret, code, at.timestamp())
+                step = totp_step(self.secret_box.open(user.totp_secret), code, at.timestamp())
                 if step is None:
                     raise InvalidValueError("The code is not correct.", field="code")
                 user.use_totp_step(step, by=by, at=at)
@@ -347,7 +353,7 @@ class Authentication(Identity):
         """A new TOTP secret (pending until verified): (secret, otpauth URI, position)."""
         user, _ = self.user_in_organization(user_id, by)
         secret = new_totp_secret()
-        user.start_totp_enrollment(secret, by=by, at=self.clock())
+        user.start_totp_enrollment(self.secret_box.seal(secret), by=by, at=self.clock())
         return secret, totp_uri(secret, user.email), self._commit(user)
 
     def verify_totp_enrollment(
@@ -363,7 +369,9 @@ class Authentication(Identity):
             raise ConflictError(
                 "Start a TOTP enrollment before verifying it.", code="mfa_enrollment_not_started"
             )
-        step = totp_step(user.pending_totp_secret, code, self.clock().timestamp())
+        step = totp_step(
+            self.secret_box.open(user.pending_totp_secret), code, self.clock().timestamp()
+        )
         if step is None:
             raise InvalidValueError("The code is not correct.", field="code")
         codes = new_recovery_codes()
@@ -463,7 +471,9 @@ class Authentication(Identity):
             code=code,
             redirect_uri=attempt.redirect_uri,
             client_id=provider.client_id,
-            client_secret=provider.client_secret,
+            client_secret=self.secret_box.open(provider.client_secret)
+            if provider.client_secret
+            else None,
             code_verifier=attempt.code_verifier,
         )
         return self.oidc.verify_id_token(

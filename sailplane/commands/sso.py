@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sailplane.commands.base import SailplaneApplication
+from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import InvalidValueError
 from sailplane.domain.ids import new_id
@@ -27,7 +28,10 @@ class ConnectionTest:
 
 
 class IdentityProviders(SailplaneApplication):
+    """Client secrets enter the log sealed by `secret_box` (set by the composition root)."""
+
     oidc: OidcClient = OidcClient()
+    secret_box: SecretBox
 
     def _provider(self, provider_id: str, by: Actor) -> IdentityProvider:
         return self._load(
@@ -54,21 +58,26 @@ class IdentityProviders(SailplaneApplication):
             name=name,
             issuer=issuer,
             client_id=client_id,
-            client_secret=client_secret,
+            client_secret=self._seal(client_secret),
             scopes=scopes,
             by=by,
             at=self.clock(),
         )
         return provider.id, self._commit(provider)
 
+    def _seal(self, secret: str | None) -> str | None:
+        return self.secret_box.seal(secret) if secret else None
+
     def update(self, provider_id: str, *, by: Actor, **fields: Any) -> int:
         provider = self._provider(provider_id, by)
+        if fields.get("client_secret"):
+            fields["client_secret"] = self.secret_box.seal(fields["client_secret"])
         provider.update(by=by, at=self.clock(), **fields)
         return self._commit(provider)
 
     def rotate_secret(self, provider_id: str, client_secret: str, *, by: Actor) -> int:
         provider = self._provider(provider_id, by)
-        provider.rotate_secret(client_secret, by=by, at=self.clock())
+        provider.rotate_secret(self.secret_box.seal(client_secret), by=by, at=self.clock())
         return self._commit(provider)
 
     def delete(self, provider_id: str, *, by: Actor) -> int:
@@ -149,7 +158,7 @@ class IdentityProviders(SailplaneApplication):
             name=name,
             issuer=str(configuration["issuer"]),
             client_id=str(registered["client_id"]),
-            client_secret=registered.get("client_secret"),
+            client_secret=self._seal(registered.get("client_secret")),
             scopes=None,
             registration={
                 k: registered[k]

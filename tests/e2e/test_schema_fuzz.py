@@ -25,7 +25,9 @@ def test_generated_requests_never_cause_server_errors(system: System, api: str, 
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         def no_server_error(case: Any) -> None:
             case.call_and_validate(base_url=api, headers=headers, checks=[not_a_server_error])
 

@@ -20,7 +20,9 @@ TOKEN = "sp_bootstrap-token-for-tests"
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"}
+    }
     env["SAILPLANE_BOOTSTRAP_TOKEN"] = TOKEN
     env["SAILPLANE_OWNER_EMAIL"] = "first-owner@example.com"
     env["SAILPLANE_OWNER_PASSWORD"] = "first owner password"
@@ -43,7 +45,9 @@ def serving(data_dir: Path) -> Iterator[httpx.Client]:
     try:
         wait_for_port(port, timeout=120, process=process)
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
         ) as client:
             yield client
     finally:
@@ -99,8 +103,14 @@ def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path)
         # A service account for automation, with its own role.
         bot = subprocess.run(
             _sailplane(
-                "admin", "create-token", "--data-dir", str(data_dir),
-                "--service-account", "ci-bot", "--role", "ADMIN",
+                "admin",
+                "create-token",
+                "--data-dir",
+                str(data_dir),
+                "--service-account",
+                "ci-bot",
+                "--role",
+                "ADMIN",
             ),
             env=_env(),
             capture_output=True,
@@ -109,8 +119,12 @@ def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path)
         )
         assert bot.returncode == 0, bot.stderr
         bot_headers = {"Authorization": f"Bearer {bot.stdout.strip().splitlines()[-1]}"}
-        assert client.get("/me", headers=bot_headers).json()["serviceAccount"]["username"] == "ci-bot"
-        assert client.post("/org/teams", json={"name": "Bots"}, headers=bot_headers).status_code == 201
+        assert (
+            client.get("/me", headers=bot_headers).json()["serviceAccount"]["username"] == "ci-bot"
+        )
+        assert (
+            client.post("/org/teams", json={"name": "Bots"}, headers=bot_headers).status_code == 201
+        )
 
         # A rebuild while serving swaps fresh tables in; reads go on and see the same rows.
         rebuilt = subprocess.run(

@@ -61,7 +61,12 @@ class TallyConsumer(Consumer):
     def handle(self, delivery: Delivery) -> None:
         if isinstance(delivery.event, Team.Created):
             by = Actor.system("tally", delivery.event.organization_id)
-            self.tallies.count(self.tally_id, delivery.event.originator_id, by=by, tracking=delivery.tracking(self.name))
+            self.tallies.count(
+                self.tally_id,
+                delivery.event.originator_id,
+                by=by,
+                tracking=delivery.tracking(self.name),
+            )
 
 
 class TwiceSource:
@@ -85,9 +90,13 @@ def _make_teams(event_log: EventLog, count: int) -> tuple[list[str], Actor]:
     from sailplane.commands.identity import Identity
 
     identity = Identity(event_log)
-    founded = identity.found_organization(name="Consumer Org", owner_email="c@example.com", owner_name="C")
+    founded = identity.found_organization(
+        name="Consumer Org", owner_email="c@example.com", owner_name="C"
+    )
     actor = Actor("member", founded.owner_member_id, founded.organization_id)
-    return [identity.create_team(name=f"c-{i}", default_role_id=None, by=actor)[0] for i in range(count)], actor
+    return [
+        identity.create_team(name=f"c-{i}", default_role_id=None, by=actor)[0] for i in range(count)
+    ], actor
 
 
 def _run_until(worker: ConsumerWorker, done, timeout: float = 60.0) -> None:
@@ -108,7 +117,9 @@ def test_log_source_with_every_delivery_twice_counts_each_event_once(fresh_db: D
     event_log = EventLog(fresh_db)
     team_ids, _ = _make_teams(event_log, 25)
     tallies = Tallies(event_log)
-    source = LogEventSource(event_log, consumer="tally", kafka_topics=("sailplane.identity",), new_events=Signal())
+    source = LogEventSource(
+        event_log, consumer="tally", kafka_topics=("sailplane.identity",), new_events=Signal()
+    )
     worker = ConsumerWorker(TallyConsumer(tallies, "TALLY00001"), TwiceSource(source), event_log)
     _run_until(worker, lambda: len(getattr(tallies._find(Tally, "TALLY00001"), "seen", [])) >= 25)
     assert sorted(tallies._find(Tally, "TALLY00001").seen) == sorted(team_ids)
@@ -116,7 +127,9 @@ def test_log_source_with_every_delivery_twice_counts_each_event_once(fresh_db: D
     # A restarted worker resumes after its inbox and does nothing twice.
     again = ConsumerWorker(
         TallyConsumer(tallies, "TALLY00001"),
-        LogEventSource(event_log, consumer="tally", kafka_topics=("sailplane.identity",), new_events=Signal()),
+        LogEventSource(
+            event_log, consumer="tally", kafka_topics=("sailplane.identity",), new_events=Signal()
+        ),
         event_log,
     )
     stop = threading.Event()
@@ -127,10 +140,14 @@ def test_log_source_with_every_delivery_twice_counts_each_event_once(fresh_db: D
 
 
 @pytest.mark.kafka
-def test_kafka_source_redelivered_to_a_new_group_changes_nothing(fresh_db: Database, kafka: Broker) -> None:
+def test_kafka_source_redelivered_to_a_new_group_changes_nothing(
+    fresh_db: Database, kafka: Broker
+) -> None:
     event_log = EventLog(fresh_db)
     team_ids, _ = _make_teams(event_log, 15)
-    settings = KafkaSettings(kafka.bootstrap_servers, session_timeout_ms=6000, heartbeat_interval_ms=500)
+    settings = KafkaSettings(
+        kafka.bootstrap_servers, session_timeout_ms=6000, heartbeat_interval_ms=500
+    )
     relay = KafkaRelay(event_log, settings)
     relay_stop = threading.Event()
     relay_thread = threading.Thread(target=relay.run, args=(relay_stop, Signal()))
@@ -143,7 +160,10 @@ def test_kafka_source_redelivered_to_a_new_group_changes_nothing(fresh_db: Datab
         return [] if tally is None else tally.seen
 
     def ours(worker_group: str) -> tuple[ConsumerWorker, _OnlyOrg]:
-        source = _OnlyOrg(KafkaEventSource(settings, group_id=worker_group, topics=("sailplane.identity",)), organization)
+        source = _OnlyOrg(
+            KafkaEventSource(settings, group_id=worker_group, topics=("sailplane.identity",)),
+            organization,
+        )
         return ConsumerWorker(TallyConsumer(tallies, "TALLY00002"), source, event_log), source
 
     try:
@@ -170,7 +190,9 @@ class _OnlyOrg:
         self.delivered = 0
 
     def poll(self, timeout: float) -> list[Delivery]:
-        batch = [d for d in self.inner.poll(timeout) if d.event.organization_id == self.organization_id]
+        batch = [
+            d for d in self.inner.poll(timeout) if d.event.organization_id == self.organization_id
+        ]
         self.delivered += len(batch)
         return batch
 

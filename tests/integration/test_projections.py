@@ -30,16 +30,24 @@ def _snapshot(system: System) -> dict[str, list[dict[str, Any]]]:
 def _some_history(system: System, org_actor: Actor) -> None:
     ids = []
     for i in range(30):
-        team_id, _ = system.identity.create_team(name=f"history-{i}", default_role_id=None, by=org_actor)
+        team_id, _ = system.identity.create_team(
+            name=f"history-{i}", default_role_id=None, by=org_actor
+        )
         ids.append(team_id)
-    member_id, _ = system.identity.add_member(email="h@example.com", display_name="H", role_ids=["MEMBER"], by=org_actor)
+    member_id, _ = system.identity.add_member(
+        email="h@example.com", display_name="H", role_ids=["MEMBER"], by=org_actor
+    )
     for team_id in ids[:10]:
         system.identity.add_team_member(team_id, member_id, role_ids=None, by=org_actor)
     for team_id in ids[10:15]:
-        system.identity.update_team(team_id, name=f"renamed-{team_id}", default_role_id="TEAMADMIN", by=org_actor)
+        system.identity.update_team(
+            team_id, name=f"renamed-{team_id}", default_role_id="TEAMADMIN", by=org_actor
+        )
     for team_id in ids[15:18]:
         system.identity.delete_team(team_id, by=org_actor)
-    system.identity.replace_team_member_roles(ids[0], member_id, role_ids=["TEAMADMIN"], by=org_actor)
+    system.identity.replace_team_member_roles(
+        ids[0], member_id, role_ids=["TEAMADMIN"], by=org_actor
+    )
     position = system.identity.remove_team_member(ids[1], member_id, by=org_actor)
     assert system.wait_for_views(position)
 
@@ -73,18 +81,24 @@ def test_rebuilt_views_equal_the_views_built_live_row_for_row(fresh_db: Database
         assert _snapshot(system) == live
 
 
-def test_a_changed_view_definition_is_rebuilt_at_start(fresh_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_view_definition_is_rebuilt_at_start(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with running_system(fresh_db) as system:
         org = found_org(system)
         _some_history(system, org.owner)
         live = _snapshot(system)
     from sailplane.projections.identity import TeamsView
 
-    monkeypatch.setattr(TeamsView, "indexes", (*TeamsView.indexes, "CREATE INDEX ON {teams} (updated_at)"))
+    monkeypatch.setattr(
+        TeamsView, "indexes", (*TeamsView.indexes, "CREATE INDEX ON {teams} (updated_at)")
+    )
     with running_system(fresh_db) as system:
         assert _snapshot(system) == live
         with system.pool.connection() as conn:
-            stored = conn.execute("SELECT schema_hash FROM follower_positions WHERE name = 'teams'").fetchone()
+            stored = conn.execute(
+                "SELECT schema_hash FROM follower_positions WHERE name = 'teams'"
+            ).fetchone()
         assert stored["schema_hash"] == TeamsView.schema_hash()
 
 
@@ -96,7 +110,9 @@ def test_batches_are_one_transaction_and_never_double_process(system: System) ->
     # twice: the advisory lock and the tracking row make batches exclusive and ordered.
     from sailplane.projections.identity import TeamsProjection, TeamsView
 
-    other = ProjectionRunner(system.event_log, TeamsProjection(TeamsView(system.pool)), batch_size=3)
+    other = ProjectionRunner(
+        system.event_log, TeamsProjection(TeamsView(system.pool)), batch_size=3
+    )
     threads = [threading.Thread(target=other.catch_up) for _ in range(3)]
     for t in threads:
         t.start()
@@ -106,7 +122,9 @@ def test_batches_are_one_transaction_and_never_double_process(system: System) ->
     assert sorted(r["name"] for r in rows) == sorted(f"batch-{i}" for i in range(12))
 
 
-def test_optimistic_concurrency_conflict_is_a_conflict_error_and_loses_nothing(system: System) -> None:
+def test_optimistic_concurrency_conflict_is_a_conflict_error_and_loses_nothing(
+    system: System,
+) -> None:
     org = found_org(system)
     team_id, _ = system.identity.create_team(name="race", default_role_id=None, by=org.owner)
     first = system.identity.repository.get(team_id)

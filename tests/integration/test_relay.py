@@ -25,7 +25,9 @@ pytestmark = pytest.mark.kafka
 
 def _relay_position(database: Database) -> int:
     with database.connect() as conn:
-        row = conn.execute("SELECT position FROM follower_positions WHERE name = 'relay'").fetchone()
+        row = conn.execute(
+            "SELECT position FROM follower_positions WHERE name = 'relay'"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -59,12 +61,19 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
 
     event_log = EventLog(fresh_db)
     identity = Identity(event_log)
-    founded = identity.found_organization(name="Relay Org", owner_email="relay@example.com", owner_name="R")
+    founded = identity.found_organization(
+        name="Relay Org", owner_email="relay@example.com", owner_name="R"
+    )
     actor = Actor("member", founded.owner_member_id, founded.organization_id)
-    team_ids = [identity.create_team(name=f"relay-{i}", default_role_id=None, by=actor)[0] for i in range(300)]
+    team_ids = [
+        identity.create_team(name=f"relay-{i}", default_role_id=None, by=actor)[0]
+        for i in range(300)
+    ]
     for round_number in range(3):
         for team_id in team_ids:
-            identity.update_team(team_id, name=f"relay-{team_id}-{round_number}", default_role_id=None, by=actor)
+            identity.update_team(
+                team_id, name=f"relay-{team_id}-{round_number}", default_role_id=None, by=actor
+            )
     head = event_log.head()
 
     relay = _start_relay(fresh_db, kafka)
@@ -102,7 +111,9 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
     expected = [n for n in notifications if n.topic.startswith("sailplane.domain.identity")]
     assert len(published) == len(expected)
     for aggregate_id, versions in versions_seen.items():
-        assert versions == list(range(1, len(versions) + 1)), f"{aggregate_id} out of order: {versions}"
+        assert versions == list(range(1, len(versions) + 1)), (
+            f"{aggregate_id} out of order: {versions}"
+        )
     assert all(m.specversion == "1.0" and m.type.startswith("sailplane.identity.") for m in ours)
     event_log.close()
 
@@ -112,7 +123,9 @@ def test_cloud_event_round_trip_rebuilds_the_domain_event() -> None:
     from sailplane.projections.event_log import logged_event
 
     actor = Actor("member", "M1", "ORG1")
-    team = Team.create(id=new_id(), name="Round trip", default_role_id=None, by=actor, at=datetime.now(UTC))
+    team = Team.create(
+        id=new_id(), name="Round trip", default_role_id=None, by=actor, at=datetime.now(UTC)
+    )
     team.update(name="Round trip 2", default_role_id="TEAMADMIN", by=actor, at=team.modified_on)
     for position, event in enumerate(team.collect_events(), start=1):
         topic = f"{type(event).__module__}:{type(event).__qualname__}"

@@ -22,7 +22,9 @@ class TeamMachine(RuleBasedStateMachine):
     @initialize()
     def create(self) -> None:
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
-        self.team = Team.create(id="TEAM000001", name="Model", default_role_id=None, by=OWNER, at=self.now)
+        self.team = Team.create(
+            id="TEAM000001", name="Model", default_role_id=None, by=OWNER, at=self.now
+        )
         self.model_members: dict[str, list[str]] = {}
         self.model_default = "TEAMMEMBER"
         self.events = list(self.team.collect_events())
@@ -34,7 +36,9 @@ class TeamMachine(RuleBasedStateMachine):
     @rule(member=st.sampled_from(MEMBERS), roles=st.lists(st.sampled_from(ROLES), max_size=2))
     def add(self, member: str, roles: list[str]) -> None:
         try:
-            self.team.add_member(member, membership_id="M" + member, role_ids=roles, by=OWNER, at=self._tick())
+            self.team.add_member(
+                member, membership_id="M" + member, role_ids=roles, by=OWNER, at=self._tick()
+            )
         except ConflictError:
             assert member in self.model_members
         except InvalidValueError:
@@ -86,7 +90,10 @@ class TeamMachine(RuleBasedStateMachine):
         assert replayed is not None
         assert replayed.members == self.team.members
         assert replayed.version == self.team.version == len(self.events)
-        assert all(e.organization_id == OWNER.organization_id and e.actor == str(OWNER) for e in self.events)
+        assert all(
+            e.organization_id == OWNER.organization_id and e.actor == str(OWNER)
+            for e in self.events
+        )
 
 
 TestTeamMachine = TeamMachine.TestCase
@@ -96,7 +103,9 @@ def test_idempotency_claims_replay_mismatch_and_expire() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     request = IdempotentRequest.claim_new(id="idx:1", key="k", fingerprint="f1", by=OWNER, at=start)
     assert request.claim("f1", by=OWNER, at=start) is ClaimOutcome.IN_PROGRESS
-    request.complete(status_code=201, content_type="application/json", body="{}", by=OWNER, at=start)
+    request.complete(
+        status_code=201, content_type="application/json", body="{}", by=OWNER, at=start
+    )
     assert request.claim("f1", by=OWNER, at=start + timedelta(hours=1)) is ClaimOutcome.REPLAY
     assert request.claim("f2", by=OWNER, at=start + timedelta(hours=1)) is ClaimOutcome.MISMATCH
     assert request.claim("f2", by=OWNER, at=start + timedelta(hours=25)) is ClaimOutcome.CLAIMED
@@ -108,7 +117,9 @@ def test_idempotency_claims_replay_mismatch_and_expire() -> None:
 def test_a_stale_in_progress_claim_can_be_taken_over() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     request = IdempotentRequest.claim_new(id="idx:2", key="k", fingerprint="f1", by=OWNER, at=start)
-    assert request.claim("f1", by=OWNER, at=start + timedelta(minutes=1)) is ClaimOutcome.IN_PROGRESS
+    assert (
+        request.claim("f1", by=OWNER, at=start + timedelta(minutes=1)) is ClaimOutcome.IN_PROGRESS
+    )
     assert request.claim("f1", by=OWNER, at=start + timedelta(minutes=3)) is ClaimOutcome.CLAIMED
 
 

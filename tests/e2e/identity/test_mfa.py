@@ -226,3 +226,17 @@ def test_verifying_without_an_enrollment_is_409(api: str, system: System, org: O
         response = c.post("/me/mfa/totp/verify", json={"code": "123456"})
         assert response.status_code == 409
         assert response.json()["code"] == "mfa_enrollment_not_started"
+
+
+def test_totp_secrets_are_stored_sealed_never_in_clear(api: str, system: System, org: Org) -> None:
+    who = person(system, org)
+    secret, _ = enroll(api, who)
+    with system.event_log.database.connect() as conn:
+        stored = conn.execute(
+            "SELECT convert_from(state, 'UTF8') FROM sailplane_events WHERE originator_id = %s",
+            (who.user_id,),
+        ).fetchall()
+    assert stored
+    assert all(secret not in row[0] for row in stored), (
+        "the TOTP secret is in the event store in clear"
+    )
