@@ -1,0 +1,306 @@
+"""An HTTP double of the few Kubernetes API paths Sailplane calls.
+
+No API server can run on the test machines, so adapters that use the official
+`kubernetes` client are tested against this real HTTP server instead. It keeps objects in
+memory, answers like the API server does (201 on create, 409 AlreadyExists, 404 NotFound,
+label-selector lists, Status objects), validates every created manifest offline with
+`kubernetes-validate` (422 Invalid, as a real server would refuse it), and records every
+request so a test can assert what an adapter did.
+
+Served paths:
+    GET  /version                              GET /api/v1/nodes
+    POST|GET  /apis/batch/v1/namespaces/{ns}/jobs       GET|DELETE .../jobs/{name}
+    POST|GET  /api/v1/namespaces/{ns}/{pods|secrets|configmaps|services}
+    GET|DELETE /api/v1/namespaces/{ns}/{kind}/{name}
+    GET  /api/v1/namespaces/{ns}/pods/{name}/log
+
+Creating a Job also creates its pod (label `job-name`), as the job controller would; tests
+move them along with `set_status`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+KUBERNETES_VERSION = "1.31"
+COLLECTION = re.compile(
+    r"^/(?P<prefix>api/v1|apis/batch/v1)/namespaces/(?P<ns>[^/]+)/(?P<kind>jobs|pods|secrets|configmaps|services)"
+    r"(?:/(?P<name>[^/]+))?(?P<log>/log)?$"
+)
+KINDS = {
+    "jobs": "Job",
+    "pods": "Pod",
+    "secrets": "Secret",
+    "configmaps": "ConfigMap",
+    "services": "Service",
+}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    body: Any = None
+
+
+@dataclass
+class KubernetesDouble:
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(
+        default_factory=dict
+    )  # (kind, ns, name)
+    logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, pod) -> text
+    requests: list[Request] = field(default_factory=list)
+    url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def kubeconfig(self, *, namespace: str = "default") -> dict[str, Any]:
+        """A kubeconfig (as a dict) that points the official client at this double."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "double",
+                    "cluster": {"server": self.url, "insecure-skip-tls-verify": True},
+                }
+            ],
+            "users": [{"name": "double", "user": {"token": self.token}}],
+            "contexts": [
+                {
+                    "name": "double",
+                    "context": {"cluster": "double", "user": "double", "namespace": namespace},
+                }
+            ],
+            "current-context": "double",
+        }
+
+    def add_node(
+        self, name: str, *, ready: bool = True, cpu: str = "4", memory: str = "16Gi"
+    ) -> None:
+        self.nodes.append(
+            {
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                    "capacity": {"cpu": cpu, "memory": memory},
+                    "allocatable": {"cpu": cpu, "memory": memory},
+                },
+            }
+        )
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, namespace, name))
+
+    def pods_of_job(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return [
+            o
+            for (kind, ns, _), o in self.objects.items()
+            if kind == "pods"
+            and ns == namespace
+            and o["metadata"].get("labels", {}).get("job-name") == job
+        ]
+
+    def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        with self.lock:
+            self.objects[(kind, namespace, name)]["status"] = status
+
+    def set_log(self, namespace: str, pod: str, text: str) -> None:
+        self.logs[(namespace, pod)] = text
+
+    def calls(self, method: str, pattern: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _matches(labels: dict[str, str], selector: str) -> bool:
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+def _handler(double: KubernetesDouble) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            """Quiet: tests read `double.requests` instead."""
+
+        def _reply(self, code: int, body: Any, *, text: bool = False) -> None:
+            data = body.encode() if text else json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _handle(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            parts = parts._replace(path=parts.path.rstrip("/") or "/")
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            with double.lock:
+                double.requests.append(Request(method, parts.path, body))
+            if self.headers.get("Authorization") != f"Bearer {double.token}":
+                self._reply(401, _status(401, "Unauthorized", "Unauthorized"))
+                return
+            if parts.path == "/version" and method == "GET":
+                major, minor = KUBERNETES_VERSION.split(".")
+                version = {
+                    "major": major,
+                    "minor": minor,
+                    "gitVersion": f"v{KUBERNETES_VERSION}.0",
+                    "gitCommit": "0" * 40,
+                    "gitTreeState": "clean",
+                    "buildDate": "2026-01-01T00:00:00Z",
+                    "goVersion": "go1.23",
+                    "compiler": "gc",
+                    "platform": "linux/amd64",
+                }
+                self._reply(200, version)
+                return
+            if parts.path == "/api/v1/nodes" and method == "GET":
+                self._reply(
+                    200,
+                    {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": double.nodes},
+                )
+                return
+            match = COLLECTION.match(parts.path)
+            if match is None:
+                self._reply(
+                    404, _status(404, "NotFound", f"the server could not find {parts.path}")
+                )
+                return
+            kind, ns, name = match["kind"], match["ns"], match["name"]
+            if match["log"]:
+                if kind != "pods" or (kind, ns, name) not in double.objects:
+                    self._reply(404, _status(404, "NotFound", f'pods "{name}" not found'))
+                else:
+                    self._reply(200, double.logs.get((ns, name), ""), text=True)
+                return
+            query = parse_qs(parts.query)
+            if method == "POST" and name is None:
+                self._create(kind, ns, body)
+            elif method == "GET" and name is None:
+                selector = query.get("labelSelector", [""])[0]
+                items = [
+                    copy.deepcopy(o)
+                    for (k, n, _), o in sorted(double.objects.items())
+                    if k == kind and n == ns and _matches(o["metadata"].get("labels", {}), selector)
+                ]
+                self._reply(
+                    200,
+                    {
+                        "kind": f"{KINDS[kind]}List",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "items": items,
+                    },
+                )
+            elif method == "GET":
+                found = double.objects.get((kind, ns, name))
+                if found is None:
+                    self._reply(404, _status(404, "NotFound", f'{kind} "{name}" not found'))
+                else:
+                    self._reply(200, found)
+            elif method == "DELETE":
+                with double.lock:
+                    removed = double.objects.pop((kind, ns, name), None)
+                    if removed is not None and kind == "jobs":
+                        for pod in double.pods_of_job(ns, name):
+                            double.objects.pop(("pods", ns, pod["metadata"]["name"]), None)
+                if removed is None:
+                    self._reply(404, _status(404, "NotFound", f'{kind} "{name}" not found'))
+                else:
+                    self._reply(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+            else:
+                self._reply(405, _status(405, "MethodNotAllowed", method))
+
+        def _create(self, kind: str, ns: str, body: dict[str, Any]) -> None:
+            import kubernetes_validate
+
+            try:
+                kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                self._reply(422, _status(422, "Invalid", str(exc.message)))
+                return
+            name = body["metadata"]["name"]
+            with double.lock:
+                if (kind, ns, name) in double.objects:
+                    self._reply(
+                        409, _status(409, "AlreadyExists", f'{kind} "{name}" already exists')
+                    )
+                    return
+                created = copy.deepcopy(body)
+                created["metadata"].update(
+                    namespace=ns,
+                    uid=str(uuid.uuid4()),
+                    creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                )
+                created.setdefault("status", {})
+                double.objects[(kind, ns, name)] = created
+                if kind == "jobs":
+                    template = body["spec"]["template"]
+                    pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
+                    double.objects[("pods", ns, pod_name)] = {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": pod_name,
+                            "namespace": ns,
+                            "labels": {
+                                **template.get("metadata", {}).get("labels", {}),
+                                "job-name": name,
+                            },
+                        },
+                        "spec": copy.deepcopy(template["spec"]),
+                        "status": {"phase": "Pending"},
+                    }
+            self._reply(201, created)
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+    return Handler
+
+
+@contextlib.contextmanager
+def kubernetes_double() -> Iterator[KubernetesDouble]:
+    double = KubernetesDouble()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(double))
+    double.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield double
+    finally:
+        server.shutdown()
+        server.server_close()
