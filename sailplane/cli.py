@@ -185,8 +185,7 @@ def create_token(
         system = _system(settings, database)
         try:
             system.prepare()
-            for runner in system.worker("projections").runners:  # type: ignore[attr-defined]
-                runner.catch_up()
+            system.worker("projections").runner.catch_up()  # type: ignore[attr-defined]
             owner = system.directory.first_owner()
             if owner is None:
                 print("no organization yet: start the server once first", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sailplane.commands.authentication import Authentication
@@ -212,34 +211,17 @@ class System:
 
 
 class ProjectionsWorker:
-    """`sailplane worker projections`: one runner thread per view."""
+    """`sailplane worker projections`: every view, fed by one runner (one transaction per batch)."""
 
     name = "projections"
 
     def __init__(self, system: System) -> None:
         self.system = system
-        self.runners = [
-            ProjectionRunner(
-                system.event_log, p(p.view_class(system.pool)), positions=system.positions
-            )
-            for p in PROJECTIONS
-        ]
-
-    def run(self, stop: threading.Event) -> None:
-        host = WorkerHost()
-        for runner in self.runners:
-            host.start(_RunnerWorker(runner, self.system), stop)
-        host.join()
-
-
-@dataclass
-class _RunnerWorker:
-    runner: ProjectionRunner
-    system: System
-
-    @property
-    def name(self) -> str:
-        return f"projection:{self.runner.view.name}"
+        self.runner = ProjectionRunner(
+            system.event_log,
+            [p(p.view_class(system.pool)) for p in PROJECTIONS],
+            positions=system.positions,
+        )
 
     def run(self, stop: threading.Event) -> None:
         self.runner.run_forever(stop, self.system.new_events)

@@ -792,17 +792,18 @@ class TeamsProjection(Projection[TeamsView]):
 
     @process_event.register
     def _(self, event: Team.Updated, tracking: Tracking) -> None:
-        self._touch(event)
-        if "name" in event.changes:
-            self.view.execute(
-                "UPDATE {teams} SET name = %s WHERE id = %s",
-                (event.changes["name"], event.originator_id),
-            )
-        if "default_role_id" in event.changes:
-            self.view.execute(
-                "UPDATE {teams} SET default_role_id = %s WHERE id = %s",
-                (event.changes["default_role_id"], event.originator_id),
-            )
+        self.view.execute(
+            "UPDATE {teams} SET name = COALESCE(%s, name), default_role_id = COALESCE(%s, default_role_id), "
+            "version = %s, updated_at = %s, updated_by = %s WHERE id = %s",
+            (
+                event.changes.get("name"),
+                event.changes.get("default_role_id"),
+                event.originator_version,
+                event.timestamp,
+                actor_ref(event.actor),
+                event.originator_id,
+            ),
+        )
 
     @process_event.register
     def _(self, event: Team.Deleted, tracking: Tracking) -> None:

@@ -9,6 +9,7 @@ follow one view without processing an event twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -134,61 +135,88 @@ class Positions:
 
 
 class ProjectionRunner:
-    """Feeds one projection from the log in batches."""
+    """Feeds projections from the log in batches: one transaction per batch for all of them.
+
+    Every event is read and decoded once and handed to each projection that handles it
+    and has not seen it yet; each view keeps its own tracking row (a rebuilt view may be
+    ahead of the others). One transaction for all views keeps the cost of a write's
+    read-your-writes wait independent of how many views there are.
+    """
 
     def __init__(
         self,
         event_log: EventLog,
-        projection: Projection[Any],
+        projections: Projection[Any] | list[Projection[Any]],
         *,
         batch_size: int = 500,
         positions: Positions | None = None,
     ) -> None:
         self.event_log = event_log
-        self.projection = projection
-        self.view: View = projection.view
+        self.projections = projections if isinstance(projections, list) else [projections]
+        self.views: list[View] = [p.view for p in self.projections]
+        self.pool = self.views[0].pool
         self.batch_size = batch_size
         self.positions = positions
-        self.lock_key = advisory_key("view:" + self.view.tracking_name)
+        self.lock_keys = sorted(advisory_key("view:" + v.tracking_name) for v in self.views)
+
+    @property
+    def view(self) -> View:
+        """The view of a single-projection runner (rebuilds, tests)."""
+        return self.views[0]
 
     def run_batch(self, cursor: psycopg.Cursor[Any] | None = None) -> tuple[int, int]:
         """Process one batch; return (events read, new position). Zero read means caught up."""
         if cursor is not None:
             return self._batch(cursor)
-        with self.view.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             read, position = self._batch(cur)
         if read and self.positions is not None:
-            self.positions.advance(self.view.tracking_name, position)
+            for view in self.views:
+                self.positions.advance(view.tracking_name, position)
         return read, position
 
     def _batch(self, cursor: psycopg.Cursor[Any]) -> tuple[int, int]:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-        position = self.view.position(cursor)
-        rows = cursor.execute(SELECT_EVENTS, (position, self.batch_size)).fetchall()
-        if not rows:
-            return 0, position
-        mapper = self.event_log.mapper
-        handles = type(self.projection).handles
-        # Pipeline mode sends the batch's statements without waiting for each reply.
-        with cursor.connection.pipeline(), self.view.batch(cursor):
-            for row in rows:
-                if handles(row["topic"]):
-                    event = mapper.to_domain_event(
-                        StoredEvent(
-                            originator_id=row["originator_id"],
-                            originator_version=row["originator_version"],
-                            topic=row["topic"],
-                            state=bytes(row["state"]),
-                        )
-                    )
-                    self.projection.process_event(
-                        event, Tracking(EventLog.NAME, row["notification_id"])
-                    )
-        position = rows[-1]["notification_id"]
-        self.view.set_position(cursor, position)
         cursor.execute(
-            "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{self.view.tracking_name}:{position}")
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+            (self.lock_keys,),
         )
+        seen = {view.tracking_name: view.position(cursor) for view in self.views}
+        start = min(seen.values())
+        rows = cursor.execute(SELECT_EVENTS, (start, self.batch_size)).fetchall()
+        if not rows:
+            return 0, start
+        mapper = self.event_log.mapper
+        # Pipeline mode sends the batch's statements without waiting for each reply.
+        with cursor.connection.pipeline(), contextlib.ExitStack() as batches:
+            for view in self.views:
+                batches.enter_context(view.batch(cursor))
+            for row in rows:
+                position, topic = row["notification_id"], row["topic"]
+                takers = [
+                    p
+                    for p in self.projections
+                    if seen[p.view.tracking_name] < position and type(p).handles(topic)
+                ]
+                if not takers:
+                    continue
+                event = mapper.to_domain_event(
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=topic,
+                        state=bytes(row["state"]),
+                    )
+                )
+                tracking = Tracking(EventLog.NAME, position)
+                for projection in takers:
+                    projection.process_event(event, tracking)
+        position = rows[-1]["notification_id"]
+        for view in self.views:
+            if seen[view.tracking_name] < position:
+                view.set_position(cursor, position)
+                cursor.execute(
+                    "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{view.tracking_name}:{position}")
+                )
         return len(rows), position
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
