@@ -32,6 +32,10 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    # The scheduler: `missedSchedulePolicy: all` cap, when a slot counts as missed, tick length.
+    scheduler_missed_cap: int = 10
+    scheduler_late_tolerance: float = 60.0
+    scheduler_tick: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -55,5 +59,8 @@ class Settings:
             smtp_username=env.get("SAILPLANE_SMTP_USERNAME") or None,
             smtp_password=env.get("SAILPLANE_SMTP_PASSWORD") or None,
             smtp_starttls=env.get("SAILPLANE_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"),
+            scheduler_missed_cap=int(env.get("SAILPLANE_SCHEDULER_MISSED_CAP", "10")),
+            scheduler_late_tolerance=float(env.get("SAILPLANE_SCHEDULER_LATE_TOLERANCE", "60")),
+            scheduler_tick=float(env.get("SAILPLANE_SCHEDULER_TICK", "1")),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -42,6 +42,7 @@ from sailplane.domain.scheduling import (
     slot_run_id,
 )
 from sailplane.projections.runner import advisory_key
+from sailplane.settings import Settings
 from sailplane.storage import Database
 
 log = logging.getLogger(__name__)
@@ -246,3 +247,12 @@ class SchedulerWorker:
                 stop.wait(self.scheduler.settings.tick_interval)
         finally:
             self.stand_down()
+
+
+def scheduler_settings(settings: Settings) -> SchedulerSettings:
+    """The scheduler's part of the process settings."""
+    return SchedulerSettings(
+        tick_interval=settings.scheduler_tick,
+        missed_cap=settings.scheduler_missed_cap,
+        late_tolerance=timedelta(seconds=settings.scheduler_late_tolerance),
+    )
