@@ -6,6 +6,8 @@ test drives the same tick against the real schedules view and runs use case.
 
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,10 +57,15 @@ class Store:
 
     rows: Rows
     runs: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create_scheduled_run(
         self, organization_id: str, job_id: str, *, run_id: str, slot: datetime
     ) -> bool:
+        with self.lock:  # the scheduler creates a burst's runs from several threads
+            return self._create(job_id, run_id, slot)
+
+    def _create(self, job_id: str, run_id: str, slot: datetime) -> bool:
         if run_id in self.runs:
             return False
         self.runs[run_id] = (job_id, slot)
@@ -141,8 +148,30 @@ def test_a_new_schedule_starts_when_its_version_is_activated() -> None:
     assert scheduler.jobs == {}
 
 
+def test_the_worker_wakes_for_the_next_slot_before_the_tick_interval() -> None:
+    rows = Rows()
+    rows.put("J", cron_expression="*/5 * * * *", since=utc(2026, 5, 1))
+    scheduler = Scheduler(rows, Store(rows), Clock(utc(2026, 5, 1, 0, 4, 59, 600000)))
+    scheduler.tick()
+    assert scheduler.seconds_to_next_slot() == 0.4
+
+
+def test_a_burst_of_due_slots_is_created_in_parallel_once_each() -> None:
+    start = utc(2026, 5, 1)
+    rows = Rows()
+    for i in range(50):
+        rows.put(f"J{i}", cron_expression="0 * * * *", since=start)
+    stale = copy.deepcopy(rows)  # what a second leader read a moment before
+    store, clock = Store(rows), Clock(utc(2026, 5, 1, 1, 0, 1))
+    fired = Scheduler(rows, store, clock).tick()
+    assert len(fired) == 50 and all(f.created for f in fired)
+    again = Scheduler(stale, store, clock).tick()
+    assert len(again) == 50 and not any(f.created for f in again)
+    assert len(store.runs) == 50
+
+
 def test_a_job_without_a_cron_expression_never_fires() -> None:
     rows = Rows()
     rows.put("J", since=utc(2026, 5, 1))
     scheduler = Scheduler(rows, Store(rows), Clock(utc(2026, 6, 1)))
-    assert scheduler.tick() == [] and scheduler.next_due() is None
+    assert scheduler.tick() == [] and scheduler.seconds_to_next_slot() is None
