@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
+from sailplane.commands.infra import Infra
 from sailplane.commands.requests import Requests
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
@@ -32,6 +33,7 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
+from sailplane.projections.infra import ClustersProjection, ClustersView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -56,6 +58,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     CatalogsProjection,
     QueriesProjection,
     AccessProjection,
+    ClustersProjection,
 )
 
 
@@ -108,6 +111,8 @@ class System:
             query_usage=self.queries,
         )
         self.access = AccessView(self.pool)
+        self.infra = Infra(self.event_log, clock=clock)
+        self.clusters = ClustersView(self.pool)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
@@ -307,7 +312,13 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         )
 
 
-STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization]
+def ensure_local_clusters(system: System, settings: Settings) -> None:
+    """Every organization has its `local` connection, network and active cluster (derived ids)."""
+    for organization_id in system.clusters.organizations_without_local_cluster():
+        system.wait_for_views(system.infra.ensure_local_cluster(organization_id).position)
+
+
+STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]
 
 
 def start_up(system: System, settings: Settings) -> None:
