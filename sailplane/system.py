@@ -7,8 +7,10 @@ contexts register their projections, start-up hooks and consumers here.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from sailplane.commands.authentication import Authentication
@@ -16,6 +18,7 @@ from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.infra import Infra
 from sailplane.commands.requests import Requests
+from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
@@ -24,6 +27,9 @@ from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSo
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.providers import ADAPTERS, Providers
+from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
+from sailplane.infra_adapters.provisioner import Provisioner
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -41,6 +47,7 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
+from sailplane.projections.sessions import SessionsProjection, SessionsView
 from sailplane.projections.workloads import (
     CatalogsProjection,
     CatalogsView,
@@ -59,6 +66,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     QueriesProjection,
     AccessProjection,
     ClustersProjection,
+    SessionsProjection,
 )
 
 
@@ -69,7 +77,9 @@ class Worker(Protocol):
 
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
-CONSUMERS: dict[str, Callable[[System], Consumer]] = {}
+CONSUMERS: dict[str, Callable[[System], Consumer]] = {
+    "provisioner": lambda system: Provisioner(system.infra, system.sessions, system.providers),
+}
 
 
 class System:
@@ -83,6 +93,7 @@ class System:
         secret_box: SecretBox | None = None,
         mailer: Mailer | None = None,
         public_url: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -111,8 +122,18 @@ class System:
             query_usage=self.queries,
         )
         self.access = AccessView(self.pool)
-        self.infra = Infra(self.event_log, clock=clock)
+        # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
+        self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
+        for builder in ADAPTERS.values():
+            self.providers.register(builder(self))
+        self.infra = Infra(
+            self.event_log, providers=self.providers, secret_box=self.secret_box, clock=clock
+        )
         self.clusters = ClustersView(self.pool)
+        self.infra.lookup = self.clusters
+        self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
+        self.session_views = SessionsView(self.pool)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
@@ -157,6 +178,7 @@ class System:
             else FernetSecretBox.from_key_file(settings.data_dir / "secrets.key"),
             mailer=mailer,
             public_url=settings.public_url,
+            data_dir=settings.data_dir,
         )
 
     @property
@@ -210,6 +232,7 @@ class System:
         )
 
     def close(self) -> None:
+        self.providers.close()
         self.listener.stop()
         self.pool.close()
         self.event_log.close()

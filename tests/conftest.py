@@ -155,3 +155,16 @@ def moto() -> Iterator[str]:
 def sail() -> Iterator[str]:
     with services.sail_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def provisioner(system: System) -> Iterator[None]:
+    """The provisioner worker on the session's system: operations and sessions complete."""
+    stop = threading.Event()
+    host = WorkerHost()
+    host.start(system.worker("provisioner"), stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        host.join(timeout=30)

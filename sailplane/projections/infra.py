@@ -44,7 +44,7 @@ class ClustersView(View):
                 name text NOT NULL,
                 provider text NOT NULL,
                 provider_config jsonb NOT NULL,
-                secret_names text[] NOT NULL,
+                sealed_secrets jsonb NOT NULL,
                 status text NOT NULL,
                 status_message text,
                 last_used_at timestamptz,
@@ -227,6 +227,15 @@ class ClustersView(View):
         )
         return self._page("infra_external_clusters", organization_id, where, params, limit, marker)
 
+    def external_clusters_in_networks(
+        self, organization_id: str, network_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        return self.fetch_all(
+            "SELECT * FROM {infra_external_clusters} WHERE organization_id = %s AND network_id = ANY(%s) "
+            "AND NOT deleted ORDER BY created_at, id",
+            (organization_id, network_ids),
+        )
+
     def operation(self, organization_id: str, operation_id: str) -> dict[str, Any] | None:
         return self.fetch_one(
             "SELECT * FROM {infra_operations} WHERE organization_id = %s AND id = %s",
@@ -323,7 +332,7 @@ class ClustersProjection(Projection[ClustersView]):
     def _(self, event: Connection.Created, tracking: Tracking) -> None:
         self.view.execute(
             "INSERT INTO {infra_connections} (id, organization_id, name, provider, provider_config, "
-            "secret_names, status, status_message, created_at, created_by, updated_at, updated_by) "
+            "sealed_secrets, status, status_message, created_at, created_by, updated_at, updated_by) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 event.originator_id,
@@ -331,7 +340,7 @@ class ClustersProjection(Projection[ClustersView]):
                 event.name,
                 event.provider,
                 Jsonb(event.provider_config),
-                sorted(event.sealed_secrets),
+                Jsonb(event.sealed_secrets),
                 event.status,
                 event.status_message,
                 *_audit_insert(event),
@@ -343,8 +352,8 @@ class ClustersProjection(Projection[ClustersView]):
         self._touch(
             "infra_connections",
             event,
-            "name = %s, provider_config = %s, secret_names = %s",
-            (event.name, Jsonb(event.provider_config), sorted(event.sealed_secrets)),
+            "name = %s, provider_config = %s, sealed_secrets = %s",
+            (event.name, Jsonb(event.provider_config), Jsonb(event.sealed_secrets)),
         )
 
     @process_event.register
