@@ -88,7 +88,9 @@ class Infra(SailplaneApplication):
 
     # --- the local cluster ---------------------------------------------------------------
 
-    def ensure_local_cluster(self, organization_id: str) -> LocalCluster:
+    def ensure_local_cluster(
+        self, organization_id: str, *, tracking: Tracking | None = None
+    ) -> LocalCluster:
         """The organization's `local` connection, network and active cluster, created once.
 
         Ids derive from the organization, so concurrent or repeated calls create nothing twice
@@ -138,7 +140,7 @@ class Infra(SailplaneApplication):
             external, provider=LOCAL, open_to_all_members=True, by=by, at=at
         )
         try:
-            position = self._commit(connection, network, external, cluster)
+            position = self._commit(connection, network, external, cluster, tracking=tracking)
         except ConflictError:
             if self._find(Cluster, cluster_id) is not None:
                 return found  # created by a concurrent call

@@ -9,7 +9,8 @@ Idempotent end to end: a redelivered message whose operation already finished ch
 nothing; a worker that died mid-step finds the operation `running` and calls the step
 again, and the adapter's step converges on the one resource named after the ids (the
 operation id is the client token). For each new `Session` it brings up the session's
-Spark Connect endpoint on its cluster and marks the session active (or failed).
+Spark Connect endpoint on its cluster and marks the session active (or failed). For each
+new organization (topic `sailplane.identity`) it creates the built-in `local` cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sailplane.commands.infra import Infra
 from sailplane.commands.sessions import Sessions
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import DomainError
+from sailplane.domain.identity import Organization
 from sailplane.domain.infra import Operation
 from sailplane.domain.sessions import Session
 from sailplane.infra_adapters.consumers import Consumer, Delivery
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 class Provisioner(Consumer):
     name = "provisioner"
-    kafka_topics = ("sailplane.infra",)
+    kafka_topics = ("sailplane.infra", "sailplane.identity")
 
     def __init__(self, infra: Infra, sessions: Sessions, providers: Providers) -> None:
         self.infra = infra
@@ -49,6 +51,11 @@ class Provisioner(Consumer):
         event = delivery.event
         if isinstance(event, Operation.Created):
             self.perform(event.originator_id, delivery)
+        elif isinstance(event, Organization.Created):
+            # Every organization gets its built-in local cluster, however it was founded.
+            self.infra.ensure_local_cluster(
+                event.originator_id, tracking=delivery.tracking(self.name)
+            )
         elif isinstance(event, Session.Created):
             self.sessions.open_session(
                 event.originator_id,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
+import pytest
+
 from sailplane.commands.infra import local_ids
 from sailplane.settings import Settings
 from sailplane.system import System, ensure_local_clusters
@@ -49,7 +54,7 @@ def test_the_start_up_hook_gives_organizations_without_one_their_local_cluster(
     system: System,
 ) -> None:
     founded = system.identity.found_organization(
-        name="Bare", owner_email="bare-owner@example.com", owner_name="Owner"
+        name="Bare", owner_email=f"bare-{uuid.uuid4().hex[:8]}@example.com", owner_name="Owner"
     )
     system.wait_for_views(founded.position)
     cluster_id = local_ids(founded.organization_id)[3]
@@ -57,3 +62,17 @@ def test_the_start_up_hook_gives_organizations_without_one_their_local_cluster(
     ensure_local_clusters(system, Settings())
     assert system.clusters.usable_cluster(founded.organization_id, cluster_id) is not None
     assert founded.organization_id not in system.clusters.organizations_without_local_cluster()
+
+
+@pytest.mark.usefixtures("provisioner")
+def test_the_provisioner_gives_a_newly_founded_organization_its_local_cluster(
+    system: System,
+) -> None:
+    founded = system.identity.found_organization(
+        name="Fresh", owner_email=f"fresh-{uuid.uuid4().hex[:8]}@example.com", owner_name="Owner"
+    )
+    cluster_id = local_ids(founded.organization_id)[3]
+    deadline = time.monotonic() + 30
+    while system.clusters.usable_cluster(founded.organization_id, cluster_id) is None:
+        assert time.monotonic() < deadline, "the provisioner did not create the local cluster"
+        time.sleep(0.05)
