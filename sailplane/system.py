@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
+from sailplane.commands.notifications import Notifications
 from sailplane.commands.requests import Requests
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
@@ -23,6 +24,7 @@ from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSo
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -32,6 +34,7 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
+from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -56,6 +59,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     CatalogsProjection,
     QueriesProjection,
     AccessProjection,
+    NotificationsProjection,
 )
 
 
@@ -67,6 +71,7 @@ class Worker(Protocol):
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {}
+CONSUMERS["notifier"] = lambda system: Notifier(system)
 
 
 class System:
@@ -108,6 +113,8 @@ class System:
             query_usage=self.queries,
         )
         self.access = AccessView(self.pool)
+        self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
+        self.notifications_view = NotificationsView(self.pool)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)

@@ -21,6 +21,7 @@ from sailplane.http.identity_providers import IdentityProviderController
 from sailplane.http.invitations import InvitationController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.notifications import NotificationController
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
@@ -46,6 +47,7 @@ CONTROLLERS: list[type[Any]] = [
     CatalogListsController,
     QueryController,
     QueryListsController,
+    NotificationController,
 ]
 
 
