@@ -202,6 +202,8 @@ class NotifierDriver:
             for delivery in self.source.poll(timeout=0.0):
                 self.worker.process(delivery)
         self.notifier.tick()
+        # The notifier's own writes (delivered, failed) in the views, for the HTTP reads.
+        self.system.wait_for_views(self.system.event_log.recorder.max_notification_id() or 0)
 
 
 @pytest.fixture
