@@ -11,7 +11,7 @@ bulk needs it from an organization role.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
@@ -58,19 +58,12 @@ ResourceTypeFilter = Annotated[
     str | None, QueryParameter(name="resourceType", description="Filter rules by resource type.")
 ]
 DeliveryStatus = Annotated[
-    str | None,
-    QueryParameter(
-        description="Filter by delivery status.",
-        pattern="^(pending|delivering|delivered|failed|skipped)$",
-    ),
+    Literal["pending", "delivering", "delivered", "failed", "skipped"] | None,
+    QueryParameter(description="Filter by delivery status."),
 ]
 ScopeType = Annotated[
-    str | None,
-    QueryParameter(
-        name="scopeType",
-        description="Filter rules by scope type.",
-        pattern="^(resource|team|organization|own_resources)$",
-    ),
+    Literal["resource", "team", "organization", "own_resources"] | None,
+    QueryParameter(name="scopeType", description="Filter rules by scope type."),
 ]
 
 # --- requests --------------------------------------------------------------------------------
