@@ -224,6 +224,14 @@ class Notifications(SailplaneApplication):
             delivery.failed(error, by=by, at=self.clock())
         return self._commit(delivery)
 
+    def abandon_delivery(self, delivery_id: str, message: str, *, by: Actor) -> int:
+        """Fail a delivery a worker stopped sending (so it can be replayed)."""
+        delivery = self._find(NotificationDelivery, delivery_id)
+        if delivery is None or delivery.status != "delivering":
+            return 0
+        delivery.failed(message, by=by, at=self.clock())
+        return self._commit(delivery)
+
     def replay_delivery(self, delivery_id: str, *, by: Actor) -> int:
         delivery = self._load(
             NotificationDelivery,

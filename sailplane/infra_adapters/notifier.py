@@ -19,17 +19,19 @@ per channel holding every due delivery) and replayed deliveries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sailplane.commands.notifications import Notifications, PlannedDelivery
 from sailplane.domain.base import Actor
+from sailplane.domain.errors import ConflictError
 from sailplane.domain.ids import derived_id
 from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Notable, NotificationSources
 from sailplane.domain.notifications import DigestSchedule, NotificationDelivery
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMPONENT = "notifier"
+# A delivery `delivering` this long was left by a worker that stopped: it becomes `failed`.
+STALLED_AFTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,13 @@ class Notifier(Consumer):
 
     def tick(self) -> None:
         self.send_due()
+        for delivery_id in self.view.stalled(self.clock() - STALLED_AFTER):
+            with contextlib.suppress(ConflictError):
+                self.notifications.abandon_delivery(
+                    delivery_id,
+                    "the notifier stopped while sending; replay to send again",
+                    by=Actor.system(COMPONENT, "system"),
+                )
 
     def send_due(self) -> None:
         """Send every pending delivery whose time came: immediate ones one by one, due

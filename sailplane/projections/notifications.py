@@ -252,6 +252,15 @@ class NotificationsView(View):
             (now, limit),
         )
 
+    def stalled(self, before: datetime) -> list[str]:
+        """Deliveries still `delivering` with no change since `before` (a worker died)."""
+        rows = self.fetch_all(
+            "SELECT id FROM {notification_deliveries} WHERE status = 'delivering' "
+            "AND updated_at < %s ORDER BY updated_at LIMIT 100",
+            (before,),
+        )
+        return [r["id"] for r in rows]
+
     def verified_email_of_member(self, organization_id: str, member_id: str) -> str | None:
         """The member's verified address: their primary one if verified, else the first."""
         row = self.fetch_one(

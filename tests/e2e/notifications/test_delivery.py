@@ -317,3 +317,32 @@ def test_notification_events_and_deliveries_are_published_on_their_topic(
     # The webhook secret (sealed) never reaches the topic.
     created = next(e for e in published if e.type.endswith("NotificationChannel.Created"))
     assert created.data["secret"] == "[redacted]"
+
+
+def test_a_delivery_a_stopped_worker_left_delivering_fails_and_can_be_replayed(
+    system: System,
+    client: httpx.Client,
+    org: Org,
+    runs: SampleRuns,
+    receiver: Receiver,
+    notifier: NotifierDriver,
+) -> None:
+    team = _team(client)
+    hook = webhook_channel(client, receiver.url, teamId=team)
+    rule(client, team, [hook["id"]], deliveryMode="digest", digestTime="08:00")
+    notifier.clock.now = datetime(2026, 7, 1, 5, 0, tzinfo=UTC)
+    fail_run(runs, org, team)
+    notifier.pump()
+    [pending] = deliveries(client, channelId=hook["id"])
+    # A worker takes it and dies before sending.
+    system.notifications.start_delivery(pending["id"], by=Actor.system("notifier", org.id))
+    notifier.pump()
+    assert deliveries(client, channelId=hook["id"])[0]["status"] == "delivering"
+    notifier.clock.now = datetime.now(UTC) + timedelta(minutes=16)
+    notifier.pump()
+    [stalled] = deliveries(client, channelId=hook["id"])
+    assert stalled["status"] == "failed" and "stopped" in stalled["statusMessage"]
+    assert client.post(f"/notifications/{stalled['id']}/replay").status_code == 202
+    notifier.pump()
+    assert deliveries(client, channelId=hook["id"])[0]["status"] == "delivered"
+    assert len(receiver.requests) == 1
