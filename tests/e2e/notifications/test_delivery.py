@@ -346,3 +346,38 @@ def test_a_delivery_a_stopped_worker_left_delivering_fails_and_can_be_replayed(
     notifier.pump()
     assert deliveries(client, channelId=hook["id"])[0]["status"] == "delivered"
     assert len(receiver.requests) == 1
+
+
+def test_a_member_channel_mails_the_members_verified_address(
+    system: System,
+    client: httpx.Client,
+    org: Org,
+    runs: SampleRuns,
+    smtp: Mailbox,
+    notifier: NotifierDriver,
+) -> None:
+    team = _team(client)
+    address = f"person-{uuid.uuid4().hex[:8]}@example.com"
+    member_id, _ = system.identity.add_member(
+        email=address, display_name="Person", role_ids=["MEMBER"], by=org.owner
+    )
+    user_id = system.identity.user_by_email(address).id
+    channel = client.post(
+        "/notifications/channels",
+        json={"type": "member", "name": "person", "teamId": team,
+              "configWrite": {"memberId": member_id}},
+    ).json()  # fmt: skip
+    rule(client, team, [channel["id"]])
+    fail_run(runs, org, team)
+    notifier.pump()
+    [unverified] = deliveries(client, channelId=channel["id"])
+    assert unverified["status"] == "failed"
+    assert unverified["statusMessage"] == "the member has no verified email address"
+    assert smtp.messages == []
+
+    other = f"other-{uuid.uuid4().hex[:8]}@example.com"
+    _, token, _ = system.identity.add_email(user_id, other, by=org.owner)
+    system.wait_for_views(system.identity.verify_email(token)[2])
+    assert client.post(f"/notifications/{unverified['id']}/replay").status_code == 202
+    notifier.pump()
+    assert [m["To"] for m in smtp.messages] == [other]
