@@ -10,8 +10,9 @@ bulk needs it from an organization role.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
@@ -32,6 +33,7 @@ from sailplane.infra_adapters.notifier import channel_sender, probe_message
 from sailplane.system import System
 
 VIEW, MANAGE = "CanViewNotifications", "CanManageNotifications"
+T = TypeVar("T")
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern="^[A-Z0-9]{1,20}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -277,6 +279,13 @@ def _delivery_out(row: dict[str, Any]) -> DeliveryOut:
     )
 
 
+def _listing(
+    found: tuple[list[dict[str, Any]], str | None], shape: Callable[[dict[str, Any]], T]
+) -> MarkerListing[T]:
+    rows, marker = found
+    return MarkerListing(items=[shape(r) for r in rows], marker=marker)
+
+
 # --- access ----------------------------------------------------------------------------------
 
 
@@ -369,15 +378,15 @@ class NotificationController(Controller):
         member_id: MemberFilter = None,
     ) -> MarkerListing[ChannelSummary]:
         """List the organization's notification channels, by name, optionally by owner."""
-        rows, next_marker = system.notifications_view.channels(
-            principal.organization_id,
-            team_id=team_id,
-            member_id=member_id,
-            limit=limit,
-            marker=marker,
-        )
-        return MarkerListing(
-            items=[ChannelSummary(**_channel_fields(r)) for r in rows], marker=next_marker
+        return _listing(
+            system.notifications_view.channels(
+                principal.organization_id,
+                team_id=team_id,
+                member_id=member_id,
+                limit=limit,
+                marker=marker,
+            ),
+            lambda row: ChannelSummary(**_channel_fields(row)),
         )
 
     @post(
@@ -497,16 +506,18 @@ class NotificationController(Controller):
         scope_type: ScopeType = None,
     ) -> MarkerListing[RuleOut]:
         """List the organization's notification rules, by name, with the documented filters."""
-        rows, next_marker = system.notifications_view.rules(
-            principal.organization_id,
-            team_id=team_id,
-            member_id=member_id,
-            resource_type=resource_type,
-            scope_type=scope_type,
-            limit=limit,
-            marker=marker,
+        return _listing(
+            system.notifications_view.rules(
+                principal.organization_id,
+                team_id=team_id,
+                member_id=member_id,
+                resource_type=resource_type,
+                scope_type=scope_type,
+                limit=limit,
+                marker=marker,
+            ),
+            _rule_out,
         )
-        return MarkerListing(items=[_rule_out(r) for r in rows], marker=next_marker)
 
     @post(
         "/rules",
@@ -527,6 +538,7 @@ class NotificationController(Controller):
         require_owner(system, principal, team_id=fields["team_id"], member_id=fields["member_id"])
         _check_member(system, principal, fields["member_id"])
         _require_scope(principal, fields["scope_type"])
+        _require_channels(system, principal, fields["channel_ids"])
         rule_id, position = system.notifications.create_rule(fields, by=principal.actor)
         system.wait_for_views(position)
         return _rule_out(_rule_row(system, principal, rule_id))
@@ -557,6 +569,8 @@ class NotificationController(Controller):
         """Change a rule: event types, channels, enable/disable, mute, digest settings."""
         row = _rule_row(system, principal, rule)
         require_owner(system, principal, **_owner_of(row))
+        if not isinstance(data.channel_ids, msgspec.UnsetType):
+            _require_channels(system, principal, data.channel_ids)
         changes = {
             f: v for f in data.__struct_fields__ if (v := getattr(data, f)) is not msgspec.UNSET
         }
@@ -589,15 +603,17 @@ class NotificationController(Controller):
         status: DeliveryStatus = None,
     ) -> MarkerListing[DeliveryOut]:
         """The delivery log, newest first, filtered by channel, rule or status."""
-        rows, next_marker = system.notifications_view.deliveries(
-            principal.organization_id,
-            channel_id=channel_id,
-            rule_id=rule_id,
-            status=status,
-            limit=limit,
-            marker=marker,
+        return _listing(
+            system.notifications_view.deliveries(
+                principal.organization_id,
+                channel_id=channel_id,
+                rule_id=rule_id,
+                status=status,
+                limit=limit,
+                marker=marker,
+            ),
+            _delivery_out,
         )
-        return MarkerListing(items=[_delivery_out(r) for r in rows], marker=next_marker)
 
     @post(
         "/{delivery:str}/replay",
@@ -646,6 +662,14 @@ class NotificationController(Controller):
         return ItemList(
             items=[_delivery_out(_delivery_row(system, principal, d)) for d in replayed]
         )
+
+
+def _require_channels(system: System, principal: Principal, channel_ids: list[str]) -> None:
+    """A rule may send only to channels the caller may manage (unknown ones are 422 later)."""
+    for channel_id in channel_ids:
+        row = system.notifications_view.channel(principal.organization_id, channel_id)
+        if row is not None:
+            require_owner(system, principal, **_owner_of(row))
 
 
 def _require_scope(principal: Principal, scope_type: str | None) -> None:

@@ -4,9 +4,7 @@ not have it (another consumer group, a lost inbox), sends nothing a second time.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ from sailplane.system import System
 from tests.conftest import Org
 from tests.e2e.notifications.test_channels_and_rules import webhook_channel
 from tests.e2e.notifications.test_delivery import deliveries, rule
+from tests.integration.test_consumers import _run_until
 from tests.notification_support import NotifierDriver, Receiver, SampleRun, SampleRuns
 from tests.services import Broker
 
@@ -47,20 +46,6 @@ class OnlyFinishedRunsOf:
 
     def close(self) -> None:
         self.inner.close()
-
-
-def _run_until(worker: ConsumerWorker, done: Callable[[], bool], timeout: float = 60.0) -> None:
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    deadline = time.monotonic() + timeout
-    try:
-        while not done():
-            assert time.monotonic() < deadline, "the notifier did not catch up"
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 @pytest.mark.kafka
