@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from sailplane.commands.base import SailplaneApplication
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.ids import new_id
-from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Notable
+from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Lookup, Notable
 from sailplane.infra_adapters.consumers import ConsumerWorker, LogEventSource
 from sailplane.infra_adapters.mail import SmtpMailer
 from sailplane.infra_adapters.notifier import Notifier
@@ -79,14 +79,15 @@ class SampleRuns(SailplaneApplication):
         return run.id
 
 
-def sample_run_finished(event: SampleRun.Finished) -> Notable | None:
+def sample_run_finished(event: SampleRun.Finished, lookup: Lookup) -> Notable | None:
     if event.status == "running":
         return None
+    run = lookup(event.originator_id, event.originator_version)
     return Notable(
         event_type=f"job_run.{event.status}",
         resource_type="job_run",
         resource_id=event.originator_id,
-        related_ids=(event.job_id,),
+        related_ids=(run.job_id,),
         team_ids=tuple(event.team_ids),
         member_id=event.member_id,
         subject=f"Run {event.originator_id} {event.status}",

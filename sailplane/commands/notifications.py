@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import SailplaneApplication
@@ -146,7 +147,14 @@ class Notifications(SailplaneApplication):
         rule.delete(by=by, at=self.clock())
         return self._commit(rule)
 
-    # --- the notifier --------------------------------------------------------------------
+    # --- the notifier ---
+
+    def aggregate_at(self, aggregate_id: str, version: int | None = None) -> Any | None:
+        """Any aggregate of the log, as of `version` (a mapping's `Lookup`)."""
+        try:
+            return self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            return None
 
     def record_event(
         self,

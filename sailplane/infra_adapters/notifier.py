@@ -243,7 +243,7 @@ class Notifier(Consumer):
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.event
-        notable = self.sources.notable(event)
+        notable = self.sources.notable(event, self.notifications.aggregate_at)
         if notable is None:
             return
         organization_id = event.organization_id

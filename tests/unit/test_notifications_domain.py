@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
-from sailplane.domain.notification_sources import Notable, NotificationSources
+from sailplane.domain.notification_sources import Lookup, Notable, NotificationSources
 from sailplane.domain.notifications import (
     TERMINAL_RUN_EVENTS,
     DigestSchedule,
@@ -55,15 +55,18 @@ def test_the_registry_maps_subclasses_and_may_say_not_notable() -> None:
     sources = NotificationSources()
 
     @sources.maps(Base)
-    def _(event: Base) -> Notable | None:
+    def _(event: Base, lookup: Lookup) -> Notable | None:
         if event.status != "failed":
             return None
         return Notable(event_type="job_run.failed", resource_type="job_run", resource_id="R",
                        subject="failed")  # fmt: skip
 
-    assert sources.notable(Base()) is not None
-    assert sources.notable(Child()) is None
-    assert sources.notable(object()) is None
+    def lookup(aggregate_id: str, version: int | None = None) -> None:
+        return None
+
+    assert sources.notable(Base(), lookup) is not None
+    assert sources.notable(Child(), lookup) is None
+    assert sources.notable(object(), lookup) is None
 
 
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Sydney"]
