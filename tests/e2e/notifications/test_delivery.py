@@ -6,6 +6,8 @@ mapped through the same registry the job-runs context uses.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -381,3 +383,26 @@ def test_a_member_channel_mails_the_members_verified_address(
     assert client.post(f"/notifications/{unverified['id']}/replay").status_code == 202
     notifier.pump()
     assert [m["To"] for m in smtp.messages] == [other]
+
+
+def test_sailplane_worker_notifier_runs_the_notifier_over_the_log(
+    system: System, client: httpx.Client, org: Org, runs: SampleRuns, receiver: Receiver
+) -> None:
+    assert "notifier" in system.worker_names()
+    team = _team(client)
+    hook = webhook_channel(client, receiver.url, teamId=team)
+    rule(client, team, [hook["id"]])
+    fail_run(runs, org, team)
+    worker = system.worker("notifier")
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not receiver.requests:
+            assert time.monotonic() < deadline, "the notifier worker sent nothing"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert len(receiver.requests) == 1
