@@ -59,6 +59,7 @@ class Notifications(SailplaneApplication):
         team_id: str | None,
         member_id: str | None,
         config_write: dict[str, Any],
+        status: str = "active",
         by: Actor,
     ) -> tuple[str, int]:
         self._check_owner(team_id, member_id, by)
@@ -71,6 +72,7 @@ class Notifications(SailplaneApplication):
             member_id=member_id,
             config=checked.config,
             sealed_secret=self._seal(checked.secret),
+            status=status,
             by=by,
             at=self.clock(),
         )

@@ -203,6 +203,7 @@ class NotificationChannel(SailplaneAggregate):
         member_id: str | None
         config: dict[str, Any]
         secret: str | None
+        status: str
 
         def apply(self, aggregate: NotificationChannel) -> None:
             super().apply(aggregate)
@@ -212,7 +213,7 @@ class NotificationChannel(SailplaneAggregate):
             aggregate.member_id = self.member_id
             aggregate.config = dict(self.config)
             aggregate.secret = self.secret
-            aggregate.status = "active"
+            aggregate.status = self.status
             aggregate.verified_at = None
             aggregate.deleted = False
 
@@ -245,6 +246,7 @@ class NotificationChannel(SailplaneAggregate):
         member_id: str | None,
         config: dict[str, Any],
         sealed_secret: str | None,
+        status: str = "active",
         by: Actor,
         at: datetime,
     ) -> NotificationChannel:
@@ -258,15 +260,14 @@ class NotificationChannel(SailplaneAggregate):
             member_id=member_id,
             config=dict(config),
             secret=sealed_secret,
+            status=check_channel_status(status),
         )
 
     def update(self, changes: dict[str, Any], *, by: Actor, at: datetime) -> None:
         if "name" in changes:
             changes["name"] = check_name(changes["name"])
-        if "status" in changes and changes["status"] not in CHANNEL_STATUSES:
-            raise InvalidValueError(
-                "Channel status must be active or disabled.", field="status", code="invalid_status"
-            )
+        if "status" in changes:
+            check_channel_status(changes["status"])
         changed = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if changed:
             self._trigger(self.Updated, by=by, at=at, changes=changed)
@@ -276,6 +277,14 @@ class NotificationChannel(SailplaneAggregate):
 
     def delete(self, *, by: Actor, at: datetime) -> None:
         self._trigger(self.Deleted, by=by, at=at)
+
+
+def check_channel_status(status: str) -> str:
+    if status not in CHANNEL_STATUSES:
+        raise InvalidValueError(
+            "Channel status must be active or disabled.", field="status", code="invalid_status"
+        )
+    return status
 
 
 def check_name(name: str) -> str:

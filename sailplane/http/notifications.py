@@ -79,7 +79,7 @@ class ChannelCreateRequest(
     team_id: Id | None = None
     member_id: Id | None = None
     config_write: dict[str, Any] = {}
-    status: str | None = None
+    status: str = "active"
 
 
 class ChannelUpdateRequest(
@@ -410,12 +410,9 @@ class NotificationController(Controller):
             team_id=data.team_id,
             member_id=member_id,
             config_write=data.config_write,
+            status=data.status,
             by=principal.actor,
         )
-        if data.status is not None and data.status != "active":
-            position = system.notifications.update_channel(
-                channel_id, name=None, config_patch=None, status=data.status, by=principal.actor
-            )
         system.wait_for_views(position)
         return _channel_details(_channel_row(system, principal, channel_id))
 

@@ -308,7 +308,7 @@ class NotificationsProjection(Projection[NotificationsView]):
         by = actor_ref(event.actor)
         self.view.execute(
             "INSERT INTO {notification_channels} VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, 'active', NULL, NULL, %s, %s, %s, %s)",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s, %s)",
             (
                 event.originator_id,
                 event.organization_id,
@@ -318,6 +318,7 @@ class NotificationsProjection(Projection[NotificationsView]):
                 event.member_id,
                 Jsonb(event.config),
                 event.secret,
+                event.status,
                 event.timestamp,
                 by,
                 event.timestamp,

@@ -84,6 +84,8 @@ def test_channel_values_are_checked(client: httpx.Client) -> None:
         {"type": "email", "name": "x", "teamId": team, "configWrite": {"addresses": ["nope"]}},
         {"type": "email", "name": "x", "teamId": "NOSUCHTEAM",
          "configWrite": {"addresses": ["a@example.com"]}},
+        {"type": "email", "name": "x", "teamId": team, "status": "paused",
+         "configWrite": {"addresses": ["a@example.com"]}},
     ]  # fmt: skip
     for body in cases:
         response = client.post("/notifications/channels", json=body)
@@ -92,6 +94,13 @@ def test_channel_values_are_checked(client: httpx.Client) -> None:
         "/notifications/channels", json={"type": "email", "name": "x", "surprise": 1}
     )
     assert unknown.status_code == 400
+    assert client.get("/notifications/channels", params={"teamId": team}).json()["items"] == []
+    disabled = client.post(
+        "/notifications/channels",
+        json={"type": "email", "name": "x", "teamId": team, "status": "disabled",
+              "configWrite": {"addresses": ["a@example.com"]}},
+    )  # fmt: skip
+    assert disabled.status_code == 201 and disabled.json()["status"] == "disabled"
 
 
 def test_a_member_owns_channels_and_rules_of_their_own(
