@@ -28,6 +28,7 @@ from sailplane.http.infra import (
 from sailplane.http.invitations import InvitationController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.notifications import NotificationController
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
@@ -61,6 +62,7 @@ CONTROLLERS: list[type[Any]] = [
     MyClustersController,
     SessionController,
     ComputeConfigController,
+    NotificationController,
 ]
 
 
