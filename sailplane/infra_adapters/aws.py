@@ -129,7 +129,8 @@ def eks_cluster_name(cluster_id: str) -> str:
 
 
 def connection_role_name(connection_id: str) -> str:
-    return f"sailplane-connection-{connection_id.lower()}"
+    """The role the connection template creates (the template's `ConnectionId` as is)."""
+    return f"sailplane-connection-{connection_id}"
 
 
 def client_token(resource_id: str, action: str, operation_id: str) -> str:
@@ -249,7 +250,7 @@ CONNECTION_PERMISSIONS: list[dict[str, Any]] = [
             "iam:GetRolePolicy",
             "iam:PassRole",
         ],
-        [_role_arn("sailplane-*"), {"Fn::GetAtt": ["ConnectionRole", "Arn"]}],
+        _role_arn("sailplane-*"),
     ),
     _allow(["iam:CreateServiceLinkedRole"]),
 ]
