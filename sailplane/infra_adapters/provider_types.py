@@ -18,13 +18,13 @@ from typing import Literal
 
 import msgspec
 
-from sailplane.domain.errors import DomainError, InvalidValueError
+from sailplane.domain.errors import InvalidValueError, ServiceUnavailableError
 
 StepState = Literal["running", "succeeded", "failed"]
 HealthState = Literal["healthy", "degraded", "unhealthy"]
 
 
-class ProviderUnavailableError(DomainError):
+class ProviderUnavailableError(ServiceUnavailableError):
     """The provider could not be reached or throttled the call: retry the same step later.
 
     Permanent refusals (access denied, invalid parameters) are not raised: a step answers
