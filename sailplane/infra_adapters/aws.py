@@ -66,7 +66,6 @@ from sailplane.infra_adapters.provider_types import (
     Region,
     ResourceProgress,
     StepStatus,
-    parse_period,
 )
 
 PROVIDER = "aws"
@@ -1434,12 +1433,13 @@ class AwsProvider:
             message=f"EKS cluster {name} is {cluster['status']}.",
         )
 
-    def metrics(self, spec: ClusterSpec, period: str = "1h") -> ClusterMetrics:
+    def metrics(
+        self, spec: ClusterSpec, *, start: datetime, end: datetime, period_seconds: int
+    ) -> ClusterMetrics:
         """CPU and memory utilization (percent, average over the cluster's nodes) from
-        CloudWatch Container Insights (`node_cpu_utilization`, `node_memory_utilization`)."""
-        span = parse_period(period)
-        end = self.clock()
-        step = 60 if span <= timedelta(hours=3) else 300 if span <= timedelta(days=1) else 3600
+        CloudWatch Container Insights (`node_cpu_utilization`, `node_memory_utilization`),
+        in buckets of `period_seconds` (rounded up to a whole minute)."""
+        step = max(60, -(-period_seconds // 60) * 60)
         name = eks_cluster_name(spec.cluster_id)
         queries = [
             {
@@ -1464,7 +1464,7 @@ class AwsProvider:
             cloudwatch = self.client("cloudwatch", spec.region)
             pages = cloudwatch.get_paginator("get_metric_data").paginate(
                 MetricDataQueries=queries,
-                StartTime=end - span,
+                StartTime=start,
                 EndTime=end,
                 ScanBy="TimestampAscending",
             )

@@ -26,6 +26,7 @@ import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -58,7 +59,6 @@ from sailplane.infra_adapters.provider_types import (
     ProviderUnavailableError,
     Region,
     StepStatus,
-    parse_period,
 )
 
 PROVIDER = "kubernetes"
@@ -429,10 +429,13 @@ class KubernetesProvider:
             message=f"{ready} of {len(nodes)} nodes ready.",
         )
 
-    def metrics(self, spec: ClusterSpec, period: str = "1h") -> ClusterMetrics:
-        """The current utilization (one point, now) from metrics-server: the API keeps no
-        history, so `period` is checked but only bounds what a caller may ask."""
-        parse_period(period)
+    def metrics(
+        self, spec: ClusterSpec, *, start: datetime, end: datetime, period_seconds: int
+    ) -> ClusterMetrics:
+        """The current utilization (one point, timed by the clock) from metrics-server. The
+        API keeps no history, so the window only decides whether now is inside it."""
+        if not start <= self.clock() <= end + timedelta(seconds=period_seconds):
+            return ClusterMetrics()
         with self._asking("node metrics (metrics.k8s.io)"):
             try:
                 usage = k8s.CustomObjectsApi(self.api).list_cluster_custom_object(

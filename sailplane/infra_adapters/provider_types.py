@@ -12,13 +12,12 @@ resumed step never creates a second resource.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 import msgspec
 
-from sailplane.domain.errors import InvalidValueError, ServiceUnavailableError
+from sailplane.domain.errors import ServiceUnavailableError
 
 StepState = Literal["running", "succeeded", "failed"]
 HealthState = Literal["healthy", "degraded", "unhealthy"]
@@ -231,22 +230,3 @@ class Kubeconfig(_Value):
     kubeconfig: str
     cluster_endpoint: str
     cluster_certificate_authority: str
-
-
-_PERIOD = re.compile(r"^(?P<n>[1-9][0-9]{0,3})(?P<unit>[mhd])$")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-MAX_METRICS_PERIOD = timedelta(days=31)
-
-
-def parse_period(text: str) -> timedelta:
-    """`1h`, `24h`, `7d`, `30m` -> a timedelta (at most 31 days); 422 otherwise."""
-    match = _PERIOD.match(text)
-    period = int(match["n"]) * _UNITS[match["unit"]] if match else None
-    if period is None or period > MAX_METRICS_PERIOD:
-        raise InvalidValueError(
-            f"The metrics period {text!r} is not a number of minutes, hours or days "
-            "(such as 1h, 24h or 7d) of at most 31 days.",
-            field="period",
-            code="invalid_period",
-        )
-    return period

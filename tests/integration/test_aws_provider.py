@@ -324,9 +324,12 @@ def test_metrics_come_from_container_insights(moto: str, connected: AwsProvider)
                 }
             ],
         )
-    metrics = connected.metrics(cluster, "1h")
-    assert [p.value for p in metrics.cpu_utilization] == [20.0, 40.0, 60.0]
-    assert metrics.memory_utilization == ()
-    assert connected.metrics(cluster, "7d").cpu_utilization  # coarser buckets, same data
-    with pytest.raises(InvalidValueError):
-        connected.metrics(cluster, "forever")
+    hour = connected.metrics(cluster, start=NOW - timedelta(hours=1), end=NOW, period_seconds=60)
+    assert [p.value for p in hour.cpu_utilization] == [20.0, 40.0, 60.0]
+    assert hour.memory_utilization == ()
+    recent = connected.metrics(
+        cluster, start=NOW - timedelta(minutes=20), end=NOW, period_seconds=60
+    )
+    assert [p.value for p in recent.cpu_utilization] == [60.0]
+    week = connected.metrics(cluster, start=NOW - timedelta(days=7), end=NOW, period_seconds=3600)
+    assert [p.value for p in week.cpu_utilization] == [40.0]  # one hourly bucket: the average

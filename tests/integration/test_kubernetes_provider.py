@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -14,6 +14,7 @@ import yaml
 from sailplane.domain.errors import InvalidRequestError, InvalidValueError
 from sailplane.infra_adapters.kubernetes_cluster import KubernetesProvider, namespace_name
 from sailplane.infra_adapters.provider_types import (
+    ClusterMetrics,
     ClusterSpec,
     InstanceTypeFilter,
     NetworkSpec,
@@ -230,11 +231,12 @@ def test_metrics_come_from_metrics_server_when_it_runs(double: KubernetesDouble)
     provider = _provider(double)
     _node(double, "a")
     _node(double, "b")
-    assert provider.metrics(CLUSTER).cpu_utilization == ()  # no metrics-server
+    window = {"start": NOW - timedelta(hours=24), "end": NOW, "period_seconds": 1440}
+    assert provider.metrics(CLUSTER, **window).cpu_utilization == ()  # no metrics-server
     double.set_node_usage("a", cpu="1960m", memory="4Gi")
     double.set_node_usage("b", cpu="0", memory="4Gi")
-    metrics = provider.metrics(CLUSTER, "24h")
+    metrics = provider.metrics(CLUSTER, **window)
     assert [(p.timestamp, p.value) for p in metrics.cpu_utilization] == [(NOW, 25.0)]
     assert [p.value for p in metrics.memory_utilization] == [25.0]
-    with pytest.raises(InvalidValueError):
-        provider.metrics(CLUSTER, "1y")
+    past = {"start": NOW - timedelta(days=9), "end": NOW - timedelta(days=8), "period_seconds": 60}
+    assert provider.metrics(CLUSTER, **past) == ClusterMetrics()  # now is not in that window
