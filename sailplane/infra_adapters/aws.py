@@ -1185,6 +1185,7 @@ class AwsProvider:
             clusterName=name,
             clusterArn=cluster["arn"],
             clusterEndpoint=cluster.get("endpoint", ""),
+            clusterCertificateAuthority=cluster.get("certificateAuthority", {}).get("data", ""),
         )
         group = spec.system_node_group
         node_group = _describe_node_group(eks, name, group.name)

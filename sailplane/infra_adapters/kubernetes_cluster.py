@@ -39,7 +39,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils.quantity import parse_quantity
 
 from sailplane.commands.base import Clock, utc_now
-from sailplane.domain.errors import InvalidRequestError, InvalidValueError
+from sailplane.domain.errors import ConflictError, InvalidValueError
 from sailplane.infra_adapters.provider_types import (
     ClusterHealth,
     ClusterMetrics,
@@ -217,6 +217,10 @@ class KubernetesProvider:
     def _nodes(self) -> list[Any]:
         return list(k8s.CoreV1Api(self.api).list_node(_request_timeout=self.timeout).items)
 
+    def _cluster(self) -> dict[str, Any]:
+        name = self._context.get("cluster", "")
+        return next(c["cluster"] for c in self.document["clusters"] if c["name"] == name)
+
     @property
     def _context(self) -> dict[str, Any]:
         chosen = self.document["current-context"]
@@ -324,7 +328,12 @@ class KubernetesProvider:
         if found.status is not None and found.status.phase == "Terminating":
             raise _StepFailed(f"Namespace {name} is still being deleted; provision again later.")
         version, nodes = self._version(), self._nodes()
-        outputs = {"namespace": name, "clusterEndpoint": self.server, "serverVersion": version}
+        outputs = {
+            "namespace": name,
+            "clusterEndpoint": self.server,
+            "clusterCertificateAuthority": self._cluster().get("certificate-authority-data", ""),
+            "serverVersion": version,
+        }
         if not any(_ready(n) for n in nodes):
             return StepStatus(
                 state="running",
@@ -365,12 +374,10 @@ class KubernetesProvider:
     def kubeconfig(self, spec: ClusterSpec) -> Kubeconfig:
         document = copy.deepcopy(self.document)
         chosen = document["current-context"]
-        cluster_name = ""
         for entry in document["contexts"]:
             if entry["name"] == chosen:
                 entry.setdefault("context", {})["namespace"] = namespace_name(spec.cluster_id)
-                cluster_name = entry["context"].get("cluster", "")
-        cluster = next(c["cluster"] for c in document["clusters"] if c["name"] == cluster_name)
+        cluster = self._cluster()
         return Kubeconfig(
             kubeconfig=yaml.safe_dump(document, sort_keys=False),
             cluster_endpoint=cluster["server"],
@@ -469,11 +476,11 @@ class KubernetesProvider:
         )
 
 
-def _no_template() -> InvalidRequestError:
-    return InvalidRequestError(
+def _no_template() -> ConflictError:
+    return ConflictError(
         "A kubernetes connection has no infrastructure template: it reaches an existing "
         "cluster with its kubeconfig.",
-        code="template_not_supported",
+        code="unsupported_by_provider",
     )
 
 

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 import yaml
 
-from sailplane.domain.errors import InvalidRequestError, InvalidValueError
+from sailplane.domain.errors import ConflictError, InvalidValueError
 from sailplane.infra_adapters.kubernetes_cluster import KubernetesProvider, namespace_name
 from sailplane.infra_adapters.provider_types import (
     ClusterMetrics,
@@ -133,9 +133,10 @@ def test_a_malformed_kubeconfig_is_a_clear_422(double: KubernetesDouble, mangle,
 
 def test_there_is_no_template_for_an_existing_cluster(double: KubernetesDouble) -> None:
     provider = _provider(double)
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(ConflictError) as raised:
         provider.connection_template()
-    with pytest.raises(InvalidRequestError):
+    assert raised.value.code == "unsupported_by_provider"
+    with pytest.raises(ConflictError):
         provider.sync_template(operation_id="OP1")
 
 
@@ -181,6 +182,7 @@ def test_a_cluster_is_a_namespace_from_provision_to_destroy(double: KubernetesDo
     assert first.outputs == {
         "namespace": "sailplane-clus000001",
         "clusterEndpoint": double.url,
+        "clusterCertificateAuthority": "",
         "serverVersion": "v1.31.0",
     }
     namespaces = [k for k in double.objects if k[0] == "namespaces"]
