@@ -850,6 +850,8 @@ class AwsProvider:
         self.endpoint_url = endpoint_url
         self.clock = clock
         self._credentials: tuple[AwsCredentials, datetime] | None = None
+        self._session = boto3.session.Session()  # one per provider: sessions are not thread-safe
+        self._clients: dict[tuple[str, str], tuple[AwsCredentials, Any]] = {}
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- clients
@@ -877,23 +879,36 @@ class AwsProvider:
                 self._credentials = (self._assume(self.role_arn), expires)
             return self._credentials[0]
 
+    def _build(self, service: str, region: str | None, credentials: AwsCredentials | None) -> Any:
+        """A boto3 client against the endpoint; the host's credentials when None is given."""
+        with self._lock:
+            return self._session.client(
+                service,
+                region_name=region or self.region,
+                endpoint_url=self.endpoint_url,
+                config=CLIENT_CONFIG,
+                **(credentials.client_kwargs() if credentials else {}),
+            )
+
     def client(self, service: str, region: str | None = None) -> Any:
-        return boto3.client(
-            service,
-            region_name=region or self.region,
-            endpoint_url=self.endpoint_url,
-            config=CLIENT_CONFIG,
-            **self._session_credentials().client_kwargs(),
-        )
+        """A client with the connection role's credentials, reused until they are renewed."""
+        credentials = self._session_credentials()
+        key = (service, region or self.region)
+        with self._lock:
+            cached = self._clients.get(key)
+        if cached is not None and cached[0] is credentials:
+            return cached[1]
+        made = self._build(service, region, credentials)
+        with self._lock:
+            self._clients[key] = (credentials, made)
+        return made
 
     # ----------------------------------------------------------------- connection
 
     def lakesail_principal(self) -> str:
         """The principal Sailplane runs as (given, else this process's AWS account root)."""
         if self.principal is None:
-            sts = boto3.client(
-                "sts", region_name=self.region, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
-            )
+            sts = self._build("sts", None, None)
             with _asking("who Sailplane is (sts:GetCallerIdentity)"):
                 account = sts.get_caller_identity()["Account"]
             self.principal = f"arn:aws:iam::{account}:root"
@@ -927,13 +942,7 @@ class AwsProvider:
                 code="invalid_role_arn",
             )
         credentials = self._assume(role)
-        sts = boto3.client(
-            "sts",
-            region_name=self.region,
-            endpoint_url=self.endpoint_url,
-            config=CLIENT_CONFIG,
-            **credentials.client_kwargs(),
-        )
+        sts = self._build("sts", None, credentials)
         with _asking("the assumed role's identity (sts:GetCallerIdentity)"):
             identity = sts.get_caller_identity()
         with self._lock:
