@@ -30,7 +30,7 @@ class ProviderUnavailableError(ServiceUnavailableError):
     them as a `failed` StepStatus, a query as InvalidValueError.
     """
 
-    default_code = "provider_unavailable"
+    default_code = "provider_unreachable"
 
 
 class ProviderStepError(Exception):
