@@ -1063,27 +1063,15 @@ class AwsProvider:
     def provision_network(self, spec: NetworkSpec, *, operation_id: str) -> StepStatus:
         """Create (or find) the network's stack and report it. Outputs: stackName, stackId,
         VpcId, PublicSubnetIds, PrivateSubnetIds (comma-separated), NatGatewayId."""
-        stage = "network-stack"
-        try:
-            parameters = self._network_parameters(spec)
-        except InvalidValueError as exc:
-            return StepStatus(state="failed", stage=stage, message=exc.message)
-        cloudformation = self.client("cloudformation", spec.region)
-        return _step(
-            lambda: _ensure_stack(
-                cloudformation,
-                name=network_stack_name(spec.network_id),
-                body=network_template_document(),
-                parameters=parameters,
-                resource_id=spec.network_id,
-                operation_id=operation_id,
-                stage=stage,
-            ),
-            stage,
-        )
+        return self._network_stack(_ensure_stack, spec, operation_id)
 
     def update_network(self, spec: NetworkSpec, *, operation_id: str) -> StepStatus:
         """Bring the network's stack to the current template and the spec's name and CIDR."""
+        return self._network_stack(_update_stack, spec, operation_id)
+
+    def _network_stack(
+        self, apply: Callable[..., StepStatus], spec: NetworkSpec, operation_id: str
+    ) -> StepStatus:
         stage = "network-stack"
         try:
             parameters = self._network_parameters(spec)
@@ -1091,7 +1079,7 @@ class AwsProvider:
             return StepStatus(state="failed", stage=stage, message=exc.message)
         cloudformation = self.client("cloudformation", spec.region)
         return _step(
-            lambda: _update_stack(
+            lambda: apply(
                 cloudformation,
                 name=network_stack_name(spec.network_id),
                 body=network_template_document(),

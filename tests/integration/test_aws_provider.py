@@ -230,6 +230,8 @@ def test_a_network_and_a_cluster_from_provision_to_destroy(
     private = first.outputs["PrivateSubnetIds"].split(",")
     assert len(private) == 2 and first.outputs["NatGatewayId"].startswith("nat-")
     assert {r.type for r in first.resources} >= {"AWS::EC2::VPC", "AWS::EC2::NatGateway"}
+    updated = connected.update_network(network, operation_id=_id())
+    assert updated.state == "succeeded" and updated.outputs["VpcId"] == first.outputs["VpcId"]
 
     cluster = ClusterSpec(
         cluster_id=_id(),
@@ -290,6 +292,18 @@ def test_a_network_and_a_cluster_from_provision_to_destroy(
     assert not _customer(moto, "ec2").describe_vpcs(
         Filters=[{"Name": "vpc-id", "Values": [first.outputs["VpcId"]]}]
     )["Vpcs"]
+
+
+def test_a_network_with_a_bad_cidr_fails_its_step_before_any_stack(
+    moto: str, connected: AwsProvider
+) -> None:
+    network = NetworkSpec(network_id=_id(), name="n", region="us-east-1", cidr="10.0.0.0/8")
+    status = connected.provision_network(network, operation_id=_id())
+    assert status.state == "failed" and "/16 and /24" in status.message
+    names = [
+        s["StackName"] for s in _customer(moto, "cloudformation").list_stacks()["StackSummaries"]
+    ]
+    assert network_stack_name(network.network_id) not in names
 
 
 def test_a_cluster_without_network_subnets_fails_its_step(connected: AwsProvider) -> None:
