@@ -170,6 +170,12 @@ def drive(
         sleep(poll_seconds)
 
 
+def _release(provider: Any) -> None:
+    release = getattr(provider, "close", None)
+    if release is not None:
+        release()
+
+
 def _plain(values: tuple[msgspec.Struct, ...]) -> list[dict[str, Any]]:
     """Structs as the JSON-ready camelCase dicts the port answers with."""
     return [msgspec.to_builtins(v) for v in values]
@@ -229,18 +235,23 @@ class _Adapter(ABC):
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
         self.clock = clock
-        self._bound: dict[tuple[str, str], Any] = {}
+        self._bound: dict[str, tuple[str, Any]] = {}  # connection id -> (settings, provider)
         self._lock = threading.Lock()
 
     def _cached(self, connection: _Connection, build: Callable[[], Any]) -> Any:
+        """The connection's provider, built again when its settings changed (verify adds the
+        role ARN, an update replaces the kubeconfig)."""
         settings = json.dumps([connection.config, connection.secrets], sort_keys=True, default=str)
-        key = (connection.id, hashlib.sha256(settings.encode()).hexdigest())
+        digest = hashlib.sha256(settings.encode()).hexdigest()
         with self._lock:
-            if key not in self._bound:
-                if len(self._bound) > 256:
-                    self._bound.clear()
-                self._bound[key] = build()
-            return self._bound[key]
+            known = self._bound.get(connection.id)
+            if known is not None and known[0] == digest:
+                return known[1]
+            if known is not None:
+                _release(known[1])
+            provider = build()
+            self._bound[connection.id] = (digest, provider)
+            return provider
 
     def _drive(self, step: Callable[[], StepStatus], progress: Progress) -> dict[str, Any]:
         return drive(
@@ -259,6 +270,8 @@ class _Adapter(ABC):
 
     def close(self) -> None:
         with self._lock:
+            for _, provider in self._bound.values():
+                _release(provider)
             self._bound.clear()
 
     @abstractmethod

@@ -171,11 +171,17 @@ class KubernetesProvider:
         self.document = parse_kubeconfig(kubeconfig, context=context)
         self.clock = clock
         self.timeout = request_timeout
+        configuration = type.__call__(k8s.Configuration)  # a fresh one, not the global default
+        configuration.retries = 0  # a step or a request retries, not each HTTP call
         try:
-            self.api = new_client_from_config_dict(self.document, persist_config=False)
+            self.api = new_client_from_config_dict(
+                self.document, persist_config=False, client_configuration=configuration
+            )
         except (ConfigException, ValueError, TypeError) as exc:
             raise _invalid(str(exc)) from None
-        self.api.configuration.retries = 0
+
+    def close(self) -> None:
+        self.api.close()
 
     # ----------------------------------------------------------------- calls
 
