@@ -20,8 +20,8 @@ from sailplane.infra_adapters.aws import (
     connection_role_name,
     eks_cluster_name,
     network_stack_name,
-    network_subnets,
 )
+from sailplane.infra_adapters.aws_templates import network_subnets
 from sailplane.infra_adapters.provider_types import (
     ClusterSpec,
     InstanceTypeFilter,
