@@ -52,7 +52,7 @@ class LocalCluster:
     network_id: str
     external_cluster_id: str
     cluster_id: str
-    position: int  # 0 when it existed already
+    position: int  # when it existed already: the log's position now, which covers its creation
 
 
 def local_ids(organization_id: str) -> tuple[str, str, str, str]:
@@ -97,9 +97,8 @@ class Infra(SailplaneApplication):
         (a racing second save fails the store's version check and finds the first one's).
         """
         connection_id, network_id, external_id, cluster_id = local_ids(organization_id)
-        found = LocalCluster(connection_id, network_id, external_id, cluster_id, 0)
         if self._find(Cluster, cluster_id) is not None:
-            return found
+            return self._existing_local(organization_id)
         by = Actor.system("bootstrap", organization_id)
         at = self.clock()
         connection = Connection.create(
@@ -143,9 +142,13 @@ class Infra(SailplaneApplication):
             position = self._commit(connection, network, external, cluster, tracking=tracking)
         except ConflictError:
             if self._find(Cluster, cluster_id) is not None:
-                return found  # created by a concurrent call
+                return self._existing_local(organization_id)  # created by a concurrent call
             raise
         return LocalCluster(connection_id, network_id, external_id, cluster_id, position)
+
+    def _existing_local(self, organization_id: str) -> LocalCluster:
+        """The existing local cluster, with a position that a read-your-writes wait can use."""
+        return LocalCluster(*local_ids(organization_id), self.recorder.max_notification_id() or 0)
 
     # --- connections ---------------------------------------------------------------------
 
@@ -224,7 +227,7 @@ class Infra(SailplaneApplication):
         connection = self._connection(connection_id, by)
         connection.check_active("sync the template of")
         adapter = self.providers.get(connection.provider)
-        if not getattr(adapter, "supports_templates", False):
+        if not adapter.supports_templates:
             raise Unsupported(
                 f"Connection {connection.id} ({connection.provider}) has no infrastructure template to sync."
             )

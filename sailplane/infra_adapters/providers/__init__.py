@@ -127,7 +127,10 @@ def resource_name(kind: str, spec_id: str, organization_id: str) -> str:
 
 
 class Provider(Protocol):
-    name: str
+    name: str  # the provider name connections carry (`local`, `aws`, `kubernetes`)
+    supports_templates: (
+        bool  # whether `template` and `sync_template` apply (else 409 before any operation)
+    )
 
     # --- connections --------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -432,7 +432,7 @@ class LocalProvider:
         }
         pid = self.servers.pid(self._name(cluster))
         now = datetime.now(UTC)
-        if pid is None or not (start <= now <= end + _slack(period_seconds)):
+        if pid is None or not (start <= now <= end + timedelta(seconds=max(period_seconds, 60))):
             return series
         try:
             process = psutil.Process(pid)
@@ -454,12 +454,6 @@ class LocalProvider:
 
     def close(self) -> None:
         self.servers.close()
-
-
-def _slack(period_seconds: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=max(period_seconds, 60))
 
 
 def _resource(kind: str, name: str, operation: str, status: str) -> dict[str, Any]:
