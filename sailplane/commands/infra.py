@@ -17,6 +17,7 @@ from sailplane.commands.base import Clock, SailplaneApplication, utc_now
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
+from sailplane.domain.identity import Organization
 from sailplane.domain.ids import derived_id, new_id
 from sailplane.domain.infra import (
     ACTIVE,
@@ -145,6 +146,15 @@ class Infra(SailplaneApplication):
                 return self._existing_local(organization_id)  # created by a concurrent call
             raise
         return LocalCluster(connection_id, network_id, external_id, cluster_id, position)
+
+    def ensure_local_cluster_of_founded(
+        self, organization_id: str, *, tracking: Tracking | None = None
+    ) -> int:
+        """The provisioner, for a new organization: its local cluster (when the organization is
+        in this store; a broker shared with another installation carries others)."""
+        if self._find(Organization, organization_id) is None:
+            return 0
+        return self.ensure_local_cluster(organization_id, tracking=tracking).position
 
     def _existing_local(self, organization_id: str) -> LocalCluster:
         """The existing local cluster, with a position that a read-your-writes wait can use."""

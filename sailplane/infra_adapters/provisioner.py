@@ -71,7 +71,7 @@ class Provisioner(Consumer):
             self.perform(event.originator_id, delivery)
         elif isinstance(event, Organization.Created):
             # Every organization gets its built-in local cluster, however it was founded.
-            self.infra.ensure_local_cluster(
+            self.infra.ensure_local_cluster_of_founded(
                 event.originator_id, tracking=delivery.tracking(self.name)
             )
         elif isinstance(event, Cluster.ExternalStatusMirrored) and event.external_status in GONE:
