@@ -135,7 +135,6 @@ class SailServers:
             [str(self.sail_binary), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         deadline = time.monotonic() + self.START_TIMEOUT
         while not _listening(port):
