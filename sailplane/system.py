@@ -82,7 +82,9 @@ class Worker(Protocol):
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
-    "provisioner": lambda system: Provisioner(system.infra, system.sessions, system.providers),
+    "provisioner": lambda system: Provisioner(
+        system.infra, system.sessions, system.providers, system.session_views, system.wait_for_views
+    ),
     "notifier": lambda system: Notifier(system),
 }
 
