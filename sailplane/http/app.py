@@ -29,6 +29,7 @@ from sailplane.http.invitations import InvitationController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.notifications import NotificationController
+from sailplane.http.nul_guard import NulGuardMiddleware
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
@@ -89,6 +90,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         },
         signature_namespace={"System": System, "Principal": Principal},
         middleware=[
+            NulGuardMiddleware,
             DefineMiddleware(
                 BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
             ),
