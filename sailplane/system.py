@@ -32,6 +32,7 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
+from sailplane.projections.jobs import JobsProjection, JobsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -56,6 +57,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     CatalogsProjection,
     QueriesProjection,
     AccessProjection,
+    JobsProjection,
 )
 
 
@@ -95,6 +97,7 @@ class System:
         self.teams = TeamsView(self.pool)
         self.catalogs = CatalogsView(self.pool)
         self.queries = QueriesView(self.pool)
+        self.jobs = JobsView(self.pool)
 
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
