@@ -279,6 +279,23 @@ def _record(
     }
 
 
+class VersionAdded(SailplaneAggregate.Event):
+    """A new version (a draft, or published at once) copied from `based_on_version`."""
+
+    version: int
+    based_on_version: int
+    spec: dict[str, Any]
+
+    def add_to(self, aggregate: Any, *, status: str) -> None:
+        aggregate.versions[self.version] = _record(
+            self.spec,
+            status=status,
+            based_on=self.based_on_version,
+            actor=self.actor,
+            at=self.timestamp,
+        )
+
+
 class Job(SharedWithTeams):
     kind = "job"
     job_key: str
@@ -324,19 +341,9 @@ class Job(SharedWithTeams):
             for key, value in self.changes.items():
                 setattr(aggregate, key, value)
 
-    class DraftCreated(SailplaneAggregate.Event):
-        version: int
-        based_on_version: int
-        spec: dict[str, Any]
-
+    class DraftCreated(VersionAdded):
         def apply(self, aggregate: Job) -> None:
-            aggregate.versions[self.version] = _record(
-                self.spec,
-                status="draft",
-                based_on=self.based_on_version,
-                actor=self.actor,
-                at=self.timestamp,
-            )
+            self.add_to(aggregate, status="draft")
             aggregate.draft_version = self.version
 
     class DraftUpdated(SailplaneAggregate.Event):
@@ -370,21 +377,11 @@ class Job(SharedWithTeams):
             aggregate.current_version = self.version
             aggregate.draft_version = None
 
-    class VersionCreated(SailplaneAggregate.Event):
+    class VersionCreated(VersionAdded):
         """A version created and published in one step; it becomes the active one."""
 
-        version: int
-        based_on_version: int
-        spec: dict[str, Any]
-
         def apply(self, aggregate: Job) -> None:
-            aggregate.versions[self.version] = _record(
-                self.spec,
-                status="published",
-                based_on=self.based_on_version,
-                actor=self.actor,
-                at=self.timestamp,
-            )
+            self.add_to(aggregate, status="published")
             aggregate.current_version = self.version
 
     class VersionActivated(SailplaneAggregate.Event):
