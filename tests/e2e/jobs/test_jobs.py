@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -599,3 +601,38 @@ def test_list_jobs_is_normalized(client: httpx.Client, cluster: str, team: str) 
     assert [j["id"] for j in body["included"]["jobs"]] == [i["jobId"] for i in body["items"]]
     rest = _list(client, "/workloads/jobs", limit=2, marker=body["marker"])
     assert {i["jobId"] for i in body["items"] + rest["items"]} == {j["id"] for j in jobs}
+
+
+def test_concurrent_drafts_one_wins_the_other_gets_409(
+    client: httpx.Client, api: str, org: Org, cluster: str, team: str
+) -> None:
+    job = create_job(client, cluster, team)
+    barrier = threading.Barrier(4)
+
+    def post_draft(_: int) -> int:
+        with http_client(api, org.token) as c:
+            barrier.wait()
+            return c.post(f"/workloads/jobs/{job['id']}/draft", json={}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(pool.map(post_draft, range(4)))
+    assert statuses == [201, 409, 409, 409]
+
+
+def test_a_draft_names_an_existing_cluster_and_publishing_needs_it_active(
+    client: httpx.Client, clusters: Any, org: Org, cluster: str, team: str
+) -> None:
+    job = create_job(client, cluster, team)
+    client.post(f"/workloads/jobs/{job['id']}/draft", json={})
+    missing = client.patch(f"/workloads/jobs/{job['id']}/draft", json={"clusterId": "NOSUCH"})
+    assert missing.status_code == 422
+    assert missing.json()["code"] == "cluster_not_found"
+    pending = clusters.add(org.id, status="pending")
+    assert (
+        client.patch(f"/workloads/jobs/{job['id']}/draft", json={"clusterId": pending}).status_code
+        == 200
+    )
+    refused = client.post(f"/workloads/jobs/{job['id']}/draft/publish")
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "cluster_not_active"
+    assert client.get(f"/workloads/jobs/{job['id']}/draft").json()["clusterId"] == pending
