@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sailplane.commands.infra import local_ids
 from sailplane.domain.base import Actor
 from sailplane.projections.jobs import JobsProjection
 from sailplane.projections.runner import rebuild
 from sailplane.projections.workloads import QueriesProjection
 from sailplane.storage import Database
 from sailplane.system import System
-from tests.conftest import found_org, running_system
-from tests.e2e.jobs.conftest import _ClustersDouble
+from tests.conftest import found_org, local_cluster_id, running_system
 
 PROJECTIONS = (JobsProjection, QueriesProjection)
 
@@ -24,6 +24,18 @@ def _snapshot(system: System) -> dict[str, list[dict[str, Any]]]:
             for table in projection.view_class.tables:
                 snapshot[table] = sorted(cur.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
     return snapshot
+
+
+def _pending_cluster(system: System, owner: Actor) -> str:
+    """A cluster that exists but is not provisioned: a draft may name it, not publish it."""
+    connection, network, _, _ = local_ids(owner.organization_id)
+    external_id, position = system.infra.create_cluster(
+        connection, network_id=network, name="pending", region=None, config={}, by=owner
+    )
+    system.wait_for_views(position)
+    row = system.clusters.external_cluster(owner.organization_id, external_id)
+    assert row is not None
+    return row["cluster_id"]
 
 
 def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> None:
@@ -60,10 +72,11 @@ def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> 
     ]
     w.create_job_draft(jobs[1], {"timeout_seconds": 30}, by=owner)
     w.update_job_draft(jobs[1], {"cluster_id": other_cluster, "max_concurrent_runs": 2}, by=owner)
+    w.update_job_draft(jobs[1], {"cluster_id": cluster}, by=owner)
     w.publish_job_draft(jobs[1], by=owner)
     w.create_job_version(jobs[2], {"config": {"sql": {"queryId": query}}}, by=owner)
     w.activate_job_version(jobs[2], 1, by=owner)
-    w.create_job_draft(jobs[3], {"description": "kept as a draft"}, by=owner)
+    w.create_job_draft(jobs[3], {"description": "a draft", "cluster_id": other_cluster}, by=owner)
     w.create_job_draft(jobs[4], {}, by=owner)
     w.discard_job_draft(jobs[4], by=owner)
     w.update_job(jobs[4], {"status": "paused", "job_key": "renamed"}, expected_version=1, by=owner)
@@ -77,9 +90,8 @@ def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> 
 def test_rebuilt_job_views_equal_the_live_ones(fresh_db: Database) -> None:
     with running_system(fresh_db) as system:
         org = found_org(system)
-        clusters = _ClustersDouble()
-        system.workloads.clusters = clusters
-        _history(system, org.owner, clusters.add(org.id), clusters.add(org.id))
+        local = local_cluster_id(system, org.id)
+        _history(system, org.owner, local, _pending_cluster(system, org.owner))
         live = _snapshot(system)
         assert len(live["jobs"]) == 4 and len(live["job_versions"]) == 7
         assert live["job_teams"] and live["query_jobs"]

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.conftest import local_cluster_id
 from tests.e2e.authz import Case, World
 from tests.e2e.authz.workloads import team
-from tests.e2e.jobs.conftest import _ClustersDouble
 
 
 def cluster(world: World) -> dict[str, Any]:
-    clusters = world.system.workloads.clusters
-    if not isinstance(clusters, _ClustersDouble):  # TEMPORARY until the infrastructure lands
-        clusters = world.system.workloads.clusters = _ClustersDouble()
-    return {"cluster": clusters.add(world.org.id)}
+    """The organization's built-in `local` cluster, active from the start."""
+    return {"cluster": local_cluster_id(world.system, world.org.id)}
 
 
 def new_job(world: World, values: dict[str, Any]) -> dict[str, Any]:

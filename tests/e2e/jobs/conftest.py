@@ -1,61 +1,59 @@
-"""Fixtures of the jobs tests: a usable cluster of the test's organization, a team, a job."""
+"""Fixtures of the jobs tests: clusters of the test's organization (the built-in active
+`local` one, or new ones through the infrastructure API), a team, a job."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from sailplane.domain.ids import new_id
+from sailplane.commands.infra import local_ids
 from sailplane.system import System
-from tests.conftest import Org
-
-
-class _ClustersDouble:
-    """TEMPORARY, until the infrastructure context lands: clusters the tests declare."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def add(self, organization_id: str, status: str = "active") -> str:
-        cluster_id = new_id()
-        self.rows[(organization_id, cluster_id)] = {
-            "id": cluster_id,
-            "name": f"c-{cluster_id}",
-            "provider": "local",
-            "external_status": status,
-        }
-        return cluster_id
-
-    def cluster(self, organization_id: str, cluster_id: str) -> dict[str, Any] | None:
-        return self.rows.get((organization_id, cluster_id))
-
-    def usable_cluster(self, organization_id: str, cluster_id: str) -> dict[str, Any] | None:
-        row = self.cluster(organization_id, cluster_id)
-        return row if row and row["external_status"] == "active" else None
-
-
-@pytest.fixture(scope="session")
-def clusters(system: System) -> Iterator[_ClustersDouble]:
-    double = _ClustersDouble()
-    saved = system.workloads.clusters
-    system.workloads.clusters = double
-    yield double
-    system.workloads.clusters = saved
+from tests.conftest import Org, local_cluster_id
 
 
 @pytest.fixture
-def cluster(clusters: _ClustersDouble, org: Org) -> str:
-    """The id of a usable (active) cluster of the test's organization."""
-    return clusters.add(org.id)
+def cluster(system: System, org: Org) -> str:
+    """The id of the organization's built-in `local` cluster, active from the start."""
+    return local_cluster_id(system, org.id)
+
+
+def _new_cluster(client: httpx.Client, org: Org) -> dict[str, Any]:
+    """A new provisioned cluster record on the local connection (pending until provisioned)."""
+    connection, network, _, _ = local_ids(org.id)
+    created = client.post(
+        f"/infra/connections/{connection}/clusters",
+        json={"networkId": network, "name": unique("cluster")},
+    )
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def pending_cluster(client: httpx.Client, org: Org) -> str:
+    """The workload cluster of a new, unprovisioned cluster: it exists but is not usable."""
+    return _new_cluster(client, org)["clusterId"]
+
+
+def active_cluster(client: httpx.Client, org: Org) -> str:
+    """A second active cluster, created and provisioned (needs the `provisioner` fixture)."""
+    external = _new_cluster(client, org)
+    connection = external["connectionId"]
+    operation = client.post(
+        f"/infra/connections/{connection}/clusters/{external['id']}/provision"
+    ).json()
+    deadline = time.monotonic() + 60
+    while client.get(f"/operations/{operation['id']}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the cluster was not provisioned"
+        time.sleep(0.05)
+    return external["clusterId"]
 
 
 @pytest.fixture
-def inactive_cluster(clusters: _ClustersDouble, org: Org) -> str:
-    return clusters.add(org.id, status="pending")
+def inactive_cluster(client: httpx.Client, org: Org) -> str:
+    return pending_cluster(client, org)
 
 
 def unique(prefix: str = "job") -> str:

@@ -10,8 +10,14 @@ import httpx
 import pytest
 
 from sailplane.system import System
-from tests.conftest import Org, add_member_with_token, found_org, http_client
-from tests.e2e.jobs.conftest import create_job, new_team, unique
+from tests.conftest import Org, add_member_with_token, found_org, http_client, local_cluster_id
+from tests.e2e.jobs.conftest import (
+    active_cluster,
+    create_job,
+    new_team,
+    pending_cluster,
+    unique,
+)
 
 JOB_KEYS = {
     "id",
@@ -159,7 +165,7 @@ def test_create_needs_an_active_cluster(
 
 
 def test_job_key_is_unique_per_organization(
-    client: httpx.Client, api: str, system: System, clusters: Any, cluster: str, team: str
+    client: httpx.Client, api: str, system: System, cluster: str, team: str
 ) -> None:
     create_job(client, cluster, team, jobKey="nightly")
     again = client.post(
@@ -169,7 +175,9 @@ def test_job_key_is_unique_per_organization(
     assert again.json()["code"] == "job_key_taken"
     other = found_org(system)
     with http_client(api, other.token) as stranger:
-        create_job(stranger, clusters.add(other.id), new_team(stranger), jobKey="nightly")
+        create_job(
+            stranger, local_cluster_id(system, other.id), new_team(stranger), jobKey="nightly"
+        )
 
 
 def test_a_draft_copies_the_active_version_and_the_body_overrides(
@@ -424,10 +432,11 @@ def test_team_grants(client: httpx.Client, cluster: str, team: str) -> None:
     assert client.get("/workloads/teams/NOSUCHTEAM/jobs").status_code == 404
 
 
+@pytest.mark.usefixtures("provisioner")
 def test_cluster_jobs_follow_the_active_version(
-    client: httpx.Client, clusters: Any, org: Org, cluster: str, team: str
+    client: httpx.Client, org: Org, cluster: str, team: str
 ) -> None:
-    second = clusters.add(org.id)
+    second = active_cluster(client, org)
     job = create_job(client, cluster, team)
     on_first = client.get(f"/workloads/clusters/{cluster}/jobs").json()
     assert [i["jobId"] for i in on_first["items"]] == [job["id"]]
@@ -620,14 +629,14 @@ def test_concurrent_drafts_one_wins_the_other_gets_409(
 
 
 def test_a_draft_names_an_existing_cluster_and_publishing_needs_it_active(
-    client: httpx.Client, clusters: Any, org: Org, cluster: str, team: str
+    client: httpx.Client, org: Org, cluster: str, team: str
 ) -> None:
     job = create_job(client, cluster, team)
     client.post(f"/workloads/jobs/{job['id']}/draft", json={})
     missing = client.patch(f"/workloads/jobs/{job['id']}/draft", json={"clusterId": "NOSUCH"})
     assert missing.status_code == 422
     assert missing.json()["code"] == "cluster_not_found"
-    pending = clusters.add(org.id, status="pending")
+    pending = pending_cluster(client, org)
     assert (
         client.patch(f"/workloads/jobs/{job['id']}/draft", json={"clusterId": pending}).status_code
         == 200
