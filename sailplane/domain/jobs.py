@@ -469,22 +469,9 @@ class Job(SharedWithTeams):
             self._trigger(self.MetadataUpdated, by=by, at=at, changes=changed)
 
     def create_draft(self, overrides: dict[str, Any], *, by: Actor, at: datetime) -> int:
-        if self.draft_version is not None:
-            raise ConflictError(
-                f"Job {self.id} already has a draft (version {self.draft_version}); update, "
-                "publish or discard it first.",
-                code="job_draft_exists",
-            )
-        version = self._next_number()
-        self._trigger(
-            self.DraftCreated,
-            by=by,
-            at=at,
-            version=version,
-            based_on_version=self.current_version,
-            spec={**self.active_spec, **check_version_fields(overrides)},
-        )
-        return version
+        """The draft: the active version's configuration with `overrides` (409 if one exists)."""
+        self._refuse_with_draft("create another one")
+        return self._add_version(self.DraftCreated, overrides, by=by, at=at)
 
     def update_draft(self, changes: dict[str, Any], *, by: Actor, at: datetime) -> None:
         version = self._require_draft()
@@ -514,9 +501,14 @@ class Job(SharedWithTeams):
     def create_version(self, overrides: dict[str, Any], *, by: Actor, at: datetime) -> int:
         """Create and publish a version (the active one's configuration, overridden)."""
         self._refuse_with_draft("create a version")
+        return self._add_version(self.VersionCreated, overrides, by=by, at=at)
+
+    def _add_version(
+        self, event: type[VersionAdded], overrides: dict[str, Any], *, by: Actor, at: datetime
+    ) -> int:
         version = self._next_number()
         self._trigger(
-            self.VersionCreated,
+            event,
             by=by,
             at=at,
             version=version,
