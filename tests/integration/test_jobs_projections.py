@@ -98,3 +98,49 @@ def test_rebuilt_job_views_equal_the_live_ones(fresh_db: Database) -> None:
         for projection in PROJECTIONS:
             rebuild(system.event_log, projection, system.pool, batch_size=3)
         assert _snapshot(system) == live
+
+
+def test_the_active_version_as_the_runs_context_reads_it(system: System) -> None:
+    org = found_org(system)
+    owner = org.owner
+    team, _ = system.identity.create_team(name="runs", default_role_id=None, by=owner)
+    w = system.workloads
+    upstream, _ = w.create_job(
+        job_key=f"up-{org.id}",
+        description=None,
+        status="active",
+        spec={"cluster_id": local_cluster_id(system, org.id)},
+        team_ids=[team],
+        by=owner,
+    )
+    job_id, _ = w.create_job(
+        job_key=f"down-{org.id}",
+        description=None,
+        status="paused",
+        spec={
+            "cluster_id": local_cluster_id(system, org.id),
+            "config": {"lakesail": {"maxRetries": 2}},
+            "timeout_seconds": 600,
+            "concurrency_policy": "queue",
+            "max_concurrent_runs": 3,
+            "depends_on": [{"jobKey": f"up-{org.id}"}],
+        },
+        team_ids=[team],
+        by=owner,
+    )
+    w.create_job_version(job_id, {"timeout_seconds": 900}, by=owner)
+    assert system.wait_for_views(w.activate_job_version(job_id, 1, by=owner))
+    active = system.jobs.active_version(org.id, job_id)
+    assert active is not None
+    assert (active["version"], active["timeout_seconds"], active["job_status"]) == (
+        1,
+        600,
+        "paused",
+    )
+    assert active["cluster_id"] == local_cluster_id(system, org.id)
+    assert active["config"]["lakesail"]["maxRetries"] == 2
+    assert (active["concurrency_policy"], active["max_concurrent_runs"]) == ("queue", 3)
+    assert active["depends_on"] == [{"jobKey": f"up-{org.id}"}]
+    assert system.jobs.job_by_key(org.id, f"up-{org.id}")["id"] == upstream
+    assert system.wait_for_views(w.delete_job(job_id, by=owner))
+    assert system.jobs.active_version(org.id, job_id) is None
