@@ -17,6 +17,7 @@ from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.infra import Infra
+from sailplane.commands.notifications import Notifications
 from sailplane.commands.requests import Requests
 from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
@@ -30,6 +31,7 @@ from sailplane.infra_adapters.mail import Mailer, SmtpMailer
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
+from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -41,6 +43,7 @@ from sailplane.projections.identity import (
 )
 from sailplane.projections.infra import ClustersProjection, ClustersView
 from sailplane.projections.jobs import JobsProjection, JobsView
+from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -68,6 +71,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     AccessProjection,
     ClustersProjection,
     SessionsProjection,
+    NotificationsProjection,
     JobsProjection,
 )
 
@@ -81,6 +85,7 @@ class Worker(Protocol):
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     "provisioner": lambda system: Provisioner(system.infra, system.sessions, system.providers),
+    "notifier": lambda system: Notifier(system),
 }
 
 
@@ -138,6 +143,8 @@ class System:
         self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
+        self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
+        self.notifications_view = NotificationsView(self.pool)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
