@@ -42,6 +42,7 @@ from sailplane.projections.identity import (
     TeamsView,
 )
 from sailplane.projections.infra import ClustersProjection, ClustersView
+from sailplane.projections.jobs import JobsProjection, JobsView
 from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
@@ -71,6 +72,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     ClustersProjection,
     SessionsProjection,
     NotificationsProjection,
+    JobsProjection,
 )
 
 
@@ -116,6 +118,7 @@ class System:
         self.teams = TeamsView(self.pool)
         self.catalogs = CatalogsView(self.pool)
         self.queries = QueriesView(self.pool)
+        self.jobs = JobsView(self.pool)
 
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
@@ -139,6 +142,7 @@ class System:
         )
         self.clusters = ClustersView(self.pool)
         self.infra.lookup = self.clusters
+        self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
         self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)

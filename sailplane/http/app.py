@@ -26,6 +26,7 @@ from sailplane.http.infra import (
     OperationController,
 )
 from sailplane.http.invitations import InvitationController
+from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.notifications import NotificationController
@@ -64,6 +65,8 @@ CONTROLLERS: list[type[Any]] = [
     SessionController,
     ComputeConfigController,
     NotificationController,
+    JobController,
+    JobListsController,
 ]
 
 
