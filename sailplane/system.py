@@ -7,14 +7,19 @@ contexts register their projections, start-up hooks and consumers here.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
+from sailplane.commands.infra import Infra
+from sailplane.commands.notifications import Notifications
 from sailplane.commands.requests import Requests
+from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
@@ -23,6 +28,10 @@ from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSo
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.providers import ADAPTERS, Providers
+from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
+from sailplane.infra_adapters.provisioner import Provisioner
+from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -32,6 +41,9 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
+from sailplane.projections.infra import ClustersProjection, ClustersView
+from sailplane.projections.jobs import JobsProjection, JobsView
+from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -39,6 +51,7 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
+from sailplane.projections.sessions import SessionsProjection, SessionsView
 from sailplane.projections.workloads import (
     CatalogsProjection,
     CatalogsView,
@@ -56,6 +69,10 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     CatalogsProjection,
     QueriesProjection,
     AccessProjection,
+    ClustersProjection,
+    SessionsProjection,
+    NotificationsProjection,
+    JobsProjection,
 )
 
 
@@ -66,7 +83,12 @@ class Worker(Protocol):
 
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
-CONSUMERS: dict[str, Callable[[System], Consumer]] = {}
+CONSUMERS: dict[str, Callable[[System], Consumer]] = {
+    "provisioner": lambda system: Provisioner(
+        system.infra, system.sessions, system.providers, system.session_views, system.wait_for_views
+    ),
+    "notifier": lambda system: Notifier(system),
+}
 
 
 class System:
@@ -80,6 +102,7 @@ class System:
         secret_box: SecretBox | None = None,
         mailer: Mailer | None = None,
         public_url: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -95,6 +118,7 @@ class System:
         self.teams = TeamsView(self.pool)
         self.catalogs = CatalogsView(self.pool)
         self.queries = QueriesView(self.pool)
+        self.jobs = JobsView(self.pool)
 
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
@@ -108,6 +132,21 @@ class System:
             query_usage=self.queries,
         )
         self.access = AccessView(self.pool)
+        # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
+        self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
+        for builder in ADAPTERS.values():
+            self.providers.register(builder(self))
+        self.infra = Infra(
+            self.event_log, providers=self.providers, secret_box=self.secret_box, clock=clock
+        )
+        self.clusters = ClustersView(self.pool)
+        self.infra.lookup = self.clusters
+        self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
+        self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
+        self.session_views = SessionsView(self.pool)
+        self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
+        self.notifications_view = NotificationsView(self.pool)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
@@ -152,6 +191,7 @@ class System:
             else FernetSecretBox.from_key_file(settings.data_dir / "secrets.key"),
             mailer=mailer,
             public_url=settings.public_url,
+            data_dir=settings.data_dir,
         )
 
     @property
@@ -205,6 +245,7 @@ class System:
         )
 
     def close(self) -> None:
+        self.providers.close()
         self.listener.stop()
         self.pool.close()
         self.event_log.close()
@@ -307,7 +348,13 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         )
 
 
-STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization]
+def ensure_local_clusters(system: System, settings: Settings) -> None:
+    """Every organization has its `local` connection, network and active cluster (derived ids)."""
+    for organization_id in system.clusters.organizations_without_local_cluster():
+        system.wait_for_views(system.infra.ensure_local_cluster(organization_id).position)
+
+
+STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]
 
 
 def start_up(system: System, settings: Settings) -> None:

@@ -18,12 +18,23 @@ from sailplane.http.errors import EXCEPTION_HANDLERS
 from sailplane.http.events import EventLogController
 from sailplane.http.idempotency import IdempotencyMiddleware
 from sailplane.http.identity_providers import IdentityProviderController
+from sailplane.http.infra import (
+    ClusterController,
+    ConnectionController,
+    MyClustersController,
+    NetworkController,
+    OperationController,
+)
 from sailplane.http.invitations import InvitationController
+from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.notifications import NotificationController
+from sailplane.http.nul_guard import NulGuardMiddleware
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
+from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
 from sailplane.http.users import UserController
 from sailplane.system import System
@@ -46,6 +57,16 @@ CONTROLLERS: list[type[Any]] = [
     CatalogListsController,
     QueryController,
     QueryListsController,
+    ConnectionController,
+    NetworkController,
+    ClusterController,
+    OperationController,
+    MyClustersController,
+    SessionController,
+    ComputeConfigController,
+    NotificationController,
+    JobController,
+    JobListsController,
 ]
 
 
@@ -72,6 +93,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         },
         signature_namespace={"System": System, "Principal": Principal},
         middleware=[
+            NulGuardMiddleware,
             DefineMiddleware(
                 BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
             ),
