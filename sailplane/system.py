@@ -32,6 +32,7 @@ from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
 from sailplane.infra_adapters.notifier import Notifier
+from sailplane.infra_adapters.scheduler import SchedulerSettings, scheduler_settings
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -51,6 +52,7 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
+from sailplane.projections.schedules import SchedulesProjection, SchedulesView
 from sailplane.projections.sessions import SessionsProjection, SessionsView
 from sailplane.projections.workloads import (
     CatalogsProjection,
@@ -73,6 +75,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     SessionsProjection,
     NotificationsProjection,
     JobsProjection,
+    SchedulesProjection,
 )
 
 
@@ -103,6 +106,7 @@ class System:
         mailer: Mailer | None = None,
         public_url: str | None = None,
         data_dir: Path | None = None,
+        scheduler: SchedulerSettings | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -159,6 +163,10 @@ class System:
         self.mailer = mailer
         self.public_url = public_url
 
+        # The scheduler: where each job's schedule stands, and its settings.
+        self.schedules = SchedulesView(self.pool)
+        self.scheduler_settings = scheduler or SchedulerSettings()
+
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
         self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
@@ -191,6 +199,7 @@ class System:
             else FernetSecretBox.from_key_file(settings.data_dir / "secrets.key"),
             mailer=mailer,
             public_url=settings.public_url,
+            scheduler=scheduler_settings(settings),
             data_dir=settings.data_dir,
         )
 

@@ -7,24 +7,27 @@ validates versions and shows `nextRunAt`) and the scheduler (which fires runs).
   croniter; `None` means the job runs only when asked (manual or API runs).
 - `cronTimezone`: an IANA zone name (zoneinfo); the expression is read in that zone, so
   `0 2 * * *` in `America/New_York` fires at 02:00 New York time across DST changes.
+
+Fire times come from the scheduler's engine (`scheduling.CronSchedule`, with its DST
+rules), so `nextRunAt` and the scheduler always agree.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from croniter.croniter import CroniterError
 
+from sailplane.domain import scheduling
 from sailplane.domain.errors import InvalidRequestError
+from sailplane.domain.scheduling import CronSchedule
 
 DEFAULT_TIMEZONE = "UTC"
 CONCURRENCY_POLICIES = ("allow", "skip", "queue", "replace")
-MISSED_SCHEDULE_POLICIES = ("skip", "latest", "all")
-# `missedSchedulePolicy: all` fires at most this many missed slots after an outage.
-MISSED_RUNS_CAP = 10
+MISSED_SCHEDULE_POLICIES = scheduling.MISSED_SCHEDULE_POLICIES
 
 
 def check_cron_expression(expression: str | None) -> str | None:
@@ -72,25 +75,14 @@ def _zones() -> frozenset[str]:
     return frozenset(available_timezones()) | {"UTC"}
 
 
-def next_fire(expression: str, timezone: str | None, after: datetime) -> datetime:
-    """The first time strictly after `after` that the expression names, in UTC."""
-    zone = ZoneInfo(timezone or DEFAULT_TIMEZONE)
-    start = after.astimezone(zone)
-    fire = croniter(expression, start).get_next(datetime)
-    return fire.astimezone(UTC)
+def next_fire(expression: str, timezone: str | None, after: datetime) -> datetime | None:
+    """The first slot strictly after `after`, in UTC (the scheduler's engine and DST rules)."""
+    return CronSchedule(expression, timezone or DEFAULT_TIMEZONE).next_fire_time(after)
 
 
 def fires_between(
     expression: str, timezone: str | None, after: datetime, until: datetime, *, limit: int
 ) -> list[datetime]:
-    """The fire times in (after, until], in UTC, oldest first; at most the `limit` latest."""
-    zone = ZoneInfo(timezone or DEFAULT_TIMEZONE)
-    it = croniter(expression, after.astimezone(zone))
-    fires: list[datetime] = []
-    while True:
-        fire = it.get_next(datetime).astimezone(UTC)
-        if fire > until:
-            return fires
-        fires.append(fire)
-        if len(fires) > limit:
-            fires.pop(0)
+    """The slots in (after, until], in UTC, oldest first; at most the `limit` latest."""
+    schedule = CronSchedule(expression, timezone or DEFAULT_TIMEZONE)
+    return schedule.fire_times_between(after, until, latest=limit)

@@ -34,6 +34,7 @@ from sailplane.http.nul_guard import NulGuardMiddleware
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
+from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
 from sailplane.http.users import UserController
@@ -67,6 +68,7 @@ CONTROLLERS: list[type[Any]] = [
     NotificationController,
     JobController,
     JobListsController,
+    SchedulePreviewController,
 ]
 
 

@@ -89,6 +89,7 @@ CASES: list[Case] = [
     Case("POST", JOB + "/versions", "CanManageJobs", 201, setup=job, body={}),
     Case("GET", JOB + "/versions/{version}", "CanViewJobs", 200, setup=job),
     Case("GET", JOB + "/versions/{version}/diff", "CanViewJobs", 200, setup=job_with_two_versions),
+    Case("GET", JOB + "/schedule/preview", "CanViewJobs", 200, setup=job),
     Case("GET", "/me/jobs", "CanViewJobs", 200),
     Case("GET", "/workloads/teams/{team}/jobs", "CanViewJobs", 200, setup=team),
     Case("GET", "/workloads/clusters/{cluster}/jobs", "CanViewJobs", 200, setup=cluster),
