@@ -15,11 +15,16 @@ from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.requests import Requests
+from sailplane.commands.runs import JobVersions, NoJobVersions, Runs
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
+from sailplane.infra_adapters.dispatcher import DispatcherWorker, QueryTexts, RunDispatcher
+from sailplane.infra_adapters.executors import NoTargets, RunTargets
+from sailplane.infra_adapters.executors.local import LocalExecutor
+from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
@@ -32,6 +37,7 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
+from sailplane.projections.runs import RunsProjection, RunsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -56,6 +62,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     CatalogsProjection,
     QueriesProjection,
     AccessProjection,
+    RunsProjection,
 )
 
 
@@ -67,6 +74,8 @@ class Worker(Protocol):
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {}
+# name -> builder of a worker that is more than one consumer (e.g. the dispatcher and its monitor).
+WORKERS: dict[str, Callable[[System], Worker]] = {}
 
 
 class System:
@@ -108,6 +117,16 @@ class System:
             query_usage=self.queries,
         )
         self.access = AccessView(self.pool)
+
+        # Job runs: the job versions they copy (wired by the jobs context), where clusters
+        # run work (wired by the infrastructure context), their views and their logs.
+        self.job_runs = RunsView(self.pool)
+        self.run_logs = RunLogs(database, pool=self.pool)
+        self.run_targets: RunTargets = NoTargets()
+        self.runs = Runs(
+            self.event_log, job_versions=NoJobVersions(), history=self.job_runs, clock=clock
+        )
+        self.executor_options: dict[str, Any] = {}  # LocalExecutor settings (tests shorten leases)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
@@ -163,6 +182,7 @@ class System:
         for projection_class in PROJECTIONS:
             prepare_view(self.event_log, projection_class, self.pool)
         self.positions.load(self.pool)
+        self.run_logs.create_table()
         self.listener.start()
 
     def wait_for_views(self, position: int) -> bool:
@@ -181,10 +201,12 @@ class System:
         if name in CONSUMERS:
             consumer = CONSUMERS[name](self)
             return ConsumerWorker(consumer, self._source_for(consumer), self.event_log)
+        if name in WORKERS:
+            return WORKERS[name](self)
         raise ValueError(f"unknown worker {name!r}; known: {', '.join(self.worker_names())}")
 
     def worker_names(self) -> list[str]:
-        return ["projections", "relay", *CONSUMERS]
+        return ["projections", "relay", *CONSUMERS, *WORKERS]
 
     def in_process_workers(self) -> list[Worker]:
         """What `serve` runs besides the API: everything, the relay only when Kafka is set."""
@@ -225,6 +247,36 @@ class ProjectionsWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.runner.run_forever(stop, self.system.new_events)
+
+
+class SystemTargets:
+    """The system's current `run_targets` (wired after start-up by the infrastructure context)."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    def target(self, organization_id: str, cluster_id: str | None) -> Any:
+        return self.system.run_targets.target(organization_id, cluster_id)
+
+
+def dispatcher_worker(system: System) -> Worker:
+    """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
+    local = LocalExecutor(system.database, system.run_logs, **system.executor_options)
+    local.create_table()
+    dispatcher = RunDispatcher(
+        runs=system.runs,
+        view=system.job_runs,
+        executors={local.kind: local},
+        targets=SystemTargets(system),
+        queries=QueryTexts(system.queries.query),
+        database=system.database,
+        catch_up=lambda: system.wait_for_views(system.event_log.head()),
+        clock=system.clock,
+    )
+    return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
+
+
+WORKERS["dispatcher"] = dispatcher_worker
 
 
 class RelayWorker:

@@ -4,8 +4,6 @@ attempt whose owner stopped heart-beating reads as lost."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -24,16 +22,9 @@ from sailplane.infra_adapters.executors import (
 from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.storage import Database
+from tests.runs_support import process_alive, wait_until
 
 pytestmark = pytest.mark.sail
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -115,7 +106,7 @@ def test_cancel_stops_the_process_then_kills_it(executor: LocalExecutor, sail: s
     assert pid is not None
     executor.cancel("RUNCANCEL1", 1)
     assert finished(executor, "RUNCANCEL1").state == CANCELLED
-    wait_until(lambda: not _alive(pid), timeout=10)
+    wait_until(lambda: not process_alive(pid), timeout=10)
 
 
 def test_an_attempt_whose_owner_stopped_reads_as_lost(fresh_db: Database, logs: RunLogs, sail: str) -> None:
@@ -128,20 +119,7 @@ def test_an_attempt_whose_owner_stopped_reads_as_lost(fresh_db: Database, logs: 
     second = LocalExecutor(fresh_db, logs, lease_seconds=1.0)
     try:
         wait_until(lambda: second.status("RUNLOST001", 1).state == LOST, timeout=10)
-        assert pid is not None and not _alive(pid)
+        assert pid is not None and not process_alive(pid)
         assert not second.submit(submission(sail, "RUNLOST001", Work(python={"source": "pass"})))
     finally:
         second.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0): look at its state.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

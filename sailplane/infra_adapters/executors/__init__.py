@@ -87,12 +87,12 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-class Clusters(Protocol):
+class RunTargets(Protocol):
     def target(self, organization_id: str, cluster_id: str | None) -> Target | None:
         """Where the cluster runs work, or None when it is not usable (not active, gone)."""
 
 
-class FixedClusters:
+class FixedTarget:
     """Every cluster runs on one Sail server (tests, and a single-machine setup)."""
 
     def __init__(self, spark_remote: str) -> None:
@@ -102,7 +102,7 @@ class FixedClusters:
         return Target(executor="local", spark_remote=self.spark_remote)
 
 
-class NoClusters:
+class NoTargets:
     """Until a cluster provider is wired in, no cluster is usable."""
 
     def target(self, organization_id: str, cluster_id: str | None) -> Target | None:
