@@ -15,7 +15,7 @@ from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.requests import Requests
-from sailplane.commands.runs import JobVersions, NoJobVersions, Runs
+from sailplane.commands.runs import NoJobVersions, Runs
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
@@ -37,7 +37,6 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
-from sailplane.projections.runs import RunsProjection, RunsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -45,6 +44,7 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
+from sailplane.projections.runs import RunsProjection, RunsView
 from sailplane.projections.workloads import (
     CatalogsProjection,
     CatalogsView,

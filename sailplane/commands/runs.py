@@ -176,7 +176,9 @@ class Runs(SailplaneApplication):
         changed = []
         for run in runs:
             if run.organization_id == organization_id and run.status not in TERMINAL:
-                run.cancel(by=by, at=self.clock(), reason=JOB_DELETED, message="The job was deleted.")
+                run.cancel(
+                    by=by, at=self.clock(), reason=JOB_DELETED, message="The job was deleted."
+                )
                 changed.append(run)
         return self._commit(*changed, tracking=tracking)
 
@@ -193,7 +195,9 @@ class Runs(SailplaneApplication):
                 or run.status_reason != WAITING_FOR_DEPENDENCIES
             ):
                 continue
-            if not self.history.unmet_dependencies(organization_id, run.job_id, run.spec.depends_on):
+            if not self.history.unmet_dependencies(
+                organization_id, run.job_id, run.spec.depends_on
+            ):
                 run.release(by=by, at=self.clock(), reason=DEPENDENCIES_COMPLETED)
                 released.append(run)
         return self._commit(*released, tracking=tracking)

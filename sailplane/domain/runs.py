@@ -417,7 +417,12 @@ class JobRun(SailplaneAggregate):
         )
 
     def cancel(
-        self, *, by: Actor, at: datetime, reason: str = CANCELLED_BY_REQUEST, message: str | None = None
+        self,
+        *,
+        by: Actor,
+        at: datetime,
+        reason: str = CANCELLED_BY_REQUEST,
+        message: str | None = None,
     ) -> None:
         """Any non-terminal status -> cancelled (409 from a terminal one).
 
@@ -456,7 +461,9 @@ class JobRun(SailplaneAggregate):
         """Stay ready because of `reason`; records an event only when the reason changes."""
         if reason not in WAITING_REASONS:
             raise ValueError(f"not a waiting reason: {reason}")
-        if self.status != READY or (self.status_reason == reason and self.status_message == message):
+        if self.status != READY or (
+            self.status_reason == reason and self.status_message == message
+        ):
             return False
         self._trigger(self.Waiting, by=by, at=at, status=READY, reason=reason, message=message)
         return True
@@ -493,7 +500,13 @@ class JobRun(SailplaneAggregate):
         if not self._current(attempt, DISPATCHED):
             return False
         self._trigger(
-            self.Started, by=by, at=at, status=RUNNING, reason=STARTED, message=None, attempt=attempt
+            self.Started,
+            by=by,
+            at=at,
+            status=RUNNING,
+            reason=STARTED,
+            message=None,
+            attempt=attempt,
         )
         return True
 
@@ -542,7 +555,13 @@ class JobRun(SailplaneAggregate):
             )
         else:
             self._trigger(
-                self.Failed, by=by, at=at, status=FAILED, reason=reason, message=message, attempt=attempt
+                self.Failed,
+                by=by,
+                at=at,
+                status=FAILED,
+                reason=reason,
+                message=message,
+                attempt=attempt,
             )
         return True
 
@@ -562,7 +581,11 @@ class JobRun(SailplaneAggregate):
 
     def deadline(self) -> datetime | None:
         """When the running attempt times out (None without timeoutSeconds or not running)."""
-        if self.status != RUNNING or not self.spec.timeout_seconds or self.runner_started_at is None:
+        if (
+            self.status != RUNNING
+            or not self.spec.timeout_seconds
+            or self.runner_started_at is None
+        ):
             return None
         return self.runner_started_at + timedelta(seconds=self.spec.timeout_seconds)
 

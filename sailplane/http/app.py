@@ -19,6 +19,7 @@ from sailplane.http.events import EventLogController
 from sailplane.http.idempotency import IdempotencyMiddleware
 from sailplane.http.identity_providers import IdentityProviderController
 from sailplane.http.invitations import InvitationController
+from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.policies import PolicyController
@@ -46,6 +47,8 @@ CONTROLLERS: list[type[Any]] = [
     CatalogListsController,
     QueryController,
     QueryListsController,
+    JobRunController,
+    JobRunListsController,
 ]
 
 

@@ -39,8 +39,8 @@ from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError
 from sailplane.domain.runs import (
     DISPATCHED,
-    EXECUTOR_LOST,
     EXECUTION_FAILED,
+    EXECUTOR_LOST,
     READY,
     RUNNING,
     SUBMISSION_FAILED,
@@ -55,8 +55,8 @@ from sailplane.infra_adapters.executors import (
     SUBMITTED,
     SUCCEEDED,
     UNKNOWN,
-    RunTargets,
     Executor,
+    RunTargets,
     Submission,
     Work,
 )
@@ -164,7 +164,9 @@ class RunDispatcher(Consumer):
             self.submit(run.organization_id, run_id, outcome.attempt, outcome.spec)
         return outcome.action
 
-    def submit(self, organization_id: str, run_id: str, attempt: int, spec: JobVersionSnapshot) -> None:
+    def submit(
+        self, organization_id: str, run_id: str, attempt: int, spec: JobVersionSnapshot
+    ) -> None:
         by = self.actor(organization_id)
         work = self._work(organization_id, spec)
         if work is None:
@@ -179,7 +181,11 @@ class RunDispatcher(Consumer):
         target = self.targets.target(organization_id, spec.cluster_id)
         if target is None or target.executor not in self.executors:
             self.runs.record_failed(
-                run_id, attempt, reason=SUBMISSION_FAILED, message="The cluster is not usable.", by=by
+                run_id,
+                attempt,
+                reason=SUBMISSION_FAILED,
+                message="The cluster is not usable.",
+                by=by,
             )
             return
         try:
@@ -196,7 +202,11 @@ class RunDispatcher(Consumer):
         except Exception as error:
             log.exception("submitting %s attempt %s failed", run_id, attempt)
             self.runs.record_failed(
-                run_id, attempt, reason=SUBMISSION_FAILED, message=f"Submission failed: {error}", by=by
+                run_id,
+                attempt,
+                reason=SUBMISSION_FAILED,
+                message=f"Submission failed: {error}",
+                by=by,
             )
 
     def _work(self, organization_id: str, spec: JobVersionSnapshot) -> Work | None:
@@ -219,7 +229,9 @@ class RunDispatcher(Consumer):
     def _job_lock(self, job_id: str) -> Any:
         with self._guard:
             local = self._local_locks.setdefault(job_id, threading.Lock())
-        key = int.from_bytes(hashlib.sha256(f"job-run-claims:{job_id}".encode()).digest()[:8], "big", signed=True)
+        key = int.from_bytes(
+            hashlib.sha256(f"job-run-claims:{job_id}".encode()).digest()[:8], "big", signed=True
+        )
         with local, self.database.connect(autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (key,))
             try:
@@ -259,7 +271,9 @@ class RunDispatcher(Consumer):
             return
         if status.state == SUBMITTED:
             return
-        if status.state == RUNNING or (status.state in (SUCCEEDED, FAILED) and run.status == DISPATCHED):
+        if status.state == RUNNING or (
+            status.state in (SUCCEEDED, FAILED) and run.status == DISPATCHED
+        ):
             if run.status == DISPATCHED:
                 self.runs.record_started(run.id, attempt, by=by)
                 run = self.runs.run_state(run.id) or run
@@ -290,7 +304,12 @@ class DispatcherWorker:
     name = "dispatcher"
 
     def __init__(
-        self, dispatcher: RunDispatcher, source: EventSource, event_log: EventLog, *, interval: float = 0.2
+        self,
+        dispatcher: RunDispatcher,
+        source: EventSource,
+        event_log: EventLog,
+        *,
+        interval: float = 0.2,
     ) -> None:
         self.dispatcher = dispatcher
         self.consumer = ConsumerWorker(dispatcher, source, event_log)
@@ -304,7 +323,9 @@ class DispatcherWorker:
                 log.exception("dispatcher monitor tick failed; retrying")
 
     def run(self, stop: threading.Event) -> None:
-        monitor = threading.Thread(target=self.monitor, args=(stop,), name="dispatcher-monitor", daemon=True)
+        monitor = threading.Thread(
+            target=self.monitor, args=(stop,), name="dispatcher-monitor", daemon=True
+        )
         monitor.start()
         try:
             self.consumer.run(stop)

@@ -16,7 +16,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from psycopg.types.json import Jsonb
 
-from sailplane.domain.runs import ACTIVE, TERMINAL, JobRun
+from sailplane.domain.runs import ACTIVE, TERMINAL, JobRun, JobVersionSnapshot
 from sailplane.projections.base import Projection, View
 from sailplane.projections.identity import actor_ref
 from sailplane.projections.query import keyset_page
@@ -289,8 +289,12 @@ class RunsProjection(Projection[RunsView]):
         if stamp:
             sets.append(f"{stamp} = %(at)s")
         if isinstance(e, JobRun.Dispatched):
-            sets += ["executor = %(executor)s", "not_before = NULL", "runner_started_at = NULL",
-                     "runner_completed_at = NULL"]
+            sets += [
+                "executor = %(executor)s",
+                "not_before = NULL",
+                "runner_started_at = NULL",
+                "runner_completed_at = NULL",
+            ]
             values["executor"] = e.executor
         if isinstance(e, (JobRun.RetryScheduled, JobRun.Retried)):
             sets.append("attempt = %(attempt)s")
@@ -299,15 +303,19 @@ class RunsProjection(Projection[RunsView]):
             sets.append("not_before = %(not_before)s")
             values["not_before"] = e.not_before
         if isinstance(e, JobRun.Retried):
-            sets += ["hold = %(hold)s", "trigger = 'retry'", "not_before = NULL",
-                     "finished_at = NULL", "dispatched_at = NULL", "runner_started_at = NULL",
-                     "runner_completed_at = NULL"]
+            sets += [
+                "hold = %(hold)s",
+                "trigger = 'retry'",
+                "not_before = NULL",
+                "finished_at = NULL",
+                "dispatched_at = NULL",
+                "runner_started_at = NULL",
+                "runner_completed_at = NULL",
+            ]
             values["hold"] = e.hold
         if e.status in TERMINAL:
             sets.append("finished_at = %(at)s")
-        self.view.execute(
-            "UPDATE {job_runs} SET " + ", ".join(sets) + " WHERE id = %(id)s", values
-        )
+        self.view.execute("UPDATE {job_runs} SET " + ", ".join(sets) + " WHERE id = %(id)s", values)
         self._event_row(
             e, _event_type(e), e.status, e.reason, e.message, getattr(e, "attempt", None)
         )
@@ -322,3 +330,50 @@ def _event_type(e: Any) -> str:
     """`RetryScheduled` -> `retry_scheduled`."""
     name = type(e).__name__
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+class JobVersionsFromView:
+    """`JobVersions` read from the jobs view: a run's snapshot of the version it uses.
+
+    `jobs` is the jobs context's view (`active_version`, `version`, `job`,
+    `team_ids_by_resource`); only published versions of live jobs are runnable.
+    """
+
+    def __init__(self, jobs: Any) -> None:
+        self.jobs = jobs
+
+    def snapshot(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> JobVersionSnapshot | None:
+        job = self.jobs.job(organization_id, job_id)
+        if job is None:
+            return None
+        if version is None:
+            row = self.jobs.active_version(organization_id, job_id)
+        else:
+            row = self.jobs.version(organization_id, job_id, version)
+            if row is not None and row.get("status") != "published":
+                row = None
+        if row is None:
+            return None
+        config = row.get("config") or {}
+        sql = config.get("sql") or {}
+        lakesail = config.get("lakesail") or {}
+        depends_on = [
+            d["jobKey"] if isinstance(d, dict) else str(d) for d in (row.get("depends_on") or [])
+        ]
+        return JobVersionSnapshot(
+            job_id=job_id,
+            version=int(row["version"]),
+            cluster_id=row.get("cluster_id"),
+            job_key=job["job_key"],
+            sql_source=sql.get("source") or None,
+            sql_query_id=sql.get("queryId") or None,
+            python=config.get("python") or None,
+            timeout_seconds=row.get("timeout_seconds"),
+            max_retries=int(lakesail.get("maxRetries") or 0),
+            concurrency_policy=row.get("concurrency_policy") or "allow",
+            max_concurrent_runs=row.get("max_concurrent_runs"),
+            depends_on=tuple(depends_on),
+            team_ids=tuple(self.jobs.team_ids_by_resource([job_id])[job_id]),
+        )

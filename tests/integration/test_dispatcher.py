@@ -41,7 +41,11 @@ def system(runs_db: Database, sail: str) -> Iterator[System]:
     with running_system(runs_db) as system:
         system.runs.job_versions = GivenJobVersions()
         system.run_targets = FixedTarget(sail)
-        system.executor_options = {"grace_seconds": 1.0, "lease_seconds": 2.0, "heartbeat_seconds": 0.2}
+        system.executor_options = {
+            "grace_seconds": 1.0,
+            "lease_seconds": 2.0,
+            "heartbeat_seconds": 0.2,
+        }
         yield system
 
 
@@ -69,7 +73,13 @@ def job(system: System, **fields: Any) -> JobVersionSnapshot:
     return versions.add(
         ORG,
         JobVersionSnapshot(
-            **{"job_id": new_id(), "version": 1, "cluster_id": "LOCAL00001", "job_key": new_id().lower(), **fields}
+            **{
+                "job_id": new_id(),
+                "version": 1,
+                "cluster_id": "LOCAL00001",
+                "job_key": new_id().lower(),
+                **fields,
+            }
         ),
     )
 
@@ -86,7 +96,9 @@ def row(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, Any]
     return found
 
 
-def until_status(system: System, spec: JobVersionSnapshot, run_id: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
+def until_status(
+    system: System, spec: JobVersionSnapshot, run_id: str, *statuses: str, timeout: float = 60
+) -> dict[str, Any]:
     return wait_until(
         lambda: (r := row(system, spec, run_id))["status"] in statuses and r,
         timeout=timeout,
@@ -144,7 +156,10 @@ def test_bad_sql_retries_with_backoff_then_fails(system: System, running: Any) -
 def test_held_run_waits_until_released(system: System, running: Any) -> None:
     spec = job(system, sql_source="SELECT 1")
     run_id = create(system, spec, hold=True)
-    assert (row(system, spec, run_id)["status"], row(system, spec, run_id)["status_reason"]) == ("pending", "held")
+    assert (row(system, spec, run_id)["status"], row(system, spec, run_id)["status_reason"]) == (
+        "pending",
+        "held",
+    )
     system.wait_for_views(system.runs.release_run(spec.job_id, run_id, by=MEMBER))
     until_status(system, spec, run_id, "completed")
 
@@ -192,7 +207,9 @@ def test_skip_and_replace_policies(system: System, running: Any) -> None:
     until_status(system, skip, first, "running")
     second = create(system, skip)
     assert until_status(system, skip, second, "skipped")["status_reason"] == "concurrency_skip"
-    replace = job(system, python={"source": SLEEP}, max_concurrent_runs=1, concurrency_policy="replace")
+    replace = job(
+        system, python={"source": SLEEP}, max_concurrent_runs=1, concurrency_policy="replace"
+    )
     old = create(system, replace)
     until_status(system, replace, old, "running")
     new = create(system, replace)
@@ -212,7 +229,9 @@ def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
     wait_until(lambda: not process_alive(pid), timeout=15, what="the process gone")
     with dispatcher(system):
         retried = wait_until(
-            lambda: (r := row(system, spec, run_id))["attempt"] == 2 and r["status"] == "running" and r,
+            lambda: (
+                (r := row(system, spec, run_id))["attempt"] == 2 and r["status"] == "running" and r
+            ),
             what="attempt 2 running",
         )
         assert retried["trigger"] == "manual"

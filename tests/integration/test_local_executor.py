@@ -4,7 +4,7 @@ attempt whose owner stopped heart-beating reads as lost."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -36,7 +36,9 @@ def logs(fresh_db: Database) -> RunLogs:
 
 @pytest.fixture
 def executor(fresh_db: Database, logs: RunLogs) -> Iterator[LocalExecutor]:
-    local = LocalExecutor(fresh_db, logs, grace_seconds=1.0, lease_seconds=2.0, heartbeat_seconds=0.2)
+    local = LocalExecutor(
+        fresh_db, logs, grace_seconds=1.0, lease_seconds=2.0, heartbeat_seconds=0.2
+    )
     local.create_table()
     yield local
     local.close()
@@ -58,7 +60,9 @@ def finished(executor: LocalExecutor, run_id: str, attempt: int = 1) -> Status:
     return executor.status(run_id, attempt)
 
 
-def test_sql_runs_on_sail_with_its_rows_in_the_logs(executor: LocalExecutor, logs: RunLogs, sail: str) -> None:
+def test_sql_runs_on_sail_with_its_rows_in_the_logs(
+    executor: LocalExecutor, logs: RunLogs, sail: str
+) -> None:
     assert executor.submit(submission(sail, "RUNSQL0001", Work(sql="SELECT 1 AS one")))
     assert finished(executor, "RUNSQL0001").state == SUCCEEDED
     lines = [r["line"] for r in logs.page("RUNSQL0001")]
@@ -84,7 +88,9 @@ def test_a_resubmitted_attempt_executes_once(executor: LocalExecutor, sail: str)
     assert executor.executions("RUNONCE001", 2) == 1
 
 
-def test_python_sees_spark_remote_and_parameters(executor: LocalExecutor, logs: RunLogs, sail: str) -> None:
+def test_python_sees_spark_remote_and_parameters(
+    executor: LocalExecutor, logs: RunLogs, sail: str
+) -> None:
     source = (
         "import os, sys\n"
         "from pyspark.sql.connect.session import SparkSession\n"
@@ -109,10 +115,14 @@ def test_cancel_stops_the_process_then_kills_it(executor: LocalExecutor, sail: s
     wait_until(lambda: not process_alive(pid), timeout=10)
 
 
-def test_an_attempt_whose_owner_stopped_reads_as_lost(fresh_db: Database, logs: RunLogs, sail: str) -> None:
+def test_an_attempt_whose_owner_stopped_reads_as_lost(
+    fresh_db: Database, logs: RunLogs, sail: str
+) -> None:
     first = LocalExecutor(fresh_db, logs, lease_seconds=1.0, heartbeat_seconds=0.2)
     first.create_table()
-    first.submit(submission(sail, "RUNLOST001", Work(python={"source": "import time; time.sleep(600)"})))
+    first.submit(
+        submission(sail, "RUNLOST001", Work(python={"source": "import time; time.sleep(600)"}))
+    )
     wait_until(lambda: first.pid("RUNLOST001", 1) is not None)
     pid = first.pid("RUNLOST001", 1)
     first.close()  # as if the dispatcher died: no more heartbeats, the child is gone

@@ -28,7 +28,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def spec(**fields: object) -> JobVersionSnapshot:
     return JobVersionSnapshot(
-        **{"job_id": "JOB0000001", "version": 3, "cluster_id": "CLUSTER001", "sql_source": "SELECT 1", **fields}  # type: ignore[arg-type]
+        **{
+            "job_id": "JOB0000001",
+            "version": 3,
+            "cluster_id": "CLUSTER001",
+            "sql_source": "SELECT 1",
+            **fields,
+        }  # type: ignore[arg-type]
     )
 
 
@@ -59,7 +65,13 @@ def test_create_rejects_unknown_trigger_and_cleanup_mode() -> None:
         JobRun.create(id="R", spec=spec(), trigger="cron", hold=False, by=MEMBER, at=T0)
     with pytest.raises(InvalidValueError):
         JobRun.create(
-            id="R", spec=spec(), trigger="api", hold=False, resource_cleanup_mode="x", by=MEMBER, at=T0
+            id="R",
+            spec=spec(),
+            trigger="api",
+            hold=False,
+            resource_cleanup_mode="x",
+            by=MEMBER,
+            at=T0,
         )
 
 
@@ -251,7 +263,9 @@ class RunMachine(RuleBasedStateMachine):
 
     @rule()
     def release(self) -> None:
-        if self._expect(self.status == "pending", lambda: self.run.release(by=MEMBER, at=self._tick())):
+        if self._expect(
+            self.status == "pending", lambda: self.run.release(by=MEMBER, at=self._tick())
+        ):
             self.status = "ready"
 
     @rule(hold=st.booleans())
@@ -265,13 +279,17 @@ class RunMachine(RuleBasedStateMachine):
 
     @rule()
     def cancel(self) -> None:
-        if self._expect(self.status not in TERMINAL, lambda: self.run.cancel(by=MEMBER, at=self._tick())):
+        if self._expect(
+            self.status not in TERMINAL, lambda: self.run.cancel(by=MEMBER, at=self._tick())
+        ):
             self.status = "cancelled"
 
     @precondition(lambda self: not self.deleted)
     @rule()
     def delete(self) -> None:
-        if self._expect(self.status in TERMINAL, lambda: self.run.delete(by=MEMBER, at=self._tick())):
+        if self._expect(
+            self.status in TERMINAL, lambda: self.run.delete(by=MEMBER, at=self._tick())
+        ):
             self.deleted = True
 
     @rule(wait=st.integers(0, 400))

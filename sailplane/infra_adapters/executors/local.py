@@ -211,7 +211,7 @@ class LocalExecutor:
                 ),
                 "PYTHONUNBUFFERED": "1",
             }
-            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            process = subprocess.Popen(
                 [self.python, "-m", "sailplane.infra_adapters.executors.child", str(path)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -219,7 +219,7 @@ class LocalExecutor:
                 env=env,
                 cwd=self.workdir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe enough
+                preexec_fn=_die_with_parent,
             )
             with self._lock:
                 self._processes[key] = process
@@ -261,7 +261,9 @@ class LocalExecutor:
         self.logs.append(submission.run_id, submission.attempt, batch)
         return last_error
 
-    def _finish(self, key: tuple[str, int], state: str, code: int | None, message: str | None) -> None:
+    def _finish(
+        self, key: tuple[str, int], state: str, code: int | None, message: str | None
+    ) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE {EXECUTIONS_TABLE} SET state = %s, exit_code = %s, message = %s, "
@@ -301,7 +303,9 @@ class LocalExecutor:
     def _ensure_heartbeat(self) -> None:
         with self._lock:
             if self._heart is None:
-                self._heart = threading.Thread(target=self._beat, name="executor-heartbeat", daemon=True)
+                self._heart = threading.Thread(
+                    target=self._beat, name="executor-heartbeat", daemon=True
+                )
                 self._heart.start()
 
     def _beat(self) -> None:

@@ -28,7 +28,9 @@ class RunLogs:
                 "seq bigserial PRIMARY KEY, run_id text NOT NULL, attempt integer NOT NULL, "
                 "at timestamptz NOT NULL DEFAULT now(), line text NOT NULL)"
             )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {LOGS_TABLE}_run ON {LOGS_TABLE} (run_id, seq)")
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {LOGS_TABLE}_run ON {LOGS_TABLE} (run_id, seq)"
+            )
 
     def append(self, run_id: str, attempt: int, lines: Sequence[str]) -> None:
         if not lines:
