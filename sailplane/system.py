@@ -23,6 +23,7 @@ from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.dispatcher import DispatcherWorker, QueryTexts, RunDispatcher
 from sailplane.infra_adapters.executors import NoTargets, RunTargets
+from sailplane.infra_adapters.executors.kubernetes import KubernetesExecutor
 from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
@@ -266,7 +267,7 @@ def dispatcher_worker(system: System) -> Worker:
     dispatcher = RunDispatcher(
         runs=system.runs,
         view=system.job_runs,
-        executors={local.kind: local},
+        executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(system.run_logs)},
         targets=SystemTargets(system),
         queries=QueryTexts(system.queries.query),
         database=system.database,

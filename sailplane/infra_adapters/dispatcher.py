@@ -197,6 +197,7 @@ class RunDispatcher(Consumer):
                     job_id=spec.job_id,
                     work=work,
                     target=target,
+                    timeout_seconds=spec.timeout_seconds,
                 )
             )
         except Exception as error:
@@ -223,7 +224,9 @@ class RunDispatcher(Consumer):
             return
         executor = self.executors.get(run.executor)
         if executor is not None:
-            executor.cancel(run_id, run.attempt)
+            executor.cancel(
+                run_id, run.attempt, self.targets.target(run.organization_id, run.spec.cluster_id)
+            )
 
     @contextlib.contextmanager
     def _job_lock(self, job_id: str) -> Any:
@@ -264,9 +267,14 @@ class RunDispatcher(Consumer):
             return
         attempt, org = run.attempt, run.organization_id
         by = self.actor(org, "executor")
-        status = executor.status(run.id, attempt)
+        target = self.targets.target(org, run.spec.cluster_id)
+        status = executor.status(run.id, attempt, target)
         if status.state == UNKNOWN:
-            if run.dispatched_at is not None and now - run.dispatched_at > self.submit_grace:
+            if run.status == RUNNING:  # its Job or its cluster is gone
+                self.runs.record_failed(
+                    run.id, attempt, reason=EXECUTOR_LOST, message="The execution is gone.", by=by
+                )
+            elif run.dispatched_at is not None and now - run.dispatched_at > self.submit_grace:
                 self.submit(org, run.id, attempt, run.spec)  # never received: same key again
             return
         if status.state == SUBMITTED:
@@ -279,7 +287,7 @@ class RunDispatcher(Consumer):
                 run = self.runs.run_state(run.id) or run
             deadline = run.deadline()
             if status.state == RUNNING and deadline is not None and now >= deadline:
-                executor.cancel(run.id, attempt)
+                executor.cancel(run.id, attempt, target)
                 self.runs.record_timeout(run.id, attempt, by=by)
                 return
         if status.state == SUCCEEDED:

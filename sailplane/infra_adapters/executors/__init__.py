@@ -57,6 +57,7 @@ class Submission:
     job_id: str
     work: Work
     target: Target
+    timeout_seconds: int | None = None
 
     @property
     def key(self) -> str:
@@ -76,9 +77,10 @@ class Executor(Protocol):
     def submit(self, submission: Submission) -> bool:
         """Start the attempt unless it was submitted before; True when this call started it."""
 
-    def status(self, run_id: str, attempt: int) -> Status: ...
+    def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
+        """What the attempt is doing; `target` says where it was submitted."""
 
-    def cancel(self, run_id: str, attempt: int) -> None:
+    def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
         """Stop the attempt: ask it to stop, then force it after the grace period."""
 
     def executions(self, run_id: str, attempt: int) -> int:

@@ -1,4 +1,6 @@
-"""The child process of a local execution: `python -m sailplane.infra_adapters.executors.child WORK.json`.
+"""The process that runs one attempt's work: `python -m sailplane.infra_adapters.executors.child WORK.json`
+(local executor), or this file's source as `python -c` in a Kubernetes Job's container with
+the work in `SAILPLANE_WORK` (it needs only the Spark Connect client, not Sailplane).
 
 SQL runs through a Spark Connect session to `SPARK_REMOTE`; the result rows are printed
 (at most `MAX_ROWS`). A Python entry point (`config.python`) runs in this process with
@@ -66,9 +68,12 @@ def _flatten(values: list[Any]) -> list[Any]:
     return flat
 
 
-def main(path: str) -> int:
-    with open(path, encoding="utf-8") as handle:
-        work = json.load(handle)
+def main(path: str | None) -> int:
+    if path is None:  # in a container: the work comes in the environment
+        work = json.loads(os.environ["SAILPLANE_WORK"])
+    else:
+        with open(path, encoding="utf-8") as handle:
+            work = json.load(handle)
     try:
         if work.get("sql"):
             run_sql(work["sql"])
@@ -83,4 +88,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -42,6 +42,7 @@ from sailplane.infra_adapters.executors import (
     UNKNOWN,
     Status,
     Submission,
+    Target,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.storage import Database
@@ -121,7 +122,7 @@ class LocalExecutor:
         ).start()
         return True
 
-    def status(self, run_id: str, attempt: int) -> Status:
+    def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
         with self.pool.connection() as conn:
             row = conn.execute(
                 f"SELECT state, message, heartbeat_at < now() - make_interval(secs => %s) AS stale "
@@ -150,7 +151,7 @@ class LocalExecutor:
                 return self.status(run_id, attempt)
             return Status(row["state"], row["message"])
 
-    def cancel(self, run_id: str, attempt: int) -> None:
+    def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE {EXECUTIONS_TABLE} SET cancel_requested_at = coalesce(cancel_requested_at, now()) "
