@@ -51,3 +51,20 @@ def process_alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+class TwiceSource:
+    """Delivers every batch twice, as a broker may after a rebalance or a crash."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def poll(self, timeout: float) -> list[Any]:
+        batch = self.inner.poll(timeout)
+        return batch + batch
+
+    def commit(self) -> None:
+        self.inner.commit()
+
+    def close(self) -> None:
+        self.inner.close()
