@@ -386,6 +386,14 @@ def _parse_cursor(value: str | None) -> tuple[int, int]:
         return 0, 0
 
 
+def _log_message(row: dict[str, Any], seen_event: int) -> ServerSentEventMessage:
+    return ServerSentEventMessage(
+        event="log",
+        id=f"{seen_event}.{row['seq']}",
+        data=msgspec.json.encode(log_shape(row)).decode(),
+    )
+
+
 async def _follow(
     system: System, organization_id: str, job_id: str, run_id: str, cursor: tuple[int, int]
 ) -> AsyncIterator[ServerSentEventMessage]:
@@ -397,13 +405,6 @@ async def _follow(
         lines = await anyio.to_thread.run_sync(
             partial(system.run_logs.page, run_id, after=seen_log, limit=500)
         )
-        for row in lines:
-            seen_log = row["seq"]
-            yield ServerSentEventMessage(
-                event="log",
-                id=f"{seen_event}.{seen_log}",
-                data=msgspec.json.encode(log_shape(row)).decode(),
-            )
         for row in events:
             seen_event = row["version"]
             yield ServerSentEventMessage(
@@ -411,6 +412,9 @@ async def _follow(
                 id=f"{seen_event}.{seen_log}",
                 data=msgspec.json.encode(event_shape(row)).decode(),
             )
+        for row in lines:
+            seen_log = row["seq"]
+            yield _log_message(row, seen_event)
         if not events and not lines:
             run = await anyio.to_thread.run_sync(
                 lambda: system.job_runs.run(organization_id, job_id, run_id)
@@ -421,12 +425,7 @@ async def _follow(
                     partial(system.run_logs.page, run_id, after=seen_log, limit=500)
                 )
                 for row in tail:
-                    seen_log = row["seq"]
-                    yield ServerSentEventMessage(
-                        event="log",
-                        id=f"{seen_event}.{seen_log}",
-                        data=msgspec.json.encode(log_shape(row)).decode(),
-                    )
+                    yield _log_message(row, seen_event)
                 return
             await asyncio.sleep(STREAM_POLL_SECONDS)
 
