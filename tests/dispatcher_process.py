@@ -15,7 +15,7 @@ from sailplane.infra_adapters.executors import FixedTarget
 from sailplane.infra_adapters.kafka import KafkaSettings
 from sailplane.storage import Database
 from sailplane.system import System
-from tests.runs_support import TwiceSource
+from tests.integration.test_consumers import TwiceSource
 
 
 def main(conninfo: str, servers: str, sail: str, twice: bool) -> int:

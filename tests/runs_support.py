@@ -53,18 +53,12 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-class TwiceSource:
-    """Delivers every batch twice, as a broker may after a rebalance or a crash."""
+def executions(database: Any, run_id: str) -> dict[int, int]:
+    """How often the local executor started each attempt of the run (its own count)."""
+    from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def poll(self, timeout: float) -> list[Any]:
-        batch = self.inner.poll(timeout)
-        return batch + batch
-
-    def commit(self) -> None:
-        self.inner.commit()
-
-    def close(self) -> None:
-        self.inner.close()
+    with database.connect() as conn:
+        rows = conn.execute(
+            f"SELECT attempt, executions FROM {EXECUTIONS_TABLE} WHERE run_id = %s", (run_id,)
+        ).fetchall()
+    return dict(rows)

@@ -10,7 +10,7 @@ pagination. Logs, events and the live stream are this project's additions
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -175,6 +175,15 @@ def _changeable_run(
     return row
 
 
+def _act(
+    system: System, principal: Principal, job_id: str, run_id: str, use_case: Callable[..., int]
+) -> JobRun:
+    """A `CanRunJobs` action on a run: check, call the use case, read the run back."""
+    _changeable_run(system, principal, job_id, run_id, RUN)
+    system.wait_for_views(use_case(job_id, run_id, by=principal.actor))
+    return run_shape(_visible_run(system, principal, job_id, run_id))
+
+
 def _after(marker: str | None) -> int:
     if marker is None:
         return 0
@@ -272,9 +281,7 @@ class JobRunController(Controller):
         self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Release a pending run: it becomes ready (409 unless pending)."""
-        _changeable_run(system, principal, job, jobRun, RUN)
-        system.wait_for_views(system.runs.release_run(job, jobRun, by=principal.actor))
-        return run_shape(_visible_run(system, principal, job, jobRun))
+        return _act(system, principal, job, jobRun, system.runs.release_run)
 
     @post(
         "/{jobRun:str}/retry",
@@ -292,10 +299,8 @@ class JobRunController(Controller):
         data: JSONBody[JobRunRetryRequest | None] = None,
     ) -> JobRun:
         """Run a failed, timed-out, cancelled or dead-lettered run again under its id."""
-        _changeable_run(system, principal, job, jobRun, RUN)
         hold = data.hold if data is not None else False
-        system.wait_for_views(system.runs.retry_run(job, jobRun, hold=hold, by=principal.actor))
-        return run_shape(_visible_run(system, principal, job, jobRun))
+        return _act(system, principal, job, jobRun, partial(system.runs.retry_run, hold=hold))
 
     @post(
         "/{jobRun:str}/cancel",
@@ -308,9 +313,7 @@ class JobRunController(Controller):
         self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Cancel an unfinished run; its running work is stopped (409 when finished)."""
-        _changeable_run(system, principal, job, jobRun, RUN)
-        system.wait_for_views(system.runs.cancel_run(job, jobRun, by=principal.actor))
-        return run_shape(_visible_run(system, principal, job, jobRun))
+        return _act(system, principal, job, jobRun, system.runs.cancel_run)
 
     @get(
         "/{jobRun:str}/logs",

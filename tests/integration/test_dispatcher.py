@@ -19,7 +19,7 @@ from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
 from tests.conftest import running_system
-from tests.runs_support import GivenJobVersions, process_alive, wait_until
+from tests.runs_support import GivenJobVersions, executions, process_alive, wait_until
 
 pytestmark = pytest.mark.sail
 
@@ -106,14 +106,6 @@ def until_status(
     )
 
 
-def executions(system: System, run_id: str) -> dict[int, int]:
-    with system.database.connect() as conn:
-        rows = conn.execute(
-            f"SELECT attempt, executions FROM {EXECUTIONS_TABLE} WHERE run_id = %s", (run_id,)
-        ).fetchall()
-    return dict(rows)
-
-
 def pid_of(system: System, run_id: str, attempt: int = 1) -> int:
     def pid() -> int | None:
         with system.database.connect() as conn:
@@ -134,7 +126,7 @@ def test_select_1_completes_with_logs_and_events(system: System, running: Any) -
     assert [r["line"] for r in system.run_logs.page(run_id)][:2] == ["one", "1"]
     types = [e["type"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
     assert types == ["created", "dispatched", "started", "completed"]
-    assert executions(system, run_id) == {1: 1}
+    assert executions(system.database, run_id) == {1: 1}
 
 
 def test_bad_sql_retries_with_backoff_then_fails(system: System, running: Any) -> None:
@@ -145,7 +137,7 @@ def test_bad_sql_retries_with_backoff_then_fails(system: System, running: Any) -
     assert "SELEC" in failed["status_message"]
     reasons = [e["reason"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
     assert "retry_backoff" in reasons
-    assert executions(system, run_id) == {1: 1, 2: 1}
+    assert executions(system.database, run_id) == {1: 1, 2: 1}
     # A manual retry runs it again under the same id.
     system.wait_for_views(system.runs.retry_run(spec.job_id, run_id, hold=False, by=MEMBER))
     again = until_status(system, spec, run_id, "failed")
@@ -236,6 +228,6 @@ def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
         )
         assert retried["trigger"] == "manual"
         system.wait_for_views(system.runs.cancel_run(spec.job_id, run_id, by=MEMBER))
-    assert executions(system, run_id) == {1: 1, 2: 1}
+    assert executions(system.database, run_id) == {1: 1, 2: 1}
     reasons = [e["reason"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
     assert "retry_backoff" in reasons

@@ -24,7 +24,7 @@ from sailplane.infra_adapters.kafka import KafkaSettings
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
 from tests import services
-from tests.runs_support import GivenJobVersions, process_alive, wait_until
+from tests.runs_support import GivenJobVersions, executions, process_alive, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sail]
 
@@ -113,14 +113,6 @@ def status(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, A
     return row
 
 
-def executions(system: System, run_id: str) -> dict[int, int]:
-    with system.database.connect() as conn:
-        rows = conn.execute(
-            f"SELECT attempt, executions FROM {EXECUTIONS_TABLE} WHERE run_id = %s", (run_id,)
-        ).fetchall()
-    return dict(rows)
-
-
 def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
     system: System, broker: services.Broker, sail: str
 ) -> None:
@@ -159,9 +151,9 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
             what="the slow run completed after the restart",
         )
     assert done["attempt"] == 2
-    assert executions(system, slow_run) == {1: 1, 2: 1}
+    assert executions(system.database, slow_run) == {1: 1, 2: 1}
     for run_id in quick_runs:
-        assert executions(system, run_id) == {1: 1}
+        assert executions(system.database, run_id) == {1: 1}
         assert status(system, quick, run_id)["attempt"] == 1
     reasons = [e["reason"] for e in system.job_runs.events(ORG, slow_run, after=0, limit=100)]
     assert "retry_backoff" in reasons

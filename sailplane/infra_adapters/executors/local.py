@@ -243,8 +243,11 @@ class LocalExecutor:
             else:
                 self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
         except Exception as error:  # the attempt fails; the dispatcher keeps running
+            if self._stop.is_set():
+                return  # shutting down (the pool is closed): the attempt reads as lost later
             log.exception("local execution %s-%s failed to run", *key)
-            self._finish(key, FAILED, None, f"The local executor could not run it: {error}")
+            with contextlib.suppress(Exception):
+                self._finish(key, FAILED, None, f"The local executor could not run it: {error}")
 
     def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> str | None:
         assert process.stdout is not None
