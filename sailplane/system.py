@@ -7,28 +7,36 @@ contexts register their projections, start-up hooks and consumers here.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
+from sailplane.commands.infra import Infra
 from sailplane.commands.requests import Requests
 from sailplane.commands.runs import NoJobVersions, Runs
+from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.dispatcher import DispatcherWorker, QueryTexts, RunDispatcher
-from sailplane.infra_adapters.executors import NoTargets, RunTargets
+from sailplane.infra_adapters.executors import RunTargets
 from sailplane.infra_adapters.executors.kubernetes import KubernetesExecutor
 from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.providers import ADAPTERS, Providers
+from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
+from sailplane.infra_adapters.provisioner import Provisioner
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -38,6 +46,7 @@ from sailplane.projections.identity import (
     TeamsProjection,
     TeamsView,
 )
+from sailplane.projections.infra import ClustersProjection, ClustersView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -46,6 +55,7 @@ from sailplane.projections.runner import (
     prepare_view,
 )
 from sailplane.projections.runs import RunsProjection, RunsView
+from sailplane.projections.sessions import SessionsProjection, SessionsView
 from sailplane.projections.workloads import (
     CatalogsProjection,
     CatalogsView,
@@ -63,6 +73,8 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     CatalogsProjection,
     QueriesProjection,
     AccessProjection,
+    ClustersProjection,
+    SessionsProjection,
     RunsProjection,
 )
 
@@ -74,7 +86,9 @@ class Worker(Protocol):
 
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
-CONSUMERS: dict[str, Callable[[System], Consumer]] = {}
+CONSUMERS: dict[str, Callable[[System], Consumer]] = {
+    "provisioner": lambda system: Provisioner(system.infra, system.sessions, system.providers),
+}
 # name -> builder of a worker that is more than one consumer (e.g. the dispatcher and its monitor).
 WORKERS: dict[str, Callable[[System], Worker]] = {}
 
@@ -90,6 +104,7 @@ class System:
         secret_box: SecretBox | None = None,
         mailer: Mailer | None = None,
         public_url: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -118,12 +133,24 @@ class System:
             query_usage=self.queries,
         )
         self.access = AccessView(self.pool)
+        # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
+        self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
+        for builder in ADAPTERS.values():
+            self.providers.register(builder(self))
+        self.infra = Infra(
+            self.event_log, providers=self.providers, secret_box=self.secret_box, clock=clock
+        )
+        self.clusters = ClustersView(self.pool)
+        self.infra.lookup = self.clusters
+        self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
+        self.session_views = SessionsView(self.pool)
 
         # Job runs: the job versions they copy (wired by the jobs context), where clusters
-        # run work (wired by the infrastructure context), their views and their logs.
+        # run work, their views and their logs.
         self.job_runs = RunsView(self.pool)
         self.run_logs = RunLogs(database, pool=self.pool)
-        self.run_targets: RunTargets = NoTargets()
+        self.run_targets: RunTargets = InfraRunTargets(self.infra)
         self.runs = Runs(
             self.event_log, job_versions=NoJobVersions(), history=self.job_runs, clock=clock
         )
@@ -172,6 +199,7 @@ class System:
             else FernetSecretBox.from_key_file(settings.data_dir / "secrets.key"),
             mailer=mailer,
             public_url=settings.public_url,
+            data_dir=settings.data_dir,
         )
 
     @property
@@ -228,6 +256,7 @@ class System:
         )
 
     def close(self) -> None:
+        self.providers.close()
         self.listener.stop()
         self.pool.close()
         self.event_log.close()
@@ -360,7 +389,13 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         )
 
 
-STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization]
+def ensure_local_clusters(system: System, settings: Settings) -> None:
+    """Every organization has its `local` connection, network and active cluster (derived ids)."""
+    for organization_id in system.clusters.organizations_without_local_cluster():
+        system.wait_for_views(system.infra.ensure_local_cluster(organization_id).position)
+
+
+STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]
 
 
 def start_up(system: System, settings: Settings) -> None:

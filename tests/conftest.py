@@ -63,7 +63,14 @@ def found_org(system: System, name: str = "Test Org") -> Org:
         name=name, owner_email=f"owner-{uuid.uuid4().hex[:8]}@example.com", owner_name="Owner"
     )
     system.wait_for_views(founded.position)
+    # Every organization has its active `local` cluster (the start-up hook does this in serve).
+    system.wait_for_views(system.infra.ensure_local_cluster(founded.organization_id).position)
     return Org(founded.organization_id, founded.owner_member_id, founded.token)
+
+
+def local_cluster_id(system: System, organization_id: str) -> str:
+    """The id of the organization's active `local` workload cluster."""
+    return system.infra.ensure_local_cluster(organization_id).cluster_id
 
 
 def add_member_with_token(system: System, org: Org, role_ids: list[str]) -> tuple[str, str]:
@@ -148,3 +155,16 @@ def moto() -> Iterator[str]:
 def sail() -> Iterator[str]:
     with services.sail_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def provisioner(system: System) -> Iterator[None]:
+    """The provisioner worker on the session's system: operations and sessions complete."""
+    stop = threading.Event()
+    host = WorkerHost()
+    host.start(system.worker("provisioner"), stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        host.join(timeout=30)

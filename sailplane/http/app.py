@@ -18,6 +18,13 @@ from sailplane.http.errors import EXCEPTION_HANDLERS
 from sailplane.http.events import EventLogController
 from sailplane.http.idempotency import IdempotencyMiddleware
 from sailplane.http.identity_providers import IdentityProviderController
+from sailplane.http.infra import (
+    ClusterController,
+    ConnectionController,
+    MyClustersController,
+    NetworkController,
+    OperationController,
+)
 from sailplane.http.invitations import InvitationController
 from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.me import MeController
@@ -25,6 +32,7 @@ from sailplane.http.members import MemberController
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
+from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
 from sailplane.http.users import UserController
 from sailplane.system import System
@@ -47,6 +55,13 @@ CONTROLLERS: list[type[Any]] = [
     CatalogListsController,
     QueryController,
     QueryListsController,
+    ConnectionController,
+    NetworkController,
+    ClusterController,
+    OperationController,
+    MyClustersController,
+    SessionController,
+    ComputeConfigController,
     JobRunController,
     JobRunListsController,
 ]

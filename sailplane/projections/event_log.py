@@ -25,6 +25,7 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-3d5b-4c8e-9a7f-5e2d1c0b9a88")
 CONTEXTS: dict[str, tuple[str, str]] = {
     "sailplane.domain.identity": ("identity", "sailplane.identity"),
     "sailplane.domain.infra": ("infra", "sailplane.infra"),
+    "sailplane.domain.sessions": ("infra", "sailplane.infra"),
     "sailplane.domain.workloads": ("workloads", "sailplane.workloads"),
     "sailplane.domain.runs": ("runs", "sailplane.job-runs"),
     "sailplane.domain.notifications": ("notifications", "sailplane.notifications"),

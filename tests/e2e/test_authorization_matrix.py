@@ -82,7 +82,7 @@ def _send(
     )
 
 
-@pytest.mark.usefixtures("oidc")
+@pytest.mark.usefixtures("oidc", "provisioner")
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_endpoint_authorization(case: Case, world: World, stranger: Org) -> None:
     values = case.setup(world) if case.setup else {}

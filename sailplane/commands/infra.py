@@ -1,0 +1,599 @@
+"""Infrastructure use cases: connections, networks, clusters and their operations.
+
+The HTTP layer calls the user-facing use cases (create, provision, destroy, ...); each
+provision, update, destroy or template sync saves an `Operation` together with the
+resource's new status. The provisioner consumer then calls `start_operation`,
+`record_progress` and `finish_operation` as it performs the provider's steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from eventsourcing.persistence import Tracking
+
+from sailplane.commands.base import Clock, SailplaneApplication, utc_now
+from sailplane.commands.workloads import SecretBox
+from sailplane.domain.base import Actor, SailplaneAggregate
+from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
+from sailplane.domain.ids import derived_id, new_id
+from sailplane.domain.infra import (
+    ACTIVE,
+    DESTROYED,
+    LOCAL,
+    PENDING,
+    Cluster,
+    Connection,
+    ExternalCluster,
+    Network,
+    Operation,
+    check_provider,
+    wrong_state,
+)
+from sailplane.infra_adapters.providers import (
+    ClusterSpec,
+    ConnectionSpec,
+    NetworkSpec,
+    ProviderError,
+    Providers,
+    Unsupported,
+)
+from sailplane.storage import EventLog
+
+A = TypeVar("A", bound=SailplaneAggregate)
+
+LOCAL_NAME = "local"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    connection_id: str
+    network_id: str
+    external_cluster_id: str
+    cluster_id: str
+    position: int  # 0 when it existed already
+
+
+def local_ids(organization_id: str) -> tuple[str, str, str, str]:
+    """The derived ids of an organization's local connection, network, provisioned and workload cluster."""
+    return (
+        derived_id("local-connection", organization_id),
+        derived_id("local-network", organization_id),
+        derived_id("local-external-cluster", organization_id),
+        derived_id("local-cluster", organization_id),
+    )
+
+
+class InfraLookup(Protocol):
+    def live_children(
+        self,
+        organization_id: str,
+        *,
+        connection_id: str | None = None,
+        network_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Networks and clusters (of a connection), or clusters (of a network), not deleted."""
+
+
+class Infra(SailplaneApplication):
+    lookup: InfraLookup | None = None  # the clusters view, wired by the System
+
+    def __init__(
+        self, log: EventLog, *, providers: Providers, secret_box: SecretBox, clock: Clock = utc_now
+    ) -> None:
+        self.providers = providers
+        self.secret_box = secret_box
+        super().__init__(log, clock=clock)
+
+    # --- the local cluster ---------------------------------------------------------------
+
+    def ensure_local_cluster(
+        self, organization_id: str, *, tracking: Tracking | None = None
+    ) -> LocalCluster:
+        """The organization's `local` connection, network and active cluster, created once.
+
+        Ids derive from the organization, so concurrent or repeated calls create nothing twice
+        (a racing second save fails the store's version check and finds the first one's).
+        """
+        connection_id, network_id, external_id, cluster_id = local_ids(organization_id)
+        found = LocalCluster(connection_id, network_id, external_id, cluster_id, 0)
+        if self._find(Cluster, cluster_id) is not None:
+            return found
+        by = Actor.system("bootstrap", organization_id)
+        at = self.clock()
+        connection = Connection.create(
+            id=connection_id,
+            name=LOCAL_NAME,
+            provider=LOCAL,
+            provider_config={},
+            sealed_secrets={},
+            status=ACTIVE,
+            status_message="Sail on the Sailplane host.",
+            by=by,
+            at=at,
+        )
+        network = Network.create(
+            id=network_id,
+            connection_id=connection_id,
+            name=LOCAL_NAME,
+            region=LOCAL,
+            config={"cidr": "127.0.0.0/8"},
+            provider_network_id="loopback",
+            status=ACTIVE,
+            by=by,
+            at=at,
+        )
+        external = ExternalCluster.create(
+            id=external_id,
+            connection_id=connection_id,
+            network_id=network_id,
+            cluster_id=cluster_id,
+            name=LOCAL_NAME,
+            region=LOCAL,
+            config={},
+            status=ACTIVE,
+            by=by,
+            at=at,
+        )
+        cluster = Cluster.create_for(
+            external, provider=LOCAL, open_to_all_members=True, by=by, at=at
+        )
+        try:
+            position = self._commit(connection, network, external, cluster, tracking=tracking)
+        except ConflictError:
+            if self._find(Cluster, cluster_id) is not None:
+                return found  # created by a concurrent call
+            raise
+        return LocalCluster(connection_id, network_id, external_id, cluster_id, position)
+
+    # --- connections ---------------------------------------------------------------------
+
+    def create_connection(
+        self, *, name: str, provider: str, provider_config: dict[str, Any], by: Actor
+    ) -> tuple[str, int]:
+        adapter = self.providers.get(check_provider(provider))
+        connection_id = new_id()
+        config, secrets = adapter.check_config(provider_config, connection_id=connection_id)
+        connection = Connection.create(
+            id=connection_id,
+            name=name,
+            provider=provider,
+            provider_config=config,
+            sealed_secrets=self._seal(secrets),
+            status=adapter.initial_status(),
+            by=by,
+            at=self.clock(),
+        )
+        return connection.id, self._commit(connection)
+
+    def update_connection(
+        self,
+        connection_id: str,
+        *,
+        name: str | None,
+        provider_config: dict[str, Any] | None,
+        by: Actor,
+    ) -> int:
+        connection = self._connection(connection_id, by)
+        config, sealed = connection.provider_config, connection.sealed_secrets
+        if provider_config is not None:
+            adapter = self.providers.get(connection.provider)
+            config, secrets = adapter.check_config(provider_config, connection_id=connection.id)
+            sealed = self._seal(secrets)
+        connection.update(
+            name=connection.name if name is None else name,
+            provider_config=config,
+            sealed_secrets=sealed,
+            by=by,
+            at=self.clock(),
+        )
+        return self._commit(connection)
+
+    def verify_connection(self, connection_id: str, *, role_arn: str | None, by: Actor) -> int:
+        connection = self._connection(connection_id, by)
+        adapter = self.providers.get(connection.provider)
+        result = adapter.verify(self.connection_spec(connection), role_arn=role_arn)
+        connection.record_verification(
+            ok=result.ok,
+            message=result.message,
+            provider_config={**connection.provider_config, **result.provider_config},
+            by=by,
+            at=self.clock(),
+        )
+        return self._commit(connection)
+
+    def delete_connection(self, connection_id: str, *, by: Actor) -> int:
+        connection = self._connection(connection_id, by)
+        self._refuse_builtin(connection.id, by, "delete")
+        holding = [
+            f"{c['kind']} {c['id']} ({c['status']})"
+            for c in self._lookup().live_children(by.organization_id, connection_id=connection.id)
+            if c["status"] not in (DESTROYED, PENDING)
+        ]
+        if holding:
+            raise ConflictError(
+                f"Cannot delete connection {connection.id}: destroy its networks and clusters "
+                f"first ({', '.join(holding)}).",
+                code="connection_in_use",
+            )
+        connection.delete(by=by, at=self.clock())
+        return self._commit(connection)
+
+    def sync_template(self, connection_id: str, *, by: Actor) -> tuple[str, int]:
+        connection = self._connection(connection_id, by)
+        connection.check_active("sync the template of")
+        adapter = self.providers.get(connection.provider)
+        if not getattr(adapter, "supports_templates", False):
+            raise Unsupported(
+                f"Connection {connection.id} ({connection.provider}) has no infrastructure template to sync."
+            )
+        operation = self._operation("sync_template", connection.id, connection.id, by)
+        return operation.id, self._commit(operation)
+
+    # --- networks ------------------------------------------------------------------------
+
+    def create_network(
+        self,
+        connection_id: str,
+        *,
+        name: str,
+        region: str | None,
+        config: dict[str, Any],
+        by: Actor,
+    ) -> tuple[str, int]:
+        connection = self._connection(connection_id, by)
+        connection.check_active("create a network in")
+        network = Network.create(
+            id=new_id(),
+            connection_id=connection.id,
+            name=name,
+            region=self._region(connection, region),
+            config=config,
+            provider_network_id=None,
+            by=by,
+            at=self.clock(),
+        )
+        return network.id, self._commit(network)
+
+    def update_network(
+        self, connection_id: str, network_id: str, *, name: str | None, by: Actor
+    ) -> int:
+        network = self._network(network_id, by, connection_id=connection_id)
+        if name is not None:
+            network.rename(name, by=by, at=self.clock())
+        return self._commit(network)
+
+    def provision_network(
+        self, connection_id: str, network_id: str, *, by: Actor
+    ) -> tuple[str, int]:
+        network = self._network(network_id, by, connection_id=connection_id)
+        self._connection(network.connection_id, by).check_active("provision a network in")
+        operation = self._operation("provision_network", network.id, network.connection_id, by)
+        network.start_provisioning(operation.id, by=by, at=self.clock())
+        return operation.id, self._commit(network, operation)
+
+    def destroy_network(self, connection_id: str, network_id: str, *, by: Actor) -> tuple[str, int]:
+        network = self._network(network_id, by, connection_id=connection_id)
+        self._refuse_builtin(network.id, by, "destroy")
+        holding = [
+            f"cluster {c['id']} ({c['status']})"
+            for c in self._lookup().live_children(by.organization_id, network_id=network.id)
+            if c["status"] not in (DESTROYED, PENDING)
+        ]
+        if holding:
+            raise ConflictError(
+                f"Cannot destroy network {network.id}: destroy its clusters first ({', '.join(holding)}).",
+                code="network_in_use",
+            )
+        operation = self._operation("destroy_network", network.id, network.connection_id, by)
+        network.start_destroying(operation.id, by=by, at=self.clock())
+        return operation.id, self._commit(network, operation)
+
+    def delete_network(self, network_id: str, *, by: Actor) -> int:
+        network = self._network(network_id, by)
+        self._refuse_builtin(network.id, by, "delete")
+        network.delete(by=by, at=self.clock())
+        return self._commit(network)
+
+    # --- provisioned clusters ------------------------------------------------------------
+
+    def create_cluster(
+        self,
+        connection_id: str,
+        *,
+        network_id: str,
+        name: str,
+        region: str | None,
+        config: dict[str, Any],
+        by: Actor,
+    ) -> tuple[str, int]:
+        connection = self._connection(connection_id, by)
+        connection.check_active("create a cluster in")
+        network = self._network(network_id, by, connection_id=connection.id, field="networkId")
+        if network.status != ACTIVE:
+            raise wrong_state(
+                "network", network.id, network.status, "create a cluster in", (ACTIVE,)
+            )
+        at = self.clock()
+        external = ExternalCluster.create(
+            id=new_id(),
+            connection_id=connection.id,
+            network_id=network.id,
+            cluster_id=new_id(),
+            name=name,
+            region=self._region(connection, region or network.region),
+            config=config,
+            by=by,
+            at=at,
+        )
+        cluster = Cluster.create_for(
+            external, provider=connection.provider, open_to_all_members=False, by=by, at=at
+        )
+        return external.id, self._commit(external, cluster)
+
+    def update_cluster(
+        self,
+        connection_id: str,
+        external_id: str,
+        *,
+        name: str | None,
+        config: dict[str, Any] | None,
+        by: Actor,
+    ) -> tuple[str | None, int]:
+        """Rename and/or reconfigure; a new configuration starts an update operation."""
+        external = self._external(external_id, by, connection_id=connection_id)
+        cluster = self._workload_cluster(external)
+        at = self.clock()
+        operation = None
+        if config is not None and config != external.config:
+            self._refuse_builtin(external.id, by, "update")
+            external.reconfigure(config, by=by, at=at)
+            operation = self._operation("update_cluster", external.id, external.connection_id, by)
+            external.start_update(operation.id, by=by, at=at)
+        if name is not None:
+            external.rename(name, by=by, at=at)
+        cluster.mirror(external, by=by, at=at)
+        return (operation.id if operation else None), self._commit(external, cluster, operation)
+
+    def provision_cluster(
+        self, connection_id: str, external_id: str, *, by: Actor
+    ) -> tuple[str, int]:
+        external = self._external(external_id, by, connection_id=connection_id)
+        self._connection(external.connection_id, by).check_active("provision a cluster in")
+        operation = self._operation("provision_cluster", external.id, external.connection_id, by)
+        external.start_provisioning(operation.id, by=by, at=self.clock())
+        cluster = self._workload_cluster(external)
+        cluster.mirror(external, by=by, at=self.clock())
+        return operation.id, self._commit(external, cluster, operation)
+
+    def destroy_cluster(
+        self, connection_id: str, external_id: str, *, by: Actor
+    ) -> tuple[str, int]:
+        external = self._external(external_id, by, connection_id=connection_id)
+        self._refuse_builtin(external.id, by, "destroy")
+        operation = self._operation("destroy_cluster", external.id, external.connection_id, by)
+        external.start_destroying(operation.id, by=by, at=self.clock())
+        cluster = self._workload_cluster(external)
+        cluster.mirror(external, by=by, at=self.clock())
+        return operation.id, self._commit(external, cluster, operation)
+
+    def delete_cluster(self, external_id: str, *, by: Actor) -> int:
+        external = self._external(external_id, by)
+        self._refuse_builtin(external.id, by, "delete")
+        external.delete(by=by, at=self.clock())
+        cluster = self._workload_cluster(external)
+        cluster.delete(by=by, at=self.clock())
+        return self._commit(external, cluster)
+
+    # --- operations: what the provisioner calls ------------------------------------------
+
+    def start_operation(self, operation_id: str, *, by: Actor) -> int:
+        """Mark the operation running (a no-op, returning 0, when it already runs or ended)."""
+        operation = self._any(Operation, operation_id, "operation")
+        if not operation.start(by=by, at=self.clock()):
+            return 0
+        return self._commit(operation)
+
+    def record_progress(
+        self,
+        operation_id: str,
+        stage: str,
+        message: str,
+        resources: list[dict[str, Any]],
+        *,
+        by: Actor,
+    ) -> int:
+        operation = self._any(Operation, operation_id, "operation")
+        operation.record_progress(stage, message, resources, by=by, at=self.clock())
+        return self._commit(operation)
+
+    def finish_operation(
+        self,
+        operation_id: str,
+        *,
+        outputs: dict[str, Any] | None,
+        error: ProviderError | None,
+        by: Actor,
+        tracking: Tracking | None = None,
+    ) -> int:
+        """Record the outcome on the operation and its resource (and the workload cluster), at once."""
+        operation = self._any(Operation, operation_id, "operation")
+        at = self.clock()
+        resource: Any = None
+        cluster = None
+        if operation.resource_type == "connection":
+            resource = self._any(Connection, operation.resource_id, "connection")
+            if error is None:
+                resource.record_template_sync(message="The template is up to date.", by=by, at=at)
+            else:
+                resource.record_template_sync(message=error.message, by=by, at=at)
+        else:
+            resource = self._any(
+                Network if operation.resource_type == "network" else ExternalCluster,
+                operation.resource_id,
+                operation.resource_type,
+            )
+            if resource.operation_id == operation.id:
+                resource.finish(
+                    ok=error is None,
+                    message=None if error is None else error.message,
+                    outputs=outputs if error is None else None,
+                    by=by,
+                    at=at,
+                )
+            if isinstance(resource, ExternalCluster):
+                cluster = self._workload_cluster(resource)
+                cluster.mirror(resource, by=by, at=at)
+        if error is None:
+            operation.succeed(
+                outputs,
+                message=f"The {operation.operation.replace('_', ' ')} succeeded.",
+                by=by,
+                at=at,
+            )
+        else:
+            operation.fail(
+                code=error.code, message=error.message, retryable=error.retryable, by=by, at=at
+            )
+        return self._commit(operation, resource, cluster, tracking=tracking)
+
+    def operation_target(
+        self, operation_id: str
+    ) -> tuple[Operation, ConnectionSpec, NetworkSpec | ClusterSpec | None]:
+        """The operation and snapshots of what its step acts on, for the provider adapter."""
+        operation = self._any(Operation, operation_id, "operation")
+        connection = self._any(Connection, operation.connection_id, "connection")
+        target: NetworkSpec | ClusterSpec | None = None
+        if operation.resource_type == "network":
+            target = network_spec(self._any(Network, operation.resource_id, "network"))
+        elif operation.resource_type == "cluster":
+            external = self._any(ExternalCluster, operation.resource_id, "cluster")
+            network = self._find(Network, external.network_id)
+            target = cluster_spec(external, network.outputs if network else {})
+        return operation, self.connection_spec(connection), target
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def connection_spec(self, connection: Connection) -> ConnectionSpec:
+        return ConnectionSpec(
+            id=connection.id,
+            organization_id=connection.organization_id,
+            provider=connection.provider,
+            config=dict(connection.provider_config),
+            secrets={k: self.secret_box.open(v) for k, v in connection.sealed_secrets.items()},
+        )
+
+    def _seal(self, secrets: dict[str, str]) -> dict[str, str]:
+        return {k: self.secret_box.seal(v) for k, v in secrets.items()}
+
+    def _lookup(self) -> InfraLookup:
+        if self.lookup is None:
+            raise RuntimeError("Infra needs its lookup (System wires the clusters view)")
+        return self.lookup
+
+    def _operation(self, kind: str, resource_id: str, connection_id: str, by: Actor) -> Operation:
+        return Operation.create(
+            id=new_id(),
+            operation=kind,
+            resource_id=resource_id,
+            connection_id=connection_id,
+            by=by,
+            at=self.clock(),
+        )
+
+    def _refuse_builtin(self, resource_id: str, by: Actor, action: str) -> None:
+        if resource_id in local_ids(by.organization_id):
+            raise ConflictError(
+                f"Cannot {action} the organization's built-in local {resource_id}: every member's "
+                "local cluster stays available.",
+                code="builtin_local_cluster",
+            )
+
+    @staticmethod
+    def _region(connection: Connection, region: str | None) -> str:
+        if region:
+            return region
+        if connection.provider == LOCAL:
+            return LOCAL
+        configured = connection.provider_config.get("region")
+        if not configured:
+            raise InvalidValueError(
+                "Name a region: the connection has no configured region.", field="region"
+            )
+        return str(configured)
+
+    def _any(self, cls: type[A], aggregate_id: str, kind: str) -> A:
+        found = self._find(cls, aggregate_id)
+        if found is None:
+            raise NotFoundError.of(kind, aggregate_id)
+        return found
+
+    def _connection(self, connection_id: str, by: Actor) -> Connection:
+        return self._load(
+            Connection, connection_id, organization_id=by.organization_id, kind="connection"
+        )
+
+    def _network(
+        self,
+        network_id: str,
+        by: Actor,
+        *,
+        connection_id: str | None = None,
+        field: str | None = None,
+    ) -> Network:
+        if connection_id is not None:
+            self._connection(connection_id, by)
+        network = self._load(
+            Network, network_id, organization_id=by.organization_id, kind="network"
+        )
+        if connection_id is not None and network.connection_id != connection_id:
+            if field is not None:
+                raise InvalidValueError(
+                    f"Network {network_id} belongs to another connection.", field=field
+                )
+            raise NotFoundError.of("network", network_id)
+        return network
+
+    def _external(
+        self, external_id: str, by: Actor, *, connection_id: str | None = None
+    ) -> ExternalCluster:
+        if connection_id is not None:
+            self._connection(connection_id, by)
+        external = self._load(
+            ExternalCluster, external_id, organization_id=by.organization_id, kind="cluster"
+        )
+        if connection_id is not None and external.connection_id != connection_id:
+            raise NotFoundError.of("cluster", external_id)
+        return external
+
+    def _workload_cluster(self, external: ExternalCluster) -> Cluster:
+        return self._any(Cluster, external.cluster_id, "cluster")
+
+
+def network_spec(network: Network) -> NetworkSpec:
+    return NetworkSpec(
+        id=network.id,
+        organization_id=network.organization_id,
+        connection_id=network.connection_id,
+        name=network.name,
+        region=network.region,
+        config=dict(network.config),
+        provider_network_id=network.provider_network_id,
+        outputs=dict(network.outputs),
+    )
+
+
+def cluster_spec(external: ExternalCluster, network_outputs: dict[str, Any]) -> ClusterSpec:
+    return ClusterSpec(
+        id=external.id,
+        organization_id=external.organization_id,
+        connection_id=external.connection_id,
+        network_id=external.network_id,
+        cluster_id=external.cluster_id,
+        name=external.name,
+        region=external.region,
+        config=dict(external.config),
+        outputs=dict(external.outputs),
+        network_outputs=dict(network_outputs),
+    )

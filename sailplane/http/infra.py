@@ -1,0 +1,1274 @@
+"""`/api/v1/infra/...` (connections, networks, provisioned clusters), `/operations/{id}` and
+`/me/clusters`.
+
+Reading needs `CanViewInfrastructure`; changing anything, templates and kubeconfigs need
+`CanManageInfrastructure`. `/me/clusters` lists the workload clusters the caller can run
+work on: every cluster with `CanUseClusters` from an organization role, else the ones open
+to every member (the built-in `local` cluster).
+
+Provision, update, destroy and template sync answer 202 with the operation (or the
+cluster, for an update) and continue in the provisioner.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from sailplane.domain.errors import InvalidValueError, NotFoundError
+from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.pagination import (
+    Described,
+    Limit,
+    Marker,
+    NormalizedListing,
+    PageNumber,
+    SortDirection,
+    page_of,
+)
+from sailplane.http.shapes import Shape, iso
+from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Provider, resource_name
+from sailplane.system import System
+
+VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
+ACCEPTED = 202
+
+
+# --- request bodies -------------------------------------------------------------------------
+
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+OptionalId = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")] | None
+
+
+class ConnectionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Name
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    provider_config: dict[str, Any] = {}
+
+
+class ConnectionUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Name | None = None
+    provider_config: dict[str, Any] | None = None
+
+
+class VerifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    role_arn: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+
+
+class NetworkCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    connection_id: OptionalId = None
+    name: Name
+    region: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    config: dict[str, Any] = {}
+
+
+class NetworkUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Name | None = None
+    config: dict[str, Any] | None = None
+
+
+class ClusterCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    connection_id: OptionalId = None
+    network_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")]
+    name: Name
+    region: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    config: dict[str, Any] = {}
+
+
+class ClusterUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Name | None = None
+    config: dict[str, Any] | None = None
+
+
+# --- response shapes ------------------------------------------------------------------------
+
+
+class ConnectionOut(Shape):
+    id: str
+    name: str
+    provider: str
+    provider_config: dict[str, Any]
+    status: str
+    status_message: str | None
+    last_used_at: str | None
+    template_synced_at: str | None
+    template_sync_message: str | None
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class NetworkOut(Shape):
+    id: str
+    connection_id: str
+    name: str
+    region: str
+    provider_network_id: str | None
+    config: dict[str, Any]
+    iac_state: dict[str, Any]
+    iac_outputs: dict[str, Any]
+    status: str
+    status_message: str | None
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class ExternalClusterOut(Shape):
+    id: str
+    connection_id: str
+    network_id: str
+    cluster_id: str
+    name: str
+    region: str
+    status: str
+    status_message: str | None
+    config: dict[str, Any]
+    provider_metadata: dict[str, Any]
+    iac_state: dict[str, Any]
+    iac_outputs: dict[str, Any]
+    job_runner_role_arn: str | None
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+    last_health_status: str | None
+    last_health_message: str | None
+    last_health_check_at: str | None
+
+
+class WorkloadClusterOut(Shape):
+    id: str
+    name: str
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+    external_cluster_id: str
+    region: str
+    connection_id: str
+    network_id: str
+    external_status: str
+    operation_id: str | None
+    provider: str
+
+
+class OperationOut(Shape):
+    id: str
+    organization_id: str
+    member_id: str | None
+    operation: str
+    status: str
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    progress: dict[str, Any]
+    resource_type: str
+    resource_id: str
+    created_at: str | None
+    updated_at: str | None
+    started_at: str | None
+    completed_at: str | None
+
+
+class ClusterRef(Shape):
+    id: str
+    connection_id: str
+
+
+class MyClusterRef(Shape):
+    id: str
+    external_cluster_id: str
+    connection_id: str
+
+
+class ClustersIncluded(Shape):
+    clusters: list[ExternalClusterOut]
+    connections: list[ConnectionOut]
+    operations: list[OperationOut]
+
+
+class NetworksIncluded(Shape):
+    networks: list[NetworkOut]
+    connections: list[ConnectionOut]
+    clusters: list[ExternalClusterOut]
+    operations: list[OperationOut]
+
+
+class MyClustersIncluded(Shape):
+    clusters: list[WorkloadClusterOut]
+    connections: list[ConnectionOut]
+    networks: list[NetworkOut]
+    external_clusters: list[ExternalClusterOut]
+
+
+class ConnectionsIncluded(Shape):
+    operations: list[OperationOut]
+
+
+class ConnectionListing(msgspec.Struct, kw_only=True):
+    items: list[ConnectionOut]
+    included: ConnectionsIncluded
+    marker: str | None
+
+
+class NetworkListing(msgspec.Struct, kw_only=True):
+    items: list[NetworkOut]
+    included: NetworksIncluded
+    marker: str | None
+
+
+class Items(msgspec.Struct, kw_only=True):
+    items: list[dict[str, Any]]
+
+
+class InstanceTypes(msgspec.Struct, kw_only=True):
+    items: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+
+class TemplateOut(Shape):
+    template_url: str | None
+    quick_launch_url: str | None
+    download_url: str
+    parameters: dict[str, str]
+
+
+class HealthOut(Shape):
+    status: str
+    provider_metadata: dict[str, Any]
+    node_groups: list[dict[str, Any]]
+    system_pods: list[dict[str, Any]]
+    total_nodes: int
+    ready_nodes: int
+    last_checked_at: str | None
+    message: str
+
+
+class KubeconfigOut(Shape):
+    kubeconfig: str
+    cluster_endpoint: str | None
+    cluster_certificate_authority: str | None
+
+
+# --- rows to shapes -------------------------------------------------------------------------
+
+
+def _audit(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "created_at": iso(row["created_at"]),
+        "created_by": row["created_by"],
+        "updated_at": iso(row["updated_at"]),
+        "updated_by": row["updated_by"],
+    }
+
+
+def connection_out(row: dict[str, Any]) -> ConnectionOut:
+    return ConnectionOut(
+        id=row["id"],
+        name=row["name"],
+        provider=row["provider"],
+        provider_config=row["provider_config"],
+        status=row["status"],
+        status_message=row["status_message"],
+        last_used_at=iso(row["last_used_at"]),
+        template_synced_at=iso(row["template_synced_at"]),
+        template_sync_message=row["template_sync_message"],
+        **_audit(row),
+    )
+
+
+def _iac_state(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "projectName": "sailplane",
+        "stackName": resource_name(kind, row["id"], row["organization_id"]),
+    }
+
+
+def network_out(row: dict[str, Any]) -> NetworkOut:
+    return NetworkOut(
+        id=row["id"],
+        connection_id=row["connection_id"],
+        name=row["name"],
+        region=row["region"],
+        provider_network_id=row["provider_network_id"],
+        config=row["config"],
+        iac_state=_iac_state("network", row),
+        iac_outputs=row["iac_outputs"],
+        status=row["status"],
+        status_message=row["status_message"],
+        **_audit(row),
+    )
+
+
+def external_cluster_out(row: dict[str, Any]) -> ExternalClusterOut:
+    outputs = row["iac_outputs"]
+    return ExternalClusterOut(
+        id=row["id"],
+        connection_id=row["connection_id"],
+        network_id=row["network_id"],
+        cluster_id=row["cluster_id"],
+        name=row["name"],
+        region=row["region"],
+        status=row["status"],
+        status_message=row["status_message"],
+        config=row["config"],
+        provider_metadata=outputs.get("providerMetadata", {}),
+        iac_state=_iac_state("cluster", row),
+        iac_outputs=outputs,
+        job_runner_role_arn=outputs.get("jobRunnerRoleArn"),
+        last_health_status=None,
+        last_health_message=None,
+        last_health_check_at=None,
+        **_audit(row),
+    )
+
+
+def workload_cluster_out(row: dict[str, Any]) -> WorkloadClusterOut:
+    return WorkloadClusterOut(
+        id=row["id"],
+        name=row["name"],
+        external_cluster_id=row["external_cluster_id"],
+        region=row["region"],
+        connection_id=row["connection_id"],
+        network_id=row["network_id"],
+        external_status=row["external_status"],
+        operation_id=row["operation_id"],
+        provider=row["provider"],
+        **_audit(row),
+    )
+
+
+def operation_out(row: dict[str, Any]) -> OperationOut:
+    return OperationOut(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        member_id=row["member_id"],
+        operation=row["operation"],
+        status=row["status"],
+        result=row["result"],
+        error=row["error"],
+        progress=row["progress"],
+        resource_type=row["resource_type"],
+        resource_id=row["resource_id"],
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
+        started_at=iso(row["started_at"]),
+        completed_at=iso(row["completed_at"]),
+    )
+
+
+def _or_404(row: dict[str, Any] | None, kind: str, identifier: str) -> dict[str, Any]:
+    if row is None:
+        raise NotFoundError.of(kind, identifier)
+    return row
+
+
+def connection_row(system: System, principal: Principal, connection_id: str) -> dict[str, Any]:
+    return _or_404(
+        system.clusters.connection(principal.organization_id, connection_id),
+        "connection",
+        connection_id,
+    )
+
+
+def network_row(
+    system: System, principal: Principal, network_id: str, connection_id: str | None = None
+) -> dict[str, Any]:
+    row = system.clusters.network(principal.organization_id, network_id)
+    if row is not None and connection_id is not None and row["connection_id"] != connection_id:
+        row = None
+    return _or_404(row, "network", network_id)
+
+
+def external_row(
+    system: System, principal: Principal, cluster_id: str, connection_id: str | None = None
+) -> dict[str, Any]:
+    row = system.clusters.external_cluster(principal.organization_id, cluster_id)
+    if row is not None and connection_id is not None and row["connection_id"] != connection_id:
+        row = None
+    return _or_404(row, "cluster", cluster_id)
+
+
+def operation_response(
+    system: System, principal: Principal, operation_id: str
+) -> Response[OperationOut]:
+    row = _or_404(
+        system.clusters.operation(principal.organization_id, operation_id),
+        "operation",
+        operation_id,
+    )
+    return Response(operation_out(row), status_code=ACCEPTED)
+
+
+def _operations(system: System, org: str, ids: list[str | None]) -> list[OperationOut]:
+    wanted = sorted({i for i in ids if i})
+    return (
+        [operation_out(r) for r in system.clusters.operations_by_id(org, wanted)] if wanted else []
+    )
+
+
+def _clusters_included(system: System, org: str, rows: list[dict[str, Any]]) -> ClustersIncluded:
+    connections = system.clusters.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
+    return ClustersIncluded(
+        clusters=[external_cluster_out(r) for r in rows],
+        connections=[connection_out(c) for c in connections],
+        operations=_operations(system, org, [r["operation_id"] for r in rows]),
+    )
+
+
+def _cluster_listing(
+    system: System, org: str, page: tuple[int, list[dict[str, Any]], str | None]
+) -> Any:
+    total, rows, marker = page
+    return NormalizedListing(
+        total=total,
+        items=[ClusterRef(id=r["id"], connection_id=r["connection_id"]) for r in rows],
+        included=_clusters_included(system, org, rows),
+        marker=marker,
+    )
+
+
+def _network_listing(
+    system: System, org: str, rows: list[dict[str, Any]], marker: str | None
+) -> NetworkListing:
+    return NetworkListing(
+        items=[network_out(r) for r in rows],
+        included=_networks_included(system, org, rows),
+        marker=marker,
+    )
+
+
+def _networks_included(system: System, org: str, rows: list[dict[str, Any]]) -> NetworksIncluded:
+    connections = system.clusters.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
+    clusters = system.clusters.external_clusters_in_networks(org, [r["id"] for r in rows])
+    return NetworksIncluded(
+        networks=[network_out(r) for r in rows],
+        connections=[connection_out(c) for c in connections],
+        clusters=[external_cluster_out(c) for c in clusters],
+        operations=_operations(system, org, [r["operation_id"] for r in rows]),
+    )
+
+
+def _adapter_and_spec(
+    system: System, principal: Principal, connection_id: str
+) -> tuple[Provider, ConnectionSpec]:
+    row = connection_row(system, principal, connection_id)
+    spec = ConnectionSpec(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        provider=row["provider"],
+        config=row["provider_config"],
+        secrets={k: system.secret_box.open(v) for k, v in row["sealed_secrets"].items()},
+    )
+    return system.providers.get(row["provider"]), spec
+
+
+def _cluster_target(
+    system: System, principal: Principal, connection_id: str, cluster_id: str
+) -> tuple[Provider, ConnectionSpec, ClusterSpec]:
+    adapter, connection = _adapter_and_spec(system, principal, connection_id)
+    row = external_row(system, principal, cluster_id, connection_id)
+    network = system.clusters.network(principal.organization_id, row["network_id"])
+    spec = ClusterSpec(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        connection_id=row["connection_id"],
+        network_id=row["network_id"],
+        cluster_id=row["cluster_id"],
+        name=row["name"],
+        region=row["region"],
+        config=row["config"],
+        outputs=row["iac_outputs"],
+        network_outputs=network["iac_outputs"] if network else {},
+    )
+    return adapter, connection, spec
+
+
+_PERIOD = re.compile(r"^(\d{1,4})([mhd])$")
+
+
+def _period(value: str) -> timedelta:
+    match = _PERIOD.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise InvalidValueError("period must be like 30m, 1h, 24h or 7d.", field="period")
+    amount, unit = int(match.group(1)), match.group(2)
+    period = {
+        "m": timedelta(minutes=amount),
+        "h": timedelta(hours=amount),
+        "d": timedelta(days=amount),
+    }[unit]
+    if period > timedelta(days=90):
+        raise InvalidValueError("period must be at most 90d.", field="period")
+    return period
+
+
+Region = Annotated[
+    str | None, QueryParameter(description="The region (default: the connection's).")
+]
+Architecture = Annotated[
+    Literal["x86_64", "arm64"] | None,
+    QueryParameter(description="Filter by architecture (x86_64 or arm64)"),
+]
+MinVCpus = Annotated[
+    int | None, QueryParameter(name="minVCpus", ge=1, description="Minimum number of vCPUs")
+]
+MinMemory = Annotated[
+    int | None, QueryParameter(name="minMemoryMiB", ge=1024, description="Minimum memory in MiB")
+]
+
+
+# --- controllers ----------------------------------------------------------------------------
+
+
+class ConnectionController(Controller):
+    path = "/infra/connections"
+    tags = ["connections"]
+
+    @get("/", operation_id="ListConnections", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_connections(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> ConnectionListing:
+        """List the organization's connections, oldest first."""
+        _, rows, next_marker = system.clusters.connections(
+            principal.organization_id, limit=limit, marker=marker
+        )
+        return ConnectionListing(
+            items=[connection_out(r) for r in rows],
+            included=ConnectionsIncluded(operations=[]),
+            marker=next_marker,
+        )
+
+    @post("/", operation_id="CreateConnection", guards=[requires(MANAGE)], sync_to_thread=True)
+    def create_connection(
+        self, system: SystemDep, principal: Caller, data: JSONBody[ConnectionCreate]
+    ) -> ConnectionOut:
+        """Create a connection (`aws`, `kubernetes` or `local`)."""
+        connection_id, position = system.infra.create_connection(
+            name=data.name,
+            provider=data.provider,
+            provider_config=data.provider_config,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return connection_out(connection_row(system, principal, connection_id))
+
+    @get(
+        "/{connection:str}",
+        operation_id="DescribeConnection",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_connection(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+    ) -> ConnectionOut:
+        """Describe a connection; secret settings are never shown."""
+        return connection_out(connection_row(system, principal, connection))
+
+    @patch(
+        "/{connection:str}",
+        operation_id="UpdateConnection",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def update_connection(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        data: JSONBody[ConnectionUpdate],
+    ) -> ConnectionOut:
+        """Rename a connection or replace its providerConfig."""
+        system.wait_for_views(
+            system.infra.update_connection(
+                connection, name=data.name, provider_config=data.provider_config, by=principal.actor
+            )
+        )
+        return connection_out(connection_row(system, principal, connection))
+
+    @delete(
+        "/{connection:str}",
+        operation_id="DeleteConnection",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def delete_connection(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+    ) -> None:
+        """Delete a connection whose networks and clusters are destroyed (409 otherwise)."""
+        system.wait_for_views(system.infra.delete_connection(connection, by=principal.actor))
+
+    @post(
+        "/{connection:str}/verify",
+        operation_id="VerifyConnection",
+        guards=[requires(MANAGE)],
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def verify_connection(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        data: JSONBody[VerifyRequest],
+    ) -> ConnectionOut:
+        """Check the connection with its provider: `active` when it works, `failed` with the reason."""
+        system.wait_for_views(
+            system.infra.verify_connection(connection, role_arn=data.role_arn, by=principal.actor)
+        )
+        return connection_out(connection_row(system, principal, connection))
+
+    @get(
+        "/{connection:str}/regions",
+        operation_id="ListConnectionRegions",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_regions(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+    ) -> Items:
+        """List the provider's regions."""
+        adapter, spec = _adapter_and_spec(system, principal, connection)
+        return Items(items=adapter.regions(spec))
+
+    @get(
+        "/{connection:str}/instance-types",
+        operation_id="ListConnectionInstanceTypes",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_instance_types(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        region: Region = None,
+        limit: Limit = 100,
+        architecture: Architecture = None,
+        min_vcpus: MinVCpus = None,
+        min_memory_mib: MinMemory = None,
+    ) -> InstanceTypes:
+        """List the instance types the provider offers, filtered."""
+        adapter, spec = _adapter_and_spec(system, principal, connection)
+        items = adapter.instance_types(
+            spec,
+            region=region or spec.config.get("region"),
+            architecture=architecture,
+            min_vcpus=min_vcpus,
+            min_memory_mib=min_memory_mib,
+        )
+        return InstanceTypes(items=items[:limit], metadata={"provider": spec.provider})
+
+    @get(
+        "/{connection:str}/provider-networks",
+        operation_id="ListConnectionProviderNetworks",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_provider_networks(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str], region: Region = None
+    ) -> Items:
+        """List the networks that exist at the provider."""
+        adapter, spec = _adapter_and_spec(system, principal, connection)
+        return Items(
+            items=adapter.provider_networks(spec, region=region or spec.config.get("region"))
+        )
+
+    @get(
+        "/{connection:str}/template",
+        operation_id="GetConnectionTemplate",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def get_template(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+    ) -> TemplateOut:
+        """The connection's infrastructure template: its URLs and parameters."""
+        adapter, spec = _adapter_and_spec(system, principal, connection)
+        download = f"/api/v1/infra/connections/{connection}/template/download"
+        template = adapter.template(spec, download_url=download)
+        return TemplateOut(
+            template_url=template.template_url,
+            quick_launch_url=template.quick_launch_url,
+            download_url=download,
+            parameters=template.parameters,
+        )
+
+    @get(
+        "/{connection:str}/template/download",
+        operation_id="DownloadConnectionTemplate",
+        guards=[requires(MANAGE)],
+        media_type="text/yaml",
+        sync_to_thread=True,
+    )
+    def download_template(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+    ) -> Response[str]:
+        """The template as YAML with the parameters' defaults filled in."""
+        adapter, spec = _adapter_and_spec(system, principal, connection)
+        template = adapter.template(spec, download_url="")
+        return Response(
+            template.body,
+            media_type="text/yaml",
+            headers={
+                "Content-Disposition": f'attachment; filename="sailplane-connection-{connection}.yaml"'
+            },
+        )
+
+    @post(
+        "/{connection:str}/sync-template",
+        operation_id="SyncConnectionTemplate",
+        guards=[requires(MANAGE)],
+        status_code=ACCEPTED,
+        sync_to_thread=True,
+    )
+    def sync_template(
+        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+    ) -> Response[OperationOut]:
+        """Update the connection's stack to the latest template (an operation)."""
+        operation_id, position = system.infra.sync_template(connection, by=principal.actor)
+        system.wait_for_views(position)
+        return operation_response(system, principal, operation_id)
+
+
+class NetworkController(Controller):
+    path = "/infra"
+    tags = ["networks"]
+
+    @get("/networks", operation_id="ListNetworks", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_networks(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> NetworkListing:
+        """List every network of the organization, oldest first."""
+        org = principal.organization_id
+        _, rows, next_marker = system.clusters.networks(
+            org, connection_id=None, limit=limit, marker=marker
+        )
+        return _network_listing(system, org, rows, next_marker)
+
+    @delete(
+        "/networks/{network:str}",
+        operation_id="DeleteNetwork",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def delete_network(self, system: SystemDep, principal: Caller, network: FromPath[str]) -> None:
+        """Delete a destroyed or never-provisioned network record (409 otherwise)."""
+        system.wait_for_views(system.infra.delete_network(network, by=principal.actor))
+
+    @get(
+        "/connections/{connection:str}/networks",
+        operation_id="ListConnectionNetworks",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_connection_networks(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> NetworkListing:
+        """List a connection's networks, oldest first."""
+        org = principal.organization_id
+        connection_row(system, principal, connection)
+        _, rows, next_marker = system.clusters.networks(
+            org, connection_id=connection, limit=limit, marker=marker
+        )
+        return _network_listing(system, org, rows, next_marker)
+
+    @post(
+        "/connections/{connection:str}/networks",
+        operation_id="CreateNetwork",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def create_network(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        data: JSONBody[NetworkCreate],
+    ) -> NetworkOut:
+        """Create a network (pending) in an active connection."""
+        _body_connection(data.connection_id, connection)
+        network_id, position = system.infra.create_network(
+            connection, name=data.name, region=data.region, config=data.config, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return network_out(network_row(system, principal, network_id))
+
+    @get(
+        "/connections/{connection:str}/networks/{network:str}",
+        operation_id="DescribeNetwork",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_network(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        network: FromPath[str],
+    ) -> Described[ClusterRef, NetworksIncluded]:
+        """Describe a network with its connection, clusters and last operation."""
+        connection_row(system, principal, connection)
+        row = network_row(system, principal, network, connection)
+        return Described(
+            item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
+            included=_networks_included(system, principal.organization_id, [row]),
+        )
+
+    @patch(
+        "/connections/{connection:str}/networks/{network:str}",
+        operation_id="UpdateNetwork",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def update_network(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        network: FromPath[str],
+        data: JSONBody[NetworkUpdate],
+    ) -> NetworkOut:
+        """Rename a network (metadata only; its configuration is fixed once created)."""
+        if (
+            data.config is not None
+            and data.config != network_row(system, principal, network, connection)["config"]
+        ):
+            raise InvalidValueError(
+                "A network's config cannot change; create another network.", field="config"
+            )
+        system.wait_for_views(
+            system.infra.update_network(connection, network, name=data.name, by=principal.actor)
+        )
+        return network_out(network_row(system, principal, network, connection))
+
+    @delete(
+        "/connections/{connection:str}/networks/{network:str}",
+        operation_id="DestroyNetwork",
+        guards=[requires(MANAGE)],
+        status_code=ACCEPTED,
+        sync_to_thread=True,
+    )
+    def destroy_network(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        network: FromPath[str],
+    ) -> Response[OperationOut]:
+        """Destroy a network's infrastructure (an operation); the record stays."""
+        operation_id, position = system.infra.destroy_network(
+            connection, network, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return operation_response(system, principal, operation_id)
+
+    @post(
+        "/connections/{connection:str}/networks/{network:str}/provision",
+        operation_id="ProvisionNetwork",
+        guards=[requires(MANAGE)],
+        status_code=ACCEPTED,
+        sync_to_thread=True,
+    )
+    def provision_network(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        network: FromPath[str],
+    ) -> Response[OperationOut]:
+        """Provision a pending (or failed) network (an operation)."""
+        operation_id, position = system.infra.provision_network(
+            connection, network, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return operation_response(system, principal, operation_id)
+
+
+def _body_connection(body_id: str | None, path_id: str) -> None:
+    if body_id is not None and body_id != path_id:
+        raise InvalidValueError(
+            "connectionId must match the connection in the path.", field="connectionId"
+        )
+
+
+class ClusterController(Controller):
+    path = "/infra"
+    tags = ["clusters"]
+
+    @get(
+        "/clusters",
+        operation_id="ListExternalClusters",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_clusters(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> NormalizedListing[ClusterRef, ClustersIncluded]:
+        """List every provisioned cluster of the organization, oldest first."""
+        org = principal.organization_id
+        return _cluster_listing(
+            system,
+            org,
+            system.clusters.external_clusters(org, connection_id=None, limit=limit, marker=marker),
+        )
+
+    @get(
+        "/clusters/{cluster:str}",
+        operation_id="DescribeExternalCluster",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_cluster(
+        self, system: SystemDep, principal: Caller, cluster: FromPath[str]
+    ) -> Described[ClusterRef, ClustersIncluded]:
+        """Describe a provisioned cluster with its connection and last operation."""
+        row = external_row(system, principal, cluster)
+        return Described(
+            item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
+            included=_clusters_included(system, principal.organization_id, [row]),
+        )
+
+    @delete(
+        "/clusters/{cluster:str}",
+        operation_id="DeleteExternalCluster",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def delete_cluster(self, system: SystemDep, principal: Caller, cluster: FromPath[str]) -> None:
+        """Delete a destroyed or never-provisioned cluster record and its workload cluster (409 otherwise)."""
+        system.wait_for_views(system.infra.delete_cluster(cluster, by=principal.actor))
+
+    @get(
+        "/connections/{connection:str}/clusters",
+        operation_id="ListConnectionClusters",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_connection_clusters(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> NormalizedListing[ClusterRef, ClustersIncluded]:
+        """List a connection's provisioned clusters, oldest first."""
+        org = principal.organization_id
+        connection_row(system, principal, connection)
+        return _cluster_listing(
+            system,
+            org,
+            system.clusters.external_clusters(
+                org, connection_id=connection, limit=limit, marker=marker
+            ),
+        )
+
+    @post(
+        "/connections/{connection:str}/clusters",
+        operation_id="CreateExternalCluster",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def create_cluster(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        data: JSONBody[ClusterCreate],
+    ) -> ExternalClusterOut:
+        """Create a cluster (pending) on an active network, with its workload cluster."""
+        _body_connection(data.connection_id, connection)
+        cluster_id, position = system.infra.create_cluster(
+            connection,
+            network_id=data.network_id,
+            name=data.name,
+            region=data.region,
+            config=data.config,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return external_cluster_out(external_row(system, principal, cluster_id))
+
+    @get(
+        "/connections/{connection:str}/clusters/{cluster:str}",
+        operation_id="DescribeConnectionCluster",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_connection_cluster(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+    ) -> Described[ClusterRef, ClustersIncluded]:
+        """Describe a provisioned cluster of a connection."""
+        connection_row(system, principal, connection)
+        row = external_row(system, principal, cluster, connection)
+        return Described(
+            item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
+            included=_clusters_included(system, principal.organization_id, [row]),
+        )
+
+    @post(
+        "/connections/{connection:str}/clusters/{cluster:str}",
+        operation_id="UpdateExternalCluster",
+        guards=[requires(MANAGE)],
+        status_code=ACCEPTED,
+        sync_to_thread=True,
+    )
+    def update_cluster(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+        data: JSONBody[ClusterUpdate],
+    ) -> ExternalClusterOut:
+        """Rename a cluster, or change its configuration (an update operation; active only)."""
+        _, position = system.infra.update_cluster(
+            connection, cluster, name=data.name, config=data.config, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return external_cluster_out(external_row(system, principal, cluster, connection))
+
+    @delete(
+        "/connections/{connection:str}/clusters/{cluster:str}",
+        operation_id="DestroyExternalCluster",
+        guards=[requires(MANAGE)],
+        status_code=ACCEPTED,
+        sync_to_thread=True,
+    )
+    def destroy_cluster(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+    ) -> Response[OperationOut]:
+        """Destroy an active or failed cluster's infrastructure (an operation); the record stays."""
+        operation_id, position = system.infra.destroy_cluster(
+            connection, cluster, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return operation_response(system, principal, operation_id)
+
+    @post(
+        "/connections/{connection:str}/clusters/{cluster:str}/provision",
+        operation_id="ProvisionExternalCluster",
+        guards=[requires(MANAGE)],
+        status_code=ACCEPTED,
+        sync_to_thread=True,
+    )
+    def provision_cluster(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+    ) -> Response[OperationOut]:
+        """Provision a pending (or failed) cluster (an operation)."""
+        operation_id, position = system.infra.provision_cluster(
+            connection, cluster, by=principal.actor
+        )
+        system.wait_for_views(position)
+        return operation_response(system, principal, operation_id)
+
+    @get(
+        "/connections/{connection:str}/clusters/{cluster:str}/health",
+        operation_id="GetExternalClusterHealth",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def cluster_health(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+    ) -> HealthOut:
+        """Check the cluster now (a local cluster runs SELECT 1)."""
+        adapter, conn, spec = _cluster_target(system, principal, connection, cluster)
+        row = external_row(system, principal, cluster, connection)
+        if row["status"] not in ("active", "updating"):
+            health_status, message, checks = "unknown", f"The cluster is {row['status']}.", []
+        else:
+            health = adapter.health(conn, spec)
+            health_status, message, checks = health.status, health.message, health.checks
+        return HealthOut(
+            status=health_status,
+            provider_metadata={"status": row["status"], "checks": checks},
+            node_groups=[],
+            system_pods=[],
+            total_nodes=0,
+            ready_nodes=0,
+            last_checked_at=iso(system.clock()),
+            message=message,
+        )
+
+    @get(
+        "/connections/{connection:str}/clusters/{cluster:str}/kubeconfig",
+        operation_id="GetExternalClusterKubeconfig",
+        guards=[requires(MANAGE)],
+        sync_to_thread=True,
+    )
+    def cluster_kubeconfig(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+    ) -> KubeconfigOut:
+        """A kubeconfig for the cluster (409 for a provider without one)."""
+        adapter, conn, spec = _cluster_target(system, principal, connection, cluster)
+        text = adapter.kubeconfig(conn, spec)
+        return KubeconfigOut(
+            kubeconfig=text,
+            cluster_endpoint=spec.outputs.get("clusterEndpoint"),
+            cluster_certificate_authority=spec.outputs.get("clusterCertificateAuthority"),
+        )
+
+    @get(
+        "/connections/{connection:str}/clusters/{cluster:str}/metrics",
+        operation_id="GetExternalClusterMetrics",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def cluster_metrics(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        connection: FromPath[str],
+        cluster: FromPath[str],
+        period: Annotated[
+            str, QueryParameter(description='The period, e.g. "1h", "24h", "7d".')
+        ] = "1h",
+    ) -> dict[str, list[dict[str, Any]]]:
+        """CPU and memory utilization over the period."""
+        window = _period(period)
+        adapter, conn, spec = _cluster_target(system, principal, connection, cluster)
+        end = system.clock()
+        return adapter.metrics(
+            conn,
+            spec,
+            start=end - window,
+            end=end,
+            period_seconds=max(60, int(window.total_seconds() // 60)),
+        )
+
+
+class OperationController(Controller):
+    path = "/operations"
+    tags = ["operations"]
+
+    @get(
+        "/{operationId:str}",
+        operation_id="GetOperation",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def get_operation(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        operationId: FromPath[str],
+    ) -> OperationOut:
+        """The status, progress, result and error of a long-running operation."""
+        row = system.clusters.operation(principal.organization_id, operationId)
+        return operation_out(_or_404(row, "operation", operationId))
+
+
+MyClusterSortBy = Annotated[
+    Literal["name"], QueryParameter(name="sortBy", description="The field to sort by.")
+]
+
+
+class MyClustersController(Controller):
+    path = "/me/clusters"
+    tags = ["clusters"]
+
+    @get("/", operation_id="ListMyClusters", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_my_clusters(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        limit: Limit = 100,
+        page: PageNumber = 1,
+        sort_by: MyClusterSortBy = "name",
+        sort_direction: SortDirection = "asc",
+        marker: Marker = None,
+    ) -> NormalizedListing[MyClusterRef, MyClustersIncluded]:
+        """List the workload clusters the caller can run jobs and sessions on, by name."""
+        org = principal.organization_id
+        total, rows, next_marker = system.clusters.reachable_clusters(
+            org,
+            everything=principal.can("CanUseClusters"),
+            page=page_of(page, limit),
+            descending=sort_direction == "desc",
+            marker=marker,
+        )
+        return NormalizedListing(
+            total=total,
+            items=[_my_ref(r) for r in rows],
+            included=_my_included(system, org, rows),
+            marker=next_marker,
+        )
+
+    @get(
+        "/{cluster:str}",
+        operation_id="DescribeMyCluster",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def describe_my_cluster(
+        self, system: SystemDep, principal: Caller, cluster: FromPath[str]
+    ) -> Described[MyClusterRef, MyClustersIncluded]:
+        """Describe a workload cluster the caller can reach (404 otherwise)."""
+        row = system.clusters.cluster(principal.organization_id, cluster)
+        if row is None or not (principal.can("CanUseClusters") or row["open_to_all_members"]):
+            raise NotFoundError.of("cluster", cluster)
+        return Described(
+            item=_my_ref(row), included=_my_included(system, principal.organization_id, [row])
+        )
+
+
+def _my_ref(row: dict[str, Any]) -> MyClusterRef:
+    return MyClusterRef(
+        id=row["id"],
+        external_cluster_id=row["external_cluster_id"],
+        connection_id=row["connection_id"],
+    )
+
+
+def _my_included(system: System, org: str, rows: list[dict[str, Any]]) -> MyClustersIncluded:
+    view = system.clusters
+    return MyClustersIncluded(
+        clusters=[workload_cluster_out(r) for r in rows],
+        connections=[
+            connection_out(c)
+            for c in view.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
+        ],
+        networks=[
+            network_out(n)
+            for n in view.networks_by_id(org, sorted({r["network_id"] for r in rows}))
+        ],
+        external_clusters=[
+            external_cluster_out(e)
+            for e in view.external_clusters_by_id(
+                org, sorted({r["external_cluster_id"] for r in rows})
+            )
+        ],
+    )

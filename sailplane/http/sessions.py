@@ -1,0 +1,473 @@
+"""`/api/v1/workloads/sessions` and `/api/v1/workloads/compute-configs`.
+
+Sessions need `CanManageSessions`, compute configs `CanUseClusters`, from an organization
+role or from a team role in some team (for a create with `teamId`: in that team).
+Visibility follows the documents: members see their own sessions, team admins (holders of
+the permission through a team role) also those of their teams, holders of the permission
+through an organization role all of them; compute configs are listed for the caller's
+teams, all of them with the permission from an organization role.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from sailplane.domain.access import TEAM_ROLES, permissions_of
+from sailplane.domain.errors import InvalidValueError, NotFoundError, PermissionDeniedError
+from sailplane.http.auth import Caller, Principal, SystemDep
+from sailplane.http.pagination import Limit, Marker, NormalizedListing
+from sailplane.http.shapes import Shape, iso
+from sailplane.system import System
+
+SESSIONS, CONFIGS = "CanManageSessions", "CanUseClusters"
+Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")]
+
+
+def _teams_granting(system: System, principal: Principal, permission: str) -> list[str]:
+    if principal.kind != "member":
+        return []
+    roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
+    return sorted(t for t, r in roles.items() if permission in permissions_of(TEAM_ROLES, r))
+
+
+def requires_somewhere(permission: str) -> Any:
+    """A guard: `permission` from an organization role, or from a team role in any team."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if principal.can(permission) or _teams_granting(
+            connection.app.state["system"], principal, permission
+        ):
+            return
+        raise PermissionDeniedError(
+            f"This needs the {permission} permission, which neither your roles nor your teams grant.",
+            code="forbidden",
+        )
+
+    guard.__name__ = f"requires_{permission}"
+    return guard
+
+
+def _require_in_team(
+    system: System, principal: Principal, permission: str, team_id: str | None
+) -> None:
+    if principal.can(permission):
+        return
+    if team_id is None or team_id not in _teams_granting(system, principal, permission):
+        raise PermissionDeniedError(
+            f"This needs the {permission} permission in team {team_id or '(none named)'}.",
+            code="forbidden",
+        )
+
+
+# --- shapes -----------------------------------------------------------------------------
+
+
+class SessionSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    idle_timeout_seconds: Annotated[int, msgspec.Meta(ge=0, le=604_800)] = 0
+    idle_close_delay_seconds: Annotated[int, msgspec.Meta(ge=0, le=604_800)] = 0
+    max_duration_seconds: Annotated[int, msgspec.Meta(ge=0, le=2_592_000)] = 0
+
+
+class SessionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    endpoint_type: str = "spark_connect"
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    team_id: Id | None = None
+    member_id: Id | None = None
+    service_account_id: Id | None = None
+    notebook_id: Id | None = None
+    config: SessionSettings = msgspec.field(default_factory=SessionSettings)
+    metadata: dict[str, str] = {}
+    workload_config_id: Id | None = None
+    allow_shared: bool = False
+
+
+class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    duration_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] | None = None
+
+
+class ComputeConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    workload_type: str = "session"
+    cluster_id: Id
+    team_id: Id
+    config: dict[str, Any] = {}
+    endpoint_limits: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
+
+
+class ConnectionInfo(Shape):
+    proxy_auth_url: str | None
+    grpc_endpoint: str | None
+
+
+class SessionOut(Shape):
+    id: str
+    endpoint_type: str
+    name: str
+    status: str
+    workload_id: str
+    team_id: str | None
+    member_id: str | None
+    service_account_id: str | None
+    notebook_id: str | None
+    termination_reason: str | None
+    status_message: str | None
+    connection_info: ConnectionInfo | None
+    last_activity_at: str | None
+    idle_since: str | None
+    closed_at: str | None
+    timeout_at: str | None
+    config: dict[str, Any]
+    metadata: dict[str, str]
+    created_at: str | None
+    updated_at: str | None
+
+
+class ComputeConfigOut(Shape):
+    id: str
+    name: str | None
+    workload_type: str
+    cluster_id: str
+    team_id: str | None
+    config: dict[str, Any]
+    endpoint_limits: dict[str, int]
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    updated_by: str
+
+
+class SessionRef(Shape):
+    id: str
+    compute_instance_id: str
+    member_id: str | None
+    service_account_id: str | None
+
+
+class SessionsIncluded(Shape):
+    sessions: list[SessionOut]
+    members: list[dict[str, Any]]
+    service_accounts: list[dict[str, Any]]
+    workloads: list[dict[str, Any]]
+    workload_configs: list[ComputeConfigOut]
+
+
+class ComputeConfigListing(msgspec.Struct, kw_only=True):
+    items: list[ComputeConfigOut]
+    marker: str | None
+
+
+class TokenOut(Shape):
+    token: str
+    expires_at: str | None
+
+
+def session_out(row: dict[str, Any], *, owner_view: bool) -> SessionOut:
+    return SessionOut(
+        id=row["id"],
+        endpoint_type=row["endpoint_type"],
+        name=row["name"],
+        status=row["status"],
+        workload_id=row["cluster_id"],
+        team_id=row["team_id"],
+        member_id=row["member_id"],
+        service_account_id=row["service_account_id"],
+        notebook_id=row["notebook_id"],
+        termination_reason=row["termination_reason"],
+        status_message=row["status_message"],
+        connection_info=ConnectionInfo(proxy_auth_url=None, grpc_endpoint=row["grpc_endpoint"])
+        if owner_view
+        else None,
+        last_activity_at=None,
+        idle_since=None,
+        closed_at=iso(row["closed_at"]),
+        timeout_at=None,
+        config=row["config"],
+        metadata=row["metadata"],
+        created_at=iso(row["created_at"]),
+        updated_at=iso(row["updated_at"]),
+    )
+
+
+def compute_config_out(row: dict[str, Any]) -> ComputeConfigOut:
+    return ComputeConfigOut(
+        id=row["id"],
+        name=row["name"],
+        workload_type=row["workload_type"],
+        cluster_id=row["cluster_id"],
+        team_id=row["team_id"],
+        config=row["config"],
+        endpoint_limits=row["endpoint_limits"],
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        updated_by=row["updated_by"],
+    )
+
+
+def _is_owner(principal: Principal, row: dict[str, Any]) -> bool:
+    return principal.id in (row["member_id"], row["service_account_id"])
+
+
+def _visible_session(system: System, principal: Principal, session_id: str) -> dict[str, Any]:
+    """The session if the caller may see it: owner, team admin of its team, or org-wide permission."""
+    row = system.session_views.session(principal.organization_id, session_id)
+    if row is None or not (
+        principal.can(SESSIONS)
+        or _is_owner(principal, row)
+        or (row["team_id"] is not None and row["team_id"] in _team_admin_teams(system, principal))
+    ):
+        raise NotFoundError.of("session", session_id)
+    return row
+
+
+def _team_admin_teams(system: System, principal: Principal) -> list[str]:
+    """Teams whose sessions the caller sees: those where a team role lets them manage members."""
+    return _teams_granting(system, principal, "CanManageTeamMembers")
+
+
+def _describe(system: System, principal: Principal, session_id: str) -> SessionOut:
+    row = _visible_session(system, principal, session_id)
+    return session_out(row, owner_view=_is_owner(principal, row) or principal.can(SESSIONS))
+
+
+class SessionController(Controller):
+    path = "/workloads/sessions"
+    tags = ["sessions"]
+
+    @get(
+        "/", operation_id="ListSessions", guards=[requires_somewhere(SESSIONS)], sync_to_thread=True
+    )
+    def list_sessions(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team_id: Annotated[
+            Id | None, QueryParameter(name="teamId", description="Filter sessions by team.")
+        ] = None,
+        endpoint_type: Annotated[
+            Literal["spark_connect"] | None,
+            QueryParameter(name="endpoint_type", description="Filter sessions by endpoint type."),
+        ] = None,
+        status: Annotated[
+            Literal["pending", "active", "idle", "closed", "failed"] | None,
+            QueryParameter(description="Filter sessions by status."),
+        ] = None,
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> NormalizedListing[SessionRef, SessionsIncluded]:
+        """List the sessions the caller may see, oldest first, with filters."""
+        org = principal.organization_id
+        visible = (
+            None
+            if principal.can(SESSIONS)
+            else (principal.id, _team_admin_teams(system, principal))
+        )
+        total, rows, next_marker = system.session_views.sessions(
+            org,
+            visible_to=visible,
+            team_id=team_id,
+            endpoint_type=endpoint_type,
+            status=status,
+            limit=limit,
+            marker=marker,
+        )
+        configs = system.session_views.compute_configs_by_id(
+            org, sorted({r["workload_config_id"] for r in rows})
+        )
+        return NormalizedListing(
+            total=total,
+            items=[
+                SessionRef(
+                    id=r["id"],
+                    compute_instance_id=r["cluster_id"],
+                    member_id=r["member_id"],
+                    service_account_id=r["service_account_id"],
+                )
+                for r in rows
+            ],
+            included=SessionsIncluded(
+                sessions=[
+                    session_out(r, owner_view=_is_owner(principal, r) or principal.can(SESSIONS))
+                    for r in rows
+                ],
+                members=[],
+                service_accounts=[],
+                workloads=[],
+                workload_configs=[compute_config_out(c) for c in configs],
+            ),
+            marker=next_marker,
+        )
+
+    @post(
+        "/",
+        operation_id="CreateSession",
+        guards=[requires_somewhere(SESSIONS)],
+        sync_to_thread=True,
+    )
+    def create_session(
+        self, system: SystemDep, principal: Caller, data: JSONBody[SessionCreate]
+    ) -> SessionOut:
+        """Open a session on its config's active cluster; it starts pending and becomes active."""
+        _require_in_team(system, principal, SESSIONS, data.team_id)
+        for field, value, kind in (
+            ("memberId", data.member_id, "member"),
+            ("serviceAccountId", data.service_account_id, "service_account"),
+        ):
+            if value is not None and (value != principal.id or principal.kind != kind):
+                raise InvalidValueError(f"{field} can only name the caller.", field=field)
+        session_id, position = system.sessions.create_session(
+            name=data.name,
+            endpoint_type=data.endpoint_type,
+            team_id=data.team_id,
+            workload_config_id=data.workload_config_id,
+            notebook_id=data.notebook_id,
+            config=msgspec.to_builtins(data.config),
+            metadata=data.metadata,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return _describe(system, principal, session_id)
+
+    @get(
+        "/{session:str}",
+        operation_id="DescribeSession",
+        guards=[requires_somewhere(SESSIONS)],
+        sync_to_thread=True,
+    )
+    def describe_session(
+        self, system: SystemDep, principal: Caller, session: FromPath[str]
+    ) -> SessionOut:
+        """Describe a session; its owner also sees connectionInfo."""
+        return _describe(system, principal, session)
+
+    @delete(
+        "/{session:str}",
+        operation_id="CloseSession",
+        guards=[requires_somewhere(SESSIONS)],
+        sync_to_thread=True,
+    )
+    def close_session(self, system: SystemDep, principal: Caller, session: FromPath[str]) -> None:
+        """Close a session now (409 when it is already closed or failed)."""
+        _visible_session(system, principal, session)
+        system.wait_for_views(system.sessions.close_session(session, by=principal.actor))
+
+    @post(
+        "/{session:str}/token",
+        operation_id="IssueSessionToken",
+        guards=[requires_somewhere(SESSIONS)],
+        sync_to_thread=True,
+    )
+    def issue_token(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        session: FromPath[str],
+        data: JSONBody[TokenRequest],
+    ) -> TokenOut:
+        """A short-lived signed bearer token for the session's endpoint (owner or org admin)."""
+        row = _visible_session(system, principal, session)
+        if not (_is_owner(principal, row) or principal.can(SESSIONS)):
+            raise PermissionDeniedError(
+                "Only the session's owner or an admin can issue its token.", code="forbidden"
+            )
+        issued = system.sessions.issue_token(
+            session, duration_seconds=data.duration_seconds, by=principal.actor
+        )
+        return TokenOut(token=issued.token, expires_at=iso(issued.expires_at))
+
+    @post(
+        "/{session:str}/relaunch",
+        operation_id="RelaunchSession",
+        guards=[requires_somewhere(SESSIONS)],
+        sync_to_thread=True,
+    )
+    def relaunch_session(
+        self, system: SystemDep, principal: Caller, session: FromPath[str]
+    ) -> SessionOut:
+        """Start a new session with a closed or failed session's configuration (owner only)."""
+        _visible_session(system, principal, session)
+        new_id, position = system.sessions.relaunch_session(session, by=principal.actor)
+        system.wait_for_views(position)
+        return _describe(system, principal, new_id)
+
+
+class ComputeConfigController(Controller):
+    path = "/workloads/compute-configs"
+    tags = ["compute-configs"]
+
+    @get(
+        "/",
+        operation_id="ListComputeConfigs",
+        guards=[requires_somewhere(CONFIGS)],
+        sync_to_thread=True,
+    )
+    def list_compute_configs(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        team_id: Annotated[
+            Id | None, QueryParameter(name="teamId", description="Filter workload configs by team.")
+        ] = None,
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> ComputeConfigListing:
+        """List the named compute configs of the caller's teams (all with the organization permission)."""
+        teams = None if principal.can(CONFIGS) else _teams_granting(system, principal, CONFIGS)
+        _, rows, next_marker = system.session_views.compute_configs(
+            principal.organization_id, team_ids=teams, team_id=team_id, limit=limit, marker=marker
+        )
+        return ComputeConfigListing(items=[compute_config_out(r) for r in rows], marker=next_marker)
+
+    @post(
+        "/",
+        operation_id="CreateComputeConfig",
+        guards=[requires_somewhere(CONFIGS)],
+        sync_to_thread=True,
+    )
+    def create_compute_config(
+        self, system: SystemDep, principal: Caller, data: JSONBody[ComputeConfigCreate]
+    ) -> ComputeConfigOut:
+        """Create a named compute config for a team; instance types are checked against the cluster's connection."""
+        _require_in_team(system, principal, CONFIGS, data.team_id)
+        config_id, position = system.sessions.create_compute_config(
+            name=data.name,
+            workload_type=data.workload_type,
+            cluster_id=data.cluster_id,
+            team_id=data.team_id,
+            config=data.config,
+            endpoint_limits=data.endpoint_limits,
+            by=principal.actor,
+        )
+        system.wait_for_views(position)
+        return compute_config_out(_config_row(system, principal, config_id))
+
+    @get(
+        "/{workloadConfig:str}",
+        operation_id="DescribeComputeConfig",
+        guards=[requires_somewhere(CONFIGS)],
+        sync_to_thread=True,
+    )
+    def describe_compute_config(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        workloadConfig: FromPath[str],
+    ) -> ComputeConfigOut:
+        """Describe a compute config."""
+        return compute_config_out(_config_row(system, principal, workloadConfig))
+
+
+def _config_row(system: System, principal: Principal, config_id: str) -> dict[str, Any]:
+    row = system.session_views.compute_config(principal.organization_id, config_id)
+    if row is None or not (
+        principal.can(CONFIGS) or row["team_id"] in _teams_granting(system, principal, CONFIGS)
+    ):
+        raise NotFoundError.of("workload_config", config_id)
+    return row

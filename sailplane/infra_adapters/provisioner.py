@@ -1,0 +1,123 @@
+"""`sailplane worker provisioner`: performs infrastructure operations and opens sessions.
+
+It follows the `sailplane.infra` topic (or the log in the single-process mode). For each
+new `Operation` it marks the operation running, calls the provider adapter's step
+(provision, update, destroy or template sync), records each progress report as an event,
+and saves the outcome on the operation and its resource together with its inbox row.
+
+Idempotent end to end: a redelivered message whose operation already finished changes
+nothing; a worker that died mid-step finds the operation `running` and calls the step
+again, and the adapter's step converges on the one resource named after the ids (the
+operation id is the client token). For each new `Session` it brings up the session's
+Spark Connect endpoint on its cluster and marks the session active (or failed). For each
+new organization (topic `sailplane.identity`) it creates the built-in `local` cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sailplane.commands.infra import Infra
+from sailplane.commands.sessions import Sessions
+from sailplane.domain.base import Actor
+from sailplane.domain.errors import DomainError
+from sailplane.domain.identity import Organization
+from sailplane.domain.infra import Operation
+from sailplane.domain.sessions import Session
+from sailplane.infra_adapters.consumers import Consumer, Delivery
+from sailplane.infra_adapters.providers import (
+    ClusterSpec,
+    ConnectionSpec,
+    NetworkSpec,
+    Provider,
+    ProviderError,
+    Providers,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Provisioner(Consumer):
+    name = "provisioner"
+    kafka_topics = ("sailplane.infra", "sailplane.identity")
+
+    def __init__(self, infra: Infra, sessions: Sessions, providers: Providers) -> None:
+        self.infra = infra
+        self.sessions = sessions
+        self.providers = providers
+
+    def handle(self, delivery: Delivery) -> None:
+        event = delivery.event
+        if isinstance(event, Operation.Created):
+            self.perform(event.originator_id, delivery)
+        elif isinstance(event, Organization.Created):
+            # Every organization gets its built-in local cluster, however it was founded.
+            self.infra.ensure_local_cluster(
+                event.originator_id, tracking=delivery.tracking(self.name)
+            )
+        elif isinstance(event, Session.Created):
+            self.sessions.open_session(
+                event.originator_id,
+                by=Actor.system(self.name, event.organization_id),
+                tracking=delivery.tracking(self.name),
+            )
+
+    def perform(self, operation_id: str, delivery: Delivery) -> None:
+        operation, connection, target = self.infra.operation_target(operation_id)
+        if operation.finished:
+            return
+        by = Actor.system(self.name, operation.organization_id)
+        self.infra.start_operation(operation_id, by=by)
+
+        def progress(stage: str, message: str, resources: list[dict[str, Any]]) -> None:
+            self.infra.record_progress(operation_id, stage, message, resources, by=by)
+
+        outputs: dict[str, Any] | None = None
+        error: ProviderError | None = None
+        try:
+            adapter = self.providers.get(connection.provider)
+            outputs = run_step(
+                adapter, operation, connection, target, token=operation_id, progress=progress
+            )
+        except ProviderError as exc:
+            error = exc
+        except DomainError as exc:
+            error = ProviderError(exc.message, code=exc.code, retryable=False)
+        except (
+            Exception
+        ) as exc:  # a provider's unexpected failure fails the operation, with its text
+            log.exception(
+                "operation %s failed in the %s provider", operation_id, connection.provider
+            )
+            error = ProviderError(f"{type(exc).__name__}: {exc}", code="provider_error")
+        self.infra.finish_operation(
+            operation_id, outputs=outputs, error=error, by=by, tracking=delivery.tracking(self.name)
+        )
+
+
+def run_step(
+    adapter: Provider,
+    operation: Operation,
+    connection: ConnectionSpec,
+    target: NetworkSpec | ClusterSpec | None,
+    *,
+    token: str,
+    progress: Any,
+) -> dict[str, Any] | None:
+    """Call the adapter's step for this operation; its outputs (None for a destroy)."""
+    kind = operation.operation
+    if kind == "sync_template":
+        return adapter.sync_template(connection, token=token, progress=progress)
+    if isinstance(target, NetworkSpec):
+        if kind == "provision_network":
+            return adapter.provision_network(connection, target, token=token, progress=progress)
+        adapter.destroy_network(connection, target, token=token, progress=progress)
+        return None
+    assert isinstance(target, ClusterSpec)
+    if kind == "provision_cluster":
+        return adapter.provision_cluster(connection, target, token=token, progress=progress)
+    if kind == "update_cluster":
+        return adapter.update_cluster(connection, target, token=token, progress=progress)
+    adapter.destroy_cluster(connection, target, token=token, progress=progress)
+    return None

@@ -1,0 +1,152 @@
+"""The provisioner performs operations exactly once, even when it dies in the middle of one,
+and the local provider's Sail servers are supervised."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+import pytest
+
+from sailplane.domain.infra import Operation
+from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Progress, resource_name
+from sailplane.infra_adapters.providers.local import LocalProvider, SailServers, spark_sql_ok
+from sailplane.storage import Database
+from sailplane.system import System, WorkerHost
+from tests.conftest import found_org, running_system
+
+
+class WorkerDied(BaseException):
+    """Stands for the process being killed: nothing in the worker catches it."""
+
+
+class DiesAfterProvisioning:
+    """The real local adapter, except that the worker dies right after the cluster step ran
+    (the server is up) and before the outcome is recorded."""
+
+    def __init__(self, real: LocalProvider) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def provision_cluster(
+        self, connection: ConnectionSpec, cluster: ClusterSpec, *, token: str, progress: Progress
+    ) -> dict[str, Any]:
+        self.real.provision_cluster(connection, cluster, token=token, progress=progress)
+        raise WorkerDied
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def run_provisioner(system: System) -> tuple[WorkerHost, threading.Event]:
+    stop = threading.Event()
+    host = WorkerHost()
+    host.start(system.worker("provisioner"), stop)
+    return host, stop
+
+
+@pytest.fixture
+def isolated(fresh_db: Database) -> Any:
+    with running_system(fresh_db) as system:
+        yield system
+
+
+def test_a_provisioner_killed_mid_operation_finishes_it_once_after_a_restart(
+    isolated: System,
+) -> None:
+    system = isolated
+    org = found_org(system)
+    local = system.infra.ensure_local_cluster(org.id)
+    external_id, _ = system.infra.create_cluster(
+        local.connection_id,
+        network_id=local.network_id,
+        name="k",
+        region=None,
+        config={},
+        by=org.owner,
+    )
+    operation_id, _ = system.infra.provision_cluster(
+        local.connection_id, external_id, by=org.owner
+    )
+    first: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
+    system.providers.adapters["local"] = DiesAfterProvisioning(first)  # type: ignore[assignment]
+
+    host, stop = run_provisioner(system)
+    wait_until(stop.is_set)  # the worker died
+    with pytest.raises(RuntimeError, match="WorkerDied"):
+        host.join(timeout=10)
+    operation = system.infra.repository.get(operation_id)
+    assert operation.status == "running"
+    assert first.servers.starts == 1
+    name = resource_name("cluster", external_id, org.id)
+    server_pid = first.servers.pid(name)
+    assert server_pid is not None
+
+    # A new worker, with a fresh adapter as a restarted process would have: it finds the
+    # running server by its name instead of starting a second one, and finishes the operation.
+    second = LocalProvider(SailServers(first.servers.state_dir))
+    system.providers.adapters["local"] = second
+    host, stop = run_provisioner(system)
+    try:
+        wait_until(lambda: system.infra.repository.get(operation_id).status != "running")
+    finally:
+        stop.set()
+        host.join(timeout=10)
+    events = list(system.infra.events.get(operation_id))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("Started") == 1
+    assert kinds.count("Succeeded") == 1 and "Failed" not in kinds
+    assert second.servers.starts == 0
+    assert second.servers.pid(name) == server_pid
+    assert system.clusters.external_cluster(org.id, external_id)["status"] == "active"
+
+    # A redelivered message changes nothing: the operation has finished.
+    provisioner = system.worker("provisioner").consumer  # type: ignore[attr-defined]
+    delivery = type("D", (), {"tracking": lambda self, name: None})()
+    provisioner.perform(operation_id, delivery)
+    assert len(list(system.infra.events.get(operation_id))) == len(events)
+    assert isinstance(events[0], Operation.Created)
+
+    first.servers.stop(name)
+    first.close()
+    assert second.servers.find(name) is None
+
+
+def test_a_dead_sail_server_is_restarted_on_its_port(tmp_path: Any) -> None:
+    servers = SailServers(tmp_path)
+    try:
+        port = servers.ensure("sailplane-cluster-test")
+        pid = servers.pid("sailplane-cluster-test")
+        assert pid is not None
+        psutil.Process(pid).kill()
+        psutil.Process(pid).wait(timeout=10)
+        assert servers.restart_dead() == ["sailplane-cluster-test"]
+        assert servers.ensure("sailplane-cluster-test") == port
+        assert servers.pid("sailplane-cluster-test") != pid
+        assert spark_sql_ok(f"sc://127.0.0.1:{port}") == (True, "SELECT 1 answered.")
+    finally:
+        servers.close()
+    assert servers.find("sailplane-cluster-test") is None
+
+
+def test_a_stopped_server_stays_stopped_and_its_port_is_free(tmp_path: Any) -> None:
+    servers = SailServers(tmp_path)
+    try:
+        port = servers.ensure("a")
+        servers.stop("a")
+        assert servers.restart_dead() == []
+        assert servers.find("a") is None
+        with socket.socket() as s:  # the port is free again
+            s.bind(("127.0.0.1", port))
+    finally:
+        servers.close()
