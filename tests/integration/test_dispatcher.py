@@ -10,15 +10,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from pyspark.sql.connect.session import SparkSession
 
 from sailplane.domain.base import Actor
 from sailplane.domain.ids import new_id
 from sailplane.domain.runs import JobVersionSnapshot
 from sailplane.infra_adapters.executors import FixedTarget
 from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
+from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
-from tests.conftest import running_system
+from tests.conftest import found_org, local_cluster_id, running_system
 from tests.runs_support import GivenJobVersions, executions, process_alive, wait_until
 
 pytestmark = pytest.mark.sail
@@ -231,3 +233,19 @@ def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
     assert executions(system.database, run_id) == {1: 1, 2: 1}
     reasons = [e["reason"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
     assert "retry_backoff" in reasons
+
+
+def test_an_organizations_local_cluster_runs_work_on_its_own_sail_server(system: System) -> None:
+    org = found_org(system, "Runs Targets")
+    targets = InfraRunTargets(system.infra)
+    target = targets.target(org.id, local_cluster_id(system, org.id))
+    assert target is not None and target.executor == "local"
+    assert target.spark_remote is not None and target.spark_remote.startswith("sc://127.0.0.1:")
+    assert targets.target(org.id, "NOSUCHCLUS") is None
+    assert targets.target("OTHERORG01", local_cluster_id(system, org.id)) is None
+
+    session = SparkSession.builder.remote(target.spark_remote).create()
+    try:
+        assert session.sql("SELECT 1 AS one").collect()[0].one == 1
+    finally:
+        session.stop()
