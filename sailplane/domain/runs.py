@@ -279,24 +279,25 @@ class JobRun(SailplaneAggregate):
             super().apply(aggregate)
             aggregate.runner_started_at = self.timestamp
 
-    class Completed(Transition):
+    class Finished(Transition):
+        """Base of the ends of an attempt that end the run too."""
+
         attempt: int
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
             aggregate.runner_completed_at = self.timestamp
 
-    class Failed(Transition):
-        attempt: int
-
-        def apply(self, aggregate: JobRun) -> None:
-            super().apply(aggregate)
-            aggregate.runner_completed_at = self.timestamp
-
-    class TimedOut(Failed):
+    class Completed(Finished):
         pass
 
-    class DeadLettered(Failed):
+    class Failed(Finished):
+        pass
+
+    class TimedOut(Finished):
+        pass
+
+    class DeadLettered(Finished):
         pass
 
     class RetryScheduled(Transition):

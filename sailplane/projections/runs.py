@@ -190,8 +190,7 @@ class RunsView(View):
 _STAMPS = {
     JobRun.Dispatched: "dispatched_at",
     JobRun.Started: "runner_started_at",
-    JobRun.Completed: "runner_completed_at",
-    JobRun.Failed: "runner_completed_at",
+    JobRun.Finished: "runner_completed_at",
     JobRun.RetryScheduled: "runner_completed_at",
 }
 
