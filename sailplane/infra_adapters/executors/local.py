@@ -13,7 +13,8 @@ dispatcher died) reads as `lost`. The child dies with the thread that supervises
 (Linux parent-death signal), so a lost attempt leaves no process behind.
 
 Cancel: a request row flag any replica can set; the owner sends SIGTERM to the child's
-process group, waits `grace_seconds`, then SIGKILL.
+process group, waits `grace_seconds`, then SIGKILL. At most `max_parallel` attempts
+execute at once per executor (default twice the CPU count); the others wait `submitted`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class LocalExecutor:
         grace_seconds: float = 5.0,
         lease_seconds: float = 15.0,
         heartbeat_seconds: float = 1.0,
+        max_parallel: int | None = None,
         python: str = sys.executable,
     ) -> None:
         self.pool = database.pool(name="executor-local", min_size=1, max_size=6)
@@ -85,6 +87,8 @@ class LocalExecutor:
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
         self._stopping: set[int] = set()  # pids being stopped
+        # At most this many attempts execute at once here; the others wait, `submitted`.
+        self._slots = threading.BoundedSemaphore(max_parallel or max(2, 2 * (os.cpu_count() or 1)))
 
     def create_table(self) -> None:
         with self.pool.connection() as conn:
@@ -195,7 +199,13 @@ class LocalExecutor:
 
     def _supervise(self, submission: Submission) -> None:
         key = (submission.run_id, submission.attempt)
+        with self._slots:
+            self._execute(submission, key)
+
+    def _execute(self, submission: Submission, key: tuple[str, int]) -> None:
         try:
+            if self._stop.is_set():
+                return
             if self._cancel_requested(*key):
                 self._finish(key, CANCELLED, None, "Cancelled before it started.")
                 return
