@@ -122,6 +122,7 @@ class RunDispatcher(Consumer):
         elif isinstance(event, JobRun.Cancelled):
             self.stop_execution(event.originator_id)
         elif isinstance(event, JobRun.Completed):
+            self.catch_up()  # the dependency check reads this completion from the view
             row = self.view.fetch_one(
                 "SELECT job_key FROM {job_runs} WHERE id = %s", (event.originator_id,)
             )
