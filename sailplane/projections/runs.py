@@ -140,7 +140,8 @@ class RunsView(View):
         self, organization_id: str, job_id: str, depends_on: Sequence[str]
     ) -> list[str]:
         last = self.fetch_one(
-            "SELECT max(created_at) AS at FROM {job_runs} WHERE organization_id = %s AND job_id = %s",
+            "SELECT max(greatest(created_at, dispatched_at)) AS at FROM {job_runs} "
+            "WHERE organization_id = %s AND job_id = %s",
             (organization_id, job_id),
         )
         since = last["at"] if last else None

@@ -249,3 +249,20 @@ def test_an_organizations_local_cluster_runs_work_on_its_own_sail_server(system:
         assert session.sql("SELECT 1 AS one").collect()[0].one == 1
     finally:
         session.stop()
+
+
+def test_a_run_waits_for_its_dependencies_then_runs(system: System, running: Any) -> None:
+    upstream = job(system, sql_source="SELECT 1")
+    downstream = job(system, sql_source="SELECT 2", depends_on=(upstream.job_key,))
+    waiting = create(system, downstream)
+    first = row(system, downstream, waiting)
+    assert (first["status"], first["status_reason"]) == ("pending", "waiting_for_dependencies")
+    until_status(system, upstream, create(system, upstream), "completed")
+    released = until_status(system, downstream, waiting, "completed")
+    reasons = [e["reason"] for e in system.job_runs.events(ORG, waiting, after=0, limit=100)]
+    assert reasons[:2] == ["waiting_for_dependencies", "dependencies_completed"]
+    assert released["status_reason"] == "succeeded"
+    # Completed since the downstream job's last run: a new downstream run waits again.
+    again = create(system, downstream)
+    assert row(system, downstream, again)["status"] == "pending"
+    system.wait_for_views(system.runs.cancel_run(downstream.job_id, again, by=MEMBER))
