@@ -299,6 +299,7 @@ def dispatcher_worker(system: System) -> Worker:
         executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(system.run_logs)},
         targets=SystemTargets(system),
         queries=QueryTexts(system.queries.query),
+        logs=system.run_logs,
         database=system.database,
         catch_up=lambda: system.wait_for_views(system.event_log.head()),
         clock=system.clock,

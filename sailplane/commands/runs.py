@@ -168,18 +168,21 @@ class Runs(SailplaneApplication):
         run.delete(by=by, at=self.clock())
         return self._commit(run)
 
-    def cancel_job_runs(
+    def remove_job_runs(
         self, organization_id: str, run_ids: Sequence[str], *, by: Actor, tracking: Tracking | None
     ) -> int:
-        """The job was deleted: cancel its unfinished runs (all in one transaction)."""
+        """The job was deleted: cancel its unfinished runs, then delete them all (one commit)."""
         runs = [r for r in (self._find(JobRun, i) for i in run_ids) if r is not None]
         changed = []
         for run in runs:
-            if run.organization_id == organization_id and run.status not in TERMINAL:
+            if run.organization_id != organization_id or run.deleted:
+                continue
+            if run.status not in TERMINAL:
                 run.cancel(
                     by=by, at=self.clock(), reason=JOB_DELETED, message="The job was deleted."
                 )
-                changed.append(run)
+            run.delete(by=by, at=self.clock())
+            changed.append(run)
         return self._commit(*changed, tracking=tracking)
 
     def release_waiting_runs(

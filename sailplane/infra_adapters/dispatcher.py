@@ -6,8 +6,8 @@ Two loops in one worker:
   run that became ready is claimed at once (`Runs.dispatch_run`, which applies the
   concurrency rule and records `dispatched`), then submitted to its cluster's executor
   with run id + attempt as the idempotency key. A cancelled run's attempt is stopped. A
-  completed run releases the runs waiting for its job. A deleted job cancels its
-  unfinished runs. Each delivery passes its tracking row to the one use case it calls.
+  completed run releases the runs waiting for its job. A deleted job's runs are
+  cancelled when unfinished (their work is stopped), then deleted with their logs. Each delivery passes its tracking row to the one use case it calls.
 - **Monitor** (a tick every `interval` seconds, clock injected): claims due ready runs
   (backoff over, a concurrency slot or the cluster free again, an event missed), reads
   back every dispatched or running attempt from its executor and records `running`,
@@ -60,6 +60,7 @@ from sailplane.infra_adapters.executors import (
     Submission,
     Work,
 )
+from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.projections.runs import RunsView
 from sailplane.storage import Database, EventLog
 
@@ -92,6 +93,7 @@ class RunDispatcher(Consumer):
         executors: dict[str, Executor],
         targets: RunTargets,
         queries: QueryTexts,
+        logs: RunLogs,
         database: Database,
         catch_up: Callable[[], bool],
         clock: Clock,
@@ -102,6 +104,7 @@ class RunDispatcher(Consumer):
         self.executors = executors
         self.targets = targets
         self.queries = queries
+        self.logs = logs
         self.database = database
         self.catch_up = catch_up  # wait until the views hold every event in the log
         self.clock = clock
@@ -136,16 +139,17 @@ class RunDispatcher(Consumer):
                         tracking=tracking,
                     )
         elif delivery.topic.endswith(":Job.Deleted"):
-            job_id = event.originator_id
             self.catch_up()
-            unfinished = self.view.unfinished_run_ids(event.organization_id, job_id)
-            if unfinished:
-                self.runs.cancel_job_runs(
+            run_ids = self.view.run_ids_of_job(event.organization_id, event.originator_id)
+            if run_ids:
+                self.runs.remove_job_runs(
                     event.organization_id,
-                    unfinished,
+                    run_ids,
                     by=self.actor(event.organization_id),
                     tracking=tracking,
                 )
+                for run_id in run_ids:
+                    self.logs.delete(run_id)
 
     # --- claiming and submitting -----------------------------------------------------------
 

@@ -178,11 +178,10 @@ class RunsView(View):
         )
         return [r["id"] for r in rows]
 
-    def unfinished_run_ids(self, organization_id: str, job_id: str) -> list[str]:
+    def run_ids_of_job(self, organization_id: str, job_id: str) -> list[str]:
         rows = self.fetch_all(
-            "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s "
-            "AND NOT (status = ANY(%s))",
-            (organization_id, job_id, sorted(TERMINAL)),
+            "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s",
+            (organization_id, job_id),
         )
         return [r["id"] for r in rows]
 
