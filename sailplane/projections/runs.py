@@ -178,6 +178,17 @@ class RunsView(View):
         )
         return [r["id"] for r in rows]
 
+    def latest_runs(
+        self, organization_id: str, job_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Each job's newest run (for `latestJobRunId` and `included.jobRuns` of job lists)."""
+        rows = self.fetch_all(
+            "SELECT DISTINCT ON (job_id) * FROM {job_runs} WHERE organization_id = %s "
+            "AND job_id = ANY(%s) ORDER BY job_id, created_at DESC, id DESC",
+            (organization_id, list(job_ids)),
+        )
+        return {r["job_id"]: r for r in rows}
+
     def run_ids_of_job(self, organization_id: str, job_id: str) -> list[str]:
         rows = self.fetch_all(
             "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s",

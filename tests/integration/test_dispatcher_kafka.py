@@ -157,3 +157,66 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
         assert status(system, quick, run_id)["attempt"] == 1
     reasons = [e["reason"] for e in system.job_runs.events(ORG, slow_run, after=0, limit=100)]
     assert "retry_backoff" in reasons
+
+
+def test_the_run_rules_through_kafka(system: System, broker: services.Broker, sail: str) -> None:
+    bad = job(system, sql_source="SELEC nonsense")
+    held_job = job(system, sql_source="SELECT 1")
+    long = job(system, python={"source": "import time\ntime.sleep(600)"})
+    queued = job(
+        system,
+        python={"source": "import time\ntime.sleep(2)"},
+        max_concurrent_runs=1,
+        concurrency_policy="queue",
+    )
+    with dispatcher_process(system, broker, sail):
+        # Bad SQL fails; a retry runs it again under the same id.
+        failed = create(system, bad)
+        wait_until(lambda: status(system, bad, failed)["status"] == "failed", what="failed")
+        system.wait_for_views(system.runs.retry_run(bad.job_id, failed, hold=False, by=MEMBER))
+        wait_until(
+            lambda: (r := status(system, bad, failed))["status"] == "failed" and r["attempt"] == 2,
+            what="failed again",
+        )
+        # A held run waits until released.
+        held, position = system.runs.create_run(held_job.job_id, by=MEMBER, hold=True)
+        system.wait_for_views(position)
+        assert status(system, held_job, held)["status"] == "pending"
+        system.wait_for_views(system.runs.release_run(held_job.job_id, held, by=MEMBER))
+        wait_until(lambda: status(system, held_job, held)["status"] == "completed", what="released")
+        # Cancel stops a running entry point.
+        cancelled = create(system, long)
+        wait_until(lambda: status(system, long, cancelled)["status"] == "running", what="running")
+        system.wait_for_views(system.runs.cancel_run(long.job_id, cancelled, by=MEMBER))
+        wait_until(
+            lambda: (
+                executions(system.database, cancelled) == {1: 1}
+                and _state(system, cancelled) == "cancelled"
+            ),
+            what="the execution stopped",
+        )
+        # maxConcurrentRuns 1 with queue: the second run waits, then runs.
+        first, second = create(system, queued), create(system, queued)
+        wait_until(
+            lambda: status(system, queued, second)["status_reason"] == "concurrency_limit",
+            what="the second run waiting",
+        )
+        for run_id in (first, second):
+            wait_until(
+                lambda r=run_id: status(system, queued, r)["status"] == "completed", what="done"
+            )
+    for run_id, expected in (
+        (failed, {1: 1, 2: 1}),
+        (held, {1: 1}),
+        (first, {1: 1}),
+        (second, {1: 1}),
+    ):
+        assert executions(system.database, run_id) == expected
+
+
+def _state(system: System, run_id: str) -> str | None:
+    with system.database.connect() as conn:
+        row = conn.execute(
+            f"SELECT state FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = 1", (run_id,)
+        ).fetchone()
+    return row[0] if row else None
