@@ -70,7 +70,9 @@ def found_org(system: System, name: str = "Test Org") -> Org:
 
 def local_cluster_id(system: System, organization_id: str) -> str:
     """The id of the organization's active `local` workload cluster."""
-    return system.infra.ensure_local_cluster(organization_id).cluster_id
+    local = system.infra.ensure_local_cluster(organization_id)
+    system.wait_for_views(local.position)
+    return local.cluster_id
 
 
 def add_member_with_token(system: System, org: Org, role_ids: list[str]) -> tuple[str, str]:

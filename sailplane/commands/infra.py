@@ -52,7 +52,7 @@ class LocalCluster:
     network_id: str
     external_cluster_id: str
     cluster_id: str
-    position: int  # 0 when it existed already
+    position: int  # the log position to wait for before reading it
 
 
 def local_ids(organization_id: str) -> tuple[str, str, str, str]:
@@ -97,9 +97,9 @@ class Infra(SailplaneApplication):
         (a racing second save fails the store's version check and finds the first one's).
         """
         connection_id, network_id, external_id, cluster_id = local_ids(organization_id)
-        found = LocalCluster(connection_id, network_id, external_id, cluster_id, 0)
-        if self._find(Cluster, cluster_id) is not None:
-            return found
+        existing = self._existing_local_cluster(organization_id)
+        if existing is not None:
+            return existing
         by = Actor.system("bootstrap", organization_id)
         at = self.clock()
         connection = Connection.create(
@@ -142,10 +142,22 @@ class Infra(SailplaneApplication):
         try:
             position = self._commit(connection, network, external, cluster, tracking=tracking)
         except ConflictError:
-            if self._find(Cluster, cluster_id) is not None:
-                return found  # created by a concurrent call
-            raise
+            existing = self._existing_local_cluster(organization_id)
+            if existing is None:
+                raise
+            return existing  # created by a concurrent call
         return LocalCluster(connection_id, network_id, external_id, cluster_id, position)
+
+    def _existing_local_cluster(self, organization_id: str) -> LocalCluster | None:
+        """The local cluster when it exists, with the log head as the position to wait for.
+
+        It may have been saved an instant ago by another worker: the head bounds its
+        events, so waiting for it makes the cluster visible.
+        """
+        ids = local_ids(organization_id)
+        if self._find(Cluster, ids[3]) is None:
+            return None
+        return LocalCluster(*ids, self.recorder.max_notification_id() or 0)
 
     # --- connections ---------------------------------------------------------------------
 

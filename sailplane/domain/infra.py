@@ -265,6 +265,15 @@ class Provisioned(SailplaneAggregate):
         def apply(self, aggregate: Provisioned) -> None:
             aggregate.deleted = True
 
+    def begin(self, status: str) -> None:
+        """The lifecycle fields of a new network or cluster (called by its Created event)."""
+        self.status = status
+        self.status_message = None
+        self.operation_id = None
+        self.outputs = {}
+        self.provisioned_once = status != PENDING
+        self.deleted = False
+
     def _change(
         self,
         status: str,
@@ -359,12 +368,7 @@ class Network(Provisioned):
             aggregate.region = self.region
             aggregate.config = dict(self.config)
             aggregate.provider_network_id = self.provider_network_id
-            aggregate.status = self.status
-            aggregate.status_message = None
-            aggregate.operation_id = None
-            aggregate.outputs = {}
-            aggregate.provisioned_once = self.status != PENDING
-            aggregate.deleted = False
+            aggregate.begin(self.status)
 
     @classmethod
     def create(
@@ -417,12 +421,7 @@ class ExternalCluster(Provisioned):
             aggregate.name = self.name
             aggregate.region = self.region
             aggregate.config = dict(self.config)
-            aggregate.status = self.status
-            aggregate.status_message = None
-            aggregate.operation_id = None
-            aggregate.outputs = {}
-            aggregate.provisioned_once = self.status != PENDING
-            aggregate.deleted = False
+            aggregate.begin(self.status)
 
     class Reconfigured(SailplaneAggregate.Event):
         config: dict[str, Any]

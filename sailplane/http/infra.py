@@ -397,9 +397,12 @@ def external_row(
     return _or_404(row, "cluster", cluster_id)
 
 
-def operation_response(
-    system: System, principal: Principal, operation_id: str
+def accepted(
+    system: System, principal: Principal, started: tuple[str, int]
 ) -> Response[OperationOut]:
+    """202 with the operation a use case started, once the views show it."""
+    operation_id, position = started
+    system.wait_for_views(position)
     row = _or_404(
         system.clusters.operation(principal.organization_id, operation_id),
         "operation",
@@ -733,9 +736,9 @@ class ConnectionController(Controller):
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
     ) -> Response[OperationOut]:
         """Update the connection's stack to the latest template (an operation)."""
-        operation_id, position = system.infra.sync_template(connection, by=principal.actor)
-        system.wait_for_views(position)
-        return operation_response(system, principal, operation_id)
+        return accepted(
+            system, principal, system.infra.sync_template(connection, by=principal.actor)
+        )
 
 
 class NetworkController(Controller):
@@ -869,11 +872,9 @@ class NetworkController(Controller):
         network: FromPath[str],
     ) -> Response[OperationOut]:
         """Destroy a network's infrastructure (an operation); the record stays."""
-        operation_id, position = system.infra.destroy_network(
-            connection, network, by=principal.actor
+        return accepted(
+            system, principal, system.infra.destroy_network(connection, network, by=principal.actor)
         )
-        system.wait_for_views(position)
-        return operation_response(system, principal, operation_id)
 
     @post(
         "/connections/{connection:str}/networks/{network:str}/provision",
@@ -890,11 +891,11 @@ class NetworkController(Controller):
         network: FromPath[str],
     ) -> Response[OperationOut]:
         """Provision a pending (or failed) network (an operation)."""
-        operation_id, position = system.infra.provision_network(
-            connection, network, by=principal.actor
+        return accepted(
+            system,
+            principal,
+            system.infra.provision_network(connection, network, by=principal.actor),
         )
-        system.wait_for_views(position)
-        return operation_response(system, principal, operation_id)
 
 
 def _body_connection(body_id: str | None, path_id: str) -> None:
@@ -1060,11 +1061,9 @@ class ClusterController(Controller):
         cluster: FromPath[str],
     ) -> Response[OperationOut]:
         """Destroy an active or failed cluster's infrastructure (an operation); the record stays."""
-        operation_id, position = system.infra.destroy_cluster(
-            connection, cluster, by=principal.actor
+        return accepted(
+            system, principal, system.infra.destroy_cluster(connection, cluster, by=principal.actor)
         )
-        system.wait_for_views(position)
-        return operation_response(system, principal, operation_id)
 
     @post(
         "/connections/{connection:str}/clusters/{cluster:str}/provision",
@@ -1081,11 +1080,11 @@ class ClusterController(Controller):
         cluster: FromPath[str],
     ) -> Response[OperationOut]:
         """Provision a pending (or failed) cluster (an operation)."""
-        operation_id, position = system.infra.provision_cluster(
-            connection, cluster, by=principal.actor
+        return accepted(
+            system,
+            principal,
+            system.infra.provision_cluster(connection, cluster, by=principal.actor),
         )
-        system.wait_for_views(position)
-        return operation_response(system, principal, operation_id)
 
     @get(
         "/connections/{connection:str}/clusters/{cluster:str}/health",

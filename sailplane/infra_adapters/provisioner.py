@@ -21,7 +21,7 @@ from typing import Any
 from sailplane.commands.infra import Infra
 from sailplane.commands.sessions import Sessions
 from sailplane.domain.base import Actor
-from sailplane.domain.errors import DomainError
+from sailplane.domain.errors import DomainError, NotFoundError
 from sailplane.domain.identity import Organization
 from sailplane.domain.infra import Operation
 from sailplane.domain.sessions import Session
@@ -64,7 +64,12 @@ class Provisioner(Consumer):
             )
 
     def perform(self, operation_id: str, delivery: Delivery) -> None:
-        operation, connection, target = self.infra.operation_target(operation_id)
+        try:
+            operation, connection, target = self.infra.operation_target(operation_id)
+        except NotFoundError:
+            # Not in this installation's store (a broker shared with another one): not ours.
+            log.warning("operation %s is not in the event store; skipped", operation_id)
+            return
         if operation.finished:
             return
         by = Actor.system(self.name, operation.organization_id)

@@ -173,59 +173,37 @@ class ClustersView(View):
     # --- connections, networks, provisioned clusters, operations -----------------------
 
     def connection(self, organization_id: str, connection_id: str) -> dict[str, Any] | None:
-        return self.fetch_one(
-            "SELECT * FROM {infra_connections} WHERE organization_id = %s AND id = %s AND NOT deleted",
-            (organization_id, connection_id),
-        )
+        return self._one("infra_connections", organization_id, connection_id)
 
     def connections_by_id(self, organization_id: str, ids: list[str]) -> list[dict[str, Any]]:
-        return self.fetch_all(
-            "SELECT * FROM {infra_connections} WHERE organization_id = %s AND id = ANY(%s) ORDER BY id",
-            (organization_id, ids),
-        )
+        return self._by_id("infra_connections", organization_id, ids)
 
     def connections(self, organization_id: str, *, limit: int, marker: str | None) -> Rows:
         return self._page("infra_connections", organization_id, "", (), limit, marker)
 
     def network(self, organization_id: str, network_id: str) -> dict[str, Any] | None:
-        return self.fetch_one(
-            "SELECT * FROM {infra_networks} WHERE organization_id = %s AND id = %s AND NOT deleted",
-            (organization_id, network_id),
-        )
+        return self._one("infra_networks", organization_id, network_id)
 
     def networks_by_id(self, organization_id: str, ids: list[str]) -> list[dict[str, Any]]:
-        return self.fetch_all(
-            "SELECT * FROM {infra_networks} WHERE organization_id = %s AND id = ANY(%s) ORDER BY id",
-            (organization_id, ids),
-        )
+        return self._by_id("infra_networks", organization_id, ids)
 
     def networks(
         self, organization_id: str, *, connection_id: str | None, limit: int, marker: str | None
     ) -> Rows:
-        where, params = (
-            ("", ()) if connection_id is None else (" AND r.connection_id = %s", (connection_id,))
-        )
-        return self._page("infra_networks", organization_id, where, params, limit, marker)
+        return self._of_connection("infra_networks", organization_id, connection_id, limit, marker)
 
     def external_cluster(self, organization_id: str, external_id: str) -> dict[str, Any] | None:
-        return self.fetch_one(
-            "SELECT * FROM {infra_external_clusters} WHERE organization_id = %s AND id = %s AND NOT deleted",
-            (organization_id, external_id),
-        )
+        return self._one("infra_external_clusters", organization_id, external_id)
 
     def external_clusters_by_id(self, organization_id: str, ids: list[str]) -> list[dict[str, Any]]:
-        return self.fetch_all(
-            "SELECT * FROM {infra_external_clusters} WHERE organization_id = %s AND id = ANY(%s) ORDER BY id",
-            (organization_id, ids),
-        )
+        return self._by_id("infra_external_clusters", organization_id, ids)
 
     def external_clusters(
         self, organization_id: str, *, connection_id: str | None, limit: int, marker: str | None
     ) -> Rows:
-        where, params = (
-            ("", ()) if connection_id is None else (" AND r.connection_id = %s", (connection_id,))
+        return self._of_connection(
+            "infra_external_clusters", organization_id, connection_id, limit, marker
         )
-        return self._page("infra_external_clusters", organization_id, where, params, limit, marker)
 
     def external_clusters_in_networks(
         self, organization_id: str, network_ids: list[str]
@@ -284,6 +262,32 @@ class ClustersView(View):
             "WHERE c.organization_id = o.id AND c.provider = 'local' AND c.open_to_all_members)",
         )
         return [r["id"] for r in rows]
+
+    def _one(self, table: str, organization_id: str, row_id: str) -> dict[str, Any] | None:
+        return self.fetch_one(
+            f"SELECT * FROM {{{table}}} WHERE organization_id = %s AND id = %s AND NOT deleted",
+            (organization_id, row_id),
+        )
+
+    def _by_id(self, table: str, organization_id: str, ids: list[str]) -> list[dict[str, Any]]:
+        return self.fetch_all(
+            f"SELECT * FROM {{{table}}} WHERE organization_id = %s AND id = ANY(%s) ORDER BY id",
+            (organization_id, ids),
+        )
+
+    def _of_connection(
+        self,
+        table: str,
+        organization_id: str,
+        connection_id: str | None,
+        limit: int,
+        marker: str | None,
+    ) -> Rows:
+        if connection_id is None:
+            return self._page(table, organization_id, "", (), limit, marker)
+        return self._page(
+            table, organization_id, " AND r.connection_id = %s", (connection_id,), limit, marker
+        )
 
     def _page(
         self,

@@ -1,0 +1,46 @@
+"""The provisioner behind Kafka: the relay publishes the operation, the provisioner (a
+consumer group on `sailplane.infra`) performs it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from sailplane.infra_adapters.kafka import KafkaSettings
+from sailplane.storage import Database
+from sailplane.system import WorkerHost
+from tests.conftest import found_org, running_system
+from tests.services import Broker
+
+
+@pytest.mark.kafka
+def test_an_operation_published_to_kafka_is_performed(fresh_db: Database, kafka: Broker) -> None:
+    settings = KafkaSettings(
+        kafka.bootstrap_servers, session_timeout_ms=6000, heartbeat_interval_ms=500
+    )
+    with running_system(fresh_db, kafka=settings) as system:
+        org = found_org(system)
+        local = system.infra.ensure_local_cluster(org.id)
+        network_id, _ = system.infra.create_network(
+            local.connection_id, name="n", region=None, config={}, by=org.owner
+        )
+        operation_id, position = system.infra.provision_network(
+            local.connection_id, network_id, by=org.owner
+        )
+        system.wait_for_views(position)
+        stop = threading.Event()
+        host = WorkerHost()
+        host.start(system.worker("relay"), stop)
+        host.start(system.worker("provisioner"), stop)
+        try:
+            deadline = time.monotonic() + 120  # generous: a loaded host joins consumer groups slowly
+            while system.clusters.operation(org.id, operation_id)["status"] != "succeeded":
+                assert not stop.is_set(), host.errors
+                assert time.monotonic() < deadline, "the operation did not finish through Kafka"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            host.join(timeout=30)
+        assert system.clusters.network(org.id, network_id)["status"] == "active"
