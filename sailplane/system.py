@@ -17,6 +17,7 @@ from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.infra import Infra
+from sailplane.commands.notifications import Notifications
 from sailplane.commands.requests import Requests
 from sailplane.commands.runs import NoJobVersions, Runs
 from sailplane.commands.sessions import Sessions
@@ -34,6 +35,7 @@ from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
@@ -47,6 +49,7 @@ from sailplane.projections.identity import (
     TeamsView,
 )
 from sailplane.projections.infra import ClustersProjection, ClustersView
+from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
     ChannelListener,
@@ -75,6 +78,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     AccessProjection,
     ClustersProjection,
     SessionsProjection,
+    NotificationsProjection,
     RunsProjection,
 )
 
@@ -88,6 +92,7 @@ class Worker(Protocol):
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     "provisioner": lambda system: Provisioner(system.infra, system.sessions, system.providers),
+    "notifier": lambda system: Notifier(system),
 }
 # name -> builder of a worker that is more than one consumer (e.g. the dispatcher and its monitor).
 WORKERS: dict[str, Callable[[System], Worker]] = {}
@@ -145,6 +150,8 @@ class System:
         self.infra.lookup = self.clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
+        self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
+        self.notifications_view = NotificationsView(self.pool)
 
         # Job runs: the job versions they copy (wired by the jobs context), where clusters
         # run work, their views and their logs.

@@ -29,6 +29,7 @@ from sailplane.http.invitations import InvitationController
 from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.notifications import NotificationController
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
@@ -62,6 +63,7 @@ CONTROLLERS: list[type[Any]] = [
     MyClustersController,
     SessionController,
     ComputeConfigController,
+    NotificationController,
     JobRunController,
     JobRunListsController,
 ]

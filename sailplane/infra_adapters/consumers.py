@@ -100,6 +100,9 @@ class Consumer(ABC):
     def handle(self, delivery: Delivery) -> None:
         """Act on one event; pass `delivery.tracking(self.name)` to the use case called."""
 
+    def tick(self) -> None:  # noqa: B027 - optional hook, most consumers have nothing to do
+        """Work due by time rather than by an event (digests, replays); called between polls."""
+
 
 class ConsumerWorker:
     """Runs one consumer over an event source, skipping what its inbox already holds."""
@@ -151,5 +154,6 @@ class ConsumerWorker:
                     self.process(delivery)
                 if deliveries:
                     self.source.commit()
+                self.consumer.tick()
         finally:
             self.source.close()
