@@ -28,6 +28,7 @@ from typing import Any
 
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, InvalidValueError
+from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Lookup, Notable
 
 PENDING, READY, DISPATCHED, RUNNING = "pending", "ready", "dispatched", "running"
 COMPLETED, FAILED, TIMEOUT, CANCELLED = "completed", "failed", "timeout", "cancelled"
@@ -208,6 +209,7 @@ class JobRun(SailplaneAggregate):
     finished_at: datetime | None
     executor: str | None
     deleted: bool
+    created_by: str  # the actor that created the run (member:ID, service_account:ID, system:...)
 
     class Created(SailplaneAggregate.Created):
         job_id: str
@@ -239,6 +241,7 @@ class JobRun(SailplaneAggregate):
             aggregate.finished_at = None
             aggregate.executor = None
             aggregate.deleted = False
+            aggregate.created_by = self.actor
 
     class Transition(SailplaneAggregate.Event):
         """Base of the status changes: the new status, the reason code and message."""
@@ -595,4 +598,39 @@ def _conflict_status(run: JobRun, action: str, required: str) -> ConflictError:
     return ConflictError(
         f"Job run {run.id} is {run.status}; it can be {action} only when {required}.",
         code="run_status_conflict",
+    )
+
+
+# --- what the notifier hears about ------------------------------------------------------------
+
+NOTIFIED_STATUSES = TERMINAL  # job_run.completed|failed|timeout|cancelled|skipped|dead_letter
+
+
+@NOTIFICATION_SOURCES.maps(JobRun.Transition)
+def _run_finished(event: JobRun.Transition, lookup: Lookup) -> Notable | None:
+    """A transition into a terminal status notifies `job_run.<status>`."""
+    if event.status not in NOTIFIED_STATUSES:
+        return None
+    run = lookup(event.originator_id, event.originator_version)
+    if run is None:
+        return None
+    kind, _, ident = run.created_by.partition(":")
+    return Notable(
+        event_type=f"job_run.{event.status}",
+        resource_type="job_run",
+        resource_id=event.originator_id,
+        related_ids=(run.job_id,),
+        team_ids=tuple(run.spec.team_ids),
+        member_id=ident if kind == "member" else None,
+        subject=f"Run {event.originator_id} of job {run.spec.job_key or run.job_id} {event.status}",
+        payload={
+            "jobId": run.job_id,
+            "jobKey": run.spec.job_key,
+            "jobVersion": run.job_version,
+            "status": event.status,
+            "reason": event.reason,
+            "message": event.message,
+            "attempt": run.attempt,
+            "trigger": run.trigger,
+        },
     )

@@ -353,3 +353,47 @@ class RunMachine(RuleBasedStateMachine):
 
 
 TestRunMachine = RunMachine.TestCase
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "event_type"),
+    [
+        ("completed", "job_run.completed"),
+        ("failed", "job_run.failed"),
+        ("timeout", "job_run.timeout"),
+        ("cancelled", "job_run.cancelled"),
+        ("dead_letter", "job_run.dead_letter"),
+    ],
+)
+def test_terminal_transitions_are_notable(status: str, event_type: str) -> None:
+    from sailplane.domain.notification_sources import NOTIFICATION_SOURCES
+
+    run = run_to(status, team_ids=("TEAM000001",), job_key="nightly")
+    events = run.collect_events()
+
+    def lookup(aggregate_id: str, version: int | None = None) -> JobRun | None:
+        replayed = None
+        for e in events:
+            if version is None or e.originator_version <= version:
+                replayed = e.mutate(replayed)
+        return replayed
+
+    notables = [NOTIFICATION_SOURCES.notable(e, lookup) for e in events]
+    assert [n.event_type for n in notables if n is not None] == [event_type]
+    notable = next(n for n in notables if n is not None)
+    assert notable.resource_id == run.id and notable.related_ids == ("JOB0000001",)
+    assert notable.team_ids == ("TEAM000001",) and notable.member_id == "MEMBER0001"
+    assert notable.payload["status"] == status and "nightly" in notable.subject
+
+
+def test_skipped_runs_are_notable() -> None:
+    from sailplane.domain.notification_sources import NOTIFICATION_SOURCES
+
+    run = new_run()
+    run.skip(by=DISPATCHER, at=T0, message="limit")
+    events = run.collect_events()
+    notable = NOTIFICATION_SOURCES.notable(events[-1], lambda i, v=None: run)
+    assert notable is not None and notable.event_type == "job_run.skipped"
