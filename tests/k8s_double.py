@@ -13,6 +13,9 @@ Served paths:
     POST|GET  /api/v1/namespaces/{ns}/{pods|secrets|configmaps|services}
     GET|DELETE /api/v1/namespaces/{ns}/{kind}/{name}
     GET  /api/v1/namespaces/{ns}/pods/{name}/log
+    POST|GET /api/v1/namespaces                GET|DELETE /api/v1/namespaces/{name}
+    GET  /apis/metrics.k8s.io/v1beta1/nodes    (404 until `set_node_usage`, as without
+                                                metrics-server)
 
 Creating a Job also creates its pod (label `job-name`), as the job controller would; tests
 move them along with `set_status`.
@@ -38,7 +41,10 @@ COLLECTION = re.compile(
     r"^/(?P<prefix>api/v1|apis/batch/v1)/namespaces/(?P<ns>[^/]+)/(?P<kind>jobs|pods|secrets|configmaps|services)"
     r"(?:/(?P<name>[^/]+))?(?P<log>/log)?$"
 )
+NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
+NODE_METRICS = "/apis/metrics.k8s.io/v1beta1/nodes"
 KINDS = {
+    "namespaces": "Namespace",
     "jobs": "Job",
     "pods": "Pod",
     "secrets": "Secret",
@@ -63,6 +69,7 @@ class KubernetesDouble:
     )  # (kind, ns, name)
     logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, pod) -> text
     requests: list[Request] = field(default_factory=list)
+    node_usage: dict[str, dict[str, str]] | None = None  # node -> {"cpu", "memory"}
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -100,6 +107,43 @@ class KubernetesDouble:
                 },
             }
         )
+
+    def set_node_usage(self, name: str, *, cpu: str, memory: str) -> None:
+        """Serve metrics.k8s.io node usage (as metrics-server would) for this node."""
+        with self.lock:
+            self.node_usage = {**(self.node_usage or {}), name: {"cpu": cpu, "memory": memory}}
+
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        ready: bool = True,
+        phase: str = "Running",
+        restarts: int = 0,
+    ) -> None:
+        """A pod something other than Sailplane runs (such as a system pod in kube-system)."""
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {}},
+            "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause"}]},
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "ready": ready,
+                        "restartCount": restarts,
+                        "image": "registry.k8s.io/pause",
+                        "imageID": "",
+                    }
+                ],
+            },
+        }
+        with self.lock:
+            self.objects[("pods", namespace, name)] = pod
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind, namespace, name))
@@ -187,7 +231,37 @@ def _handler(double: KubernetesDouble) -> type[BaseHTTPRequestHandler]:
                     {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": double.nodes},
                 )
                 return
+            if parts.path == NODE_METRICS and method == "GET":
+                if double.node_usage is None:
+                    self._reply(
+                        404,
+                        _status(
+                            404, "NotFound", "the server could not find the requested resource"
+                        ),
+                    )
+                    return
+                items = [
+                    {
+                        "metadata": {"name": node},
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "window": "10s",
+                        "usage": usage,
+                    }
+                    for node, usage in sorted(double.node_usage.items())
+                ]
+                self._reply(
+                    200,
+                    {
+                        "kind": "NodeMetricsList",
+                        "apiVersion": "metrics.k8s.io/v1beta1",
+                        "items": items,
+                    },
+                )
+                return
+            namespaces = NAMESPACES.match(parts.path)
             match = COLLECTION.match(parts.path)
+            if namespaces is not None:
+                match = {"kind": "namespaces", "ns": "", "name": namespaces["name"], "log": None}
             if match is None:
                 self._reply(
                     404, _status(404, "NotFound", f"the server could not find {parts.path}")
@@ -255,7 +329,7 @@ def _handler(double: KubernetesDouble) -> type[BaseHTTPRequestHandler]:
                     return
                 created = copy.deepcopy(body)
                 created["metadata"].update(
-                    namespace=ns,
+                    **({"namespace": ns} if ns else {}),
                     uid=str(uuid.uuid4()),
                     creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 )

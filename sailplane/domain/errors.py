@@ -59,6 +59,12 @@ class PermissionDeniedError(DomainError):
     default_code = "forbidden"
 
 
+class ServiceUnavailableError(DomainError):
+    """Something Sailplane depends on (a cloud provider, a cluster) did not answer: retry later."""
+
+    default_code = "service_unavailable"
+
+
 class TooManyRequestsError(DomainError):
     default_code = "too_many_requests"
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, InvalidValueError
+from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Lookup, Notable
 
 PROVIDERS = ("aws", "kubernetes", "local")
 LOCAL = "local"
@@ -745,3 +746,53 @@ def _summary(resources: list[dict[str, Any]]) -> dict[str, int]:
         if status in summary:
             summary[status] += 1
     return summary
+
+
+# --- what the notifier hears from this context ------------------------------------------
+
+
+@NOTIFICATION_SOURCES.maps(ExternalCluster.StatusChanged)
+def _cluster_status(event: ExternalCluster.StatusChanged, lookup: Lookup) -> Notable | None:
+    """`cluster.active` and `cluster.failed`, about the workload cluster members use."""
+    if event.status not in (ACTIVE, FAILED):
+        return None
+    cluster = lookup(event.originator_id, event.originator_version)
+    if cluster is None:
+        return None
+    return Notable(
+        event_type=f"cluster.{event.status}",
+        resource_type="cluster",
+        resource_id=cluster.cluster_id,
+        related_ids=(cluster.id, cluster.connection_id, cluster.network_id),
+        subject=f"Cluster {cluster.name} is {event.status}",
+        payload={
+            "clusterId": cluster.cluster_id,
+            "externalClusterId": cluster.id,
+            "status": event.status,
+            "statusMessage": event.status_message,
+            "operationId": event.operation_id,
+        },
+    )
+
+
+@NOTIFICATION_SOURCES.maps(Operation.Failed)
+def _operation_failed(event: Operation.Failed, lookup: Lookup) -> Notable | None:
+    """`operation.failed`, owned by the member who started the operation."""
+    operation = lookup(event.originator_id, event.originator_version)
+    if operation is None:
+        return None
+    return Notable(
+        event_type="operation.failed",
+        resource_type="operation",
+        resource_id=operation.id,
+        related_ids=(operation.resource_id, operation.connection_id),
+        member_id=operation.member_id,
+        subject=f"Operation {operation.operation} of {operation.resource_type} "
+        f"{operation.resource_id} failed",
+        payload={
+            "operation": operation.operation,
+            "resourceType": operation.resource_type,
+            "resourceId": operation.resource_id,
+            "error": dict(event.error),
+        },
+    )

@@ -24,6 +24,7 @@ from sailplane.domain.errors import (
     NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
+    ServiceUnavailableError,
     TooManyRequestsError,
 )
 
@@ -37,6 +38,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     ConflictError: 409,
     InvalidValueError: 422,
     TooManyRequestsError: 429,
+    ServiceUnavailableError: 503,
 }
 
 CODE_BY_STATUS = {
@@ -50,6 +52,7 @@ CODE_BY_STATUS = {
     415: "unsupported_media_type",
     422: "invalid_value",
     429: "too_many_requests",
+    503: "service_unavailable",
 }
 
 

@@ -64,9 +64,17 @@ class NoAwsConnections:
 
 
 def assume_role(
-    role: AwsRole, *, region: str, session_name: str, endpoint_url: str | None = None
+    role: AwsRole,
+    *,
+    region: str,
+    session_name: str,
+    endpoint_url: str | None = None,
+    field: str = "configWrite.connectionId",
 ) -> AwsCredentials:
-    """Short-lived credentials for `role`, assumed with its external id."""
+    """Short-lived credentials for `role`, assumed with its external id.
+
+    Raises InvalidValueError (422, naming `field`) when STS refuses or cannot be reached.
+    """
     sts = boto3.client("sts", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG)
     try:
         answer = sts.assume_role(
@@ -78,7 +86,7 @@ def assume_role(
     except (ClientError, BotoCoreError) as exc:
         raise InvalidValueError(
             f"Sailplane could not assume the connection's role {role.role_arn}: {_reason(exc)}",
-            field="configWrite.connectionId",
+            field=field,
             code="connection_unusable",
         ) from None
     credentials = answer["Credentials"]

@@ -18,6 +18,7 @@ from sailplane.http.errors import STATUS_BY_ERROR, status_of
         (errors.ConflictError("x"), 409),
         (errors.InvalidValueError("x", field="name"), 422),
         (errors.TooManyRequestsError("x", retry_after=3), 429),
+        (errors.ServiceUnavailableError("x"), 503),
     ],
 )
 def test_each_domain_error_maps_to_its_status(error: errors.DomainError, status: int) -> None:
