@@ -2,8 +2,10 @@
 
 A cluster is usable when its external cluster is `active`. A `local` provider's cluster
 runs work with the local executor on its Sail server (started on first use); any other
-provider's cluster (`kubernetes`, `aws` with EKS) runs it as Kubernetes Jobs, through the
-kubeconfig the provider gives and against the Spark Connect endpoint it names.
+provider's cluster (`kubernetes`, `aws` with EKS) runs it as Kubernetes Jobs in the
+cluster's namespace, through the kubeconfig the provider gives, against the Spark Connect
+endpoint the provider names — or, while providers deploy no Sail server there, with an
+empty `SPARK_REMOTE`, so the Job's image must bring its own Sail.
 """
 
 from __future__ import annotations
@@ -41,16 +43,20 @@ class InfraRunTargets:
         connection_spec = self.infra.connection_spec(connection)
         provider = self.infra.providers.get(connection.provider)
         try:
-            endpoint = provider.spark_endpoint(connection_spec, spec)
             if connection.provider == "local":
-                return Target(executor="local", spark_remote=endpoint)
-            settings: dict[str, Any] = {
-                "kubeconfig": yaml.safe_load(provider.kubeconfig(connection_spec, spec)),
-                "namespace": spec.config.get("namespace", "default"),
-            }
-            if spec.config.get("lakesailImageUri"):
-                settings["image"] = spec.config["lakesailImageUri"]
+                return Target(
+                    executor="local", spark_remote=provider.spark_endpoint(connection_spec, spec)
+                )
+            kubeconfig = yaml.safe_load(provider.kubeconfig(connection_spec, spec))
         except (ProviderError, DomainError) as error:
             log.warning("cluster %s cannot take work: %s", cluster_id, error.message)
             return None
+        try:
+            endpoint: str | None = provider.spark_endpoint(connection_spec, spec)
+        except (ProviderError, DomainError):
+            endpoint = None  # no Sail deployed by the provider: the Job's image brings its own
+        settings: dict[str, Any] = {
+            "kubeconfig": kubeconfig,
+            "namespace": spec.outputs.get("namespace") or spec.config.get("namespace") or "default",
+        }
         return Target(executor="kubernetes", spark_remote=endpoint, settings=settings)
