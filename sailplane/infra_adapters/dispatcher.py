@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +59,7 @@ from sailplane.infra_adapters.executors import (
     Executor,
     RunTargets,
     Submission,
+    Target,
     Work,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
@@ -68,6 +70,7 @@ log = logging.getLogger(__name__)
 
 READY_EVENTS = (JobRun.Created, JobRun.Released, JobRun.Retried, JobRun.RetryScheduled)
 QUERY_NOT_FOUND = "query_not_found"
+TARGET_TTL = 5.0
 
 
 class QueryTexts:
@@ -110,7 +113,19 @@ class RunDispatcher(Consumer):
         self.clock = clock
         self.submit_grace = submit_grace
         self._local_locks: dict[str, threading.Lock] = {}
+        self._targets: dict[tuple[str, str | None], tuple[float, Target | None]] = {}
         self._guard = threading.Lock()
+
+    def _target(self, organization_id: str, cluster_id: str | None) -> Target | None:
+        """The cluster's target, remembered for TARGET_TTL seconds (the monitor asks often)."""
+        key = (organization_id, cluster_id)
+        now = time.monotonic()
+        cached = self._targets.get(key)
+        if cached is not None and now - cached[0] < TARGET_TTL:
+            return cached[1]
+        target = self.targets.target(organization_id, cluster_id)
+        self._targets[key] = (now, target)
+        return target
 
     def actor(self, organization_id: str, component: str = "dispatcher") -> Actor:
         return Actor.system(component, organization_id)
@@ -158,7 +173,7 @@ class RunDispatcher(Consumer):
         run = self.runs.run_state(run_id)
         if run is None or run.status != READY:
             return "none"
-        target = self.targets.target(run.organization_id, run.spec.cluster_id)
+        target = self._target(run.organization_id, run.spec.cluster_id)
         kind = target.executor if target is not None and target.executor in self.executors else None
         with self._job_lock(run.job_id):
             self.catch_up()
@@ -183,7 +198,7 @@ class RunDispatcher(Consumer):
                 by=by,
             )
             return
-        target = self.targets.target(organization_id, spec.cluster_id)
+        target = self._target(organization_id, spec.cluster_id)
         if target is None or target.executor not in self.executors:
             self.runs.record_failed(
                 run_id,
@@ -230,7 +245,7 @@ class RunDispatcher(Consumer):
         executor = self.executors.get(run.executor)
         if executor is not None:
             executor.cancel(
-                run_id, run.attempt, self.targets.target(run.organization_id, run.spec.cluster_id)
+                run_id, run.attempt, self._target(run.organization_id, run.spec.cluster_id)
             )
 
     @contextlib.contextmanager
@@ -272,7 +287,7 @@ class RunDispatcher(Consumer):
             return
         attempt, org = run.attempt, run.organization_id
         by = self.actor(org, "executor")
-        target = self.targets.target(org, run.spec.cluster_id)
+        target = self._target(org, run.spec.cluster_id)
         status = executor.status(run.id, attempt, target)
         if status.state == UNKNOWN:
             if run.status == RUNNING:  # its Job or its cluster is gone
