@@ -19,7 +19,7 @@ from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.infra import Infra
 from sailplane.commands.notifications import Notifications
 from sailplane.commands.requests import Requests
-from sailplane.commands.runs import NoJobVersions, Runs
+from sailplane.commands.runs import Runs
 from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
@@ -49,6 +49,7 @@ from sailplane.projections.identity import (
     TeamsView,
 )
 from sailplane.projections.infra import ClustersProjection, ClustersView
+from sailplane.projections.jobs import JobsProjection, JobsView
 from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
@@ -57,7 +58,7 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
-from sailplane.projections.runs import RunsProjection, RunsView
+from sailplane.projections.runs import JobVersionsFromView, RunsProjection, RunsView
 from sailplane.projections.sessions import SessionsProjection, SessionsView
 from sailplane.projections.workloads import (
     CatalogsProjection,
@@ -79,6 +80,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     ClustersProjection,
     SessionsProjection,
     NotificationsProjection,
+    JobsProjection,
     RunsProjection,
 )
 
@@ -91,7 +93,9 @@ class Worker(Protocol):
 
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
-    "provisioner": lambda system: Provisioner(system.infra, system.sessions, system.providers),
+    "provisioner": lambda system: Provisioner(
+        system.infra, system.sessions, system.providers, system.session_views, system.wait_for_views
+    ),
     "notifier": lambda system: Notifier(system),
 }
 # name -> builder of a worker that is more than one consumer (e.g. the dispatcher and its monitor).
@@ -125,6 +129,7 @@ class System:
         self.teams = TeamsView(self.pool)
         self.catalogs = CatalogsView(self.pool)
         self.queries = QueriesView(self.pool)
+        self.jobs = JobsView(self.pool)
 
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
@@ -148,6 +153,7 @@ class System:
         )
         self.clusters = ClustersView(self.pool)
         self.infra.lookup = self.clusters
+        self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
         self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
@@ -159,7 +165,10 @@ class System:
         self.run_logs = RunLogs(database, pool=self.pool)
         self.run_targets: RunTargets = InfraRunTargets(self.infra)
         self.runs = Runs(
-            self.event_log, job_versions=NoJobVersions(), history=self.job_runs, clock=clock
+            self.event_log,
+            job_versions=JobVersionsFromView(self.jobs),
+            history=self.job_runs,
+            clock=clock,
         )
         self.executor_options: dict[str, Any] = {}  # LocalExecutor settings (tests shorten leases)
 

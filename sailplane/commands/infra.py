@@ -17,6 +17,7 @@ from sailplane.commands.base import Clock, SailplaneApplication, utc_now
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
+from sailplane.domain.identity import Organization
 from sailplane.domain.ids import derived_id, new_id
 from sailplane.domain.infra import (
     ACTIVE,
@@ -52,7 +53,7 @@ class LocalCluster:
     network_id: str
     external_cluster_id: str
     cluster_id: str
-    position: int  # the log position to wait for before reading it
+    position: int  # when it existed already: the log's position now, which covers its creation
 
 
 def local_ids(organization_id: str) -> tuple[str, str, str, str]:
@@ -97,9 +98,8 @@ class Infra(SailplaneApplication):
         (a racing second save fails the store's version check and finds the first one's).
         """
         connection_id, network_id, external_id, cluster_id = local_ids(organization_id)
-        existing = self._existing_local_cluster(organization_id)
-        if existing is not None:
-            return existing
+        if self._find(Cluster, cluster_id) is not None:
+            return self._existing_local(organization_id)
         by = Actor.system("bootstrap", organization_id)
         at = self.clock()
         connection = Connection.create(
@@ -142,22 +142,23 @@ class Infra(SailplaneApplication):
         try:
             position = self._commit(connection, network, external, cluster, tracking=tracking)
         except ConflictError:
-            existing = self._existing_local_cluster(organization_id)
-            if existing is None:
-                raise
-            return existing  # created by a concurrent call
+            if self._find(Cluster, cluster_id) is not None:
+                return self._existing_local(organization_id)  # created by a concurrent call
+            raise
         return LocalCluster(connection_id, network_id, external_id, cluster_id, position)
 
-    def _existing_local_cluster(self, organization_id: str) -> LocalCluster | None:
-        """The local cluster when it exists, with the log head as the position to wait for.
+    def ensure_local_cluster_of_founded(
+        self, organization_id: str, *, tracking: Tracking | None = None
+    ) -> int:
+        """The provisioner, for a new organization: its local cluster (when the organization is
+        in this store; a broker shared with another installation carries others)."""
+        if self._find(Organization, organization_id) is None:
+            return 0
+        return self.ensure_local_cluster(organization_id, tracking=tracking).position
 
-        It may have been saved an instant ago by another worker: the head bounds its
-        events, so waiting for it makes the cluster visible.
-        """
-        ids = local_ids(organization_id)
-        if self._find(Cluster, ids[3]) is None:
-            return None
-        return LocalCluster(*ids, self.recorder.max_notification_id() or 0)
+    def _existing_local(self, organization_id: str) -> LocalCluster:
+        """The existing local cluster, with a position that a read-your-writes wait can use."""
+        return LocalCluster(*local_ids(organization_id), self.recorder.max_notification_id() or 0)
 
     # --- connections ---------------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class Infra(SailplaneApplication):
         connection = self._connection(connection_id, by)
         connection.check_active("sync the template of")
         adapter = self.providers.get(connection.provider)
-        if not getattr(adapter, "supports_templates", False):
+        if not adapter.supports_templates:
             raise Unsupported(
                 f"Connection {connection.id} ({connection.provider}) has no infrastructure template to sync."
             )

@@ -295,6 +295,15 @@ class Sessions(SailplaneApplication):
                 session.open(endpoint, by=by, at=self.clock())
         return self._commit(session, tracking=tracking)
 
+    def end_sessions(
+        self, session_ids: list[str], *, reason: str, by: Actor, tracking: Tracking | None = None
+    ) -> int:
+        """Close these sessions (those not ended yet) at once, e.g. when their cluster goes away."""
+        sessions = [s for s in (self._find(Session, i) for i in session_ids) if s is not None]
+        for session in sessions:
+            session.end(reason, by=by, at=self.clock())
+        return self._commit(*sessions, tracking=tracking)
+
     # --- helpers -------------------------------------------------------------------------
 
     def _session(self, session_id: str, by: Actor) -> Session:

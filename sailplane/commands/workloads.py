@@ -1,4 +1,4 @@
-"""Workloads use cases: catalogs and saved queries (jobs join them here later).
+"""Workloads use cases: catalogs and saved queries (jobs: `commands/jobs.py`, its base).
 
 Three ports keep this module free of I/O: a `SecretBox` seals secret configuration
 before it reaches an event, `CatalogBackends` checks a catalog's provider settings
@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from sailplane.commands.base import Clock, SailplaneApplication, utc_now
+from sailplane.commands.base import Clock, utc_now
+from sailplane.commands.jobs import Clusters, JobUseCases, NoClusters
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError
 from sailplane.domain.identity import Team
@@ -53,7 +54,7 @@ class QueryUsage(Protocol):
         """Jobs whose active version runs this saved query (`config.sql.queryId`)."""
 
 
-class Workloads(SailplaneApplication):
+class Workloads(JobUseCases):
     def __init__(
         self,
         log: EventLog,
@@ -61,11 +62,13 @@ class Workloads(SailplaneApplication):
         secret_box: SecretBox,
         catalog_backends: CatalogBackends,
         query_usage: QueryUsage,
+        clusters: Clusters | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.secret_box = secret_box
         self.catalog_backends = catalog_backends
         self.query_usage = query_usage
+        self.clusters = clusters or NoClusters()
         super().__init__(log, clock=clock)
 
     # --- catalogs ------------------------------------------------------------------------

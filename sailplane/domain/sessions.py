@@ -190,6 +190,11 @@ class Session(SailplaneAggregate):
             raise self._wrong_state("close", ("pending", "active", "idle"))
         self._trigger(self.Closed, by=by, at=at, reason="closed_by_user")
 
+    def end(self, reason: str, *, by: Actor, at: datetime) -> None:
+        """Close it for a reason outside the user's hands (its cluster went away); no-op when ended."""
+        if self.status not in TERMINAL:
+            self._trigger(self.Closed, by=by, at=at, reason=reason)
+
     def check_relaunchable(self) -> None:
         if self.status not in TERMINAL:
             raise self._wrong_state("relaunch", TERMINAL)

@@ -27,9 +27,11 @@ from sailplane.http.infra import (
 )
 from sailplane.http.invitations import InvitationController
 from sailplane.http.job_runs import JobRunController, JobRunListsController
+from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.notifications import NotificationController
+from sailplane.http.nul_guard import NulGuardMiddleware
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
@@ -64,6 +66,8 @@ CONTROLLERS: list[type[Any]] = [
     SessionController,
     ComputeConfigController,
     NotificationController,
+    JobController,
+    JobListsController,
     JobRunController,
     JobRunListsController,
 ]
@@ -92,6 +96,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         },
         signature_namespace={"System": System, "Principal": Principal},
         middleware=[
+            NulGuardMiddleware,
             DefineMiddleware(
                 BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
             ),

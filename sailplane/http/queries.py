@@ -17,7 +17,7 @@ from msgspec import UNSET, UnsetType
 
 from sailplane.domain.errors import NotFoundError
 from sailplane.domain.workloads import QUERY_FIELDS
-from sailplane.http import catalogs, shapes
+from sailplane.http import catalogs, jobs, shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
 from sailplane.http.pagination import (
     Described,
@@ -101,7 +101,7 @@ class QueriesIncluded(Shape):
     queries: list[Query]
     catalogs: list[catalogs.CatalogSummary]
     teams: list[shapes.TeamWithMemberCount]
-    jobs: list[dict[str, Any]]  # jobs are not part of this build yet: always empty
+    jobs: list[jobs.Job]  # the jobs whose active version runs one of these queries
 
 
 class QueryTeam(Shape):
@@ -158,7 +158,9 @@ def _normalized(
         teams=included_teams(
             system.queries, organization_id, [t for ts in team_ids.values() for t in ts]
         ),
-        jobs=[],
+        jobs=jobs.jobs_by_id(
+            system, organization_id, sorted({j for js in job_ids.values() for j in js})
+        ),
     )
     return items, included
 

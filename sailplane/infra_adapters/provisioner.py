@@ -10,20 +10,22 @@ nothing; a worker that died mid-step finds the operation `running` and calls the
 again, and the adapter's step converges on the one resource named after the ids (the
 operation id is the client token). For each new `Session` it brings up the session's
 Spark Connect endpoint on its cluster and marks the session active (or failed). For each
-new organization (topic `sailplane.identity`) it creates the built-in `local` cluster.
+new organization (topic `sailplane.identity`) it creates the built-in `local` cluster, and
+when a cluster starts being destroyed it closes the sessions still open on it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sailplane.commands.infra import Infra
 from sailplane.commands.sessions import Sessions
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import DomainError, NotFoundError
 from sailplane.domain.identity import Organization
-from sailplane.domain.infra import Operation
+from sailplane.domain.infra import Cluster, Operation
 from sailplane.domain.sessions import Session
 from sailplane.infra_adapters.consumers import Consumer, Delivery
 from sailplane.infra_adapters.providers import (
@@ -38,14 +40,30 @@ from sailplane.infra_adapters.providers import (
 log = logging.getLogger(__name__)
 
 
+GONE = ("destroying", "destroyed")
+
+
+class OpenSessions(Protocol):
+    def open_session_ids(self, organization_id: str, cluster_id: str) -> list[str]: ...
+
+
 class Provisioner(Consumer):
     name = "provisioner"
     kafka_topics = ("sailplane.infra", "sailplane.identity")
 
-    def __init__(self, infra: Infra, sessions: Sessions, providers: Providers) -> None:
+    def __init__(
+        self,
+        infra: Infra,
+        sessions: Sessions,
+        providers: Providers,
+        open_sessions: OpenSessions,
+        wait_for_views: Callable[[int], bool],
+    ) -> None:
         self.infra = infra
         self.sessions = sessions
         self.providers = providers
+        self.open_sessions = open_sessions
+        self.wait_for_views = wait_for_views
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.event
@@ -53,8 +71,17 @@ class Provisioner(Consumer):
             self.perform(event.originator_id, delivery)
         elif isinstance(event, Organization.Created):
             # Every organization gets its built-in local cluster, however it was founded.
-            self.infra.ensure_local_cluster(
+            self.infra.ensure_local_cluster_of_founded(
                 event.originator_id, tracking=delivery.tracking(self.name)
+            )
+        elif isinstance(event, Cluster.ExternalStatusMirrored) and event.external_status in GONE:
+            # Sessions end with their cluster; the view shows every session created before.
+            self.wait_for_views(delivery.position)
+            self.sessions.end_sessions(
+                self.open_sessions.open_session_ids(event.organization_id, event.originator_id),
+                reason="cluster_destroyed",
+                by=Actor.system(self.name, event.organization_id),
+                tracking=delivery.tracking(self.name),
             )
         elif isinstance(event, Session.Created):
             self.sessions.open_session(

@@ -27,6 +27,7 @@ CONTEXTS: dict[str, tuple[str, str]] = {
     "sailplane.domain.infra": ("infra", "sailplane.infra"),
     "sailplane.domain.sessions": ("infra", "sailplane.infra"),
     "sailplane.domain.workloads": ("workloads", "sailplane.workloads"),
+    "sailplane.domain.jobs": ("workloads", "sailplane.workloads"),
     "sailplane.domain.runs": ("runs", "sailplane.job-runs"),
     "sailplane.domain.notifications": ("notifications", "sailplane.notifications"),
     "sailplane.domain.signin": ("identity", "sailplane.identity"),

@@ -106,6 +106,15 @@ class SessionsView(View):
             marker=marker,
         )
 
+    def open_session_ids(self, organization_id: str, cluster_id: str) -> list[str]:
+        """Sessions on this workload cluster that have not ended."""
+        rows = self.fetch_all(
+            "SELECT id FROM {sessions} WHERE organization_id = %s AND cluster_id = %s "
+            "AND status NOT IN ('closed', 'failed') ORDER BY id",
+            (organization_id, cluster_id),
+        )
+        return [r["id"] for r in rows]
+
     def session(self, organization_id: str, session_id: str) -> dict[str, Any] | None:
         return self.fetch_one(
             "SELECT * FROM {sessions} WHERE organization_id = %s AND id = %s",

@@ -13,6 +13,7 @@ from eventsourcing.persistence import Tracking
 from psycopg.types.json import Jsonb
 
 from sailplane.domain.identity import Team
+from sailplane.domain.jobs import Job, query_id_of
 from sailplane.domain.workloads import (
     QUERY_FIELDS,
     Catalog,
@@ -451,3 +452,33 @@ class QueriesProjection(SharedProjection):
     @process_event.register
     def _(self, event: Team.Deleted, tracking: Tracking) -> None:
         self._team_deleted(event)
+
+    # `query_jobs`: which saved query each job's active version runs.
+
+    @process_event.register
+    def _(self, event: Job.Created, tracking: Tracking) -> None:
+        self._job_runs_query(event, query_id_of(event.spec))
+
+    @process_event.register
+    def _(self, event: Job.VersionCreated, tracking: Tracking) -> None:
+        self._job_runs_query(event, query_id_of(event.spec))
+
+    @process_event.register
+    def _(self, event: Job.DraftPublished, tracking: Tracking) -> None:
+        self._job_runs_query(event, event.query_id)
+
+    @process_event.register
+    def _(self, event: Job.VersionActivated, tracking: Tracking) -> None:
+        self._job_runs_query(event, event.query_id)
+
+    @process_event.register
+    def _(self, event: Job.Deleted, tracking: Tracking) -> None:
+        self._job_runs_query(event, None)
+
+    def _job_runs_query(self, event: Any, query_id: str | None) -> None:
+        self.view.execute("DELETE FROM {query_jobs} WHERE job_id = %s", (event.originator_id,))
+        if query_id is not None:
+            self.view.execute(
+                "INSERT INTO {query_jobs} VALUES (%s, %s, %s)",
+                (query_id, event.originator_id, event.organization_id),
+            )

@@ -199,6 +199,11 @@ def test_a_local_cluster_from_connection_to_deletion(client: httpx.Client, org: 
     expect_conflict(client.post(f"/workloads/sessions/{session_id}/token", json={}), "closed")
     relaunched = client.post(f"/workloads/sessions/{session_id}/relaunch")
     assert relaunched.status_code == 201 and relaunched.json()["id"] != session_id
+    relaunched_id = relaunched.json()["id"]
+    eventually(
+        lambda: client.get(f"/workloads/sessions/{relaunched_id}").json(),
+        lambda s: s["status"] == "active",
+    )
     listed = client.get("/workloads/sessions", params={"status": "closed"}).json()
     assert [item["id"] for item in listed["items"]] == [session_id]
 
@@ -208,6 +213,12 @@ def test_a_local_cluster_from_connection_to_deletion(client: httpx.Client, org: 
     assert finished(client, destroy.json())["status"] == "succeeded"
     gone = client.get(f"/infra/clusters/{external_id}").json()["included"]["clusters"][0]
     assert gone["status"] == "destroyed"
+    # The session still open on it ended with its cluster.
+    ended = eventually(
+        lambda: client.get(f"/workloads/sessions/{relaunched_id}").json(),
+        lambda s: s["status"] == "closed",
+    )
+    assert (ended["status"], ended["terminationReason"]) == ("closed", "cluster_destroyed")
     expect_conflict(
         client.delete(f"/infra/connections/{connection_id}/clusters/{external_id}"), "destroyed"
     )

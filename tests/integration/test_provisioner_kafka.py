@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
-from sailplane.infra_adapters.kafka import KafkaSettings
+from sailplane.infra_adapters.consumers import ConsumerWorker
+from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaSettings
 from sailplane.storage import Database
-from sailplane.system import WorkerHost
+from sailplane.system import CONSUMERS, WorkerHost
 from tests.conftest import found_org, running_system
+from tests.integration.test_consumers import _OnlyOrg
 from tests.services import Broker
 
 
@@ -33,7 +36,18 @@ def test_an_operation_published_to_kafka_is_performed(fresh_db: Database, kafka:
         stop = threading.Event()
         host = WorkerHost()
         host.start(system.worker("relay"), stop)
-        host.start(system.worker("provisioner"), stop)
+        # The provisioner as `sailplane worker provisioner` runs it, in its own consumer group;
+        # other tests share the broker, so only this organization's messages reach it.
+        provisioner = CONSUMERS["provisioner"](system)
+        source = _OnlyOrg(
+            KafkaEventSource(
+                settings,
+                group_id=f"provisioner-{uuid.uuid4().hex[:8]}",
+                topics=provisioner.kafka_topics,
+            ),
+            org.id,
+        )
+        host.start(ConsumerWorker(provisioner, source, system.event_log), stop)
         try:
             deadline = time.monotonic() + 120  # generous: a loaded host joins consumer groups slowly
             while system.clusters.operation(org.id, operation_id)["status"] != "succeeded":

@@ -162,6 +162,12 @@ class SessionMachine(RuleBasedStateMachine):
             self.status = "closed"
 
     @rule()
+    def end_with_its_cluster(self) -> None:
+        self.session.end("cluster_destroyed", by=OWNER, at=self.now)
+        if self.status not in ("closed", "failed"):
+            self.status = "closed"
+
+    @rule()
     def relaunch(self) -> None:
         try:
             self.session.check_relaunchable()

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sailplane.domain.errors import ConflictError, InvalidValueError
 
@@ -126,8 +126,12 @@ def resource_name(kind: str, spec_id: str, organization_id: str) -> str:
     return f"sailplane-{kind}-{organization_id.lower()}-{spec_id.lower()}"
 
 
+@runtime_checkable
 class Provider(Protocol):
-    name: str
+    name: str  # the provider name connections carry (`local`, `aws`, `kubernetes`)
+    supports_templates: (
+        bool  # whether `template` and `sync_template` apply (else 409 before any operation)
+    )
 
     # --- connections --------------------------------------------------------------------
 

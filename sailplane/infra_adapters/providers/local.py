@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,6 @@ class SailServers:
             [str(self.sail_binary), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         deadline = time.monotonic() + self.START_TIMEOUT
         while not _listening(port):
@@ -432,7 +431,7 @@ class LocalProvider:
         }
         pid = self.servers.pid(self._name(cluster))
         now = datetime.now(UTC)
-        if pid is None or not (start <= now <= end + _slack(period_seconds)):
+        if pid is None or not (start <= now <= end + timedelta(seconds=max(period_seconds, 60))):
             return series
         try:
             process = psutil.Process(pid)
@@ -454,12 +453,6 @@ class LocalProvider:
 
     def close(self) -> None:
         self.servers.close()
-
-
-def _slack(period_seconds: int) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=max(period_seconds, 60))
 
 
 def _resource(kind: str, name: str, operation: str, status: str) -> dict[str, Any]:
