@@ -319,3 +319,14 @@ def test_deleting_a_job_cancels_its_unfinished_runs_and_deletes_them(
         assert (ended.status, ended.status_reason) == ("cancelled", "job_deleted")
     wait_until(lambda: not process_alive(pid), timeout=20, what="the process gone")
     assert jobs.client.get(f"/workloads/jobs/{job['id']}/runs/{held['id']}").status_code == 404
+
+
+def test_job_lists_name_each_jobs_latest_run(jobs: Jobs) -> None:
+    job = jobs.create(sql="SELECT 1")
+    jobs.run(job, hold=True)
+    latest = jobs.run(job, hold=True)
+    listing = jobs.client.get("/workloads/jobs", params={"limit": 100}).json()
+    item = next(i for i in listing["items"] if i["jobId"] == job["id"])
+    assert item["latestJobRunId"] == latest["id"]
+    included = {r["id"]: r for r in listing["included"]["jobRuns"]}
+    assert included[latest["id"]]["status"] == "pending"
