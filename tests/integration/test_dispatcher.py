@@ -18,6 +18,8 @@ from sailplane.domain.runs import JobVersionSnapshot
 from sailplane.infra_adapters.executors import FixedTarget
 from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
+from sailplane.projections.runner import rebuild
+from sailplane.projections.runs import RunsProjection
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
 from tests.conftest import found_org, local_cluster_id, running_system
@@ -266,3 +268,24 @@ def test_a_run_waits_for_its_dependencies_then_runs(system: System, running: Any
     again = create(system, downstream)
     assert row(system, downstream, again)["status"] == "pending"
     system.wait_for_views(system.runs.cancel_run(downstream.job_id, again, by=MEMBER))
+
+
+def test_the_rebuilt_runs_view_equals_the_live_one(system: System, running: Any) -> None:
+    spec = job(system, sql_source="SELECT 1")
+    done = create(system, spec)
+    held = create(system, spec, hold=True)
+    until_status(system, spec, done, "completed")
+    system.wait_for_views(system.runs.cancel_run(spec.job_id, held, by=MEMBER))
+    system.wait_for_views(system.runs.retry_run(spec.job_id, held, hold=True, by=MEMBER))
+
+    def snapshot() -> dict[str, list[dict[str, Any]]]:
+        with system.pool.connection() as conn, conn.cursor() as cur:
+            return {
+                table: sorted(cur.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+                for table in RunsProjection.view_class.tables
+            }
+
+    live = snapshot()
+    assert len(live["job_runs"]) >= 2 and len(live["job_run_events"]) >= 6
+    rebuild(system.event_log, RunsProjection, system.pool, batch_size=3)
+    assert snapshot() == live
