@@ -24,11 +24,8 @@ from sailplane.infra_adapters.cloud_providers import (
     drive,
     external_id_of,
 )
-from sailplane.infra_adapters.provider_types import (
-    ProviderStepError,
-    ProviderUnavailableError,
-    StepStatus,
-)
+from sailplane.infra_adapters.provider_types import ProviderUnavailableError, StepStatus
+from sailplane.infra_adapters.providers import ProviderError
 from tests.k8s_double import KubernetesDouble, kubernetes_double
 
 pytestmark = pytest.mark.timeout(120)
@@ -107,7 +104,7 @@ def test_drive_polls_until_done_and_reports_each_change() -> None:
 
 def test_drive_raises_a_failed_step_with_its_message() -> None:
     failed = StepStatus(state="failed", stage="stack", message="Stack is ROLLBACK_COMPLETE: x")
-    with pytest.raises(ProviderStepError) as raised:
+    with pytest.raises(ProviderError) as raised:
         drive(lambda: failed, Recorder(), poll_seconds=0, timeout_seconds=60, sleep=lambda s: None)
     assert raised.value.message == failed.message and raised.value.retryable
 
@@ -115,7 +112,7 @@ def test_drive_raises_a_failed_step_with_its_message() -> None:
 def test_drive_gives_up_after_its_timeout_and_repeated_outages() -> None:
     ticks = iter(range(0, 1000, 10))
     running = StepStatus(state="running", stage="eks", message="CREATING.")
-    with pytest.raises(ProviderStepError) as timed_out:
+    with pytest.raises(ProviderError) as timed_out:
         drive(
             lambda: running,
             Recorder(),
@@ -129,7 +126,7 @@ def test_drive_gives_up_after_its_timeout_and_repeated_outages() -> None:
     def outage() -> StepStatus:
         raise ProviderUnavailableError("AWS did not answer: Throttling")
 
-    with pytest.raises(ProviderStepError) as unreachable:
+    with pytest.raises(ProviderError) as unreachable:
         drive(outage, Recorder(), poll_seconds=0, timeout_seconds=60, sleep=lambda s: None)
     assert "Throttling" in unreachable.value.message
 
