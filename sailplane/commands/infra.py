@@ -552,6 +552,8 @@ class Infra(SailplaneApplication):
             return region
         if connection.provider == LOCAL:
             return LOCAL
+        if connection.provider == "kubernetes":
+            return "default"  # an existing cluster is one place: its one region
         configured = connection.provider_config.get("region")
         if not configured:
             raise InvalidValueError(

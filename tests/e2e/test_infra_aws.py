@@ -383,3 +383,11 @@ def test_a_provisioner_killed_mid_operation_leaves_one_stack_per_resource(
     clusters = [c for c in eks.list_clusters()["clusters"] if c == eks_cluster_name(external_id_)]
     assert len(clusters) == 1
     assert eks.list_nodegroups(clusterName=clusters[0])["nodegroups"] == ["system"]
+
+    # Naming a verified setting replaces what verification wrote: `null` clears the role.
+    cleared = client.patch(
+        f"/infra/connections/{connection_id}",
+        json={"providerConfig": {"region": REGION, "roleArn": None}},
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["providerConfig"] == {"region": REGION}
