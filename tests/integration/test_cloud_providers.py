@@ -26,6 +26,8 @@ from sailplane.infra_adapters.cloud_providers import (
 )
 from sailplane.infra_adapters.provider_types import ProviderUnavailableError, StepStatus
 from sailplane.infra_adapters.providers import ProviderError
+from sailplane.settings import Settings
+from sailplane.system import System
 from tests.k8s_double import KubernetesDouble, kubernetes_double
 
 pytestmark = pytest.mark.timeout(120)
@@ -339,3 +341,30 @@ def test_an_unreachable_cluster_fails_verification(double: KubernetesDouble) -> 
     connection = Connection(id=_id(), provider="kubernetes", config=plain, secrets=secrets)
     result = adapter.verify(connection, role_arn=None)
     assert not result.ok and "did not answer" in result.message
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def test_the_system_builds_both_adapters_from_the_settings(fresh_db: Any, tmp_path: Any) -> None:
+    settings = Settings.from_env(
+        {
+            "SAILPLANE_AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "SAILPLANE_AWS_PRINCIPAL": "arn:aws:iam::111122223333:role/sailplane",
+        },
+        data_dir=tmp_path,
+    )
+    system = System.from_settings(settings, fresh_db)
+    try:
+        aws = system.providers.get("aws")
+        assert isinstance(aws, AwsAdapter)
+        assert (aws.endpoint_url, aws.principal) == (
+            "http://127.0.0.1:5000",
+            "arn:aws:iam::111122223333:role/sailplane",
+        )
+        assert aws.poll_seconds == 15.0  # production default: no poll interval given
+        assert isinstance(system.providers.get("kubernetes"), KubernetesAdapter)
+    finally:
+        system.close()
+    unset = Settings.from_env({})
+    assert (unset.aws_endpoint_url, unset.aws_principal) == (None, None)
