@@ -8,7 +8,6 @@ while a test asks for it, so the kill-and-restart test can play a dying worker.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +20,15 @@ from sailplane.http.app import create_app
 from sailplane.infra_adapters.aws import cluster_stack_name, eks_cluster_name, network_stack_name
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, external_id_of
 from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Progress
-from sailplane.system import System, WorkerHost
+from sailplane.system import System
 from tests import services
 from tests.conftest import Org, found_org, http_client, running_system
 from tests.e2e.test_infra import eventually, expect_conflict, finished
+from tests.integration.test_provisioner import (
+    DiesAfterProvisioning,
+    WorkerDied,
+    run_provisioner,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,17 +36,8 @@ PRINCIPAL = "arn:aws:iam::123456789012:role/sailplane-control-plane"
 REGION = "us-east-1"
 # The customer deploys the connection template with their own credentials.
 CUSTOMER = {"aws_access_key_id": "AKIACUSTOMER00000000", "aws_secret_access_key": "customer"}
-CLUSTER_CONFIG = {
-    "kubernetesVersion": "1.31",
-    "systemNodeGroup": {
-        "name": "system",
-        "instanceTypes": [["m7g.large", "m7g.xlarge"]],
-        "minSize": 1,
-        "maxSize": 3,
-        "desiredSize": 2,
-        "diskSizeGb": 100,
-    },
-}
+# The system node group's instance types, the rest left to the defaults.
+CLUSTER_CONFIG = {"systemNodeGroup": {"instanceTypes": ["m7g.large"], "desiredSize": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +74,6 @@ def aws_org(aws_system: System) -> Org:
 def aws_client(aws_api: str, aws_org: Org) -> Iterator[httpx.Client]:
     with http_client(aws_api, aws_org.token) as c:
         yield c
-
-
-def run_provisioner(system: System) -> tuple[WorkerHost, threading.Event]:
-    stop = threading.Event()
-    host = WorkerHost()
-    host.start(system.worker("provisioner"), stop)
-    return host, stop
 
 
 @pytest.fixture
@@ -302,19 +290,9 @@ def test_an_aws_connection_from_template_to_deleted_records(
     assert client.get(base).status_code == 404
 
 
-class WorkerDied(BaseException):
-    """Stands for the process being killed: nothing in the worker catches it."""
-
-
-class DiesMidStep:
+class DiesMidStep(DiesAfterProvisioning):
     """The real aws adapter, except that the worker dies at the cluster step's first progress
     report: the step has called AWS, its outcome is not recorded."""
-
-    def __init__(self, real: AwsAdapter) -> None:
-        self.real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
     def provision_cluster(
         self, connection: ConnectionSpec, cluster: ClusterSpec, *, token: str, progress: Progress
@@ -349,7 +327,7 @@ def test_a_provisioner_killed_mid_operation_leaves_one_stack_per_resource(
 
     real = system.providers.adapters["aws"]
     assert isinstance(real, AwsAdapter)
-    system.providers.adapters["aws"] = DiesMidStep(real)  # type: ignore[assignment]
+    system.providers.adapters["aws"] = DiesMidStep(real)  # type: ignore[arg-type,assignment]
     try:
         host, stop = run_provisioner(system)
         eventually(lambda: stop.is_set(), bool)  # the worker died
