@@ -24,14 +24,15 @@ from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
 from sailplane.infra_adapters.catalogs import CatalogBackends
+from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
-from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -91,6 +92,21 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
 }
 
 
+def _poll(system: System) -> dict[str, float]:
+    """The provider poll interval the System was given (tests shorten it), else the adapter's."""
+    seconds = system.provider_poll_seconds
+    return {} if seconds is None else {"poll_seconds": seconds}
+
+
+ADAPTERS["aws"] = lambda system: AwsAdapter(
+    endpoint_url=system.aws_endpoint_url,
+    principal=system.aws_principal,
+    clock=system.clock,
+    **_poll(system),
+)
+ADAPTERS["kubernetes"] = lambda system: KubernetesAdapter(clock=system.clock, **_poll(system))
+
+
 class System:
     def __init__(
         self,
@@ -103,6 +119,9 @@ class System:
         mailer: Mailer | None = None,
         public_url: str | None = None,
         data_dir: Path | None = None,
+        aws_endpoint_url: str | None = None,
+        aws_principal: str | None = None,
+        provider_poll_seconds: float | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -133,6 +152,9 @@ class System:
         )
         self.access = AccessView(self.pool)
         # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        self.aws_endpoint_url = aws_endpoint_url
+        self.aws_principal = aws_principal
+        self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
         self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
         for builder in ADAPTERS.values():
@@ -192,6 +214,8 @@ class System:
             mailer=mailer,
             public_url=settings.public_url,
             data_dir=settings.data_dir,
+            aws_endpoint_url=settings.aws_endpoint_url,
+            aws_principal=settings.aws_principal,
         )
 
     @property
