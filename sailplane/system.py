@@ -25,6 +25,7 @@ from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
 from sailplane.infra_adapters.catalogs import CatalogBackends
+from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.dispatcher import DispatcherWorker, QueryTexts, RunDispatcher
 from sailplane.infra_adapters.executors import RunTargets
@@ -102,6 +103,21 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
 WORKERS: dict[str, Callable[[System], Worker]] = {}
 
 
+def _poll(system: System) -> dict[str, float]:
+    """The provider poll interval the System was given (tests shorten it), else the adapter's."""
+    seconds = system.provider_poll_seconds
+    return {} if seconds is None else {"poll_seconds": seconds}
+
+
+ADAPTERS["aws"] = lambda system: AwsAdapter(
+    endpoint_url=system.aws_endpoint_url,
+    principal=system.aws_principal,
+    clock=system.clock,
+    **_poll(system),
+)
+ADAPTERS["kubernetes"] = lambda system: KubernetesAdapter(clock=system.clock, **_poll(system))
+
+
 class System:
     def __init__(
         self,
@@ -114,6 +130,9 @@ class System:
         mailer: Mailer | None = None,
         public_url: str | None = None,
         data_dir: Path | None = None,
+        aws_endpoint_url: str | None = None,
+        aws_principal: str | None = None,
+        provider_poll_seconds: float | None = None,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -144,6 +163,9 @@ class System:
         )
         self.access = AccessView(self.pool)
         # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        self.aws_endpoint_url = aws_endpoint_url
+        self.aws_principal = aws_principal
+        self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
         self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
         for builder in ADAPTERS.values():
@@ -216,6 +238,8 @@ class System:
             mailer=mailer,
             public_url=settings.public_url,
             data_dir=settings.data_dir,
+            aws_endpoint_url=settings.aws_endpoint_url,
+            aws_principal=settings.aws_principal,
         )
 
     @property

@@ -49,7 +49,9 @@ def test_an_operation_published_to_kafka_is_performed(fresh_db: Database, kafka:
         )
         host.start(ConsumerWorker(provisioner, source, system.event_log), stop)
         try:
-            deadline = time.monotonic() + 120  # generous: a loaded host joins consumer groups slowly
+            deadline = (
+                time.monotonic() + 120
+            )  # generous: a loaded host joins consumer groups slowly
             while system.clusters.operation(org.id, operation_id)["status"] != "succeeded":
                 assert not stop.is_set(), host.errors
                 assert time.monotonic() < deadline, "the operation did not finish through Kafka"
