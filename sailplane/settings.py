@@ -32,6 +32,11 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    # The aws provider: an endpoint override for every boto3 client (an AWS-compatible
+    # emulator such as a moto server), and the principal the connection template trusts
+    # (else the account root of the credentials Sailplane runs with).
+    aws_endpoint_url: str | None = None
+    aws_principal: str | None = None
     # The scheduler: `missedSchedulePolicy: all` cap, when a slot counts as missed, tick length.
     scheduler_missed_cap: int = 10
     scheduler_late_tolerance: float = 60.0
@@ -59,6 +64,8 @@ class Settings:
             smtp_username=env.get("SAILPLANE_SMTP_USERNAME") or None,
             smtp_password=env.get("SAILPLANE_SMTP_PASSWORD") or None,
             smtp_starttls=env.get("SAILPLANE_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"),
+            aws_endpoint_url=env.get("SAILPLANE_AWS_ENDPOINT_URL") or None,
+            aws_principal=env.get("SAILPLANE_AWS_PRINCIPAL") or None,
             scheduler_missed_cap=int(env.get("SAILPLANE_SCHEDULER_MISSED_CAP", "10")),
             scheduler_late_tolerance=float(env.get("SAILPLANE_SCHEDULER_LATE_TOLERANCE", "60")),
             scheduler_tick=float(env.get("SAILPLANE_SCHEDULER_TICK", "1")),

@@ -19,19 +19,27 @@ from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.infra import Infra
 from sailplane.commands.notifications import Notifications
 from sailplane.commands.requests import Requests
+from sailplane.commands.runs import Runs
 from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
 from sailplane.infra_adapters.catalogs import CatalogBackends
+from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
+from sailplane.infra_adapters.dispatcher import DispatcherWorker, QueryTexts, RunDispatcher
+from sailplane.infra_adapters.executors import RunTargets
+from sailplane.infra_adapters.executors.kubernetes import KubernetesExecutor
+from sailplane.infra_adapters.executors.local import LocalExecutor
+from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
-from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.scheduler import SchedulerSettings, scheduler_settings
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
@@ -52,6 +60,7 @@ from sailplane.projections.runner import (
     ProjectionRunner,
     prepare_view,
 )
+from sailplane.projections.runs import JobVersionsFromView, RunsProjection, RunsView
 from sailplane.projections.schedules import SchedulesProjection, SchedulesView
 from sailplane.projections.sessions import SessionsProjection, SessionsView
 from sailplane.projections.workloads import (
@@ -75,6 +84,7 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     SessionsProjection,
     NotificationsProjection,
     JobsProjection,
+    RunsProjection,
     SchedulesProjection,
 )
 
@@ -92,6 +102,23 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     ),
     "notifier": lambda system: Notifier(system),
 }
+# name -> builder of a worker that is more than one consumer (e.g. the dispatcher and its monitor).
+WORKERS: dict[str, Callable[[System], Worker]] = {}
+
+
+def _poll(system: System) -> dict[str, float]:
+    """The provider poll interval the System was given (tests shorten it), else the adapter's."""
+    seconds = system.provider_poll_seconds
+    return {} if seconds is None else {"poll_seconds": seconds}
+
+
+ADAPTERS["aws"] = lambda system: AwsAdapter(
+    endpoint_url=system.aws_endpoint_url,
+    principal=system.aws_principal,
+    clock=system.clock,
+    **_poll(system),
+)
+ADAPTERS["kubernetes"] = lambda system: KubernetesAdapter(clock=system.clock, **_poll(system))
 
 
 class System:
@@ -106,6 +133,9 @@ class System:
         mailer: Mailer | None = None,
         public_url: str | None = None,
         data_dir: Path | None = None,
+        aws_endpoint_url: str | None = None,
+        aws_principal: str | None = None,
+        provider_poll_seconds: float | None = None,
         scheduler: SchedulerSettings | None = None,
     ) -> None:
         self.database = database
@@ -137,6 +167,9 @@ class System:
         )
         self.access = AccessView(self.pool)
         # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        self.aws_endpoint_url = aws_endpoint_url
+        self.aws_principal = aws_principal
+        self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
         self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
         for builder in ADAPTERS.values():
@@ -151,6 +184,19 @@ class System:
         self.session_views = SessionsView(self.pool)
         self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
         self.notifications_view = NotificationsView(self.pool)
+
+        # Job runs: the job versions they copy (wired by the jobs context), where clusters
+        # run work, their views and their logs.
+        self.job_runs = RunsView(self.pool)
+        self.run_logs = RunLogs(database, pool=self.pool)
+        self.run_targets: RunTargets = InfraRunTargets(self.infra)
+        self.runs = Runs(
+            self.event_log,
+            job_versions=JobVersionsFromView(self.jobs),
+            history=self.job_runs,
+            clock=clock,
+        )
+        self.executor_options: dict[str, Any] = {}  # LocalExecutor settings (tests shorten leases)
 
         self.authentication = Authentication(self.event_log, clock=clock)
         self.identity_providers = IdentityProviders(self.event_log, clock=clock)
@@ -201,6 +247,8 @@ class System:
             public_url=settings.public_url,
             scheduler=scheduler_settings(settings),
             data_dir=settings.data_dir,
+            aws_endpoint_url=settings.aws_endpoint_url,
+            aws_principal=settings.aws_principal,
         )
 
     @property
@@ -212,6 +260,7 @@ class System:
         for projection_class in PROJECTIONS:
             prepare_view(self.event_log, projection_class, self.pool)
         self.positions.load(self.pool)
+        self.run_logs.create_table()
         self.listener.start()
 
     def wait_for_views(self, position: int) -> bool:
@@ -230,10 +279,12 @@ class System:
         if name in CONSUMERS:
             consumer = CONSUMERS[name](self)
             return ConsumerWorker(consumer, self._source_for(consumer), self.event_log)
+        if name in WORKERS:
+            return WORKERS[name](self)
         raise ValueError(f"unknown worker {name!r}; known: {', '.join(self.worker_names())}")
 
     def worker_names(self) -> list[str]:
-        return ["projections", "relay", *CONSUMERS]
+        return ["projections", "relay", *CONSUMERS, *WORKERS]
 
     def in_process_workers(self) -> list[Worker]:
         """What `serve` runs besides the API: everything, the relay only when Kafka is set."""
@@ -275,6 +326,37 @@ class ProjectionsWorker:
 
     def run(self, stop: threading.Event) -> None:
         self.runner.run_forever(stop, self.system.new_events)
+
+
+class SystemTargets:
+    """The system's current `run_targets` (wired after start-up by the infrastructure context)."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    def target(self, organization_id: str, cluster_id: str | None) -> Any:
+        return self.system.run_targets.target(organization_id, cluster_id)
+
+
+def dispatcher_worker(system: System) -> Worker:
+    """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
+    local = LocalExecutor(system.database, system.run_logs, **system.executor_options)
+    local.create_table()
+    dispatcher = RunDispatcher(
+        runs=system.runs,
+        view=system.job_runs,
+        executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(system.run_logs)},
+        targets=SystemTargets(system),
+        queries=QueryTexts(system.queries.query),
+        logs=system.run_logs,
+        database=system.database,
+        catch_up=lambda: system.wait_for_views(system.event_log.head()),
+        clock=system.clock,
+    )
+    return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
+
+
+WORKERS["dispatcher"] = dispatcher_worker
 
 
 class RelayWorker:

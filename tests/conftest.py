@@ -108,7 +108,8 @@ def fresh_db(pg_server: Database) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def system(database: Database) -> Iterator[System]:
-    with running_system(database) as system:
+    # Providers poll their steps every 50 ms here (minutes apart in production).
+    with running_system(database, provider_poll_seconds=0.05) as system:
         yield system
 
 

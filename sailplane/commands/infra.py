@@ -36,6 +36,7 @@ from sailplane.infra_adapters.providers import (
     ClusterSpec,
     ConnectionSpec,
     NetworkSpec,
+    Provider,
     ProviderError,
     Providers,
     Unsupported,
@@ -192,7 +193,8 @@ class Infra(SailplaneApplication):
         config, sealed = connection.provider_config, connection.sealed_secrets
         if provider_config is not None:
             adapter = self.providers.get(connection.provider)
-            config, secrets = adapter.check_config(provider_config, connection_id=connection.id)
+            given = {**self._carried_over(connection, adapter, provider_config), **provider_config}
+            config, secrets = adapter.check_config(given, connection_id=connection.id)
             sealed = self._seal(secrets)
         connection.update(
             name=connection.name if name is None else name,
@@ -202,6 +204,28 @@ class Infra(SailplaneApplication):
             at=self.clock(),
         )
         return self._commit(connection)
+
+    def _carried_over(
+        self, connection: Connection, adapter: Provider, provider_config: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What an update keeps that the client did not re-send: the secret settings (a
+        kubeconfig) and what verification wrote (a role ARN and account id), unless the
+        client names one of those (a `null` clears it)."""
+        kept: dict[str, Any] = {
+            k: self.secret_box.open(v)
+            for k, v in connection.sealed_secrets.items()
+            if k not in provider_config
+        }
+        verified = adapter.verified_settings
+        if not any(k in provider_config for k in verified):
+            kept.update(
+                {
+                    k: connection.provider_config[k]
+                    for k in verified
+                    if k in connection.provider_config
+                }
+            )
+        return kept
 
     def verify_connection(self, connection_id: str, *, role_arn: str | None, by: Actor) -> int:
         connection = self._connection(connection_id, by)
@@ -529,6 +553,8 @@ class Infra(SailplaneApplication):
             return region
         if connection.provider == LOCAL:
             return LOCAL
+        if connection.provider == "kubernetes":
+            return "default"  # an existing cluster is one place: its one region
         configured = connection.provider_config.get("region")
         if not configured:
             raise InvalidValueError(

@@ -26,6 +26,7 @@ from sailplane.http.infra import (
     OperationController,
 )
 from sailplane.http.invitations import InvitationController
+from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
@@ -68,6 +69,8 @@ CONTROLLERS: list[type[Any]] = [
     NotificationController,
     JobController,
     JobListsController,
+    JobRunController,
+    JobRunListsController,
     SchedulePreviewController,
 ]
 

@@ -21,6 +21,7 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.errors import InvalidValueError, NotFoundError
+from sailplane.domain.infra import ACTIVE, UPDATING, wrong_state
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.pagination import (
     Described,
@@ -36,6 +37,7 @@ from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Prov
 from sailplane.system import System
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
+RUNNING = (ACTIVE, UPDATING)
 ACCEPTED = 202
 
 
@@ -475,10 +477,19 @@ def _adapter_and_spec(
 
 
 def _cluster_target(
-    system: System, principal: Principal, connection_id: str, cluster_id: str
+    system: System,
+    principal: Principal,
+    connection_id: str,
+    cluster_id: str,
+    *,
+    running_to: str | None = None,
 ) -> tuple[Provider, ConnectionSpec, ClusterSpec]:
+    """The adapter, connection and cluster snapshots; with `running_to` (an action), 409
+    unless the cluster runs (active or updating)."""
     adapter, connection = _adapter_and_spec(system, principal, connection_id)
     row = external_row(system, principal, cluster_id, connection_id)
+    if running_to is not None and row["status"] not in RUNNING:
+        raise wrong_state("cluster", cluster_id, row["status"], running_to, RUNNING)
     network = system.clusters.network(principal.organization_id, row["network_id"])
     spec = ClusterSpec(
         id=row["id"],
@@ -1132,7 +1143,9 @@ class ClusterController(Controller):
         cluster: FromPath[str],
     ) -> KubeconfigOut:
         """A kubeconfig for the cluster (409 for a provider without one)."""
-        adapter, conn, spec = _cluster_target(system, principal, connection, cluster)
+        adapter, conn, spec = _cluster_target(
+            system, principal, connection, cluster, running_to="get the kubeconfig of"
+        )
         text = adapter.kubeconfig(conn, spec)
         return KubeconfigOut(
             kubeconfig=text,

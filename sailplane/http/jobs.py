@@ -26,6 +26,7 @@ from sailplane.domain.jobs import VERSION_FIELDS, diff_specs, spec_of
 from sailplane.domain.schedule import next_fire
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.job_runs import run_shape
 from sailplane.http.pagination import (
     Described,
     Limit,
@@ -184,7 +185,7 @@ class JobListItem(Shape):
 
 class JobsIncluded(Shape):
     jobs: list[Job]
-    job_runs: list[dict[str, Any]]  # the runs context adds the latest run of each job
+    job_runs: list[dict[str, Any]]  # the latest run of each job, as the job-runs group shows it
     teams: list[shapes.Team]
 
 
@@ -304,10 +305,17 @@ def _included(
 ) -> tuple[list[JobListItem], JobsIncluded]:
     wanted = sorted({t for ts in team_ids.values() for t in ts})
     teams = system.jobs.teams(organization_id, wanted) if wanted else []
+    latest = system.job_runs.latest_runs(organization_id, [j.id for j in jobs])
     items = [
-        JobListItem(job_id=j.id, latest_job_run_id=None, team_ids=team_ids[j.id]) for j in jobs
+        JobListItem(
+            job_id=j.id,
+            latest_job_run_id=latest[j.id]["id"] if j.id in latest else None,
+            team_ids=team_ids[j.id],
+        )
+        for j in jobs
     ]
-    return items, JobsIncluded(jobs=jobs, job_runs=[], teams=[shapes.team(t) for t in teams])
+    runs = [msgspec.to_builtins(run_shape(latest[j.id])) for j in jobs if j.id in latest]
+    return items, JobsIncluded(jobs=jobs, job_runs=runs, teams=[shapes.team(t) for t in teams])
 
 
 def job_listing(

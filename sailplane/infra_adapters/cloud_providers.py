@@ -26,7 +26,6 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -43,9 +42,16 @@ from sailplane.infra_adapters.provider_types import (
     InstanceTypeFilter,
     NetworkSpec,
     NodeGroupSpec,
-    ProviderStepError,
     ProviderUnavailableError,
     StepStatus,
+)
+from sailplane.infra_adapters.providers import (
+    Health,
+    Progress,
+    ProviderError,
+    Template,
+    Unsupported,
+    Verification,
 )
 
 EXTERNAL_IDS = uuid.UUID("6f1c2a9e-5d43-4f6b-9a57-1c0de5a11b1e")
@@ -55,7 +61,6 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 STACK_ARN = re.compile(r"^arn:aws[a-z-]*:cloudformation:[a-z0-9-]+:\d{12}:stack/.+$")
 AWS_SETTINGS = {"region", "accountId", "roleArn", "stackArn", "externalIdSecretArn"}
 KUBERNETES_SETTINGS = {"kubeconfig", "context"}
-Progress = Callable[[str, str, list[dict[str, Any]]], None]
 
 
 class _Connection(Protocol):
@@ -79,28 +84,6 @@ class _Cluster(Protocol):
     region: str
     config: dict[str, Any]
     network_outputs: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Verification:
-    ok: bool
-    message: str
-    provider_config: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Health:
-    status: str  # healthy | unhealthy
-    message: str
-    checks: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Template:
-    parameters: dict[str, str]
-    body: str
-    template_url: str | None = None
-    quick_launch_url: str | None = None
 
 
 def external_id_of(connection_id: str) -> str:
@@ -139,7 +122,7 @@ def drive(
     attempts_when_unavailable: int = 5,
 ) -> dict[str, Any]:
     """Call `step` until it is done, reporting each new stage or message; its outputs.
-    Raises ProviderStepError when it fails, stays unreachable or outlasts the timeout."""
+    Raises ProviderError when it fails, stays unreachable or outlasts the timeout."""
     deadline = monotonic() + timeout_seconds
     reported: tuple[str, str] | None = None
     unavailable = 0
@@ -149,7 +132,7 @@ def drive(
         except ProviderUnavailableError as exc:
             unavailable += 1
             if unavailable >= attempts_when_unavailable:
-                raise ProviderStepError(exc.message, code=exc.code, retryable=True) from None
+                raise ProviderError(exc.message, code=exc.code, retryable=True) from None
             sleep(poll_seconds)
             continue
         unavailable = 0
@@ -159,9 +142,9 @@ def drive(
         if status.state == "succeeded":
             return dict(status.outputs)
         if status.state == "failed":
-            raise ProviderStepError(status.message, code="provider_step_failed", retryable=True)
+            raise ProviderError(status.message, code="provider_step_failed", retryable=True)
         if monotonic() >= deadline:
-            raise ProviderStepError(
+            raise ProviderError(
                 f"{status.message} Still not done after {int(timeout_seconds)} s; "
                 "provision again to resume.",
                 code="provider_step_timeout",
@@ -230,6 +213,7 @@ class _Adapter(ABC):
 
     name = ""
     supports_templates = False
+    verified_settings: tuple[str, ...] = ()
 
     def __init__(self, *, poll_seconds: float, timeout_seconds: float, clock: Clock) -> None:
         self.poll_seconds = poll_seconds
@@ -262,10 +246,9 @@ class _Adapter(ABC):
         return "pending"
 
     def spark_endpoint(self, connection: _Connection, cluster: _Cluster) -> str:
-        raise ConflictError(
+        raise Unsupported(
             f"Sessions on {self.name} clusters are not available yet: Sailplane does not "
-            "deploy Sail onto them.",
-            code="unsupported_by_provider",
+            "deploy Sail onto them."
         )
 
     def close(self) -> None:
@@ -368,6 +351,7 @@ class _Adapter(ABC):
 class AwsAdapter(_Adapter):
     name = "aws"
     supports_templates = True
+    verified_settings = ("roleArn", "accountId")
 
     def __init__(
         self,

@@ -33,15 +33,6 @@ class ProviderUnavailableError(ServiceUnavailableError):
     default_code = "provider_unreachable"
 
 
-class ProviderStepError(Exception):
-    """A provisioning step failed in a way the operation records (code, message, retryable:
-    whether provisioning again may help)."""
-
-    def __init__(self, message: str, *, code: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.message, self.code, self.retryable = message, code, retryable
-
-
 class _Value(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     pass
 

@@ -24,11 +24,10 @@ from sailplane.infra_adapters.cloud_providers import (
     drive,
     external_id_of,
 )
-from sailplane.infra_adapters.provider_types import (
-    ProviderStepError,
-    ProviderUnavailableError,
-    StepStatus,
-)
+from sailplane.infra_adapters.provider_types import ProviderUnavailableError, StepStatus
+from sailplane.infra_adapters.providers import ProviderError
+from sailplane.settings import Settings
+from sailplane.system import System
 from tests.k8s_double import KubernetesDouble, kubernetes_double
 
 pytestmark = pytest.mark.timeout(120)
@@ -107,7 +106,7 @@ def test_drive_polls_until_done_and_reports_each_change() -> None:
 
 def test_drive_raises_a_failed_step_with_its_message() -> None:
     failed = StepStatus(state="failed", stage="stack", message="Stack is ROLLBACK_COMPLETE: x")
-    with pytest.raises(ProviderStepError) as raised:
+    with pytest.raises(ProviderError) as raised:
         drive(lambda: failed, Recorder(), poll_seconds=0, timeout_seconds=60, sleep=lambda s: None)
     assert raised.value.message == failed.message and raised.value.retryable
 
@@ -115,7 +114,7 @@ def test_drive_raises_a_failed_step_with_its_message() -> None:
 def test_drive_gives_up_after_its_timeout_and_repeated_outages() -> None:
     ticks = iter(range(0, 1000, 10))
     running = StepStatus(state="running", stage="eks", message="CREATING.")
-    with pytest.raises(ProviderStepError) as timed_out:
+    with pytest.raises(ProviderError) as timed_out:
         drive(
             lambda: running,
             Recorder(),
@@ -129,7 +128,7 @@ def test_drive_gives_up_after_its_timeout_and_repeated_outages() -> None:
     def outage() -> StepStatus:
         raise ProviderUnavailableError("AWS did not answer: Throttling")
 
-    with pytest.raises(ProviderStepError) as unreachable:
+    with pytest.raises(ProviderError) as unreachable:
         drive(outage, Recorder(), poll_seconds=0, timeout_seconds=60, sleep=lambda s: None)
     assert "Throttling" in unreachable.value.message
 
@@ -342,3 +341,30 @@ def test_an_unreachable_cluster_fails_verification(double: KubernetesDouble) -> 
     connection = Connection(id=_id(), provider="kubernetes", config=plain, secrets=secrets)
     result = adapter.verify(connection, role_arn=None)
     assert not result.ok and "did not answer" in result.message
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def test_the_system_builds_both_adapters_from_the_settings(fresh_db: Any, tmp_path: Any) -> None:
+    settings = Settings.from_env(
+        {
+            "SAILPLANE_AWS_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "SAILPLANE_AWS_PRINCIPAL": "arn:aws:iam::111122223333:role/sailplane",
+        },
+        data_dir=tmp_path,
+    )
+    system = System.from_settings(settings, fresh_db)
+    try:
+        aws = system.providers.get("aws")
+        assert isinstance(aws, AwsAdapter)
+        assert (aws.endpoint_url, aws.principal) == (
+            "http://127.0.0.1:5000",
+            "arn:aws:iam::111122223333:role/sailplane",
+        )
+        assert aws.poll_seconds == 15.0  # production default: no poll interval given
+        assert isinstance(system.providers.get("kubernetes"), KubernetesAdapter)
+    finally:
+        system.close()
+    unset = Settings.from_env({})
+    assert (unset.aws_endpoint_url, unset.aws_principal) == (None, None)

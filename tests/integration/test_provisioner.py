@@ -75,9 +75,7 @@ def test_a_provisioner_killed_mid_operation_finishes_it_once_after_a_restart(
         config={},
         by=org.owner,
     )
-    operation_id, _ = system.infra.provision_cluster(
-        local.connection_id, external_id, by=org.owner
-    )
+    operation_id, _ = system.infra.provision_cluster(local.connection_id, external_id, by=org.owner)
     first: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
     system.providers.adapters["local"] = DiesAfterProvisioning(first)  # type: ignore[assignment]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,13 +14,25 @@ from sailplane.infra_adapters.consumers import ConsumerWorker
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaSettings
 from sailplane.storage import Database
 from sailplane.system import CONSUMERS, WorkerHost
+from tests import services
 from tests.conftest import found_org, running_system
 from tests.integration.test_consumers import _OnlyOrg
 from tests.services import Broker
 
 
+@pytest.fixture
+def own_broker() -> Iterator[Broker]:
+    """A broker for this test alone: another database's events on a shared broker would
+    carry log positions that collide with this one's in the provisioner's inbox."""
+    with services.kafka_broker() as broker:
+        yield broker
+
+
 @pytest.mark.kafka
-def test_an_operation_published_to_kafka_is_performed(fresh_db: Database, kafka: Broker) -> None:
+def test_an_operation_published_to_kafka_is_performed(
+    fresh_db: Database, own_broker: Broker
+) -> None:
+    kafka = own_broker
     settings = KafkaSettings(
         kafka.bootstrap_servers, session_timeout_ms=6000, heartbeat_interval_ms=500
     )
@@ -49,7 +62,9 @@ def test_an_operation_published_to_kafka_is_performed(fresh_db: Database, kafka:
         )
         host.start(ConsumerWorker(provisioner, source, system.event_log), stop)
         try:
-            deadline = time.monotonic() + 120  # generous: a loaded host joins consumer groups slowly
+            deadline = (
+                time.monotonic() + 120
+            )  # generous: a loaded host joins consumer groups slowly
             while system.clusters.operation(org.id, operation_id)["status"] != "succeeded":
                 assert not stop.is_set(), host.errors
                 assert time.monotonic() < deadline, "the operation did not finish through Kafka"

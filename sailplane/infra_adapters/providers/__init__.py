@@ -129,9 +129,11 @@ def resource_name(kind: str, spec_id: str, organization_id: str) -> str:
 @runtime_checkable
 class Provider(Protocol):
     name: str  # the provider name connections carry (`local`, `aws`, `kubernetes`)
-    supports_templates: (
-        bool  # whether `template` and `sync_template` apply (else 409 before any operation)
-    )
+    # whether `template` and `sync_template` apply (else 409 before any operation)
+    supports_templates: bool
+    # The providerConfig keys `verify` writes (e.g. the role ARN and account id): an update
+    # keeps them unless the client's providerConfig names one of them.
+    verified_settings: tuple[str, ...]
 
     # --- connections --------------------------------------------------------------------
 
@@ -227,8 +229,8 @@ class Provider(Protocol):
         ...
 
 
-# provider name -> builder. `local` is always there; the `aws` and `kubernetes` modules add
-# themselves here (e.g. `ADAPTERS["aws"] = lambda system: AwsProvider(...)`).
+# provider name -> builder. `local` is always there; the composition root (sailplane/system.py)
+# adds `aws` and `kubernetes` with their settings.
 ADAPTERS: dict[str, Callable[[System], Provider]] = {}
 
 

@@ -245,6 +245,7 @@ def spark_sql_ok(url: str) -> tuple[bool, str]:
 class LocalProvider:
     name = "local"
     supports_templates = False
+    verified_settings: tuple[str, ...] = ()
 
     def __init__(self, servers: SailServers) -> None:
         self.servers = servers

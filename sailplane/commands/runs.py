@@ -1,0 +1,312 @@
+"""Job-run use cases: create, release, retry, cancel, delete; dispatch and executor reports.
+
+Two ports keep this module free of I/O: `JobVersions` turns a job id (and optionally a
+version number) into the `JobVersionSnapshot` a run keeps, and `RunHistory` answers
+which `dependsOn` jobs have not completed since the job's last run and which runs of a
+job are active (the dispatcher's input to the concurrency rule).
+
+A run may be created under a caller-supplied deterministic id (`derived_id(...)`): a
+second create with the same id fails on the event store's version check and becomes a
+409 `run_exists`, so the scheduler makes one run per (job, slot) even when a slot is
+delivered twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from eventsourcing.persistence import Tracking
+
+from sailplane.commands.base import Clock, SailplaneApplication, utc_now
+from sailplane.domain.base import Actor
+from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
+from sailplane.domain.ids import new_id
+from sailplane.domain.runs import (
+    ACTIVE,
+    CLUSTER_NOT_ACTIVE,
+    CONCURRENCY_LIMIT,
+    DEPENDENCIES_COMPLETED,
+    JOB_DELETED,
+    PENDING,
+    REPLACED,
+    TERMINAL,
+    WAITING_FOR_DEPENDENCIES,
+    JobRun,
+    JobVersionSnapshot,
+    decide_concurrency,
+)
+from sailplane.storage import EventLog
+
+
+class JobVersions(Protocol):
+    def snapshot(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> JobVersionSnapshot | None:
+        """The job's active version (or the given published one), None if there is none."""
+
+
+class RunHistory(Protocol):
+    def unmet_dependencies(
+        self, organization_id: str, job_id: str, depends_on: Sequence[str]
+    ) -> list[str]:
+        """The job keys in `depends_on` without a completed run since `job_id`'s last run."""
+
+    def active_run_ids(self, organization_id: str, job_id: str) -> list[str]:
+        """The job's dispatched or running runs, oldest first."""
+
+
+class NoJobVersions:
+    """Until a jobs context is wired in, no job has a version."""
+
+    def snapshot(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> JobVersionSnapshot | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """The dispatcher's claim: what it must submit (attempt) or why it did not."""
+
+    run_id: str
+    action: str  # "submit" | "wait" | "skip" | "none"
+    position: int
+    attempt: int = 0
+    spec: JobVersionSnapshot | None = None
+    cancelled_run_ids: tuple[str, ...] = ()
+
+
+def _run_exists(run_id: str) -> ConflictError:
+    return ConflictError(f"Job run {run_id} already exists.", code="run_exists")
+
+
+class Runs(SailplaneApplication):
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        job_versions: JobVersions,
+        history: RunHistory,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.job_versions = job_versions
+        self.history = history
+        super().__init__(log, clock=clock)
+
+    # --- people, service accounts and the scheduler ----------------------------------------
+
+    def create_run(
+        self,
+        job_id: str,
+        *,
+        by: Actor,
+        trigger: str = "manual",
+        hold: bool = False,
+        job_version: int | None = None,
+        resource_cleanup_mode: str = "always",
+        run_id: str | None = None,
+        tracking: Tracking | None = None,
+    ) -> tuple[str, int]:
+        """Create a run of the job's active version (or `job_version`); returns (id, position).
+
+        `run_id`: a deterministic id (`derived_id(job_id, slot)`) makes a repeated create
+        a 409 `run_exists` instead of a second run.
+        """
+        spec = self.job_versions.snapshot(by.organization_id, job_id, job_version)
+        if spec is None:
+            if job_version is not None and self.job_versions.snapshot(by.organization_id, job_id):
+                raise InvalidValueError(
+                    f"Job {job_id} has no published version {job_version}.",
+                    field="jobVersion",
+                    code="job_version_not_found",
+                )
+            raise NotFoundError.of("job", job_id)
+        if not spec.has_work:
+            raise InvalidValueError(
+                f"Version {spec.version} of job {job_id} has nothing to run "
+                "(config.sql.source, config.sql.queryId or config.python).",
+                field="config",
+                code="job_version_without_work",
+            )
+        run_id = run_id or new_id()
+        waiting = (
+            []
+            if hold or not spec.depends_on
+            else self.history.unmet_dependencies(by.organization_id, job_id, spec.depends_on)
+        )
+        run = JobRun.create(
+            id=run_id,
+            spec=spec,
+            trigger=trigger,
+            hold=hold,
+            waiting_for=waiting,
+            resource_cleanup_mode=resource_cleanup_mode,
+            by=by,
+            at=self.clock(),
+        )
+        return run.id, self._commit(run, conflict=_run_exists(run_id), tracking=tracking)
+
+    def release_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.release(by=by, at=self.clock())
+        return self._commit(run)
+
+    def retry_run(self, job_id: str, run_id: str, *, hold: bool, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.retry(hold=hold, by=by, at=self.clock())
+        return self._commit(run)
+
+    def cancel_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.cancel(by=by, at=self.clock())
+        return self._commit(run)
+
+    def delete_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.delete(by=by, at=self.clock())
+        return self._commit(run)
+
+    def remove_job_runs(
+        self, organization_id: str, run_ids: Sequence[str], *, by: Actor, tracking: Tracking | None
+    ) -> int:
+        """The job was deleted: cancel its unfinished runs, then delete them all (one commit)."""
+        runs = [r for r in (self._find(JobRun, i) for i in run_ids) if r is not None]
+        changed = []
+        for run in runs:
+            if run.organization_id != organization_id or run.deleted:
+                continue
+            if run.status not in TERMINAL:
+                run.cancel(
+                    by=by, at=self.clock(), reason=JOB_DELETED, message="The job was deleted."
+                )
+            run.delete(by=by, at=self.clock())
+            changed.append(run)
+        return self._commit(*changed, tracking=tracking)
+
+    def release_waiting_runs(
+        self, organization_id: str, run_ids: Sequence[str], *, by: Actor, tracking: Tracking | None
+    ) -> int:
+        """A job completed: release the given runs waiting for dependencies, if now met."""
+        released = []
+        for run in (self._find(JobRun, i) for i in run_ids):
+            if (
+                run is None
+                or run.organization_id != organization_id
+                or run.status != PENDING
+                or run.status_reason != WAITING_FOR_DEPENDENCIES
+            ):
+                continue
+            if not self.history.unmet_dependencies(
+                organization_id, run.job_id, run.spec.depends_on
+            ):
+                run.release(by=by, at=self.clock(), reason=DEPENDENCIES_COMPLETED)
+                released.append(run)
+        return self._commit(*released, tracking=tracking)
+
+    # --- the dispatcher ------------------------------------------------------------------
+
+    def dispatch_run(
+        self,
+        run_id: str,
+        *,
+        executor: str | None,
+        by: Actor,
+        tracking: Tracking | None = None,
+    ) -> Dispatch:
+        """Claim a due ready run: apply the concurrency rule, then record `dispatched`.
+
+        `executor` is the kind of executor of the run's cluster, None when the cluster is
+        not usable (the run stays ready with `cluster_not_active`). The caller submits
+        `attempt` only after this returns "submit": two dispatchers racing for one run
+        meet on the store's version check and only one of them submits.
+        """
+        run = self._find(JobRun, run_id)
+        now = self.clock()
+        if run is None or run.deleted or not run.is_due(now):
+            return Dispatch(run_id, "none", self._commit(tracking=tracking))
+        if executor is None:
+            run.wait(
+                CLUSTER_NOT_ACTIVE,
+                f"Cluster {run.spec.cluster_id} is not active.",
+                by=by,
+                at=now,
+            )
+            return Dispatch(run_id, "wait", self._commit(run, tracking=tracking))
+        active = [
+            i for i in self.history.active_run_ids(run.organization_id, run.job_id) if i != run.id
+        ]
+        decision = decide_concurrency(
+            run.spec.concurrency_policy, run.spec.max_concurrent_runs, active
+        )
+        if decision.action == "wait":
+            run.wait(
+                CONCURRENCY_LIMIT,
+                f"{len(active)} run(s) of the job active; maxConcurrentRuns is "
+                f"{run.spec.max_concurrent_runs or 1}.",
+                by=by,
+                at=now,
+            )
+            return Dispatch(run_id, "wait", self._commit(run, tracking=tracking))
+        if decision.action == "skip":
+            run.skip(
+                by=by,
+                at=now,
+                message=f"Skipped: {len(active)} run(s) of the job active and concurrencyPolicy is skip.",
+            )
+            return Dispatch(run_id, "skip", self._commit(run, tracking=tracking))
+        replaced = []
+        for other_id in decision.cancel_run_ids:
+            other = self._find(JobRun, other_id)
+            if other is not None and other.status in ACTIVE:
+                other.cancel(
+                    by=by, at=now, reason=REPLACED, message=f"Replaced by job run {run.id}."
+                )
+                replaced.append(other)
+        attempt = run.dispatch(executor=executor, by=by, at=now)
+        position = self._commit(run, *replaced, tracking=tracking)
+        return Dispatch(
+            run_id,
+            "submit",
+            position,
+            attempt=attempt,
+            spec=run.spec,
+            cancelled_run_ids=tuple(r.id for r in replaced),
+        )
+
+    def record_started(self, run_id: str, attempt: int, *, by: Actor) -> int:
+        return self._report(run_id, lambda run: run.start(attempt, by=by, at=self.clock()))
+
+    def record_completed(self, run_id: str, attempt: int, *, by: Actor) -> int:
+        return self._report(run_id, lambda run: run.complete(attempt, by=by, at=self.clock()))
+
+    def record_failed(
+        self, run_id: str, attempt: int, *, reason: str, message: str, by: Actor
+    ) -> int:
+        return self._report(
+            run_id,
+            lambda run: run.fail(attempt, reason=reason, message=message, by=by, at=self.clock()),
+        )
+
+    def record_timeout(self, run_id: str, attempt: int, *, by: Actor) -> int:
+        return self._report(run_id, lambda run: run.time_out(attempt, by=by, at=self.clock()))
+
+    def run_state(self, run_id: str) -> JobRun | None:
+        """The run as the dispatcher's monitor needs it (its current attempt and status)."""
+        return self._find(JobRun, run_id)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _report(self, run_id: str, change: object) -> int:
+        """Apply an executor report; a stale one (other attempt, finished run) changes nothing."""
+        run = self._find(JobRun, run_id)
+        if run is None or not change(run):  # type: ignore[operator]
+            return 0
+        return self._commit(run)
+
+    def _run(self, job_id: str, run_id: str, by: Actor) -> JobRun:
+        run = self._load(JobRun, run_id, organization_id=by.organization_id, kind="job_run")
+        if run.job_id != job_id:
+            raise NotFoundError.of("job_run", run_id)
+        return run

@@ -1,0 +1,452 @@
+"""`/api/v1/workloads/jobs/{job}/runs...` and `/me/jobs/runs`: job runs.
+
+Reading a run needs `CanViewJobs`; creating, releasing, retrying and cancelling one need
+`CanRunJobs`, deleting one `CanManageJobs`, each from an organization role or from a
+team role in a team the job is granted to. Runs are listed newest first with marker
+pagination. Logs, events and the live stream are this project's additions
+(docs/api.md, "Job runs").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Annotated, Any, Literal
+
+import anyio
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromPath, JSONBody
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from sailplane.domain.errors import InvalidRequestError, InvalidValueError, NotFoundError
+from sailplane.domain.runs import TERMINAL
+from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.shapes import Shape, iso
+from sailplane.http.sharing import reachable_team_ids
+from sailplane.system import System
+
+VIEW, RUN, MANAGE = "CanViewJobs", "CanRunJobs", "CanManageJobs"
+STREAM_POLL_SECONDS = 0.25
+
+
+class JobRunCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    job_id: str | None = None
+    job_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    hold: bool = False
+    resource_cleanup_mode: Literal["always", "never", "on_success"] = "always"
+
+
+class JobRunRetryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    hold: bool = False
+
+
+class JobRunResults(Shape):
+    output_path: str | None = None
+
+
+class JobRun(Shape):
+    id: str
+    job_id: str
+    job_version: int
+    status: str
+    status_reason: str | None
+    status_message: str | None
+    hold: bool
+    resource_cleanup_mode: str
+    dispatched_at: str | None
+    finished_at: str | None
+    runner_started_at: str | None
+    runner_completed_at: str | None
+    runner_execution_time_us: int | None
+    trigger: str
+    attempt: int
+    created_at: str | None
+    created_by: str
+    updated_at: str | None
+    results: JobRunResults | None
+    updated_by: str
+    cleaned_at: str | None
+
+
+class JobRunListing(Shape):
+    """`{total, items, marker}`: runs newest first; `marker` continues (null at the end)."""
+
+    total: int
+    items: list[JobRun]
+    marker: str | None
+
+
+class JobRunEvent(Shape):
+    version: int
+    type: str
+    status: str | None
+    reason: str | None
+    message: str | None
+    attempt: int
+    cause: str  # member:ID, service_account:ID or system:<component>
+    time: str | None
+
+
+class JobRunLogLine(Shape):
+    seq: int
+    attempt: int
+    time: str | None
+    line: str
+
+
+def run_shape(row: dict[str, Any]) -> JobRun:
+    started, completed = row["runner_started_at"], row["runner_completed_at"]
+    took = (
+        int((completed - started).total_seconds() * 1_000_000)
+        if started is not None and completed is not None and completed >= started
+        else None
+    )
+    running = row["status"] == "running"
+    return JobRun(
+        id=row["id"],
+        job_id=row["job_id"],
+        job_version=row["job_version"],
+        status=row["status"],
+        status_reason=None if running else row["status_reason"],
+        status_message=row["status_message"],
+        hold=row["hold"],
+        resource_cleanup_mode=row["resource_cleanup_mode"],
+        dispatched_at=iso(row["dispatched_at"]),
+        finished_at=iso(row["finished_at"]),
+        runner_started_at=iso(started),
+        runner_completed_at=iso(completed),
+        runner_execution_time_us=took,
+        trigger=row["trigger"],
+        attempt=row["attempt"],
+        created_at=iso(row["created_at"]),
+        created_by=row["created_by"],
+        updated_at=iso(row["updated_at"]),
+        results=None,
+        updated_by=row["updated_by"],
+        cleaned_at=None,
+    )
+
+
+def event_shape(row: dict[str, Any]) -> JobRunEvent:
+    return JobRunEvent(
+        version=row["version"],
+        type=row["type"],
+        status=row["status"],
+        reason=row["reason"],
+        message=row["message"],
+        attempt=row["attempt"],
+        cause=row["actor"],
+        time=iso(row["at"]),
+    )
+
+
+def log_shape(row: dict[str, Any]) -> JobRunLogLine:
+    return JobRunLogLine(
+        seq=row["seq"], attempt=row["attempt"], time=iso(row["at"]), line=row["line"]
+    )
+
+
+# --- access ---------------------------------------------------------------------------------
+
+
+def _job_team_ids(system: System, principal: Principal, job_id: str) -> list[str]:
+    """The teams the job is granted to (404 when the organization has no such job)."""
+    snapshot = system.runs.job_versions.snapshot(principal.organization_id, job_id)
+    if snapshot is None:
+        raise NotFoundError.of("job", job_id)
+    return list(snapshot.team_ids)
+
+
+def _visible_run(system: System, principal: Principal, job_id: str, run_id: str) -> dict[str, Any]:
+    row = system.job_runs.run(principal.organization_id, job_id, run_id)
+    if row is None or not can_access(system, principal, VIEW, granted_team_ids=row["team_ids"]):
+        raise NotFoundError.of("job_run", run_id)
+    return row
+
+
+def _changeable_run(
+    system: System, principal: Principal, job_id: str, run_id: str, permission: str
+) -> dict[str, Any]:
+    row = _visible_run(system, principal, job_id, run_id)
+    require_access(system, principal, permission, granted_team_ids=row["team_ids"])
+    return row
+
+
+def _act(
+    system: System, principal: Principal, job_id: str, run_id: str, use_case: Callable[..., int]
+) -> JobRun:
+    """A `CanRunJobs` action on a run: check, call the use case, read the run back."""
+    _changeable_run(system, principal, job_id, run_id, RUN)
+    system.wait_for_views(use_case(job_id, run_id, by=principal.actor))
+    return run_shape(_visible_run(system, principal, job_id, run_id))
+
+
+def _after(marker: str | None) -> int:
+    if marker is None:
+        return 0
+    try:
+        return max(int(marker), 0)
+    except ValueError:
+        raise InvalidRequestError(
+            "The marker is not one this list returned.", code="invalid_marker"
+        ) from None
+
+
+def _listing(page: tuple[int, list[dict[str, Any]], str | None]) -> JobRunListing:
+    total, rows, marker = page
+    return JobRunListing(total=total, items=[run_shape(r) for r in rows], marker=marker)
+
+
+class JobRunController(Controller):
+    path = "/workloads/jobs/{job:str}/runs"
+    tags = ["job-runs"]
+
+    @get("/", operation_id="ListJobRuns", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_runs(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        job: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> JobRunListing:
+        """List a job's runs, newest first."""
+        teams = _job_team_ids(system, principal, job)
+        if not can_access(system, principal, VIEW, granted_team_ids=teams):
+            raise NotFoundError.of("job", job)
+        return _listing(
+            system.job_runs.runs(principal.organization_id, job_id=job, limit=limit, marker=marker)
+        )
+
+    @post("/", operation_id="CreateJobRun", guards=[requires(VIEW)], sync_to_thread=True)
+    def create_run(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        job: FromPath[str],
+        data: JSONBody[JobRunCreateRequest | None] = None,
+    ) -> JobRun:
+        """Run the job's active version (or `jobVersion`): `ready`, or `pending` when held."""
+        data = data or JobRunCreateRequest()
+        if data.job_id is not None and data.job_id != job:
+            raise InvalidValueError(
+                "jobId must be the job of the path.", field="jobId", code="job_id_mismatch"
+            )
+        teams = _job_team_ids(system, principal, job)
+        if not can_access(system, principal, VIEW, granted_team_ids=teams):
+            raise NotFoundError.of("job", job)
+        require_access(system, principal, RUN, granted_team_ids=teams)
+        run_id, position = system.runs.create_run(
+            job,
+            by=principal.actor,
+            trigger="manual" if principal.kind == "member" else "api",
+            hold=data.hold,
+            job_version=data.job_version,
+            resource_cleanup_mode=data.resource_cleanup_mode,
+        )
+        system.wait_for_views(position)
+        return run_shape(_visible_run(system, principal, job, run_id))
+
+    @get(
+        "/{jobRun:str}", operation_id="DescribeJobRun", guards=[requires(VIEW)], sync_to_thread=True
+    )
+    def describe_run(
+        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+    ) -> JobRun:
+        """Describe a run: status, why it is not running, timing, attempt."""
+        return run_shape(_visible_run(system, principal, job, jobRun))
+
+    @delete(
+        "/{jobRun:str}", operation_id="DeleteJobRun", guards=[requires(VIEW)], sync_to_thread=True
+    )
+    def delete_run(
+        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+    ) -> None:
+        """Delete a finished run (409 while it is pending, ready, dispatched or running)."""
+        _changeable_run(system, principal, job, jobRun, MANAGE)
+        system.wait_for_views(system.runs.delete_run(job, jobRun, by=principal.actor))
+        system.run_logs.delete(jobRun)
+
+    @post(
+        "/{jobRun:str}/ready",
+        operation_id="ReleaseJobRun",
+        status_code=200,
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def release_run(
+        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+    ) -> JobRun:
+        """Release a pending run: it becomes ready (409 unless pending)."""
+        return _act(system, principal, job, jobRun, system.runs.release_run)
+
+    @post(
+        "/{jobRun:str}/retry",
+        operation_id="RetryJobRun",
+        status_code=200,
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def retry_run(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        job: FromPath[str],
+        jobRun: FromPath[str],
+        data: JSONBody[JobRunRetryRequest | None] = None,
+    ) -> JobRun:
+        """Run a failed, timed-out, cancelled or dead-lettered run again under its id."""
+        hold = data.hold if data is not None else False
+        return _act(system, principal, job, jobRun, partial(system.runs.retry_run, hold=hold))
+
+    @post(
+        "/{jobRun:str}/cancel",
+        operation_id="CancelJobRun",
+        status_code=200,
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def cancel_run(
+        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+    ) -> JobRun:
+        """Cancel an unfinished run; its running work is stopped (409 when finished)."""
+        return _act(system, principal, job, jobRun, system.runs.cancel_run)
+
+    @get(
+        "/{jobRun:str}/logs",
+        operation_id="ListJobRunLogs",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_logs(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        job: FromPath[str],
+        jobRun: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> MarkerListing[JobRunLogLine]:
+        """The run's log lines in order; pass `marker` back for the lines after these."""
+        _visible_run(system, principal, job, jobRun)
+        rows = system.run_logs.page(jobRun, after=_after(marker), limit=limit)
+        return MarkerListing(
+            items=[log_shape(r) for r in rows], marker=str(rows[-1]["seq"]) if rows else marker
+        )
+
+    @get(
+        "/{jobRun:str}/events",
+        operation_id="ListJobRunEvents",
+        guards=[requires(VIEW)],
+        sync_to_thread=True,
+    )
+    def list_events(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        job: FromPath[str],
+        jobRun: FromPath[str],
+        limit: Limit = 100,
+        marker: Marker = None,
+    ) -> MarkerListing[JobRunEvent]:
+        """Every transition of the run with its time, cause and reason code."""
+        _visible_run(system, principal, job, jobRun)
+        rows = system.job_runs.events(
+            principal.organization_id, jobRun, after=_after(marker), limit=limit
+        )
+        return MarkerListing(
+            items=[event_shape(r) for r in rows],
+            marker=str(rows[-1]["version"]) if len(rows) == limit and rows else None,
+        )
+
+    @get("/{jobRun:str}/stream", operation_id="StreamJobRun", guards=[requires(VIEW)])
+    async def stream(
+        self,
+        system: SystemDep,
+        principal: Caller,
+        request: Request[Any, Any, Any],
+        job: FromPath[str],
+        jobRun: FromPath[str],
+    ) -> ServerSentEvent:
+        """Server-Sent Events of the run's transitions (`status`) and log lines (`log`),
+        resumable with `Last-Event-ID`; the stream ends once the run has finished."""
+        await anyio.to_thread.run_sync(_visible_run, system, principal, job, jobRun)
+        cursor = _parse_cursor(request.headers.get("last-event-id"))
+        return ServerSentEvent(_follow(system, principal.organization_id, job, jobRun, cursor))
+
+
+def _parse_cursor(value: str | None) -> tuple[int, int]:
+    """`Last-Event-ID` is `<event version>.<log seq>`: what the client has seen."""
+    if not value:
+        return 0, 0
+    events, _, logs = value.partition(".")
+    try:
+        return max(int(events), 0), max(int(logs or 0), 0)
+    except ValueError:
+        return 0, 0
+
+
+def _log_message(row: dict[str, Any], seen_event: int) -> ServerSentEventMessage:
+    return ServerSentEventMessage(
+        event="log",
+        id=f"{seen_event}.{row['seq']}",
+        data=msgspec.json.encode(log_shape(row)).decode(),
+    )
+
+
+async def _follow(
+    system: System, organization_id: str, job_id: str, run_id: str, cursor: tuple[int, int]
+) -> AsyncIterator[ServerSentEventMessage]:
+    seen_event, seen_log = cursor
+    while True:
+        events = await anyio.to_thread.run_sync(
+            partial(system.job_runs.events, organization_id, run_id, after=seen_event, limit=100)
+        )
+        lines = await anyio.to_thread.run_sync(
+            partial(system.run_logs.page, run_id, after=seen_log, limit=500)
+        )
+        for row in events:
+            seen_event = row["version"]
+            yield ServerSentEventMessage(
+                event="status",
+                id=f"{seen_event}.{seen_log}",
+                data=msgspec.json.encode(event_shape(row)).decode(),
+            )
+        for row in lines:
+            seen_log = row["seq"]
+            yield _log_message(row, seen_event)
+        if not events and not lines:
+            run = await anyio.to_thread.run_sync(
+                lambda: system.job_runs.run(organization_id, job_id, run_id)
+            )
+            if run is None or (run["status"] in TERMINAL and run["version"] <= seen_event):
+                # Lines written just before the end are read once more before closing.
+                tail = await anyio.to_thread.run_sync(
+                    partial(system.run_logs.page, run_id, after=seen_log, limit=500)
+                )
+                for row in tail:
+                    yield _log_message(row, seen_event)
+                return
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+
+
+class JobRunListsController(Controller):
+    path = "/me/jobs/runs"
+    tags = ["job-runs"]
+
+    @get("/", operation_id="ListMyJobRuns", guards=[requires(VIEW)], sync_to_thread=True)
+    def list_my_runs(
+        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+    ) -> JobRunListing:
+        """List the runs of every job the caller can view, newest first."""
+        return _listing(
+            system.job_runs.runs(
+                principal.organization_id,
+                limit=limit,
+                marker=marker,
+                team_ids=reachable_team_ids(system, principal, VIEW),
+            )
+        )

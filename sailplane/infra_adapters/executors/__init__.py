@@ -1,0 +1,111 @@
+"""Executors: where a run's attempt actually executes, behind one port.
+
+`Executor.submit(submission)` starts one attempt of one run; it is keyed by run id +
+attempt, so submitting the same attempt again (a redelivered message, a restarted
+dispatcher) never executes it twice. `status` reads back what the attempt is doing,
+`cancel` stops it (a deadline, then a forced stop), and `executions` counts how often an
+attempt really started executing (the figure the exactly-once tests check).
+
+Adapters: `local.LocalExecutor` (Sail on this machine through Spark Connect; the work
+runs in a child process with `SPARK_REMOTE` set) and `kubernetes.KubernetesExecutor`
+(one batch/v1 Job per attempt, named from run id and attempt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# What an attempt is doing, as executors report it.
+SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST, UNKNOWN = (
+    "submitted",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "lost",
+    "unknown",
+)
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a cluster runs work: the executor kind and how to reach its Sail server."""
+
+    executor: str  # "local" | "kubernetes"
+    spark_remote: str | None = None  # sc://host:port for Spark Connect clients
+    settings: dict[str, Any] = field(default_factory=dict)  # e.g. namespace, image, kubeconfig
+
+
+@dataclass(frozen=True)
+class Work:
+    """The work of one attempt: SQL text, or a Python entry point (`config.python`)."""
+
+    sql: str | None = None
+    python: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sql": self.sql, "python": self.python}
+
+
+@dataclass(frozen=True)
+class Submission:
+    run_id: str
+    attempt: int
+    organization_id: str
+    job_id: str
+    work: Work
+    target: Target
+    timeout_seconds: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: one execution per (run, attempt)."""
+        return f"{self.run_id}-{self.attempt}"
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str
+    message: str | None = None
+
+
+class Executor(Protocol):
+    kind: str
+
+    def submit(self, submission: Submission) -> bool:
+        """Start the attempt unless it was submitted before; True when this call started it."""
+
+    def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
+        """What the attempt is doing; `target` says where it was submitted."""
+
+    def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
+        """Stop the attempt: ask it to stop, then force it after the grace period."""
+
+    def executions(self, run_id: str, attempt: int) -> int:
+        """How many times this attempt started executing (0 or 1 when all is well)."""
+
+    def close(self) -> None: ...
+
+
+class RunTargets(Protocol):
+    def target(self, organization_id: str, cluster_id: str | None) -> Target | None:
+        """Where the cluster runs work, or None when it is not usable (not active, gone)."""
+
+
+class FixedTarget:
+    """Every cluster runs on one Sail server (tests, and a single-machine setup)."""
+
+    def __init__(self, spark_remote: str) -> None:
+        self.spark_remote = spark_remote
+
+    def target(self, organization_id: str, cluster_id: str | None) -> Target | None:
+        return Target(executor="local", spark_remote=self.spark_remote)
+
+
+class NoTargets:
+    """Until a cluster provider is wired in, no cluster is usable."""
+
+    def target(self, organization_id: str, cluster_id: str | None) -> Target | None:
+        return None

@@ -1,0 +1,345 @@
+"""The local executor: Sail on this machine, reached through Spark Connect.
+
+Each attempt runs in a child process (`executors/child.py`) with `SPARK_REMOTE` set to
+the cluster's Spark Connect URL: SQL through a Spark Connect session, a Python entry
+point as it is. The child's output lines become the run's logs.
+
+Exactly once per attempt: `submit` first inserts the row `(run_id, attempt)` into
+`sailplane_executions`; only the caller whose insert wins starts the process, so a
+redelivered or resubmitted attempt never executes twice, across processes and restarts.
+The row records the owner (this executor instance), the process id, the state, and a
+heartbeat the owner refreshes; an attempt whose owner stopped heart-beating (the
+dispatcher died) reads as `lost`. The child dies with the thread that supervises it
+(Linux parent-death signal), so a lost attempt leaves no process behind.
+
+Cancel: a request row flag any replica can set; the owner sends SIGTERM to the child's
+process group, waits `grace_seconds`, then SIGKILL. At most `max_parallel` attempts
+execute at once per executor (default twice the CPU count); the others wait `submitted`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sailplane.domain.ids import new_id
+from sailplane.infra_adapters.executors import (
+    CANCELLED,
+    FAILED,
+    LOST,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    UNKNOWN,
+    Status,
+    Submission,
+    Target,
+)
+from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.storage import Database
+
+log = logging.getLogger(__name__)
+
+EXECUTIONS_TABLE = "sailplane_executions"
+_PR_SET_PDEATHSIG = 1
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalExecutor:
+    kind = "local"
+
+    def __init__(
+        self,
+        database: Database,
+        logs: RunLogs,
+        *,
+        grace_seconds: float = 5.0,
+        lease_seconds: float = 15.0,
+        heartbeat_seconds: float = 1.0,
+        max_parallel: int | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.pool = database.pool(name="executor-local", min_size=1, max_size=6)
+        self.logs = logs
+        self.owner = new_id()  # this instance; a restarted dispatcher is a new owner
+        self.grace_seconds = grace_seconds
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.python = python
+        self.workdir = Path(tempfile.mkdtemp(prefix="sailplane-runs-"))
+        self._processes: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heart: threading.Thread | None = None
+        self._stopping: set[int] = set()  # pids being stopped
+        # At most this many attempts execute at once here; the others wait, `submitted`.
+        self._slots = threading.BoundedSemaphore(max_parallel or max(2, 2 * (os.cpu_count() or 1)))
+
+    def create_table(self) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {EXECUTIONS_TABLE} ("
+                "run_id text NOT NULL, attempt integer NOT NULL, organization_id text NOT NULL, "
+                "job_id text NOT NULL, owner text NOT NULL, state text NOT NULL, pid integer, "
+                "executions integer NOT NULL DEFAULT 0, exit_code integer, message text, "
+                "submitted_at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, "
+                "finished_at timestamptz, heartbeat_at timestamptz NOT NULL DEFAULT now(), "
+                "cancel_requested_at timestamptz, PRIMARY KEY (run_id, attempt))"
+            )
+
+    # --- the port --------------------------------------------------------------------------
+
+    def submit(self, submission: Submission) -> bool:
+        with self.pool.connection() as conn:
+            won = conn.execute(
+                f"INSERT INTO {EXECUTIONS_TABLE} (run_id, attempt, organization_id, job_id, owner, state) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING run_id",
+                (
+                    submission.run_id,
+                    submission.attempt,
+                    submission.organization_id,
+                    submission.job_id,
+                    self.owner,
+                    SUBMITTED,
+                ),
+            ).fetchone()
+        if won is None:
+            return False
+        self._ensure_heartbeat()
+        threading.Thread(
+            target=self._supervise, args=(submission,), name=f"run-{submission.key}", daemon=True
+        ).start()
+        return True
+
+    def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT state, message, heartbeat_at < now() - make_interval(secs => %s) AS stale "
+                f"FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = %s",
+                (self.lease_seconds, run_id, attempt),
+            ).fetchone()
+            if row is None:
+                return Status(UNKNOWN)
+            if row["state"] in (SUBMITTED, RUNNING) and row["stale"]:
+                lost = conn.execute(
+                    f"UPDATE {EXECUTIONS_TABLE} SET state = %s, finished_at = now(), message = %s "
+                    "WHERE run_id = %s AND attempt = %s AND state IN (%s, %s) "
+                    "AND heartbeat_at < now() - make_interval(secs => %s) RETURNING state",
+                    (
+                        LOST,
+                        "The worker that ran this attempt stopped.",
+                        run_id,
+                        attempt,
+                        SUBMITTED,
+                        RUNNING,
+                        self.lease_seconds,
+                    ),
+                ).fetchone()
+                if lost is not None:
+                    return Status(LOST, "The worker that ran this attempt stopped.")
+                return self.status(run_id, attempt)
+            return Status(row["state"], row["message"])
+
+    def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                f"UPDATE {EXECUTIONS_TABLE} SET cancel_requested_at = coalesce(cancel_requested_at, now()) "
+                "WHERE run_id = %s AND attempt = %s",
+                (run_id, attempt),
+            )
+        with self._lock:
+            process = self._processes.get((run_id, attempt))
+        if process is not None:
+            self._stop_process(process)
+
+    def executions(self, run_id: str, attempt: int) -> int:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT executions FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = %s",
+                (run_id, attempt),
+            ).fetchone()
+        return int(row["executions"]) if row else 0
+
+    def pid(self, run_id: str, attempt: int) -> int | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT pid FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = %s",
+                (run_id, attempt),
+            ).fetchone()
+        return row["pid"] if row else None
+
+    def close(self) -> None:
+        """Stop heart-beating and stop the children: their attempts read as lost and retry."""
+        self._stop.set()
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        if self._heart is not None:
+            self._heart.join(timeout=5)
+        self.pool.close()
+
+    # --- the supervising thread of one attempt ------------------------------------------------
+
+    def _supervise(self, submission: Submission) -> None:
+        key = (submission.run_id, submission.attempt)
+        with self._slots:
+            self._execute(submission, key)
+
+    def _execute(self, submission: Submission, key: tuple[str, int]) -> None:
+        try:
+            if self._stop.is_set():
+                return
+            if self._cancel_requested(*key):
+                self._finish(key, CANCELLED, None, "Cancelled before it started.")
+                return
+            path = self.workdir / f"{submission.key}.json"
+            path.write_text(json.dumps(submission.work.to_dict()))
+            env = {
+                **os.environ,
+                "SPARK_REMOTE": submission.target.spark_remote or "",
+                "SPARK_CONNECT_MODE_ENABLED": "1",
+                "SAILPLANE_RUN_ID": submission.run_id,
+                "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p
+                ),
+                "PYTHONUNBUFFERED": "1",
+            }
+            process = subprocess.Popen(
+                [self.python, "-m", "sailplane.infra_adapters.executors.child", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.workdir,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            with self._lock:
+                self._processes[key] = process
+            with self.pool.connection() as conn:
+                conn.execute(
+                    f"UPDATE {EXECUTIONS_TABLE} SET state = %s, pid = %s, started_at = now(), "
+                    "executions = executions + 1 WHERE run_id = %s AND attempt = %s",
+                    (RUNNING, process.pid, *key),
+                )
+            last_error = self._pump_output(submission, process)
+            code = process.wait()
+            with self._lock:
+                self._processes.pop(key, None)
+            if self._stop.is_set():
+                return  # shutting down: the attempt reads as lost once the lease runs out
+            if code == 0:
+                self._finish(key, SUCCEEDED, code, None)
+            elif self._cancel_requested(*key):
+                self._finish(key, CANCELLED, code, "Stopped on request.")
+            else:
+                self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
+        except Exception as error:  # the attempt fails; the dispatcher keeps running
+            if self._stop.is_set():
+                return  # shutting down (the pool is closed): the attempt reads as lost later
+            log.exception("local execution %s-%s failed to run", *key)
+            with contextlib.suppress(Exception):
+                self._finish(key, FAILED, None, f"The local executor could not run it: {error}")
+
+    def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> str | None:
+        assert process.stdout is not None
+        last_error = None
+        batch: list[str] = []
+        deadline = time.monotonic() + 0.2
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line.startswith("error: "):
+                last_error = line[len("error: ") :]
+            batch.append(line)
+            if len(batch) >= 100 or time.monotonic() >= deadline:
+                self.logs.append(submission.run_id, submission.attempt, batch)
+                batch, deadline = [], time.monotonic() + 0.2
+        self.logs.append(submission.run_id, submission.attempt, batch)
+        return last_error
+
+    def _finish(
+        self, key: tuple[str, int], state: str, code: int | None, message: str | None
+    ) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                f"UPDATE {EXECUTIONS_TABLE} SET state = %s, exit_code = %s, message = %s, "
+                "finished_at = now() WHERE run_id = %s AND attempt = %s AND state IN (%s, %s)",
+                (state, code, message, *key, SUBMITTED, RUNNING),
+            )
+
+    def _cancel_requested(self, run_id: str, attempt: int) -> bool:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT cancel_requested_at IS NOT NULL AS asked FROM {EXECUTIONS_TABLE} "
+                "WHERE run_id = %s AND attempt = %s",
+                (run_id, attempt),
+            ).fetchone()
+        return bool(row and row["asked"])
+
+    def _stop_process(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM to the process group, then SIGKILL after the grace period (in the background)."""
+        with self._lock:
+            if process.pid in self._stopping:
+                return
+            self._stopping.add(process.pid)
+
+        def stop() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=self.grace_seconds)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+        threading.Thread(target=stop, name=f"stop-{process.pid}", daemon=True).start()
+
+    # --- heartbeats, and cancels asked by other replicas -------------------------------------
+
+    def _ensure_heartbeat(self) -> None:
+        with self._lock:
+            if self._heart is None:
+                self._heart = threading.Thread(
+                    target=self._beat, name="executor-heartbeat", daemon=True
+                )
+                self._heart.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                with self.pool.connection() as conn:
+                    conn.execute(
+                        f"UPDATE {EXECUTIONS_TABLE} SET heartbeat_at = now() "
+                        "WHERE owner = %s AND state IN (%s, %s)",
+                        (self.owner, SUBMITTED, RUNNING),
+                    )
+                    asked = conn.execute(
+                        f"SELECT run_id, attempt FROM {EXECUTIONS_TABLE} WHERE owner = %s "
+                        "AND state = %s AND cancel_requested_at IS NOT NULL",
+                        (self.owner, RUNNING),
+                    ).fetchall()
+                for row in asked:
+                    with self._lock:
+                        process = self._processes.get((row["run_id"], row["attempt"]))
+                    if process is not None and process.poll() is None:
+                        self._stop_process(process)
+            except Exception:
+                log.exception("executor heartbeat failed; retrying")

@@ -1,0 +1,389 @@
+"""Job-run views: the runs (one row each) and every transition of every run.
+
+`job_runs` answers the run lists (marker pagination, newest first), describes, the
+dispatcher's questions (which runs of a job are active, which are due) and the
+dependency check (has a job completed since another job's last run). `job_run_events`
+holds one row per transition with its time, cause (actor) and reason code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from psycopg.types.json import Jsonb
+
+from sailplane.domain.runs import ACTIVE, TERMINAL, JobRun, JobVersionSnapshot
+from sailplane.projections.base import Projection, View
+from sailplane.projections.identity import actor_ref
+from sailplane.projections.query import keyset_page
+
+
+class RunsView(View):
+    name = "job_runs"
+    tables = {
+        "job_runs": """
+            CREATE TABLE {job_runs} (
+                id text PRIMARY KEY,
+                organization_id text NOT NULL,
+                job_id text NOT NULL,
+                job_key text NOT NULL,
+                job_version integer NOT NULL,
+                cluster_id text,
+                team_ids text[] NOT NULL,
+                depends_on text[] NOT NULL,
+                spec jsonb NOT NULL,
+                status text NOT NULL,
+                status_reason text NOT NULL,
+                status_message text,
+                hold boolean NOT NULL,
+                resource_cleanup_mode text NOT NULL,
+                trigger text NOT NULL,
+                attempt integer NOT NULL,
+                executor text,
+                not_before timestamptz,
+                dispatched_at timestamptz,
+                runner_started_at timestamptz,
+                runner_completed_at timestamptz,
+                finished_at timestamptz,
+                created_at timestamptz NOT NULL,
+                created_by text NOT NULL,
+                updated_at timestamptz NOT NULL,
+                updated_by text NOT NULL,
+                version integer NOT NULL
+            )""",
+        "job_run_events": """
+            CREATE TABLE {job_run_events} (
+                run_id text NOT NULL,
+                version integer NOT NULL,
+                organization_id text NOT NULL,
+                type text NOT NULL,
+                status text,
+                reason text,
+                message text,
+                attempt integer NOT NULL,
+                actor text NOT NULL,
+                at timestamptz NOT NULL,
+                PRIMARY KEY (run_id, version)
+            )""",
+    }
+    indexes = (
+        "CREATE INDEX ON {job_runs} (organization_id, job_id, created_at DESC, id DESC)",
+        "CREATE INDEX ON {job_runs} (organization_id, created_at DESC, id DESC)",
+        "CREATE INDEX ON {job_runs} (status) WHERE status IN ('ready', 'dispatched', 'running', 'pending')",
+        "CREATE INDEX ON {job_runs} (organization_id, job_key, finished_at) WHERE status = 'completed'",
+    )
+
+    # --- the HTTP layer's queries -------------------------------------------------------
+
+    def run(self, organization_id: str, job_id: str, run_id: str) -> dict[str, Any] | None:
+        return self.fetch_one(
+            "SELECT * FROM {job_runs} WHERE organization_id = %s AND job_id = %s AND id = %s",
+            (organization_id, job_id, run_id),
+        )
+
+    def runs(
+        self,
+        organization_id: str,
+        *,
+        limit: int,
+        marker: str | None,
+        job_id: str | None = None,
+        team_ids: list[str] | None = None,
+    ) -> tuple[int, list[dict[str, Any]], str | None]:
+        """(total, a page of runs newest first, the next marker); `team_ids` limits the runs
+        to jobs granted to those teams (None: every job of the organization)."""
+        where, params = "WHERE organization_id = %s", [organization_id]
+        if job_id is not None:
+            where += " AND job_id = %s"
+            params.append(job_id)
+        if team_ids is not None:
+            where += " AND team_ids && %s"
+            params.append(team_ids)
+        from_where = "FROM {job_runs} " + where
+        total_row = self.fetch_one(f"SELECT count(*) AS total {from_where}", params)
+        rows, next_marker = keyset_page(
+            self,
+            from_where,
+            params,
+            select="*",
+            keys=["created_at", "id"],
+            limit=limit,
+            marker=marker,
+            descending=True,
+        )
+        return int(total_row["total"]) if total_row else 0, rows, next_marker
+
+    def events(
+        self, organization_id: str, run_id: str, *, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        return self.fetch_all(
+            "SELECT * FROM {job_run_events} WHERE organization_id = %s AND run_id = %s "
+            "AND version > %s ORDER BY version LIMIT %s",
+            (organization_id, run_id, after, limit),
+        )
+
+    # --- RunHistory, for the use cases and the dispatcher --------------------------------
+
+    def active_run_ids(self, organization_id: str, job_id: str) -> list[str]:
+        rows = self.fetch_all(
+            "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s "
+            "AND status = ANY(%s) ORDER BY dispatched_at, id",
+            (organization_id, job_id, sorted(ACTIVE)),
+        )
+        return [r["id"] for r in rows]
+
+    def unmet_dependencies(
+        self, organization_id: str, job_id: str, depends_on: Sequence[str]
+    ) -> list[str]:
+        last = self.fetch_one(
+            "SELECT max(greatest(created_at, dispatched_at)) AS at FROM {job_runs} "
+            "WHERE organization_id = %s AND job_id = %s",
+            (organization_id, job_id),
+        )
+        since = last["at"] if last else None
+        rows = self.fetch_all(
+            "SELECT DISTINCT job_key FROM {job_runs} WHERE organization_id = %s "
+            "AND status = 'completed' AND job_key = ANY(%s) "
+            "AND (%s::timestamptz IS NULL OR finished_at > %s::timestamptz)",
+            (organization_id, list(depends_on), since, since),
+        )
+        done = {r["job_key"] for r in rows}
+        return [k for k in depends_on if k not in done]
+
+    def due_run_ids(self, now: datetime, *, limit: int = 500) -> list[str]:
+        """Ready runs whose backoff has passed, oldest first (the dispatcher's sweep)."""
+        rows = self.fetch_all(
+            "SELECT id FROM {job_runs} WHERE status = 'ready' "
+            "AND (not_before IS NULL OR not_before <= %s) ORDER BY created_at, id LIMIT %s",
+            (now, limit),
+        )
+        return [r["id"] for r in rows]
+
+    def runs_in(self, statuses: Sequence[str], *, limit: int = 1000) -> list[dict[str, Any]]:
+        return self.fetch_all(
+            "SELECT * FROM {job_runs} WHERE status = ANY(%s) ORDER BY created_at, id LIMIT %s",
+            (list(statuses), limit),
+        )
+
+    def waiting_run_ids(self, organization_id: str, job_key: str) -> list[str]:
+        """Runs waiting for dependencies that include `job_key`."""
+        rows = self.fetch_all(
+            "SELECT id FROM {job_runs} WHERE organization_id = %s AND status = 'pending' "
+            "AND status_reason = 'waiting_for_dependencies' AND %s = ANY(depends_on)",
+            (organization_id, job_key),
+        )
+        return [r["id"] for r in rows]
+
+    def latest_runs(
+        self, organization_id: str, job_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Each job's newest run (for `latestJobRunId` and `included.jobRuns` of job lists)."""
+        rows = self.fetch_all(
+            "SELECT DISTINCT ON (job_id) * FROM {job_runs} WHERE organization_id = %s "
+            "AND job_id = ANY(%s) ORDER BY job_id, created_at DESC, id DESC",
+            (organization_id, list(job_ids)),
+        )
+        return {r["job_id"]: r for r in rows}
+
+    def run_ids_of_job(self, organization_id: str, job_id: str) -> list[str]:
+        rows = self.fetch_all(
+            "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s",
+            (organization_id, job_id),
+        )
+        return [r["id"] for r in rows]
+
+
+# Columns a transition sets besides status, reason and message: event class -> column.
+_STAMPS = {
+    JobRun.Dispatched: "dispatched_at",
+    JobRun.Started: "runner_started_at",
+    JobRun.Finished: "runner_completed_at",
+    JobRun.RetryScheduled: "runner_completed_at",
+}
+
+
+class RunsProjection(Projection[RunsView]):
+    view_class = RunsView
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Other events change nothing here."""
+
+    def _event_row(
+        self,
+        e: Any,
+        type_: str,
+        status: str | None,
+        reason: str | None,
+        message: str | None,
+        attempt: int | None,
+    ) -> None:
+        """One row of the run's history; without an attempt, the run's current one."""
+        self.view.execute(
+            "INSERT INTO {job_run_events} SELECT %s, %s, %s, %s, %s, %s, %s, "
+            "COALESCE(%s::integer, (SELECT attempt FROM {job_runs} WHERE id = %s), 0), %s, %s "
+            "ON CONFLICT DO NOTHING",
+            (
+                e.originator_id,
+                e.originator_version,
+                e.organization_id,
+                type_,
+                status,
+                reason,
+                message,
+                attempt,
+                e.originator_id,
+                e.actor,
+                e.timestamp,
+            ),
+        )
+
+    @process_event.register
+    def _(self, e: JobRun.Created, tracking: Tracking) -> None:
+        spec = e.job_version
+        self.view.execute(
+            "INSERT INTO {job_runs} (id, organization_id, job_id, job_key, job_version, cluster_id, "
+            "team_ids, depends_on, spec, status, status_reason, status_message, hold, "
+            "resource_cleanup_mode, trigger, attempt, created_at, created_by, updated_at, "
+            "updated_by, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, 1, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (
+                e.originator_id,
+                e.organization_id,
+                e.job_id,
+                spec.get("job_key") or "",
+                spec["version"],
+                spec.get("cluster_id"),
+                list(spec.get("team_ids") or []),
+                list(spec.get("depends_on") or []),
+                Jsonb(spec),
+                e.status,
+                e.reason,
+                e.message,
+                e.hold,
+                e.resource_cleanup_mode,
+                e.trigger,
+                e.timestamp,
+                actor_ref(e.actor),
+                e.timestamp,
+                actor_ref(e.actor),
+                e.originator_version,
+            ),
+        )
+        self._event_row(e, "created", e.status, e.reason, e.message, 1)
+
+    @process_event.register
+    def _(self, e: JobRun.Transition, tracking: Tracking) -> None:
+        sets = [
+            "status = %(status)s",
+            "status_reason = %(reason)s",
+            "status_message = %(message)s",
+            "updated_at = %(at)s",
+            "updated_by = %(by)s",
+            "version = %(version)s",
+        ]
+        values: dict[str, Any] = {
+            "status": e.status,
+            "reason": e.reason,
+            "message": e.message,
+            "at": e.timestamp,
+            "by": actor_ref(e.actor),
+            "version": e.originator_version,
+            "id": e.originator_id,
+        }
+        stamp = next((c for k, c in _STAMPS.items() if isinstance(e, k)), None)
+        if stamp:
+            sets.append(f"{stamp} = %(at)s")
+        if isinstance(e, JobRun.Dispatched):
+            sets += [
+                "executor = %(executor)s",
+                "not_before = NULL",
+                "runner_started_at = NULL",
+                "runner_completed_at = NULL",
+            ]
+            values["executor"] = e.executor
+        if isinstance(e, (JobRun.RetryScheduled, JobRun.Retried)):
+            sets.append("attempt = %(attempt)s")
+            values["attempt"] = e.attempt
+        if isinstance(e, JobRun.RetryScheduled):
+            sets.append("not_before = %(not_before)s")
+            values["not_before"] = e.not_before
+        if isinstance(e, JobRun.Retried):
+            sets += [
+                "hold = %(hold)s",
+                "trigger = 'retry'",
+                "not_before = NULL",
+                "finished_at = NULL",
+                "dispatched_at = NULL",
+                "runner_started_at = NULL",
+                "runner_completed_at = NULL",
+            ]
+            values["hold"] = e.hold
+        if e.status in TERMINAL:
+            sets.append("finished_at = %(at)s")
+        self.view.execute("UPDATE {job_runs} SET " + ", ".join(sets) + " WHERE id = %(id)s", values)
+        self._event_row(
+            e, _event_type(e), e.status, e.reason, e.message, getattr(e, "attempt", None)
+        )
+
+    @process_event.register
+    def _(self, e: JobRun.Deleted, tracking: Tracking) -> None:
+        self.view.execute("DELETE FROM {job_runs} WHERE id = %s", (e.originator_id,))
+        self.view.execute("DELETE FROM {job_run_events} WHERE run_id = %s", (e.originator_id,))
+
+
+def _event_type(e: Any) -> str:
+    """`RetryScheduled` -> `retry_scheduled`."""
+    name = type(e).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+class JobVersionsFromView:
+    """`JobVersions` read from the jobs view: a run's snapshot of the version it uses.
+
+    `jobs` is the jobs context's view (`active_version`, `version`, `job`,
+    `team_ids_by_resource`); only published versions of live jobs are runnable.
+    """
+
+    def __init__(self, jobs: Any) -> None:
+        self.jobs = jobs
+
+    def snapshot(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> JobVersionSnapshot | None:
+        job = self.jobs.job(organization_id, job_id)
+        if job is None:
+            return None
+        if version is None:
+            row = self.jobs.active_version(organization_id, job_id)
+        else:
+            row = self.jobs.version(organization_id, job_id, version)
+            if row is not None and row.get("status") != "published":
+                row = None
+        if row is None:
+            return None
+        config = row.get("config") or {}
+        sql = config.get("sql") or {}
+        lakesail = config.get("lakesail") or {}
+        depends_on = [
+            d["jobKey"] if isinstance(d, dict) else str(d) for d in (row.get("depends_on") or [])
+        ]
+        return JobVersionSnapshot(
+            job_id=job_id,
+            version=int(row["version"]),
+            cluster_id=row.get("cluster_id"),
+            job_key=job["job_key"],
+            sql_source=sql.get("source") or None,
+            sql_query_id=sql.get("queryId") or None,
+            python=config.get("python") or None,
+            timeout_seconds=row.get("timeout_seconds"),
+            max_retries=int(lakesail.get("maxRetries") or 0),
+            concurrency_policy=row.get("concurrency_policy") or "allow",
+            max_concurrent_runs=row.get("max_concurrent_runs"),
+            depends_on=tuple(depends_on),
+            team_ids=tuple(self.jobs.team_ids_by_resource([job_id])[job_id]),
+        )

@@ -1,0 +1,133 @@
+"""The Kubernetes executor with the official client against the API double: one Job per
+attempt named from run id and attempt, manifests valid offline, status read back, logs
+collected, cancel deletes the Job, a resubmitted attempt creates nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import kubernetes_validate
+import pytest
+
+from sailplane.infra_adapters.executors import (
+    FAILED,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    UNKNOWN,
+    Submission,
+    Target,
+    Work,
+)
+from sailplane.infra_adapters.executors.kubernetes import (
+    KubernetesExecutor,
+    job_manifest,
+    job_name,
+)
+from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.storage import Database
+from tests.k8s_double import KUBERNETES_VERSION, KubernetesDouble, kubernetes_double
+
+NS = "runs"
+
+
+@pytest.fixture
+def double() -> Iterator[KubernetesDouble]:
+    with kubernetes_double() as d:
+        yield d
+
+
+@pytest.fixture
+def logs(fresh_db: Database) -> RunLogs:
+    run_logs = RunLogs(fresh_db)
+    run_logs.create_table()
+    return run_logs
+
+
+def submission(
+    double: KubernetesDouble, run_id: str = "RUNK8S0001", attempt: int = 1, **kw: object
+) -> Submission:
+    return Submission(
+        run_id=run_id,
+        attempt=attempt,
+        organization_id="ORG0000001",
+        job_id="JOB0000001",
+        work=Work(sql="SELECT 1"),
+        target=Target(
+            executor="kubernetes",
+            spark_remote="sc://sail.runs.svc:50051",
+            settings={
+                "kubeconfig": double.kubeconfig(namespace=NS),
+                "namespace": NS,
+                "image": "lakesail/job:1",
+            },
+        ),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_manifests_are_valid_and_named_from_run_and_attempt(double: KubernetesDouble) -> None:
+    manifest = job_manifest(submission(double, attempt=3, timeout_seconds=2))
+    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    assert manifest["metadata"]["name"] == job_name("RUNK8S0001", 3) == "sailplane-run-runk8s0001-3"
+    assert manifest["spec"]["backoffLimit"] == 0
+    assert manifest["spec"]["activeDeadlineSeconds"] == 2
+    env = {
+        e["name"]: e["value"] for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SPARK_REMOTE"] == "sc://sail.runs.svc:50051"
+    assert '"sql": "SELECT 1"' in env["SAILPLANE_WORK"]
+
+
+def test_submit_once_read_status_collect_logs(double: KubernetesDouble, logs: RunLogs) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double)
+    assert executor.submit(sub)
+    assert not executor.submit(sub)  # 409 AlreadyExists: nothing executes twice
+    assert len([c for c in double.calls("POST", r"/jobs$")]) == 2
+    assert len([k for k in double.objects if k[0] == "jobs"]) == 1
+    name = job_name(sub.run_id, 1)
+    assert executor.status(sub.run_id, 1, sub.target).state == SUBMITTED
+    double.set_status("jobs", NS, name, {"active": 1})
+    assert executor.status(sub.run_id, 1, sub.target).state == RUNNING
+    pod = double.pods_of_job(NS, name)[0]["metadata"]["name"]
+    double.set_log(NS, pod, "one\n1\n")
+    double.set_status("jobs", NS, name, {"succeeded": 1})
+    assert executor.status(sub.run_id, 1, sub.target).state == SUCCEEDED
+    assert [r["line"] for r in logs.page(sub.run_id)] == ["one", "1"]
+    assert executor.executions(sub.run_id, 1) == 1
+    assert executor.executions(sub.run_id, 2) == 0
+
+
+def test_failed_job_reports_its_condition(double: KubernetesDouble, logs: RunLogs) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id="RUNK8SFAIL")
+    executor.submit(sub)
+    double.set_status(
+        "jobs",
+        NS,
+        job_name(sub.run_id, 1),
+        {
+            "failed": 1,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "Job was active longer than specified deadline",
+                }
+            ],
+        },
+    )
+    status = executor.status(sub.run_id, 1, sub.target)
+    assert status.state == FAILED and "deadline" in (status.message or "")
+
+
+def test_cancel_deletes_the_job(double: KubernetesDouble, logs: RunLogs) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id="RUNK8SCANC")
+    executor.submit(sub)
+    executor.cancel(sub.run_id, 1, sub.target)
+    assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
+    assert executor.status(sub.run_id, 1, sub.target).state == UNKNOWN
+    executor.cancel(sub.run_id, 1, sub.target)  # already gone: nothing to do

@@ -1,0 +1,64 @@
+"""Helpers shared by the job-run tests: job versions given directly (the jobs context's
+port, for tests that do not go through jobs), waiting on the runs view, process checks."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sailplane.domain.runs import JobVersionSnapshot
+
+
+class GivenJobVersions:
+    """`JobVersions` from snapshots a test registers."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], JobVersionSnapshot] = {}
+
+    def add(self, organization_id: str, snapshot: JobVersionSnapshot) -> JobVersionSnapshot:
+        self.versions[(organization_id, snapshot.job_id)] = snapshot
+        return snapshot
+
+    def snapshot(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> JobVersionSnapshot | None:
+        found = self.versions.get((organization_id, job_id))
+        if found is None or (version is not None and version != found.version):
+            return None
+        return found
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s")
+        time.sleep(0.05)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def executions(database: Any, run_id: str) -> dict[int, int]:
+    """How often the local executor started each attempt of the run (its own count)."""
+    from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
+
+    with database.connect() as conn:
+        rows = conn.execute(
+            f"SELECT attempt, executions FROM {EXECUTIONS_TABLE} WHERE run_id = %s", (run_id,)
+        ).fetchall()
+    return dict(rows)
