@@ -40,7 +40,14 @@ from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
-from sailplane.infra_adapters.scheduler import SchedulerSettings, scheduler_settings
+from sailplane.infra_adapters.scheduler import (
+    Leadership,
+    RunsForScheduler,
+    Scheduler,
+    SchedulerSettings,
+    SchedulerWorker,
+    scheduler_settings,
+)
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -357,6 +364,17 @@ def dispatcher_worker(system: System) -> Worker:
 
 
 WORKERS["dispatcher"] = dispatcher_worker
+
+
+def scheduler_worker(system: System) -> Worker:
+    """`sailplane worker scheduler`: turns due schedule slots into runs while it leads."""
+    scheduler = Scheduler(
+        system.schedules, RunsForScheduler(system.runs), system.clock, system.scheduler_settings
+    )
+    return SchedulerWorker(scheduler, Leadership(system.database, "scheduler"))
+
+
+WORKERS["scheduler"] = scheduler_worker
 
 
 class RelayWorker:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from eventsourcing.persistence import Tracking
@@ -107,12 +108,14 @@ class Runs(SailplaneApplication):
         job_version: int | None = None,
         resource_cleanup_mode: str = "always",
         run_id: str | None = None,
+        scheduled_for: datetime | None = None,
         tracking: Tracking | None = None,
     ) -> tuple[str, int]:
         """Create a run of the job's active version (or `job_version`); returns (id, position).
 
         `run_id`: a deterministic id (`derived_id(job_id, slot)`) makes a repeated create
-        a 409 `run_exists` instead of a second run.
+        a 409 `run_exists` instead of a second run. `scheduled_for`: the slot of a
+        scheduled run.
         """
         spec = self.job_versions.snapshot(by.organization_id, job_id, job_version)
         if spec is None:
@@ -143,6 +146,7 @@ class Runs(SailplaneApplication):
             hold=hold,
             waiting_for=waiting,
             resource_cleanup_mode=resource_cleanup_mode,
+            scheduled_for=scheduled_for,
             by=by,
             at=self.clock(),
         )

@@ -209,6 +209,7 @@ class JobRun(SailplaneAggregate):
     finished_at: datetime | None
     executor: str | None
     deleted: bool
+    scheduled_for: datetime | None  # the slot of a run the scheduler made
     created_by: str  # the actor that created the run (member:ID, service_account:ID, system:...)
 
     class Created(SailplaneAggregate.Created):
@@ -220,10 +221,12 @@ class JobRun(SailplaneAggregate):
         status: str
         reason: str
         message: str | None
+        scheduled_for: datetime | None = None  # the slot, for a run the scheduler made
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
             aggregate.job_id = self.job_id
+            aggregate.scheduled_for = self.scheduled_for
             aggregate.spec = JobVersionSnapshot.from_dict(self.job_version)
             aggregate.job_version = aggregate.spec.version
             aggregate.trigger = self.trigger
@@ -356,6 +359,7 @@ class JobRun(SailplaneAggregate):
         hold: bool,
         waiting_for: Sequence[str] = (),
         resource_cleanup_mode: str = "always",
+        scheduled_for: datetime | None = None,
         by: Actor,
         at: datetime,
     ) -> JobRun:
@@ -388,6 +392,7 @@ class JobRun(SailplaneAggregate):
             status=status,
             reason=reason,
             message=message,
+            scheduled_for=scheduled_for,
         )
 
     # --- requests from people and the scheduler ---------------------------------------------

@@ -34,6 +34,9 @@ from typing import Any, Protocol
 import psycopg
 
 from sailplane.commands.base import Clock
+from sailplane.commands.runs import Runs
+from sailplane.domain.base import Actor
+from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
 from sailplane.domain.scheduling import (
     DEFAULT_LATE_TOLERANCE,
     DEFAULT_MISSED_CAP,
@@ -100,6 +103,34 @@ class ScheduledRuns(Protocol):
         self, organization_id: str, job_id: str, *, run_id: str, slot: datetime
     ) -> bool:
         """Create the run of a slot; False when it already exists (or the job cannot run)."""
+
+
+class RunsForScheduler:
+    """`ScheduledRuns` through the runs context's one create use case (trigger `schedule`)."""
+
+    def __init__(self, runs: Runs) -> None:
+        self.runs = runs
+
+    def create_scheduled_run(
+        self, organization_id: str, job_id: str, *, run_id: str, slot: datetime
+    ) -> bool:
+        try:
+            self.runs.create_run(
+                job_id,
+                by=Actor.system("scheduler", organization_id),
+                trigger="schedule",
+                run_id=run_id,
+                scheduled_for=slot,
+            )
+        except ConflictError as exc:
+            if exc.code != "run_exists":
+                raise
+            return False  # made already: by this scheduler before a restart, or another one
+        except (NotFoundError, InvalidValueError) as exc:
+            # Deleted meanwhile, or its version has nothing to run: this slot makes no run.
+            log.warning("job %s: no run for the slot %s: %s", job_id, slot.isoformat(), exc)
+            return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 
 from sailplane.domain.jobs import Job
+from sailplane.domain.runs import JobRun
 from sailplane.projections.base import Projection, View
 
 SCHEDULE_FIELDS = ("cron_expression", "cron_timezone", "missed_schedule_policy")
@@ -148,6 +149,17 @@ class SchedulesProjection(Projection[SchedulesView]):
         self.view.execute(
             "UPDATE {schedules} SET job_status = 'deleted', changed_at = %s WHERE job_id = %s",
             (tracking.notification_id, event.originator_id),
+        )
+
+    @process_event.register
+    def _(self, event: JobRun.Created, tracking: Tracking) -> None:
+        slot = getattr(event, "scheduled_for", None)
+        if event.trigger != "schedule" or slot is None:
+            return
+        self.view.execute(
+            "UPDATE {schedules} SET last_scheduled_at = GREATEST(last_scheduled_at, %s), "
+            "changed_at = %s WHERE job_id = %s",
+            (slot, tracking.notification_id, event.job_id),
         )
 
     # --- helpers ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The scheduler against real PostgreSQL: real job events and the schedules view.
-The clock is simulated: tests move it."""
+"""The scheduler against real PostgreSQL: real job events, the schedules view, the runs
+use case and the dispatcher's concurrency rule. The clock is simulated: tests move it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from typing import Any
 
 import pytest
 
+from sailplane.domain.base import Actor
+from sailplane.domain.scheduling import CronSchedule, slot_run_id
+from sailplane.infra_adapters.scheduler import (
+    Leadership,
+    RunsForScheduler,
+    Scheduler,
+    SchedulerWorker,
+)
 from sailplane.projections.runner import rebuild
 from sailplane.projections.schedules import SchedulesProjection
 from sailplane.storage import Database
@@ -54,6 +62,241 @@ def make_job(system: System, org: Org, key: str, **spec: Any) -> str:
     )
     assert system.wait_for_views(position)
     return job_id
+
+
+def instance(system: System) -> SchedulerWorker:
+    scheduler = Scheduler(system.schedules, RunsForScheduler(system.runs), system.clock)
+    return SchedulerWorker(scheduler, Leadership(system.database, "scheduler"))
+
+
+def runs_of(system: System, job_id: str) -> list[dict[str, Any]]:
+    return system.job_runs.fetch_all(
+        "SELECT * FROM {job_runs} WHERE job_id = %s ORDER BY created_at, id", (job_id,)
+    )
+
+
+def catch_up(system: System) -> None:
+    assert system.wait_for_views(system.event_log.head())
+
+
+def test_two_instances_over_a_simulated_day_with_leader_changes_make_one_run_per_slot(
+    world: tuple[System, Org], clock: Clock, fresh_db: Database
+) -> None:
+    system, org = world
+    every_20 = make_job(
+        system, org, "ny", cron_expression="*/20 * * * *", cron_timezone="America/New_York"
+    )
+    nightly = make_job(
+        system, org, "berlin", cron_expression="30 2 * * *", cron_timezone="Europe/Berlin"
+    )
+    # A second instance with its own System (pools, memory, leader connection): another process.
+    other_system = System(fresh_db, clock=clock)
+    a, b = instance(system), instance(other_system)
+    leaders: list[str] = []
+    step, steps = timedelta(seconds=45), 0  # under the 60 s after which a slot is missed
+    try:
+        while clock.now < START + timedelta(days=1):
+            clock.now += step
+            steps += 1
+            # The standby tries first: a leader that let go has been replaced before it returns.
+            for worker in sorted((a, b), key=lambda w: w.leadership.leading):
+                if worker.step() is not None:
+                    name = "a" if worker is a else "b"
+                    if not leaders or leaders[-1] != name:
+                        leaders.append(name)
+            catch_up(system)  # the runs reach the views, as they would between real ticks
+            if steps % 240 == 0:  # every three hours the leader goes away
+                leader = a if a.leadership.leading else b
+                if steps % 480:
+                    leader.stand_down()  # a clean shutdown
+                else:  # a crash: the server ends the leader's session, and its lock with it
+                    backend = leader.leadership._conn.info.backend_pid  # type: ignore[union-attr]
+                    with fresh_db.connect(autocommit=True) as admin:
+                        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    finally:
+        a.stand_down()
+        b.stand_down()
+        other_system.close()
+
+    # The lead changed hands every three hours (after a crash the server may take a moment
+    # to end the session, and the old leader can win the lock back once).
+    assert len(leaders) >= 6, leaders
+    for job_id, schedule in (
+        (every_20, CronSchedule("*/20 * * * *", "America/New_York")),
+        (nightly, CronSchedule("30 2 * * *", "Europe/Berlin")),
+    ):
+        expected = schedule.fire_times_between(START, clock.now)
+        runs = runs_of(system, job_id)
+        assert sorted(r["id"] for r in runs) == sorted(slot_run_id(job_id, s) for s in expected)
+        assert {r["trigger"] for r in runs} == {"schedule"}
+        assert system.schedules.schedule(org.id, job_id)["last_scheduled_at"] == expected[-1]
+    # New York skipped 02:00-02:40 that night: one run at 03:00 EDT stands for them.
+    assert len(runs_of(system, every_20)) == 72
+    # A replayed slot (a restart part-way through a tick) makes no second run.
+    slot = CronSchedule("30 2 * * *", "Europe/Berlin").next_fire_time(START)
+    assert slot is not None
+    again = RunsForScheduler(system.runs).create_scheduled_run(
+        org.id, nightly, run_id=slot_run_id(nightly, slot), slot=slot
+    )
+    assert again is False
+    catch_up(system)
+    assert len(runs_of(system, nightly)) == 1
+
+
+def test_missed_slots_after_downtime_follow_each_policy(
+    world: tuple[System, Org], clock: Clock
+) -> None:
+    system, org = world
+    jobs = {
+        policy: make_job(
+            system,
+            org,
+            f"hourly-{policy}",
+            cron_expression="0 * * * *",
+            missed_schedule_policy=policy,
+        )
+        for policy in ("skip", "latest", "all")
+    }
+    worker = instance(system)
+    try:
+        clock.now = START + timedelta(hours=1, seconds=5)
+        worker.step()  # 13:00 fires on time for all three
+        catch_up(system)
+        worker.stand_down()  # the scheduler is down from 13:00 to 16:30
+        clock.now = START + timedelta(hours=4, minutes=30)
+        worker.step()
+        catch_up(system)
+    finally:
+        worker.stand_down()
+    hours = {p: sorted(r["id"] for r in runs_of(system, j)) for p, j in jobs.items()}
+
+    def ids(job_id: str, *hs: int) -> list[str]:
+        return sorted(slot_run_id(job_id, START.replace(hour=h)) for h in hs)
+
+    assert hours["skip"] == ids(jobs["skip"], 13)
+    assert hours["latest"] == ids(jobs["latest"], 13, 16)
+    assert hours["all"] == ids(jobs["all"], 13, 14, 15, 16)
+
+
+def test_a_paused_job_fires_nothing_and_resuming_applies_its_policy(
+    world: tuple[System, Org], clock: Clock
+) -> None:
+    system, org = world
+    job_id = make_job(
+        system, org, "paused", cron_expression="0 * * * *", missed_schedule_policy="latest"
+    )
+    worker = instance(system)
+    try:
+        assert system.wait_for_views(
+            system.workloads.update_job(
+                job_id, {"status": "paused"}, expected_version=None, by=org.owner
+            )
+        )
+        for hour in (13, 14, 15):
+            clock.now = START.replace(hour=hour, second=5)
+            worker.step()
+        assert runs_of(system, job_id) == []
+        clock.now = START.replace(hour=15, minute=40)
+        assert system.wait_for_views(
+            system.workloads.update_job(
+                job_id, {"status": "active"}, expected_version=None, by=org.owner
+            )
+        )
+        fired = worker.step()
+        catch_up(system)
+    finally:
+        worker.stand_down()
+    assert fired is not None and [f.slot for f in fired] == [START.replace(hour=15)]
+    assert [r["id"] for r in runs_of(system, job_id)] == [
+        slot_run_id(job_id, START.replace(hour=15))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "second_status", "first_status"),
+    [
+        ("skip", "skipped", "running"),  # RunSkipped: the slot is recorded, nothing starts
+        ("replace", "dispatched", "cancelled"),  # the old run is cancelled for the new one
+        ("queue", "ready", "running"),  # the new run waits for the old one
+    ],
+)
+def test_a_slot_while_the_previous_run_is_running_follows_the_concurrency_policy(
+    world: tuple[System, Org], clock: Clock, policy: str, second_status: str, first_status: str
+) -> None:
+    system, org = world
+    job_id = make_job(
+        system,
+        org,
+        f"busy-{policy}",
+        cron_expression="*/10 * * * *",
+        concurrency_policy=policy,
+        max_concurrent_runs=1,
+    )
+    dispatcher = Actor.system("dispatcher", org.id)
+    worker = instance(system)
+    try:
+        clock.now = START + timedelta(minutes=10, seconds=1)
+        (first,) = worker.step() or []
+        catch_up(system)
+        claim = system.runs.dispatch_run(first.run_id, executor="local", by=dispatcher)
+        assert claim.action == "submit"
+        system.runs.record_started(first.run_id, claim.attempt, by=dispatcher)
+        catch_up(system)
+        clock.now = START + timedelta(minutes=20, seconds=1)
+        (second,) = worker.step() or []
+        catch_up(system)
+        system.runs.dispatch_run(second.run_id, executor="local", by=dispatcher)
+        catch_up(system)
+    finally:
+        worker.stand_down()
+    status = {r["id"]: r for r in runs_of(system, job_id)}
+    assert status[second.run_id]["status"] == second_status
+    assert status[first.run_id]["status"] == first_status
+    if policy == "skip":
+        assert status[second.run_id]["status_reason"] == "concurrency_skip"
+    if policy == "queue":
+        assert status[second.run_id]["status_reason"] == "concurrency_limit"
+
+
+def test_a_scheduled_run_waits_for_its_dependencies(
+    world: tuple[System, Org], clock: Clock
+) -> None:
+    system, org = world
+    upstream = make_job(system, org, "upstream")
+    downstream = make_job(
+        system,
+        org,
+        "downstream",
+        cron_expression="0 * * * *",
+        depends_on=[{"jobKey": "upstream"}],
+    )
+    worker = instance(system)
+    try:
+        clock.now = START + timedelta(hours=1, seconds=1)
+        (fired,) = worker.step() or []
+        catch_up(system)
+    finally:
+        worker.stand_down()
+    (waiting,) = runs_of(system, downstream)
+    assert (waiting["id"], waiting["status"], waiting["status_reason"]) == (
+        fired.run_id,
+        "pending",
+        "waiting_for_dependencies",
+    )
+    dispatcher = Actor.system("dispatcher", org.id)
+    clock.now += timedelta(minutes=5)  # the upstream job completes a run after that
+    run_id, _ = system.runs.create_run(upstream, by=org.owner)
+    catch_up(system)
+    claim = system.runs.dispatch_run(run_id, executor="local", by=dispatcher)
+    system.runs.record_completed(run_id, claim.attempt, by=dispatcher)
+    catch_up(system)
+    # What the dispatcher does when a run completes: release the runs waiting for its job.
+    waiting_ids = system.job_runs.waiting_run_ids(org.id, "upstream")
+    assert waiting_ids == [fired.run_id]
+    system.runs.release_waiting_runs(org.id, waiting_ids, by=dispatcher, tracking=None)
+    catch_up(system)
+    (released,) = runs_of(system, downstream)
+    assert (released["status"], released["status_reason"]) == ("ready", "dependencies_completed")
 
 
 def test_the_schedules_view_follows_versions_pauses_and_deletion(
@@ -105,12 +348,22 @@ def test_the_schedules_view_follows_versions_pauses_and_deletion(
     ]
 
 
-def test_the_rebuilt_schedules_view_equals_the_live_one(world: tuple[System, Org]) -> None:
+def test_the_rebuilt_schedules_view_equals_the_live_one(
+    world: tuple[System, Org], clock: Clock
+) -> None:
     system, org = world
     _history(
         system, org.owner, local_cluster_id(system, org.id), _pending_cluster(system, org.owner)
     )
-    make_job(system, org, "hourly", cron_expression="0 * * * *")
+    hourly = make_job(system, org, "hourly", cron_expression="0 * * * *")
+    worker = instance(system)
+    try:
+        for hours in (1, 2):
+            clock.now = START + timedelta(hours=hours, seconds=3)
+            worker.step()
+        catch_up(system)
+    finally:
+        worker.stand_down()
 
     def snapshot() -> dict[str, list[dict[str, Any]]]:
         with system.pool.connection() as conn, conn.cursor() as cur:
@@ -120,6 +373,10 @@ def test_the_rebuilt_schedules_view_equals_the_live_one(world: tuple[System, Org
             }
 
     live = snapshot()
-    assert {r["job_status"] for r in live["schedules"]} == {"active", "paused", "deleted"}
+    statuses = {r["job_status"] for r in live["schedules"]}
+    assert statuses == {"active", "paused", "deleted"}
+    assert system.schedules.schedule(org.id, hourly)["last_scheduled_at"] == START + timedelta(
+        hours=2
+    )
     rebuild(system.event_log, SchedulesProjection, system.pool, batch_size=3)
     assert snapshot() == live

@@ -7,6 +7,10 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from sailplane.domain.scheduling import slot_run_id
+from sailplane.infra_adapters.scheduler import RunsForScheduler
+from sailplane.system import System
+from tests.conftest import Org
 from tests.e2e.jobs.conftest import create_job
 
 
@@ -74,3 +78,31 @@ def test_a_paused_job_has_no_next_run_but_still_previews_its_schedule(
     assert described["nextRunAt"] is None
     body = client.get(f"/workloads/jobs/{job['id']}/schedule/preview").json()
     assert body["status"] == "paused" and len(body["fireTimes"]) == 10
+
+
+def test_last_scheduled_at_is_the_latest_slot_the_scheduler_made_a_run_for(
+    client: httpx.Client, system: System, org: Org, cluster: str, team: str
+) -> None:
+    job = create_job(
+        client, cluster, team, cronExpression="0 * * * *", config={"sql": {"source": "SELECT 1"}}
+    )
+    slots = [
+        parse(t["utc"])
+        for t in client.get(
+            f"/workloads/jobs/{job['id']}/schedule/preview", params={"count": 2}
+        ).json()["fireTimes"]
+    ]
+    runs = RunsForScheduler(system.runs)
+    for slot in reversed(slots):  # out of order: the latest slot wins
+        assert runs.create_scheduled_run(
+            org.id, job["id"], run_id=slot_run_id(job["id"], slot), slot=slot
+        )
+    assert system.wait_for_views(system.event_log.head())
+    described = client.get(f"/workloads/jobs/{job['id']}").json()["included"]["jobs"][0]
+    assert parse(described["lastScheduledAt"]) == slots[-1]
+    listed = client.get("/workloads/jobs").json()
+    (row,) = [j for j in listed["included"]["jobs"] if j["id"] == job["id"]]
+    assert parse(row["lastScheduledAt"]) == slots[-1]
+    run = client.get(f"/workloads/jobs/{job['id']}/runs/{slot_run_id(job['id'], slots[0])}")
+    assert run.status_code == 200, run.text
+    assert run.json()["trigger"] == "schedule"
