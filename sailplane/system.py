@@ -290,7 +290,9 @@ class System:
             return WORKERS[name](self)
         raise ValueError(f"unknown worker {name!r}; known: {', '.join(self.worker_names())}")
 
-    def worker_names(self) -> list[str]:
+    @staticmethod
+    def worker_names() -> list[str]:
+        """Every `sailplane worker <name>`."""
         return ["projections", "relay", *CONSUMERS, *WORKERS]
 
     def in_process_workers(self) -> list[Worker]:
