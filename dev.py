@@ -3,7 +3,7 @@
 
     python3 dev.py serve [sailplane serve options]   install, then serve on http://127.0.0.1:8000
     python3 dev.py test  [pytest options]            install with test extras, then run every test
-    python3 dev.py bench [--quick]                   the benchmarks (bench/run.py), figures in docs/performance.md
+    python3 dev.py bench [--quick]                   every benchmark in bench/, figures in docs/performance.md
 
 Both create `.venv/` next to this file on first use and reinstall only when
 pyproject.toml changes. Without a working `venv` module they install into the user site.
@@ -62,9 +62,26 @@ def main(argv: list[str]) -> int:
     python = _ensure_environment("test")
     os.chdir(ROOT)
     if command == "bench":
-        os.execv(python, [python, str(ROOT / "bench" / "run.py"), *rest])
+        return _bench(python, quick="--quick" in rest)
     os.execv(python, [python, "-m", "pytest", *rest])
     return 0
+
+
+# Each benchmark prints its figures next to a baseline measured in the same run.
+BENCHMARKS = {
+    "run.py": ([], ["--quick"]),  # commands, rebuild, read-your-writes, HTTP
+    "runs.py": ([], ["--runs", "100", "--latency", "10"]),  # job runs on a local Sail server
+    "scheduler.py": ([], ["--schedules", "1000", "--bursts", "2"]),  # 10,000 schedules
+}
+
+
+def _bench(python: str, *, quick: bool) -> int:
+    failed = 0
+    for script, (full, small) in BENCHMARKS.items():
+        print(f"== bench/{script}", flush=True)
+        args = [python, str(ROOT / "bench" / script), *(small if quick else full)]
+        failed |= subprocess.run(args, check=False).returncode
+    return failed
 
 
 if __name__ == "__main__":
