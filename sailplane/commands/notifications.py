@@ -210,9 +210,10 @@ class Notifications(SailplaneApplication):
         return event.id, [d.id for d in recorded], position
 
     def start_delivery(self, delivery_id: str, *, by: Actor) -> NotificationDelivery | None:
-        """Mark a pending delivery delivering; None when another worker took it or it is done."""
+        """Mark a pending delivery (or one whose retry is due) delivering; None when another
+        worker took it or it is done."""
         delivery = self._find(NotificationDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
+        if delivery is None or (delivery.status != "pending" and not delivery.waiting_to_retry):
             return None
         delivery.start(by=by, at=self.clock())
         try:
@@ -221,8 +222,15 @@ class Notifications(SailplaneApplication):
             return None
         return delivery
 
-    def attempt_failed(self, delivery: NotificationDelivery, message: str, *, by: Actor) -> int:
-        delivery.attempt_failed(message, by=by, at=self.clock())
+    def attempt_failed(
+        self,
+        delivery: NotificationDelivery,
+        message: str,
+        *,
+        next_attempt_at: datetime,
+        by: Actor,
+    ) -> int:
+        delivery.attempt_failed(message, next_attempt_at=next_attempt_at, by=by, at=self.clock())
         return self._commit(delivery)
 
     def finish_delivery(
@@ -237,7 +245,8 @@ class Notifications(SailplaneApplication):
     def abandon_delivery(self, delivery_id: str, message: str, *, by: Actor) -> int:
         """Fail a delivery a worker stopped sending (so it can be replayed)."""
         delivery = self._find(NotificationDelivery, delivery_id)
-        if delivery is None or delivery.status != "delivering":
+        # A delivery waiting for its scheduled retry is not stalled: the notifier resends it.
+        if delivery is None or delivery.status != "delivering" or delivery.waiting_to_retry:
             return 0
         delivery.failed(message, by=by, at=self.clock())
         return self._commit(delivery)

@@ -10,15 +10,14 @@ recompute the HMAC over the timestamp, a dot and the raw body bytes, compare in 
 time, and reject a timestamp older than its tolerance (replay protection).
 
 Retries: connection errors, timeouts, 408, 429 and 5xx are retried with exponential
-backoff and jitter (`Backoff`); other 4xx answers are final. The sleeper and the random
-source are injected so tests never wait.
+backoff and jitter (`Backoff`); other 4xx answers are final. The notifier schedules the
+retry (`next_attempt_at`) instead of sleeping; the random source is injected for tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,22 +99,3 @@ class WebhookSender:
             return Outcome(True)
         retryable = response.status_code >= 500 or response.status_code in RETRYABLE_STATUSES
         return Outcome(False, f"the receiver answered {response.status_code}", retryable)
-
-
-def with_retries(
-    attempt: Callable[[], Outcome],
-    *,
-    backoff: Backoff,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: Callable[[], float] = random.random,
-    on_failed_attempt: Callable[[int, str], None] = lambda n, message: None,
-) -> Outcome:
-    """Call `attempt` until it succeeds, fails for good, or the attempts run out."""
-    outcome = Outcome(False, "no attempt made")
-    for n in range(1, backoff.max_attempts + 1):
-        outcome = attempt()
-        if outcome.ok or not outcome.retryable or n == backoff.max_attempts:
-            return outcome
-        on_failed_attempt(n, outcome.message or "failed")
-        sleep(backoff.delay(n, rng))
-    return outcome
