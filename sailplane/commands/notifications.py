@@ -23,6 +23,7 @@ from sailplane.domain.identity import Team
 from sailplane.domain.ids import new_id
 from sailplane.domain.notification_sources import Notable
 from sailplane.domain.notifications import (
+    ChannelConfig,
     NotificationChannel,
     NotificationDelivery,
     NotificationEvent,
@@ -30,6 +31,7 @@ from sailplane.domain.notifications import (
     check_channel_config,
 )
 from sailplane.domain.workloads import merge_patch
+from sailplane.infra_adapters.webhooks import WebhookGuard
 from sailplane.storage import EventLog
 
 
@@ -45,8 +47,17 @@ class PlannedDelivery:
 
 
 class Notifications(SailplaneApplication):
-    def __init__(self, log: EventLog, *, secret_box: SecretBox, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        secret_box: SecretBox,
+        webhook_guard: WebhookGuard | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.secret_box = secret_box
+        # Which webhook URLs may be called: checked on write here, and by the notifier at send.
+        self.webhook_guard = webhook_guard or WebhookGuard()
         super().__init__(log, **kwargs)
 
     # --- channels ------------------------------------------------------------------------
@@ -64,6 +75,7 @@ class Notifications(SailplaneApplication):
     ) -> tuple[str, int]:
         self._check_owner(team_id, member_id, by)
         checked = check_channel_config(channel_type, config_write, owner_member_id=member_id)
+        self._check_webhook_target(checked)
         channel = NotificationChannel.create(
             id=new_id(),
             channel_type=channel_type,
@@ -103,6 +115,7 @@ class Notifications(SailplaneApplication):
                 merge_patch(current, config_patch),
                 owner_member_id=channel.member_id,
             )
+            self._check_webhook_target(checked)
             changes["config"] = checked.config
             if checked.secret != current.get("secret"):
                 changes["secret"] = self._seal(checked.secret)
@@ -276,6 +289,14 @@ class Notifications(SailplaneApplication):
         return [d.id for d in replayed], self._commit(*replayed)
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _check_webhook_target(self, checked: ChannelConfig) -> None:
+        url = checked.config.get("url")
+        if not isinstance(url, str):
+            return
+        refused = self.webhook_guard.refusal(url, unresolvable_ok=True)
+        if refused is not None:
+            raise InvalidValueError(refused, field="configWrite.url", code="webhook_url_refused")
 
     def _seal(self, secret: str | None) -> str | None:
         return None if secret is None else self.secret_box.seal(secret)

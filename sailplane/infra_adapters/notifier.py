@@ -98,10 +98,13 @@ class ChannelSender:
 
     def send(self, channel: dict[str, Any], message: Message) -> Outcome:
         if channel["type"] == "webhook":
+            url = channel["config"]["url"]
+            # Checked again at send time: the host may resolve elsewhere than when written.
+            refused = self.notifications.webhook_guard.refusal(url)
+            if refused is not None:
+                return Outcome(False, refused, retryable=False)
             secret = self.notifications.channel_secret(channel["sealed_secret"]) or ""
-            return self.webhooks.post(
-                channel["config"]["url"], secret, message.cloud_event(), message.id
-            )
+            return self.webhooks.post(url, secret, message.cloud_event(), message.id)
         if channel["type"] == "member":
             address = self.view.verified_email_of_member(
                 channel["organization_id"], channel["config"]["memberId"]

@@ -19,7 +19,7 @@ from sailplane.domain.notifications import (
     check_channel_config,
     expand_event_types,
 )
-from sailplane.infra_adapters.webhooks import Backoff, signature, verify_signature
+from sailplane.infra_adapters.webhooks import Backoff, WebhookGuard, signature, verify_signature
 
 BY = Actor.system("notifier", "ORG0000001")
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -167,3 +167,37 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     backoff = Backoff(max_attempts=8, base=1.0, cap=10.0)
     assert [backoff.delay(n, lambda: 1.0) for n in range(1, 6)] == [1, 2, 4, 8, 10]
     assert [backoff.delay(n, lambda: 0.0) for n in range(1, 4)] == [0.5, 1, 2]
+
+
+def test_the_webhook_guard_refuses_internal_addresses_by_default() -> None:
+    answers = {
+        "loop.example": ["127.0.0.1"],
+        "lan.example": ["93.184.216.34", "10.1.2.3"],
+        "metadata.example": ["169.254.169.254"],
+        "any.example": ["0.0.0.0"],
+        "mapped.example": ["::ffff:127.0.0.1"],
+        "v6.example": ["fe80::1%eth0"],
+        "public.example": ["93.184.216.34", "2606:2800:220:1::1"],
+    }
+
+    def resolve(host: str) -> list[str]:
+        if host not in answers:
+            raise OSError("no such host")
+        return answers[host]
+
+    strict = WebhookGuard(resolve=resolve)
+    for host in ("loop", "lan", "metadata", "any", "mapped", "v6"):
+        refused = strict.refusal(f"https://{host}.example/hook")
+        assert refused and "SAILPLANE_WEBHOOK_ALLOW_PRIVATE" in refused, host
+    assert strict.refusal("https://public.example/hook") is None
+    assert strict.refusal("ftp://public.example/hook") is not None
+    assert strict.refusal("http:///nohost") is not None
+    # Unresolvable: accepted when written (checked again at send), refused at send.
+    assert strict.refusal("https://gone.example/h", unresolvable_ok=True) is None
+    assert "does not resolve" in (strict.refusal("https://gone.example/h") or "")
+    relaxed = WebhookGuard(allow_private=True, resolve=resolve)
+    assert relaxed.refusal("http://loop.example/hook") is None
+    assert relaxed.refusal("file:///etc/passwd") is not None
+    # IP literals need no DNS.
+    assert WebhookGuard().refusal("http://127.0.0.1:8080/hook") is not None
+    assert WebhookGuard().refusal("http://[::1]/hook") is not None

@@ -12,9 +12,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from sailplane.domain.base import Actor
-from sailplane.infra_adapters.webhooks import SIGNATURE_HEADER, verify_signature
+from sailplane.infra_adapters.webhooks import SIGNATURE_HEADER, WebhookGuard, verify_signature
 from sailplane.projections.event_log import read_log
 from sailplane.projections.notifications import NotificationsProjection
 from sailplane.projections.runner import rebuild
@@ -465,3 +466,39 @@ def test_a_failing_receiver_does_not_hold_up_other_channels(
         notifier.pump_retries()
     assert len(flaky.requests) == 4
     assert deliveries(client, channelId=bad["id"])[0]["status"] == "delivered"
+
+
+def test_by_default_a_private_webhook_target_is_refused_on_write_and_at_send(
+    system: System,
+    client: httpx.Client,
+    org: Org,
+    runs: SampleRuns,
+    receiver: Receiver,
+    notifier: NotifierDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    team = _team(client)
+    # Written while private targets were allowed (as the test system allows them).
+    hook = webhook_channel(client, receiver.url, teamId=team)
+    rule(client, team, [hook["id"]])
+    monkeypatch.setattr(system.notifications, "webhook_guard", WebhookGuard())
+    body = {"type": "webhook", "name": "hooks", "teamId": team}
+    for url in (receiver.url, "http://[::1]/hook", "http://169.254.169.254/latest"):
+        created = client.post(
+            "/notifications/channels", json={**body, "configWrite": {"url": url, "secret": SECRET}}
+        )
+        assert created.status_code == 422, created.text
+        assert created.json()["field"] == "configWrite.url"
+        assert "SAILPLANE_WEBHOOK_ALLOW_PRIVATE" in created.json()["message"]
+    patched = client.patch(
+        f"/notifications/channels/{hook['id']}",
+        json={"configWrite": {"url": "http://localhost:9/hook"}},
+    )
+    assert patched.status_code == 422 and patched.json()["field"] == "configWrite.url"
+    # The channel written before is checked again when sending: a failed attempt, no call.
+    fail_run(runs, org, team)
+    notifier.pump()
+    [refused] = deliveries(client, channelId=hook["id"])
+    assert refused["status"] == "failed" and refused["attempts"] == 1
+    assert "loopback" in refused["statusMessage"] and refused["nextAttemptAt"] is None
+    assert receiver.requests == []
