@@ -41,6 +41,8 @@ class Settings:
     scheduler_missed_cap: int = 10
     scheduler_late_tolerance: float = 60.0
     scheduler_tick: float = 1.0
+    # Webhook channels may target loopback/private/link-local hosts (off: refused).
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -69,5 +71,7 @@ class Settings:
             scheduler_missed_cap=int(env.get("SAILPLANE_SCHEDULER_MISSED_CAP", "10")),
             scheduler_late_tolerance=float(env.get("SAILPLANE_SCHEDULER_LATE_TOLERANCE", "60")),
             scheduler_tick=float(env.get("SAILPLANE_SCHEDULER_TICK", "1")),
+            webhook_allow_private=env.get("SAILPLANE_WEBHOOK_ALLOW_PRIVATE", "").lower()
+            in ("1", "true", "yes"),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

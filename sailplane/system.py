@@ -49,6 +49,7 @@ from sailplane.infra_adapters.scheduler import (
     scheduler_settings,
 )
 from sailplane.infra_adapters.secret_box import FernetSecretBox
+from sailplane.infra_adapters.webhooks import WebhookGuard
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
 from sailplane.projections.identity import (
@@ -144,6 +145,7 @@ class System:
         aws_principal: str | None = None,
         provider_poll_seconds: float | None = None,
         scheduler: SchedulerSettings | None = None,
+        webhook_allow_private: bool = False,
     ) -> None:
         self.database = database
         self.clock = clock
@@ -189,7 +191,12 @@ class System:
         self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
-        self.notifications = Notifications(self.event_log, clock=clock, secret_box=self.secret_box)
+        self.notifications = Notifications(
+            self.event_log,
+            clock=clock,
+            secret_box=self.secret_box,
+            webhook_guard=WebhookGuard(allow_private=webhook_allow_private),
+        )
         self.notifications_view = NotificationsView(self.pool)
 
         # Job runs: the job versions they copy (wired by the jobs context), where clusters
@@ -256,6 +263,7 @@ class System:
             data_dir=settings.data_dir,
             aws_endpoint_url=settings.aws_endpoint_url,
             aws_principal=settings.aws_principal,
+            webhook_allow_private=settings.webhook_allow_private,
         )
 
     @property

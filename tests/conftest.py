@@ -108,8 +108,9 @@ def fresh_db(pg_server: Database) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def system(database: Database) -> Iterator[System]:
-    # Providers poll their steps every 50 ms here (minutes apart in production).
-    with running_system(database, provider_poll_seconds=0.05) as system:
+    # Providers poll their steps every 50 ms here (minutes apart in production). The test
+    # webhook receivers listen on 127.0.0.1, so private webhook targets are allowed here.
+    with running_system(database, provider_poll_seconds=0.05, webhook_allow_private=True) as system:
         yield system
 
 

@@ -187,11 +187,11 @@ class MovableClock:
 
 @dataclass
 class NotifierDriver:
-    """The notifier over the log, run one step at a time; sleeps are recorded, not slept."""
+    """The notifier over the log, run one step at a time on a movable clock."""
 
     system: System
     clock: MovableClock
-    sleeps: list[float]
+    waits: list[float]  # seconds the clock was moved to reach each scheduled retry
     notifier: Notifier
     source: LogEventSource
     worker: ConsumerWorker
@@ -206,14 +206,29 @@ class NotifierDriver:
         # The notifier's own writes (delivered, failed) in the views, for the HTTP reads.
         self.system.wait_for_views(self.system.event_log.recorder.max_notification_id() or 0)
 
+    def next_retry_at(self) -> datetime | None:
+        row = self.system.notifications_view.fetch_one(
+            "SELECT min(next_attempt_at) AS at FROM {notification_deliveries} "
+            "WHERE status = 'delivering'"
+        )
+        return row["at"] if row else None
+
+    def pump_retries(self, limit: int = 20) -> None:
+        """Move the clock to each scheduled retry and pump, until none is left."""
+        for _ in range(limit):
+            at = self.next_retry_at()
+            if at is None:
+                return
+            self.waits.append((at - self.clock.now).total_seconds())
+            self.clock.now = max(self.clock.now, at)
+            self.pump()
+        raise AssertionError("retries still scheduled after the limit")
+
 
 @pytest.fixture
 def notifier(system: System) -> NotifierDriver:
     clock = MovableClock()
-    sleeps: list[float] = []
-    notifier = Notifier(
-        system, clock=clock, sleep=sleeps.append, rng=lambda: 0.5, backoff=Backoff(max_attempts=4)
-    )
+    notifier = Notifier(system, clock=clock, rng=lambda: 0.5, backoff=Backoff(max_attempts=4))
     source = LogEventSource(
         system.event_log,
         consumer=notifier.name,
@@ -221,5 +236,5 @@ def notifier(system: System) -> NotifierDriver:
         new_events=system.new_events,
     )
     return NotifierDriver(
-        system, clock, sleeps, notifier, source, ConsumerWorker(notifier, source, system.event_log)
+        system, clock, [], notifier, source, ConsumerWorker(notifier, source, system.event_log)
     )

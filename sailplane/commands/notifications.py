@@ -23,6 +23,7 @@ from sailplane.domain.identity import Team
 from sailplane.domain.ids import new_id
 from sailplane.domain.notification_sources import Notable
 from sailplane.domain.notifications import (
+    ChannelConfig,
     NotificationChannel,
     NotificationDelivery,
     NotificationEvent,
@@ -30,6 +31,7 @@ from sailplane.domain.notifications import (
     check_channel_config,
 )
 from sailplane.domain.workloads import merge_patch
+from sailplane.infra_adapters.webhooks import WebhookGuard
 from sailplane.storage import EventLog
 
 
@@ -45,8 +47,17 @@ class PlannedDelivery:
 
 
 class Notifications(SailplaneApplication):
-    def __init__(self, log: EventLog, *, secret_box: SecretBox, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        secret_box: SecretBox,
+        webhook_guard: WebhookGuard | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.secret_box = secret_box
+        # Which webhook URLs may be called: checked on write here, and by the notifier at send.
+        self.webhook_guard = webhook_guard or WebhookGuard()
         super().__init__(log, **kwargs)
 
     # --- channels ------------------------------------------------------------------------
@@ -64,6 +75,7 @@ class Notifications(SailplaneApplication):
     ) -> tuple[str, int]:
         self._check_owner(team_id, member_id, by)
         checked = check_channel_config(channel_type, config_write, owner_member_id=member_id)
+        self._check_webhook_target(checked)
         channel = NotificationChannel.create(
             id=new_id(),
             channel_type=channel_type,
@@ -103,6 +115,7 @@ class Notifications(SailplaneApplication):
                 merge_patch(current, config_patch),
                 owner_member_id=channel.member_id,
             )
+            self._check_webhook_target(checked)
             changes["config"] = checked.config
             if checked.secret != current.get("secret"):
                 changes["secret"] = self._seal(checked.secret)
@@ -210,9 +223,10 @@ class Notifications(SailplaneApplication):
         return event.id, [d.id for d in recorded], position
 
     def start_delivery(self, delivery_id: str, *, by: Actor) -> NotificationDelivery | None:
-        """Mark a pending delivery delivering; None when another worker took it or it is done."""
+        """Mark a pending delivery (or one whose retry is due) delivering; None when another
+        worker took it or it is done."""
         delivery = self._find(NotificationDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
+        if delivery is None or (delivery.status != "pending" and not delivery.waiting_to_retry):
             return None
         delivery.start(by=by, at=self.clock())
         try:
@@ -221,8 +235,15 @@ class Notifications(SailplaneApplication):
             return None
         return delivery
 
-    def attempt_failed(self, delivery: NotificationDelivery, message: str, *, by: Actor) -> int:
-        delivery.attempt_failed(message, by=by, at=self.clock())
+    def attempt_failed(
+        self,
+        delivery: NotificationDelivery,
+        message: str,
+        *,
+        next_attempt_at: datetime,
+        by: Actor,
+    ) -> int:
+        delivery.attempt_failed(message, next_attempt_at=next_attempt_at, by=by, at=self.clock())
         return self._commit(delivery)
 
     def finish_delivery(
@@ -237,7 +258,8 @@ class Notifications(SailplaneApplication):
     def abandon_delivery(self, delivery_id: str, message: str, *, by: Actor) -> int:
         """Fail a delivery a worker stopped sending (so it can be replayed)."""
         delivery = self._find(NotificationDelivery, delivery_id)
-        if delivery is None or delivery.status != "delivering":
+        # A delivery waiting for its scheduled retry is not stalled: the notifier resends it.
+        if delivery is None or delivery.status != "delivering" or delivery.waiting_to_retry:
             return 0
         delivery.failed(message, by=by, at=self.clock())
         return self._commit(delivery)
@@ -267,6 +289,14 @@ class Notifications(SailplaneApplication):
         return [d.id for d in replayed], self._commit(*replayed)
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _check_webhook_target(self, checked: ChannelConfig) -> None:
+        url = checked.config.get("url")
+        if not isinstance(url, str):
+            return
+        refused = self.webhook_guard.refusal(url, unresolvable_ok=True)
+        if refused is not None:
+            raise InvalidValueError(refused, field="configWrite.url", code="webhook_url_refused")
 
     def _seal(self, secret: str | None) -> str | None:
         return None if secret is None else self.secret_box.seal(secret)

@@ -490,6 +490,8 @@ class NotificationDelivery(SailplaneAggregate):
     status: str
     attempts: int
     digest_at: datetime | None
+    # Set while a failed attempt waits for its retry (status stays `delivering`).
+    next_attempt_at: datetime | None
 
     class Recorded(SailplaneAggregate.Created):
         rule_id: str
@@ -506,17 +508,21 @@ class NotificationDelivery(SailplaneAggregate):
             aggregate.status = self.status
             aggregate.attempts = 0
             aggregate.digest_at = self.digest_at
+            aggregate.next_attempt_at = None
 
     class Started(SailplaneAggregate.Event):
         def apply(self, aggregate: NotificationDelivery) -> None:
             aggregate.status = "delivering"
+            aggregate.next_attempt_at = None
 
     class AttemptFailed(SailplaneAggregate.Event):
         attempt: int
         message: str
+        next_attempt_at: datetime | None = None  # when the notifier sends it again
 
         def apply(self, aggregate: NotificationDelivery) -> None:
             aggregate.attempts = self.attempt
+            aggregate.next_attempt_at = self.next_attempt_at
 
     class Delivered(SailplaneAggregate.Event):
         attempt: int
@@ -524,6 +530,7 @@ class NotificationDelivery(SailplaneAggregate):
         def apply(self, aggregate: NotificationDelivery) -> None:
             aggregate.status = "delivered"
             aggregate.attempts = self.attempt
+            aggregate.next_attempt_at = None
 
     class Failed(SailplaneAggregate.Event):
         attempt: int
@@ -532,6 +539,7 @@ class NotificationDelivery(SailplaneAggregate):
         def apply(self, aggregate: NotificationDelivery) -> None:
             aggregate.status = "failed"
             aggregate.attempts = self.attempt
+            aggregate.next_attempt_at = None
 
     class Replayed(SailplaneAggregate.Event):
         def apply(self, aggregate: NotificationDelivery) -> None:
@@ -572,15 +580,31 @@ class NotificationDelivery(SailplaneAggregate):
             digest_at=None if skipped_because else digest_at,
         )
 
+    @property
+    def waiting_to_retry(self) -> bool:
+        return self.status == "delivering" and self.next_attempt_at is not None
+
     def start(self, *, by: Actor, at: datetime) -> None:
-        if self.status != "pending":
+        """Take a pending delivery, or a delivering one whose retry is scheduled."""
+        if self.status != "pending" and not self.waiting_to_retry:
             raise ConflictError(
                 f"Delivery {self.id} is {self.status}, not pending.", code="delivery_not_pending"
             )
         self._trigger(self.Started, by=by, at=at)
 
-    def attempt_failed(self, message: str, *, by: Actor, at: datetime) -> None:
-        self._trigger(self.AttemptFailed, by=by, at=at, attempt=self.attempts + 1, message=message)
+    def attempt_failed(
+        self, message: str, *, next_attempt_at: datetime, by: Actor, at: datetime
+    ) -> None:
+        """A retryable attempt failed: it stays `delivering` and is sent again at
+        `next_attempt_at` (the notifier's `tick` picks it up; nothing sleeps)."""
+        self._trigger(
+            self.AttemptFailed,
+            by=by,
+            at=at,
+            attempt=self.attempts + 1,
+            message=message,
+            next_attempt_at=next_attempt_at,
+        )
 
     def delivered(self, *, by: Actor, at: datetime) -> None:
         self._trigger(self.Delivered, by=by, at=at, attempt=self.attempts + 1)

@@ -202,6 +202,7 @@ class DeliveryOut(Shape):
     status_message: str | None
     attempts: int
     last_attempt_at: str | None
+    next_attempt_at: str | None
     delivered_at: str | None
     digest_at: str | None
     created_at: str | None
@@ -273,6 +274,7 @@ def _delivery_out(row: dict[str, Any]) -> DeliveryOut:
         status_message=row["status_message"],
         attempts=row["attempts"],
         last_attempt_at=iso(row["last_attempt_at"]),
+        next_attempt_at=iso(row["next_attempt_at"]),
         delivered_at=iso(row["delivered_at"]),
         digest_at=iso(row["digest_at"]),
         created_at=iso(row["created_at"]),

@@ -10,11 +10,14 @@ process mode) that a registered mapping finds notable (`domain/notification_sour
    transaction with the inbox row; ids derive from the source event, so a redelivered
    message records nothing. Disabled or muted rules, disabled or deleted channels
    record `skipped`; digest rules record `pending` with the next digest time;
-3. send what is due: `pending -> delivering -> delivered | failed`, webhooks retried
-   with backoff (`webhooks.py`).
+3. send what is due: `pending -> delivering -> delivered | failed`, one attempt at a
+   time. A retryable failure records `AttemptFailed` with `next_attempt_at` = now +
+   backoff with jitter (`webhooks.Backoff`); the delivery stays `delivering` and a later
+   `tick` sends it again. After the last attempt it is `failed` (replayable). The
+   notifier never sleeps, so one slow receiver does not hold up the others.
 
 Between polls (`tick`) it sends what else is due: digests whose time came (one message
-per channel holding every due delivery) and replayed deliveries.
+per channel holding every due delivery), replayed deliveries and due retries.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import contextlib
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +39,7 @@ from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Notable,
 from sailplane.domain.notifications import DigestSchedule, NotificationDelivery
 from sailplane.infra_adapters.consumers import Consumer, Delivery
 from sailplane.infra_adapters.mail import Mailer
-from sailplane.infra_adapters.webhooks import Backoff, Outcome, WebhookSender, with_retries
+from sailplane.infra_adapters.webhooks import Backoff, Outcome, WebhookSender
 from sailplane.projections.event_log import event_id, jsonable
 from sailplane.projections.notifications import NotificationsView
 
@@ -96,10 +98,13 @@ class ChannelSender:
 
     def send(self, channel: dict[str, Any], message: Message) -> Outcome:
         if channel["type"] == "webhook":
+            url = channel["config"]["url"]
+            # Checked again at send time: the host may resolve elsewhere than when written.
+            refused = self.notifications.webhook_guard.refusal(url)
+            if refused is not None:
+                return Outcome(False, refused, retryable=False)
             secret = self.notifications.channel_secret(channel["sealed_secret"]) or ""
-            return self.webhooks.post(
-                channel["config"]["url"], secret, message.cloud_event(), message.id
-            )
+            return self.webhooks.post(url, secret, message.cloud_event(), message.id)
         if channel["type"] == "member":
             address = self.view.verified_email_of_member(
                 channel["organization_id"], channel["config"]["memberId"]
@@ -222,7 +227,6 @@ class Notifier(Consumer):
         *,
         sources: NotificationSources = NOTIFICATION_SOURCES,
         clock: Callable[[], datetime] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         backoff: Backoff | None = None,
         webhooks: WebhookSender | None = None,
@@ -232,7 +236,6 @@ class Notifier(Consumer):
         self.view = system.notifications_view
         self.sources = sources
         self.clock = clock or system.clock
-        self.sleep = sleep
         self.rng = rng
         self.backoff = backoff or Backoff()
         self.sender = channel_sender(
@@ -306,12 +309,14 @@ class Notifier(Consumer):
     def send_due(self) -> None:
         """Send every pending delivery whose time came: immediate ones one by one, due
         digest deliveries as one message per channel."""
-        digests: dict[str, list[dict[str, Any]]] = {}
+        # A digest's retry resends the same deliveries together (they share next_attempt_at).
+        digests: dict[tuple[str, datetime | None], list[dict[str, Any]]] = {}
         for row in self.view.due(self.clock()):
             if row["digest_at"] is None:
                 self._send([row])
             else:
-                digests.setdefault(row["channel_id"], []).append(row)
+                key = (row["channel_id"], row["next_attempt_at"])
+                digests.setdefault(key, []).append(row)
         for rows in digests.values():
             self._send(rows)
 
@@ -331,15 +336,23 @@ class Notifier(Consumer):
             outcome = Outcome(False, f"the channel is {state}", retryable=False)
         else:
             message = message_for([row for row, _ in started])
-            outcome = with_retries(
-                lambda: self.sender.send(channel, message),
-                backoff=self.backoff,
-                sleep=self.sleep,
-                rng=self.rng,
-                on_failed_attempt=lambda n, error: [
-                    self.notifications.attempt_failed(d, error, by=by) for _, d in started
-                ],
+            outcome = self.sender.send(channel, message)
+        attempt = max(d.attempts for _, d in started) + 1
+        if not outcome.ok and outcome.retryable and attempt < self.backoff.max_attempts:
+            # Sent again by a later tick, not slept on here.
+            retry_at = self.clock() + timedelta(seconds=self.backoff.delay(attempt, self.rng))
+            for _, delivery in started:
+                self.notifications.attempt_failed(
+                    delivery, outcome.message or "failed", next_attempt_at=retry_at, by=by
+                )
+            log.info(
+                "notification to channel %s failed (attempt %d), retrying at %s: %s",
+                rows[0]["channel_id"],
+                attempt,
+                retry_at.isoformat(),
+                outcome.message,
             )
+            return
         for _, delivery in started:
             self.notifications.finish_delivery(
                 delivery, error=None if outcome.ok else outcome.message or "failed", by=by

@@ -10,18 +10,27 @@ recompute the HMAC over the timestamp, a dot and the raw body bytes, compare in 
 time, and reject a timestamp older than its tolerance (replay protection).
 
 Retries: connection errors, timeouts, 408, 429 and 5xx are retried with exponential
-backoff and jitter (`Backoff`); other 4xx answers are final. The sleeper and the random
-source are injected so tests never wait.
+backoff and jitter (`Backoff`); other 4xx answers are final. The notifier schedules the
+retry (`next_attempt_at`) instead of sleeping; the random source is injected for tests.
+
+Targets (`WebhookGuard`): only http(s) URLs, and by default none whose host resolves to a
+loopback, private, link-local or unspecified address (server-side request forgery into
+the network Sailplane runs in). Checked when a channel is written and again before every
+call, so a DNS change after the check at write time cannot bypass it.
+`SAILPLANE_WEBHOOK_ALLOW_PRIVATE=true` turns the address check off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import random
+import ipaddress
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -102,20 +111,48 @@ class WebhookSender:
         return Outcome(False, f"the receiver answered {response.status_code}", retryable)
 
 
-def with_retries(
-    attempt: Callable[[], Outcome],
-    *,
-    backoff: Backoff,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: Callable[[], float] = random.random,
-    on_failed_attempt: Callable[[int, str], None] = lambda n, message: None,
-) -> Outcome:
-    """Call `attempt` until it succeeds, fails for good, or the attempts run out."""
-    outcome = Outcome(False, "no attempt made")
-    for n in range(1, backoff.max_attempts + 1):
-        outcome = attempt()
-        if outcome.ok or not outcome.retryable or n == backoff.max_attempts:
-            return outcome
-        on_failed_attempt(n, outcome.message or "failed")
-        sleep(backoff.delay(n, rng))
-    return outcome
+Resolver = Callable[[str], list[str]]
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    infos: list[Any] = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
+@dataclass(frozen=True)
+class WebhookGuard:
+    """Which webhook URLs Sailplane may call (see the module docstring)."""
+
+    allow_private: bool = False
+    resolve: Resolver = resolve_host
+
+    def refusal(self, url: str, *, unresolvable_ok: bool = False) -> str | None:
+        """Why `url` may not be called, or None. A host that does not resolve is refused
+        unless `unresolvable_ok` (when a channel is written: it is checked again at send)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "A webhook URL must be http(s) with a host."
+        if self.allow_private:
+            return None
+        try:
+            addresses = self.resolve(parts.hostname)
+        except (OSError, UnicodeError):
+            return (
+                None if unresolvable_ok else f"the webhook host {parts.hostname} does not resolve"
+            )
+        internal = sorted({a for a in addresses if _internal(a)})
+        if internal:
+            return (
+                f"The webhook host {parts.hostname} resolves to a loopback, private, link-local "
+                f"or unspecified address ({', '.join(internal)}); this server refuses those "
+                "(SAILPLANE_WEBHOOK_ALLOW_PRIVATE=true allows them)."
+            )
+        return None

@@ -96,7 +96,8 @@ class NotificationsView(View):
                 delivered_at timestamptz,
                 digest_at timestamptz,
                 created_at timestamptz NOT NULL,
-                updated_at timestamptz NOT NULL
+                updated_at timestamptz NOT NULL,
+                next_attempt_at timestamptz
             )""",
     }
     indexes = (
@@ -243,20 +244,23 @@ class NotificationsView(View):
         )
 
     def due(self, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        """Pending deliveries to send now: immediate ones, and digest ones whose time came."""
+        """Deliveries to send now: pending immediate ones, pending digest ones whose time
+        came, and delivering ones whose scheduled retry is due."""
         return self.fetch_all(
             "SELECT d.*, e.subject, e.payload, e.resource_type, e.resource_id, e.occurred_at "
             "FROM {notification_deliveries} d JOIN {notification_events} e ON e.id = d.event_id "
-            "WHERE d.status = 'pending' AND (d.digest_at IS NULL OR d.digest_at <= %s) "
+            "WHERE (d.status = 'pending' AND (d.digest_at IS NULL OR d.digest_at <= %s)) "
+            "OR (d.status = 'delivering' AND d.next_attempt_at <= %s) "
             "ORDER BY d.created_at, d.id LIMIT %s",
-            (now, limit),
+            (now, now, limit),
         )
 
     def stalled(self, before: datetime) -> list[str]:
-        """Deliveries still `delivering` with no change since `before` (a worker died)."""
+        """Deliveries still `delivering` with no change since `before` (a worker died).
+        One waiting for a scheduled retry is not stalled: `due` sends it."""
         rows = self.fetch_all(
             "SELECT id FROM {notification_deliveries} WHERE status = 'delivering' "
-            "AND updated_at < %s ORDER BY updated_at LIMIT 100",
+            "AND next_attempt_at IS NULL AND updated_at < %s ORDER BY updated_at LIMIT 100",
             (before,),
         )
         return [r["id"] for r in rows]
@@ -415,7 +419,7 @@ class NotificationsProjection(Projection[NotificationsView]):
     def _(self, event: NotificationDelivery.Recorded, tracking: Tracking) -> None:
         self.view.execute(
             "INSERT INTO {notification_deliveries} VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, NULL, NULL, %s, %s, %s)",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, NULL, NULL, %s, %s, %s, NULL)",
             (
                 event.originator_id,
                 event.organization_id,
@@ -434,14 +438,14 @@ class NotificationsProjection(Projection[NotificationsView]):
 
     @process_event.register
     def _(self, event: NotificationDelivery.Started, tracking: Tracking) -> None:
-        self._delivery(event, "status = 'delivering'", ())
+        self._delivery(event, "status = 'delivering', next_attempt_at = NULL", ())
 
     @process_event.register
     def _(self, event: NotificationDelivery.AttemptFailed, tracking: Tracking) -> None:
         self._delivery(
             event,
-            "attempts = %s, last_attempt_at = %s, status_message = %s",
-            (event.attempt, event.timestamp, event.message),
+            "attempts = %s, last_attempt_at = %s, status_message = %s, next_attempt_at = %s",
+            (event.attempt, event.timestamp, event.message, event.next_attempt_at),
         )
 
     @process_event.register
@@ -449,7 +453,7 @@ class NotificationsProjection(Projection[NotificationsView]):
         self._delivery(
             event,
             "status = 'delivered', attempts = %s, last_attempt_at = %s, delivered_at = %s, "
-            "status_message = NULL",
+            "status_message = NULL, next_attempt_at = NULL",
             (event.attempt, event.timestamp, event.timestamp),
         )
 
@@ -457,7 +461,8 @@ class NotificationsProjection(Projection[NotificationsView]):
     def _(self, event: NotificationDelivery.Failed, tracking: Tracking) -> None:
         self._delivery(
             event,
-            "status = 'failed', attempts = %s, last_attempt_at = %s, status_message = %s",
+            "status = 'failed', attempts = %s, last_attempt_at = %s, status_message = %s, "
+            "next_attempt_at = NULL",
             (event.attempt, event.timestamp, event.message),
         )
 

@@ -19,13 +19,7 @@ from sailplane.domain.notifications import (
     check_channel_config,
     expand_event_types,
 )
-from sailplane.infra_adapters.webhooks import (
-    Backoff,
-    Outcome,
-    signature,
-    verify_signature,
-    with_retries,
-)
+from sailplane.infra_adapters.webhooks import Backoff, WebhookGuard, signature, verify_signature
 
 BY = Actor.system("notifier", "ORG0000001")
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -126,7 +120,13 @@ def test_the_delivery_lifecycle() -> None:
     delivery.start(by=BY, at=AT)
     with pytest.raises(ConflictError):
         delivery.start(by=BY, at=AT)
-    delivery.attempt_failed("500", by=BY, at=AT)
+    delivery.attempt_failed("500", next_attempt_at=AT + timedelta(seconds=1), by=BY, at=AT)
+    # Waiting for its retry it stays delivering, and may be taken again (only then).
+    assert (delivery.status, delivery.next_attempt_at) == ("delivering", AT + timedelta(seconds=1))
+    delivery.start(by=BY, at=AT)
+    assert delivery.next_attempt_at is None
+    with pytest.raises(ConflictError):
+        delivery.start(by=BY, at=AT)
     delivery.failed("500 again", by=BY, at=AT)
     assert (delivery.status, delivery.attempts) == ("failed", 2)
     delivery.replay(by=BY, at=AT)
@@ -169,17 +169,35 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert [backoff.delay(n, lambda: 0.0) for n in range(1, 4)] == [0.5, 1, 2]
 
 
-def test_retries_stop_at_success_at_a_final_answer_or_when_attempts_run_out() -> None:
-    slept: list[float] = []
-    answers = [Outcome(False, "500"), Outcome(True)]
-    assert with_retries(lambda: answers.pop(0), backoff=Backoff(), sleep=slept.append).ok
-    assert len(slept) == 1
-    calls: list[int] = []
-    final = with_retries(
-        lambda: calls.append(1) or Outcome(False, "404", retryable=False), backoff=Backoff()
-    )
-    assert not final.ok and calls == [1]
-    failed = with_retries(
-        lambda: Outcome(False, "down"), backoff=Backoff(max_attempts=3), sleep=slept.append
-    )
-    assert failed.message == "down" and len(slept) == 3
+def test_the_webhook_guard_refuses_internal_addresses_by_default() -> None:
+    answers = {
+        "loop.example": ["127.0.0.1"],
+        "lan.example": ["93.184.216.34", "10.1.2.3"],
+        "metadata.example": ["169.254.169.254"],
+        "any.example": ["0.0.0.0"],
+        "mapped.example": ["::ffff:127.0.0.1"],
+        "v6.example": ["fe80::1%eth0"],
+        "public.example": ["93.184.216.34", "2606:2800:220:1::1"],
+    }
+
+    def resolve(host: str) -> list[str]:
+        if host not in answers:
+            raise OSError("no such host")
+        return answers[host]
+
+    strict = WebhookGuard(resolve=resolve)
+    for host in ("loop", "lan", "metadata", "any", "mapped", "v6"):
+        refused = strict.refusal(f"https://{host}.example/hook")
+        assert refused and "SAILPLANE_WEBHOOK_ALLOW_PRIVATE" in refused, host
+    assert strict.refusal("https://public.example/hook") is None
+    assert strict.refusal("ftp://public.example/hook") is not None
+    assert strict.refusal("http:///nohost") is not None
+    # Unresolvable: accepted when written (checked again at send), refused at send.
+    assert strict.refusal("https://gone.example/h", unresolvable_ok=True) is None
+    assert "does not resolve" in (strict.refusal("https://gone.example/h") or "")
+    relaxed = WebhookGuard(allow_private=True, resolve=resolve)
+    assert relaxed.refusal("http://loop.example/hook") is None
+    assert relaxed.refusal("file:///etc/passwd") is not None
+    # IP literals need no DNS.
+    assert WebhookGuard().refusal("http://127.0.0.1:8080/hook") is not None
+    assert WebhookGuard().refusal("http://[::1]/hook") is not None

@@ -12,10 +12,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from sailplane.domain.base import Actor
-from sailplane.infra_adapters.webhooks import SIGNATURE_HEADER, verify_signature
+from sailplane.infra_adapters.webhooks import SIGNATURE_HEADER, WebhookGuard, verify_signature
 from sailplane.projections.event_log import read_log
+from sailplane.projections.notifications import NotificationsProjection
+from sailplane.projections.runner import rebuild
 from sailplane.system import System
 from tests.conftest import Org
 from tests.e2e.identity.conftest import Mailbox
@@ -119,10 +122,18 @@ def test_a_receiver_failing_twice_gets_the_event_once_after_retries(
         rule(client, team, [hook["id"]])
         fail_run(runs, org, team)
         notifier.pump()
+        # The first attempt failed: the retry is scheduled, nothing waited for it.
+        assert len(flaky.requests) == 1
+        [waiting] = deliveries(client, channelId=hook["id"])
+        assert waiting["status"] == "delivering" and waiting["attempts"] == 1
+        assert waiting["nextAttemptAt"] and waiting["statusMessage"]
+        notifier.pump()  # not due yet: nothing sent
+        assert len(flaky.requests) == 1
+        notifier.pump_retries()
     assert len(flaky.requests) == 3
     assert len({h["Sailplane-Delivery"] for h, _ in flaky.requests}) == 1
     # Exponential backoff with jitter (the test's random source gives 75% of the ceiling).
-    assert notifier.sleeps[-2:] == [0.75, 1.5]
+    assert notifier.waits == [0.75, 1.5]
     [delivery] = deliveries(client, channelId=hook["id"])
     assert delivery["status"] == "delivered" and delivery["attempts"] == 3
 
@@ -136,8 +147,9 @@ def test_a_receiver_that_is_down_ends_failed_and_replay_delivers(
     rule(client, team, [hook["id"]])
     fail_run(runs, org, team)
     notifier.pump()
+    notifier.pump_retries()
     [failed] = deliveries(client, channelId=hook["id"], status="failed")
-    assert failed["attempts"] == 4 and failed["statusMessage"]
+    assert failed["attempts"] == 4 and failed["statusMessage"] and not failed["nextAttemptAt"]
 
     with webhook_receiver(port=port) as back:
         replayed = client.post(f"/notifications/{failed['id']}/replay")
@@ -160,6 +172,7 @@ def test_bulk_replay_by_filter(
     for _ in range(3):
         fail_run(runs, org, team)
     notifier.pump()
+    notifier.pump_retries()
     assert len(deliveries(client, channelId=hook["id"], status="failed")) == 3
     with webhook_receiver(port=port) as back:
         replayed = client.post("/notifications/replay", json={"channelId": hook["id"]})
@@ -406,3 +419,86 @@ def test_sailplane_worker_notifier_runs_the_notifier_over_the_log(
         stop.set()
         thread.join(timeout=30)
     assert len(receiver.requests) == 1
+
+
+def _delivery_rows(system: System) -> list[dict]:
+    with system.pool.connection() as conn, conn.cursor() as cur:
+        return sorted(cur.execute("SELECT * FROM notification_deliveries").fetchall(), key=repr)
+
+
+def test_a_scheduled_retry_is_not_reclaimed_as_stalled_and_views_rebuild_the_same(
+    system: System, client: httpx.Client, org: Org, runs: SampleRuns, notifier: NotifierDriver
+) -> None:
+    team = _team(client)
+    with webhook_receiver(statuses=[503]) as flaky:
+        hook = webhook_channel(client, flaky.url, teamId=team)
+        rule(client, team, [hook["id"]])
+        fail_run(runs, org, team)
+        notifier.pump()
+        [waiting] = deliveries(client, channelId=hook["id"])
+        assert waiting["status"] == "delivering" and waiting["nextAttemptAt"]
+        # The retry state (attempts, nextAttemptAt) is a function of the events alone.
+        live = _delivery_rows(system)
+        rebuild(system.event_log, NotificationsProjection, system.pool, batch_size=3)
+        assert _delivery_rows(system) == live
+        # The worker was away longer than the stall limit: the retry is sent, not abandoned.
+        notifier.clock.now += timedelta(minutes=16)
+        notifier.pump()
+    [delivered] = deliveries(client, channelId=hook["id"])
+    assert delivered["status"] == "delivered" and delivered["attempts"] == 2
+    assert delivered["nextAttemptAt"] is None
+    assert len(flaky.requests) == 2
+
+
+def test_a_failing_receiver_does_not_hold_up_other_channels(
+    client: httpx.Client, org: Org, runs: SampleRuns, receiver: Receiver, notifier: NotifierDriver
+) -> None:
+    team = _team(client)
+    with webhook_receiver(statuses=[500, 500, 500]) as flaky:
+        bad = webhook_channel(client, flaky.url, teamId=team)
+        good = webhook_channel(client, receiver.url, teamId=team)
+        rule(client, team, [bad["id"], good["id"]])
+        fail_run(runs, org, team)
+        notifier.pump()
+        # One pump: the good channel has its message, the bad one one attempt and a schedule.
+        assert len(receiver.requests) == 1 and len(flaky.requests) == 1
+        assert notifier.waits == []
+        notifier.pump_retries()
+    assert len(flaky.requests) == 4
+    assert deliveries(client, channelId=bad["id"])[0]["status"] == "delivered"
+
+
+def test_by_default_a_private_webhook_target_is_refused_on_write_and_at_send(
+    system: System,
+    client: httpx.Client,
+    org: Org,
+    runs: SampleRuns,
+    receiver: Receiver,
+    notifier: NotifierDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    team = _team(client)
+    # Written while private targets were allowed (as the test system allows them).
+    hook = webhook_channel(client, receiver.url, teamId=team)
+    rule(client, team, [hook["id"]])
+    monkeypatch.setattr(system.notifications, "webhook_guard", WebhookGuard())
+    body = {"type": "webhook", "name": "hooks", "teamId": team}
+    for url in (receiver.url, "http://[::1]/hook", "http://169.254.169.254/latest"):
+        created = client.post(
+            "/notifications/channels", json={**body, "configWrite": {"url": url, "secret": SECRET}}
+        )
+        assert created.status_code == 422, created.text
+        assert created.json()["field"] == "configWrite.url"
+        assert "SAILPLANE_WEBHOOK_ALLOW_PRIVATE" in created.json()["message"]
+    patched = client.patch(
+        f"/notifications/channels/{hook['id']}",
+        json={"configWrite": {"url": "http://localhost:9/hook"}},
+    )
+    assert patched.status_code == 422 and patched.json()["field"] == "configWrite.url"
+    # The channel written before is checked again when sending: a failed attempt, no call.
+    fail_run(runs, org, team)
+    notifier.pump()
+    [refused] = deliveries(client, channelId=hook["id"])
+    assert refused["status"] == "failed" and refused["attempts"] == 1
+    assert "loopback" in refused["statusMessage"] and refused["nextAttemptAt"] is None
+    assert receiver.requests == []
