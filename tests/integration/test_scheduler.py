@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from sailplane.domain.base import Actor
-from sailplane.http.app import create_app
 from sailplane.domain.scheduling import CronSchedule, slot_run_id
+from sailplane.http.app import create_app
 from sailplane.infra_adapters.scheduler import (
     Leadership,
     RunsForScheduler,
@@ -194,9 +194,10 @@ def test_a_scheduled_run_read_over_http_carries_its_slot_and_a_manual_run_none(
     finally:
         worker.stand_down()
     run_id = slot_run_id(job_id, slot)
-    with services.api_server(create_app(system)) as base_url, http_client(
-        base_url, org.token
-    ) as client:
+    with (
+        services.api_server(create_app(system)) as base_url,
+        http_client(base_url, org.token) as client,
+    ):
         scheduled = client.get(f"/workloads/jobs/{job_id}/runs/{run_id}")
         assert scheduled.status_code == 200, scheduled.text
         assert scheduled.json()["trigger"] == "schedule"
