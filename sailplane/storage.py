@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     UUIDAsHex,
 )
-from eventsourcing.postgres import PostgresFactory, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from eventsourcing.utils import Environment
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
@@ -136,6 +136,7 @@ class EventLog:
         factory = InfrastructureFactory.construct(self.env)
         assert isinstance(factory, PostgresFactory)
         self.factory: PostgresFactory = factory
+        _discard_failed_connections(factory.datastore)
         recorder = PostgresProcessRecorder(
             datastore=factory.datastore,
             events_table_name=self.EVENTS_TABLE,
@@ -156,6 +157,33 @@ class EventLog:
 
     def close(self) -> None:
         self.factory.close()
+
+
+def _discard_failed_connections(datastore: PostgresDatastore) -> None:
+    """A connection whose use raised is closed, so the pool replaces it.
+
+    The recorder inserts inside a psycopg pipeline. When a statement there fails (a lost
+    optimistic-concurrency race, a redelivered inbox row: Sailplane provokes both on
+    purpose), the server skips the rest of the pipeline, including the Parse of a
+    statement that has just reached psycopg's prepare threshold; psycopg keeps the name
+    anyway, and the pooled connection then fails every later use of that statement with
+    `prepared statement "_pg3_N" does not exist`. A new connection has no stale names.
+    (Disabling prepared statements instead made psycopg end such a pipeline with
+    `PipelineAborted`, which the recorder retries as an OperationalError on the same
+    connection.) See tests/integration/test_event_store_connections.py.
+    """
+    take = datastore.get_connection
+
+    @contextmanager
+    def get_connection() -> Iterator[psycopg.Connection[Any]]:
+        with take() as conn:
+            try:
+                yield conn
+            except BaseException:
+                conn.close()  # the pool replaces it; its prepared-statement names go with it
+                raise
+
+    datastore.get_connection = get_connection  # type: ignore[method-assign]
 
 
 def _transcoder() -> JSONTranscoder:

@@ -62,6 +62,7 @@ class JobRun(Shape):
     runner_completed_at: str | None
     runner_execution_time_us: int | None
     trigger: str
+    scheduled_for: str | None  # the slot of a run the scheduler made; null otherwise
     attempt: int
     created_at: str | None
     created_by: str
@@ -120,6 +121,7 @@ def run_shape(row: dict[str, Any]) -> JobRun:
         runner_completed_at=iso(completed),
         runner_execution_time_us=took,
         trigger=row["trigger"],
+        scheduled_for=iso(row["scheduled_for"]),
         attempt=row["attempt"],
         created_at=iso(row["created_at"]),
         created_by=row["created_by"],

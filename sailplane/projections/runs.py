@@ -45,6 +45,7 @@ class RunsView(View):
                 attempt integer NOT NULL,
                 executor text,
                 not_before timestamptz,
+                scheduled_for timestamptz,
                 dispatched_at timestamptz,
                 runner_started_at timestamptz,
                 runner_completed_at timestamptz,
@@ -248,9 +249,9 @@ class RunsProjection(Projection[RunsView]):
         self.view.execute(
             "INSERT INTO {job_runs} (id, organization_id, job_id, job_key, job_version, cluster_id, "
             "team_ids, depends_on, spec, status, status_reason, status_message, hold, "
-            "resource_cleanup_mode, trigger, attempt, created_at, created_by, updated_at, "
-            "updated_by, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, 1, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            "resource_cleanup_mode, trigger, attempt, scheduled_for, created_at, created_by, "
+            "updated_at, updated_by, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
             (
                 e.originator_id,
                 e.organization_id,
@@ -267,6 +268,7 @@ class RunsProjection(Projection[RunsView]):
                 e.hold,
                 e.resource_cleanup_mode,
                 e.trigger,
+                e.scheduled_for,
                 e.timestamp,
                 actor_ref(e.actor),
                 e.timestamp,

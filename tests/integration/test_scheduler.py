@@ -11,6 +11,7 @@ import pytest
 
 from sailplane.domain.base import Actor
 from sailplane.domain.scheduling import CronSchedule, slot_run_id
+from sailplane.http.app import create_app
 from sailplane.infra_adapters.scheduler import (
     Leadership,
     RunsForScheduler,
@@ -21,7 +22,8 @@ from sailplane.projections.runner import rebuild
 from sailplane.projections.schedules import SchedulesProjection
 from sailplane.storage import Database
 from sailplane.system import System
-from tests.conftest import Org, found_org, local_cluster_id, running_system
+from tests import services
+from tests.conftest import Org, found_org, http_client, local_cluster_id, running_system
 from tests.integration.test_jobs_projections import _history, _pending_cluster
 
 START = datetime(2026, 3, 7, 12, tzinfo=UTC)  # the day New York springs forward
@@ -176,6 +178,36 @@ def test_missed_slots_after_downtime_follow_each_policy(
     assert hours["skip"] == ids(jobs["skip"], 13)
     assert hours["latest"] == ids(jobs["latest"], 13, 16)
     assert hours["all"] == ids(jobs["all"], 13, 14, 15, 16)
+
+
+def test_a_scheduled_run_read_over_http_carries_its_slot_and_a_manual_run_none(
+    world: tuple[System, Org], clock: Clock
+) -> None:
+    system, org = world
+    job_id = make_job(system, org, "hourly-slot", cron_expression="0 * * * *")
+    slot = START.replace(hour=13)
+    worker = instance(system)
+    try:
+        clock.now = slot + timedelta(seconds=5)
+        worker.step()
+        catch_up(system)
+    finally:
+        worker.stand_down()
+    run_id = slot_run_id(job_id, slot)
+    with (
+        services.api_server(create_app(system)) as base_url,
+        http_client(base_url, org.token) as client,
+    ):
+        scheduled = client.get(f"/workloads/jobs/{job_id}/runs/{run_id}")
+        assert scheduled.status_code == 200, scheduled.text
+        assert scheduled.json()["trigger"] == "schedule"
+        assert datetime.fromisoformat(scheduled.json()["scheduledFor"]) == slot
+        manual = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True})
+        assert manual.status_code == 201, manual.text
+        assert manual.json()["scheduledFor"] is None
+        listed = client.get(f"/workloads/jobs/{job_id}/runs").json()["items"]
+        by_id = {r["id"]: r["scheduledFor"] for r in listed}
+        assert by_id == {run_id: scheduled.json()["scheduledFor"], manual.json()["id"]: None}
 
 
 def test_a_paused_job_fires_nothing_and_resuming_applies_its_policy(
