@@ -14,6 +14,7 @@ redelivered message finds its row and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,16 +175,27 @@ def _discard_failed_connections(datastore: PostgresDatastore) -> None:
     """
     take = datastore.get_connection
 
-    @contextmanager
-    def get_connection() -> Iterator[psycopg.Connection[Any]]:
-        with take() as conn:
-            try:
-                yield conn
-            except BaseException:
-                conn.close()  # the pool replaces it; its prepared-statement names go with it
-                raise
+    def get_connection() -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return discarded_on_error(take())
 
     datastore.get_connection = get_connection  # type: ignore[method-assign]
+
+
+@contextmanager
+def discarded_on_error(
+    pooled: contextlib.AbstractContextManager[psycopg.Connection[Any]],
+) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection, closed (so the pool replaces it) when its use raises.
+
+    For every connection that runs statements in a psycopg pipeline: after a failure
+    there, its prepared-statement names may not exist on the server (see above).
+    """
+    with pooled as conn:
+        try:
+            yield conn
+        except BaseException:
+            conn.close()  # the pool replaces it; its prepared-statement names go with it
+            raise
 
 
 def _transcoder() -> JSONTranscoder:

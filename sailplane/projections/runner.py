@@ -22,7 +22,7 @@ from eventsourcing.persistence import StoredEvent, Tracking
 from psycopg_pool import ConnectionPool
 
 from sailplane.projections.base import REBUILD_SUFFIX, Projection, View
-from sailplane.storage import POSITIONS_TABLE, Database, EventLog
+from sailplane.storage import POSITIONS_TABLE, Database, EventLog, discarded_on_error
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,13 @@ class ProjectionRunner:
         """Process one batch; return (events read, new position). Zero read means caught up."""
         if cursor is not None:
             return self._batch(cursor)
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        # A failed batch may leave the connection's prepared statements out of step with
+        # the server (its pipeline was cut short): it is discarded, not reused.
+        with (
+            discarded_on_error(self.pool.connection()) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
             read, position = self._batch(cur)
         if read and self.positions is not None:
             for view in self.views:
