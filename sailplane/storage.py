@@ -52,7 +52,10 @@ class Database:
         return conninfo_to_dict(self.conninfo)
 
     def eventsourcing_env(self, *, pool_size: int = 4) -> dict[str, str]:
-        """The `eventsourcing` settings for this database (never POSTGRES_ENABLE_DB_FUNCTIONS)."""
+        """The `eventsourcing` settings for this database.
+
+        The library's database functions stay off: with them, live followers lose events.
+        """
         p = self.params
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",

@@ -6,7 +6,7 @@ log); it implements the library's `TrackingRecorder`. A projection is the librar
 event class, writing through `self.view`. The runner in `runner.py` feeds projections in
 batches, one transaction per batch holding the view rows and the tracking row together.
 
-View SQL names tables through placeholders (`{teams}`), so the same projection can fill
+View SQL names tables through format fields (`{teams}`), so the same projection can fill
 a fresh copy of its tables during a rebuild (`teams__next`) while reads go on against
 the live ones, and the copy is swapped in at the end.
 """
@@ -37,8 +37,8 @@ class View(TrackingRecorder):
     name: ClassVar[str]
     tables: ClassVar[
         dict[str, str]
-    ]  # live table name -> CREATE TABLE statement with {placeholders}
-    indexes: ClassVar[tuple[str, ...]] = ()  # CREATE INDEX statements, unnamed, with {placeholders}
+    ]  # live table name -> CREATE TABLE statement naming tables as {fields}
+    indexes: ClassVar[tuple[str, ...]] = ()  # CREATE INDEX statements, unnamed, naming tables as {fields}
 
     def __init__(self, pool: ConnectionPool, *, suffix: str = "") -> None:
         self.pool = pool
