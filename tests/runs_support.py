@@ -10,6 +10,19 @@ from typing import Any
 
 from sailplane.domain.runs import JobVersionSnapshot
 
+# A Python entry point that works until something stops it (cancel, timeout, a kill).
+UNTIL_STOPPED = "import signal\nprint('started', flush=True)\nsignal.pause()\n"
+
+
+def until_opened(gate: os.PathLike[str] | str) -> str:
+    """A Python entry point that works until the test creates the file `gate`, so a run
+    stays running exactly as long as the test needs it to."""
+    return (
+        "import os, time\nprint('working', flush=True)\n"
+        f"while not os.path.exists({os.fspath(gate)!r}):\n    time.sleep(0.05)\n"
+        "print('done')\n"
+    )
+
 
 class GivenJobVersions:
     """`JobVersions` from snapshots a test registers."""

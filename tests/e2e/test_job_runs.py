@@ -12,6 +12,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +21,9 @@ import pytest
 from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
 from sailplane.system import System, WorkerHost
 from tests.conftest import Org, local_cluster_id
-from tests.runs_support import process_alive, wait_until
+from tests.runs_support import UNTIL_STOPPED, process_alive, until_opened, wait_until
 
 pytestmark = pytest.mark.sail
-
-SLEEP = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +214,7 @@ def test_retry_with_hold_goes_back_to_pending(jobs: Jobs) -> None:
 
 
 def test_cancel_stops_a_long_python_entry_point(jobs: Jobs, system: System) -> None:
-    run = jobs.run(jobs.create(python=SLEEP))
+    run = jobs.run(jobs.create(python=UNTIL_STOPPED))
     jobs.until(run, "running")
     pid = pid_of(system, run["id"])
     assert process_alive(pid)
@@ -226,17 +225,16 @@ def test_cancel_stops_a_long_python_entry_point(jobs: Jobs, system: System) -> N
 
 
 def test_timeout_seconds_ends_a_long_run_in_timeout(jobs: Jobs, system: System) -> None:
-    run = jobs.run(jobs.create(python=SLEEP, timeoutSeconds=2))
+    run = jobs.run(jobs.create(python=UNTIL_STOPPED, timeoutSeconds=2))
     pid = pid_of(system, run["id"])
     ended = jobs.until(run, "timeout", timeout=60)
     assert ended["statusReason"] == "timed_out"
     wait_until(lambda: not process_alive(pid), timeout=20, what="the process gone")
 
 
-def test_max_concurrent_runs_with_queue_waits_for_a_slot(jobs: Jobs) -> None:
-    job = jobs.create(
-        python="import time; time.sleep(2)", maxConcurrentRuns=1, concurrencyPolicy="queue"
-    )
+def test_max_concurrent_runs_with_queue_waits_for_a_slot(jobs: Jobs, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    job = jobs.create(python=until_opened(gate), maxConcurrentRuns=1, concurrencyPolicy="queue")
     first = jobs.run(job)
     jobs.until(first, "running")
     second = jobs.run(job)
@@ -244,6 +242,7 @@ def test_max_concurrent_runs_with_queue_waits_for_a_slot(jobs: Jobs) -> None:
         lambda: (r := jobs.get(second))["statusReason"] == "concurrency_limit" and r
     )
     assert waiting["status"] == "ready"
+    gate.touch()
     jobs.until(first, "completed")
     jobs.until(second, "completed")
 
@@ -304,7 +303,7 @@ def test_runs_are_listed_newest_first_with_a_marker(jobs: Jobs) -> None:
 def test_deleting_a_job_cancels_its_unfinished_runs_and_deletes_them(
     jobs: Jobs, system: System
 ) -> None:
-    job = jobs.create(python=SLEEP)
+    job = jobs.create(python=UNTIL_STOPPED)
     running = jobs.run(job)
     jobs.until(running, "running")
     pid = pid_of(system, running["id"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +24,19 @@ from sailplane.projections.runs import RunsProjection
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
 from tests.conftest import found_org, local_cluster_id, running_system
-from tests.runs_support import GivenJobVersions, executions, process_alive, wait_until
+from tests.runs_support import (
+    UNTIL_STOPPED,
+    GivenJobVersions,
+    executions,
+    process_alive,
+    until_opened,
+    wait_until,
+)
 
 pytestmark = pytest.mark.sail
 
 ORG = "ORGRUNS001"
 MEMBER = Actor("member", "MEMBER0001", ORG)
-SLEEP = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +168,7 @@ def test_held_run_waits_until_released(system: System, running: Any) -> None:
 
 
 def test_timeout_stops_the_work(system: System, running: Any) -> None:
-    spec = job(system, python={"source": SLEEP}, timeout_seconds=2)
+    spec = job(system, python={"source": UNTIL_STOPPED}, timeout_seconds=2)
     run_id = create(system, spec)
     pid = pid_of(system, run_id)
     ended = until_status(system, spec, run_id, "timeout", timeout=30)
@@ -170,7 +177,7 @@ def test_timeout_stops_the_work(system: System, running: Any) -> None:
 
 
 def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> None:
-    spec = job(system, python={"source": SLEEP})
+    spec = job(system, python={"source": UNTIL_STOPPED})
     run_id = create(system, spec)
     until_status(system, spec, run_id, "running")
     pid = pid_of(system, run_id)
@@ -179,10 +186,11 @@ def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> Non
     wait_until(lambda: not process_alive(pid), timeout=15, what="the process gone")
 
 
-def test_queue_policy_waits_for_a_slot(system: System, running: Any) -> None:
+def test_queue_policy_waits_for_a_slot(system: System, running: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
     spec = job(
         system,
-        python={"source": "import time; time.sleep(2)"},
+        python={"source": until_opened(gate)},
         max_concurrent_runs=1,
         concurrency_policy="queue",
     )
@@ -193,18 +201,24 @@ def test_queue_policy_waits_for_a_slot(system: System, running: Any) -> None:
         lambda: (r := row(system, spec, second))["status_reason"] == "concurrency_limit" and r
     )
     assert waiting["status"] == "ready"
+    gate.touch()
     until_status(system, spec, first, "completed")
     until_status(system, spec, second, "completed")
 
 
 def test_skip_and_replace_policies(system: System, running: Any) -> None:
-    skip = job(system, python={"source": SLEEP}, max_concurrent_runs=1, concurrency_policy="skip")
+    skip = job(
+        system, python={"source": UNTIL_STOPPED}, max_concurrent_runs=1, concurrency_policy="skip"
+    )
     first = create(system, skip)
     until_status(system, skip, first, "running")
     second = create(system, skip)
     assert until_status(system, skip, second, "skipped")["status_reason"] == "concurrency_skip"
     replace = job(
-        system, python={"source": SLEEP}, max_concurrent_runs=1, concurrency_policy="replace"
+        system,
+        python={"source": UNTIL_STOPPED},
+        max_concurrent_runs=1,
+        concurrency_policy="replace",
     )
     old = create(system, replace)
     until_status(system, replace, old, "running")
@@ -216,7 +230,7 @@ def test_skip_and_replace_policies(system: System, running: Any) -> None:
 
 
 def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
-    spec = job(system, python={"source": SLEEP}, max_retries=1)
+    spec = job(system, python={"source": UNTIL_STOPPED}, max_retries=1)
     with dispatcher(system):
         run_id = create(system, spec)
         until_status(system, spec, run_id, "running")

@@ -18,7 +18,7 @@ from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
 from tests import services
 from tests.conftest import running_system
-from tests.runs_support import GivenJobVersions, executions, wait_until
+from tests.runs_support import UNTIL_STOPPED, GivenJobVersions, executions, wait_until
 
 pytestmark = pytest.mark.sail
 
@@ -99,9 +99,7 @@ def test_a_retry_waits_for_its_backoff_on_the_clock(system: System, clock: Clock
 
 
 def test_timeout_seconds_counts_on_the_clock(system: System, clock: Clock) -> None:
-    spec, run_id = start(
-        system, python={"source": "import time\ntime.sleep(600)"}, timeout_seconds=3600
-    )
+    spec, run_id = start(system, python={"source": UNTIL_STOPPED}, timeout_seconds=3600)
     wait_until(lambda: row(system, spec, run_id)["status"] == "running", what="running")
     clock.advance(3599)
     threading.Event().wait(0.5)

@@ -24,7 +24,14 @@ from sailplane.infra_adapters.kafka import KafkaSettings
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
 from tests import services
-from tests.runs_support import GivenJobVersions, executions, process_alive, wait_until
+from tests.runs_support import (
+    UNTIL_STOPPED,
+    GivenJobVersions,
+    executions,
+    process_alive,
+    until_opened,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.sail]
 
@@ -114,14 +121,13 @@ def status(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, A
 
 
 def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
-    system: System, broker: services.Broker, sail: str
+    system: System, broker: services.Broker, sail: str, tmp_path: Path
 ) -> None:
+    gate = tmp_path / "gate"  # the slow run works until the dispatcher has been killed
     quick = job(system, sql_source="SELECT 1")
     slow = job(
         system,
-        python={
-            "source": "import time\nprint('working', flush=True)\ntime.sleep(4)\nprint('done')"
-        },
+        python={"source": until_opened(gate)},
         max_retries=1,
     )
     with dispatcher_process(system, broker, sail) as first:
@@ -141,6 +147,7 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
             ).fetchone()[0]
         first.kill()  # SIGKILL, mid-run
         first.wait()
+    gate.touch()
     wait_until(
         lambda: not process_alive(pid), timeout=10, what="the attempt's process gone with it"
     )
@@ -159,13 +166,16 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
     assert "retry_backoff" in reasons
 
 
-def test_the_run_rules_through_kafka(system: System, broker: services.Broker, sail: str) -> None:
+def test_the_run_rules_through_kafka(
+    system: System, broker: services.Broker, sail: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
     bad = job(system, sql_source="SELEC nonsense")
     held_job = job(system, sql_source="SELECT 1")
-    long = job(system, python={"source": "import time\ntime.sleep(600)"})
+    long = job(system, python={"source": UNTIL_STOPPED})
     queued = job(
         system,
-        python={"source": "import time\ntime.sleep(2)"},
+        python={"source": until_opened(gate)},
         max_concurrent_runs=1,
         concurrency_policy="queue",
     )
@@ -201,6 +211,7 @@ def test_the_run_rules_through_kafka(system: System, broker: services.Broker, sa
             lambda: status(system, queued, second)["status_reason"] == "concurrency_limit",
             what="the second run waiting",
         )
+        gate.touch()
         for run_id in (first, second):
             wait_until(
                 lambda r=run_id: status(system, queued, r)["status"] == "completed", what="done"

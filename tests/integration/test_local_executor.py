@@ -22,7 +22,7 @@ from sailplane.infra_adapters.executors import (
 from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.storage import Database
-from tests.runs_support import process_alive, wait_until
+from tests.runs_support import UNTIL_STOPPED, process_alive, wait_until
 
 pytestmark = pytest.mark.sail
 
@@ -105,7 +105,7 @@ def test_python_sees_spark_remote_and_parameters(
 
 def test_cancel_stops_the_process_then_kills_it(executor: LocalExecutor, sail: str) -> None:
     # The child ignores SIGTERM: the grace period passes and SIGKILL ends it.
-    source = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(600)\n"
+    source = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\nsignal.pause()\n"
     executor.submit(submission(sail, "RUNCANCEL1", Work(python={"source": source})))
     wait_until(lambda: executor.pid("RUNCANCEL1", 1) is not None)
     pid = executor.pid("RUNCANCEL1", 1)
@@ -120,9 +120,7 @@ def test_an_attempt_whose_owner_stopped_reads_as_lost(
 ) -> None:
     first = LocalExecutor(fresh_db, logs, lease_seconds=1.0, heartbeat_seconds=0.2)
     first.create_table()
-    first.submit(
-        submission(sail, "RUNLOST001", Work(python={"source": "import time; time.sleep(600)"}))
-    )
+    first.submit(submission(sail, "RUNLOST001", Work(python={"source": UNTIL_STOPPED})))
     wait_until(lambda: first.pid("RUNLOST001", 1) is not None)
     pid = first.pid("RUNLOST001", 1)
     first.close()  # as if the dispatcher died: no more heartbeats, the child is gone
