@@ -11,7 +11,12 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.auth import (
+    BearerAuthMiddleware,
+    Principal,
+    PrincipalCache,
+    provide_principal,
+)
 from sailplane.http.authentication import AuthController
 from sailplane.http.catalogs import CatalogController, CatalogListsController
 from sailplane.http.errors import EXCEPTION_HANDLERS
@@ -100,7 +105,10 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         middleware=[
             NulGuardMiddleware,
             DefineMiddleware(
-                BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
+                BearerAuthMiddleware,
+                system=system,
+                principals=PrincipalCache(system.positions),
+                exclude=["^/schema", "^/healthz"],
             ),
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],

@@ -89,11 +89,10 @@ class KafkaRelay:
         )
 
     def position(self) -> int:
-        with self.event_log.database.connect(autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT position FROM follower_positions WHERE name = %s", (self.POSITION,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.event_log.query(
+            "SELECT position FROM follower_positions WHERE name = %s", (self.POSITION,)
+        )
+        return int(rows[0]["position"]) if rows else 0
 
     def publish_batch(self, producer: KafkaProducer) -> int:
         """Publish the next batch; return how many log entries it covered."""
@@ -122,12 +121,12 @@ class KafkaRelay:
         return len(notifications)
 
     def _record(self, position: int) -> None:
-        with self.event_log.database.connect(autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO follower_positions (name, position) VALUES (%s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
-                (self.POSITION, position),
-            )
+        self.event_log.query(
+            "INSERT INTO follower_positions (name, position) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            (self.POSITION, position),
+            commit=True,
+        )
 
     def run(self, stop: threading.Event, new_events: Signal) -> None:
         ensure_topics(self.settings)
