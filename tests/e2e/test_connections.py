@@ -1,6 +1,7 @@
-"""PostgreSQL connections under load: creating 500 runs over HTTP, with every consumer
-(dispatcher, notifier, provisioner) and the projections following the log, starts a
-bounded number of server processes, none per request or per event.
+"""PostgreSQL connections: creating 500 runs over HTTP, with every consumer (dispatcher,
+notifier, provisioner) and the projections following the log, starts a bounded number of
+server processes, none per request or per event; and pooled connections, handed out
+without a check, are still replaced when the server closed them.
 
 The count is PostgreSQL's own: `pg_stat_database.sessions`, the sessions ever started on
 the test's database (a session that ends is counted when it ends, so a connection opened
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
 from sailplane.http.app import create_app
@@ -48,6 +50,21 @@ def inbox_rows_after(database: Database, consumer: str, position: int) -> int:
         )
 
 
+def new_job(system: System, client: httpx.Client, organization_id: str) -> str:
+    team = client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"})
+    job = client.post(
+        "/workloads/jobs",
+        json={
+            "jobKey": f"job-{uuid.uuid4().hex[:8]}",
+            "clusterId": local_cluster_id(system, organization_id),
+            "teamIds": [team.json()["team"]["id"]],
+            "config": {"sql": {"source": "SELECT 1"}},
+        },
+    )
+    assert job.status_code == 201, job.text
+    return str(job.json()["id"])
+
+
 @pytest.fixture
 def served(fresh_db: Database) -> Iterator[tuple[System, str]]:
     with running_system(fresh_db) as system:
@@ -59,6 +76,7 @@ def served(fresh_db: Database) -> Iterator[tuple[System, str]]:
         try:
             with services.api_server(create_app(system)) as base_url:
                 yield system, base_url
+            assert not host.errors, host.errors  # no worker died
         finally:
             stop.set()
             host.join(timeout=20)
@@ -70,18 +88,7 @@ def test_creating_runs_starts_a_bounded_number_of_postgresql_sessions(
     system, base_url = served
     org = found_org(system)
     with http_client(base_url, org.token) as client:
-        team = client.post("/org/teams", json={"name": "runners"}).json()["team"]["id"]
-        job = client.post(
-            "/workloads/jobs",
-            json={
-                "jobKey": f"job-{uuid.uuid4().hex[:8]}",
-                "clusterId": local_cluster_id(system, org.id),
-                "teamIds": [team],
-                "config": {"sql": {"source": "SELECT 1"}},
-            },
-        )
-        assert job.status_code == 201, job.text
-        job_id = job.json()["id"]
+        job_id = new_job(system, client, org.id)
         # Warm every pool and worker first, then count from here.
         assert client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True}).is_success
         head = system.event_log.head()
@@ -107,3 +114,33 @@ def test_creating_runs_starts_a_bounded_number_of_postgresql_sessions(
     # Pools may grow under load and the test's own look-ups count too, but nothing may
     # scale with the number of requests or events (one per event would be >= 1000 here).
     assert started < 60, f"{started} PostgreSQL sessions started for {RUNS} runs"
+
+
+def test_connections_the_server_closed_are_replaced_without_failing_a_request(
+    served: tuple[System, str], fresh_db: Database
+) -> None:
+    system, base_url = served
+    org = found_org(system)
+    with http_client(base_url, org.token) as client:
+        job_id = new_job(system, client, org.id)
+        first = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True}).json()
+        # Every server process of the database but this one ends: each pool now holds
+        # connections that look idle and are dead.
+        with fresh_db.connect(autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()) t"
+            ).fetchone()[0]
+        assert ended > 0
+        # Reads and writes go on, on new connections, from the first request.
+        assert client.get(f"/workloads/jobs/{job_id}/runs/{first['id']}").status_code == 200
+        assert client.get(f"/workloads/jobs/{job_id}/runs").json()["total"] == 1
+        created = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True})
+        assert created.status_code == 201, created.text
+        assert client.get(f"/workloads/jobs/{job_id}/runs").json()["total"] == 2
+    # The consumers follow on too.
+    position = system.event_log.head()
+    for consumer in CONSUMERS:
+        wait_until(
+            lambda c=consumer: inbox_rows_after(fresh_db, c, position - 1) > 0, what=consumer
+        )
