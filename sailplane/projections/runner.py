@@ -249,7 +249,12 @@ class ProjectionRunner:
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
             (self.lock_keys,),
         )
-        seen = {view.tracking_name: view.position(cursor) for view in self.views}
+        # Every view's position in one round trip (not one per view).
+        names = [view.tracking_name for view in self.views]
+        stored = cursor.execute(
+            f"SELECT name, position FROM {POSITIONS_TABLE} WHERE name = ANY(%s)", (names,)
+        ).fetchall()
+        seen = dict.fromkeys(names, 0) | {r["name"]: int(r["position"]) for r in stored}
         start = min(seen.values())
         rows = cursor.execute(SELECT_EVENTS, (start, self.batch_size)).fetchall()
         unknown = next(
@@ -292,14 +297,15 @@ class ProjectionRunner:
                     projection.process_event(event, tracking)
                     self._changed[projection.view.tracking_name] = position
         position = rows[-1]["notification_id"]
-        for view in self.views:
-            if seen[view.tracking_name] < position:
-                view.set_position(cursor, position)
-                changed = self._changed.get(view.tracking_name, 0)
-                cursor.execute(
-                    "SELECT pg_notify(%s, %s)",
-                    (VIEWS_CHANNEL, f"{view.tracking_name}:{position}:{changed}"),
-                )
+        with cursor.connection.pipeline():  # the positions and notices without waiting for each
+            for view in self.views:
+                if seen[view.tracking_name] < position:
+                    view.set_position(cursor, position)
+                    changed = self._changed.get(view.tracking_name, 0)
+                    cursor.execute(
+                        "SELECT pg_notify(%s, %s)",
+                        (VIEWS_CHANNEL, f"{view.tracking_name}:{position}:{changed}"),
+                    )
         return len(rows), position, unknown
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
