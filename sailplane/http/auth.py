@@ -3,8 +3,8 @@
 Every route requires `Authorization: Bearer <token>` unless it opts out with
 `opt={"exclude_from_auth": True}` (and `security=[]` for the OpenAPI document). The
 token (an API key or a login) is looked up by its SHA-256 digest in the credentials view
-on every request, so a revoked login, a reset MFA, a removed or disabled member or a
-changed role takes effect on the very next request.
+(through the exact cache below), so a revoked login, a reset MFA, a removed or disabled
+member or a changed role takes effect on the very next request.
 
 The caller's permissions are one set: what their organization roles grant plus what the
 organization policies of the caller and of the caller's teams grant. A route names the
