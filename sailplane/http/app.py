@@ -24,8 +24,8 @@ from sailplane.http.infra import (
     OperationController,
 )
 from sailplane.http.invitations import InvitationController
-from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.job_config import JobConfigSchemaPlugin
+from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController

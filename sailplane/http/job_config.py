@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.openapi.spec import Schema
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 from msgspec import UNSET, UnsetType
@@ -62,7 +62,14 @@ class PythonJobConfig(_Config):
     lakesail: LakesailSettings | UnsetType = UNSET
 
 
-VARIANTS = (SqlJobConfig, PythonJobConfig)
+class NoWorkJobConfig(_Config):
+    """A configuration that names no work yet: neither `sql` nor `python`."""
+
+    compute: dict[str, Any] | UnsetType = UNSET
+    lakesail: LakesailSettings | UnsetType = UNSET
+
+
+VARIANTS = (SqlJobConfig, PythonJobConfig, NoWorkJobConfig)
 
 
 class _Documented:
@@ -81,18 +88,12 @@ class JobConfigSchemaPlugin(OpenAPISchemaPlugin):
             schema_creator.for_field_definition(FieldDefinition.from_annotation(v))
             for v in VARIANTS
         ]
-        lakesail = FieldDefinition.from_annotation(LakesailSettings)
-        no_work = Schema(
-            type=OpenAPIType.OBJECT,
-            title="NoWorkJobConfig",
-            description="A configuration that names no work yet: neither `sql` nor `python`.",
-            properties={
-                "compute": Schema(type=OpenAPIType.OBJECT),
-                "lakesail": schema_creator.for_field_definition(lakesail),
-            },
-            additional_properties=False,  # so that exactly one variant matches any config
-        )
+        # Only a config without `sql` and `python` is one of no work: exactly one variant matches.
+        no_work = FieldDefinition.from_annotation(NoWorkJobConfig)
+        schema_creator.schema_registry.get_schema_for_field_definition(
+            no_work
+        ).additional_properties = False
         return Schema(
-            one_of=[*variants, no_work],
+            one_of=variants,
             description="The job's work, tagged by its key: `sql` or `python` (or none yet).",
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 from importlib.metadata import version
 from pathlib import Path
+
 import msgspec
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig, ResponseSpec
@@ -30,7 +31,6 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from msgspec import UNSET, UnsetType
-
 
 SCHEMA_PATH = "/schema"
 ASSETS_PATH = f"{SCHEMA_PATH}/assets"
@@ -160,4 +160,3 @@ def openapi_config() -> OpenAPIConfig:
             YamlRenderPlugin(),
         ],
     )
-
