@@ -163,8 +163,22 @@ class KafkaRelay:
 class KafkaEventSource:
     """Consumer input from Kafka topics, committed after each handled batch."""
 
-    def __init__(self, settings: KafkaSettings, *, group_id: str, topics: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        group_id: str,
+        topics: tuple[str, ...],
+        max_handle_seconds: float | None = None,
+    ) -> None:
         ensure_topics(settings, topics)
+        # A consumer whose messages may each take long (`max_handle_seconds`) takes them one
+        # per poll, and the group keeps it (and its partitions) while it handles one instead
+        # of redelivering the message to another instance after kafka-python's 300 s.
+        self.max_records = 500 if max_handle_seconds is None else 1
+        self.max_poll_interval_ms = (
+            300_000 if max_handle_seconds is None else int(max_handle_seconds * 1000) + 60_000
+        )
         self._consumer = KafkaConsumer(
             *topics,
             bootstrap_servers=settings.servers,
@@ -174,11 +188,12 @@ class KafkaEventSource:
             auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=self.max_poll_interval_ms,
         )
 
     def poll(self, timeout: float) -> list[Delivery]:
         records: dict[Any, list[Any]] = self._consumer.poll(
-            timeout_ms=int(timeout * 1000), max_records=500
+            timeout_ms=int(timeout * 1000), max_records=self.max_records
         )
         deliveries = []
         for batch in records.values():
