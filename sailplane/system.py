@@ -141,7 +141,12 @@ class Worker(Protocol):
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     "provisioner": lambda system: Provisioner(
-        system.infra, system.sessions, system.providers, system.session_views, system.wait_for_views
+        system.infra,
+        system.sessions,
+        system.providers,
+        system.session_views,
+        system.wait_for_views,
+        system.database,
     ),
     "notifier": lambda system: Notifier(system),
 }
@@ -384,7 +389,10 @@ class System:
     def _source_for(self, consumer: Consumer) -> EventSource:
         if self.kafka is not None:
             return KafkaEventSource(
-                self.kafka, group_id=f"sailplane-{consumer.name}", topics=consumer.kafka_topics
+                self.kafka,
+                group_id=f"sailplane-{consumer.name}",
+                topics=consumer.kafka_topics,
+                max_handle_seconds=consumer.max_handle_seconds,
             )
         return LogEventSource(
             self.event_log,
