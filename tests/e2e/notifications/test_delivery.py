@@ -500,5 +500,5 @@ def test_by_default_a_private_webhook_target_is_refused_on_write_and_at_send(
     notifier.pump()
     [refused] = deliveries(client, channelId=hook["id"])
     assert refused["status"] == "failed" and refused["attempts"] == 1
-    assert "loopback" in refused["statusMessage"] and refused["nextAttemptAt"] is None
+    assert "not globally routable" in refused["statusMessage"] and refused["nextAttemptAt"] is None
     assert receiver.requests == []
