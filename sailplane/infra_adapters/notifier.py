@@ -259,7 +259,7 @@ class Notifier(Consumer):
             tracking=delivery.tracking(self.name),
         )
         if position:
-            self.system.wait_for_views(position)
+            self.system.views_reached(position)
             self.send_due()
 
     def plan(self, organization_id: str, notable: Notable) -> list[PlannedDelivery]:
