@@ -41,6 +41,7 @@ from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
+from sailplane.infra_adapters.replay_bodies import SealedReplayBodies
 from sailplane.infra_adapters.scheduler import (
     Leadership,
     RunsForScheduler,
@@ -157,8 +158,12 @@ class System:
         self.event_log = EventLog(database)
         self.pool = database.pool(name="views", min_size=2, max_size=20)
 
+        self.secret_box = secret_box or FernetSecretBox.generate()
+
         self.identity = Identity(self.event_log, clock=clock)
-        self.requests = Requests(self.event_log, clock=clock)
+        # Responses to replay are kept sealed outside the log (they can hold secrets).
+        self.replay_bodies = SealedReplayBodies(self.pool, self.secret_box)
+        self.requests = Requests(self.event_log, replay_bodies=self.replay_bodies, clock=clock)
 
         self.directory = DirectoryView(self.pool)
         self.teams = TeamsView(self.pool)
@@ -169,7 +174,6 @@ class System:
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
         self.glue = GlueCatalogs(self.aws_connections)
-        self.secret_box = secret_box or FernetSecretBox.generate()
         self.workloads = Workloads(
             self.event_log,
             clock=clock,
@@ -279,6 +283,8 @@ class System:
             prepare_view(self.event_log, projection_class, self.pool)
         self.positions.load(self.pool)
         self.run_logs.create_table()
+        self.replay_bodies.create_table()
+        self.replay_bodies.expire(self.clock())
         self.listener.start()
 
     def views_reached(self, position: int) -> bool:

@@ -343,7 +343,12 @@ class JobsProjection(SharedProjection):
         """Every change to a job moves its revision (the `version` a PATCH must name)."""
         self.view.execute(
             "UPDATE {jobs} SET updated_at = %s, updated_by = %s, revision = %s WHERE id = %s",
-            (event.timestamp, actor_ref(event.actor), event.originator_version, event.originator_id),
+            (
+                event.timestamp,
+                actor_ref(event.actor),
+                event.originator_version,
+                event.originator_id,
+            ),
         )
 
     def _touch_version(self, event: Any, version: int) -> None:
