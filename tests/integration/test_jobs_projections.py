@@ -79,7 +79,8 @@ def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> 
     w.create_job_draft(jobs[3], {"description": "a draft", "cluster_id": other_cluster}, by=owner)
     w.create_job_draft(jobs[4], {}, by=owner)
     w.discard_job_draft(jobs[4], by=owner)
-    w.update_job(jobs[4], {"status": "paused", "job_key": "renamed"}, expected_version=1, by=owner)
+    # created, drafted, discarded: its revision is 3
+    w.update_job(jobs[4], {"status": "paused", "job_key": "renamed"}, expected_version=3, by=owner)
     w.grant_job_teams(jobs[0], teams[1:], by=owner)
     w.revoke_job_team(jobs[2], teams[0], by=owner)
     w.create_job_version(jobs[0], {}, by=owner)
