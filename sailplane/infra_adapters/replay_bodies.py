@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 from psycopg_pool import ConnectionPool
 
 from sailplane.commands.workloads import SecretBox
+from sailplane.domain.errors import ConflictError
 from sailplane.domain.requests import REPLAY_WINDOW
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 
@@ -74,8 +75,11 @@ class SealedReplayBodies:
             ).fetchone()
         if row is None:
             return None
-        box = self._box(row["day"], create=False)
-        return None if box is None else (row["content_type"], box.open(row["body"]))
+        try:
+            box = self._box(row["day"], create=False)
+            return None if box is None else (row["content_type"], box.open(row["body"]))
+        except ConflictError:  # sealed with a key this server does not have
+            return None
 
     def expire(self, at: datetime) -> None:
         """Delete expired bodies, then drop the keys of days whose bodies have all expired."""

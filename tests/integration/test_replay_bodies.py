@@ -46,6 +46,9 @@ def test_a_body_is_sealed_replayed_for_a_day_then_deleted_with_its_key(
     assert bodies.find("r1", at=NOON + timedelta(hours=23)) == ("application/json", secret)
     assert bodies.find("r1", at=NOON + timedelta(hours=24)) is None
     assert bodies.find("nothing", at=NOON) is None
+    # a server with another secrets key cannot open the day's key, so not the body either
+    stranger = SealedReplayBodies(bodies.pool, FernetSecretBox.generate())
+    assert stranger.find("r1", at=NOON) is None
 
     # The next day's recording deletes the expired body; the first day's key stays until
     # every body it sealed has gone and that day is over a day old.
