@@ -288,7 +288,13 @@ class System:
     @classmethod
     def from_settings(cls, settings: Settings, database: Database) -> System:
         kafka = (
-            KafkaSettings(settings.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+            KafkaSettings(
+                settings.kafka_bootstrap_servers,
+                partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                retention_ms=settings.kafka_retention_ms,
+                client_log_level=settings.kafka_log_level,
+            )
             if settings.kafka_bootstrap_servers
             else None
         )
