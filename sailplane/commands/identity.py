@@ -312,6 +312,7 @@ class Identity(SailplaneApplication):
     ) -> int:
         member = self._member(member_id, by)
         was_owner = member.is_owner
+        was_enabled = member.is_enabled
         self._require_owner_to_touch_owners(by, touches_owner=was_owner and is_enabled is False)
         member.update(
             by=by,
@@ -321,7 +322,15 @@ class Identity(SailplaneApplication):
             preferences=preferences,
             is_enabled=is_enabled,
         )
-        return self._commit(member, *self._owner_change(member, was_owner, by))
+        # Disabling ends the member's logins here, so enabling again does not revive them.
+        logins = (
+            self._revoke_logins(
+                member.user_id, "member_disabled", by, organization_id=by.organization_id
+            )
+            if was_enabled and not member.is_enabled and member.user_id
+            else []
+        )
+        return self._commit(member, *self._owner_change(member, was_owner, by), *logins)
 
     def replace_member_roles(self, member_id: str, role_ids: list[str], *, by: Actor) -> int:
         member = self._member(member_id, by)
