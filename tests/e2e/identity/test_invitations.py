@@ -28,6 +28,8 @@ INVITE_FIELDS = {
     "expiresAt",
     "organization",
     "inviteUrl",
+    "emailStatus",
+    "emailMessage",
 }
 
 
@@ -256,3 +258,42 @@ def test_invitation_and_verification_tokens_never_reach_the_access_log(
     assert all(token not in line and "sp-verify-secret" not in line for line in lines), lines
     assert any("/org/invites/[redacted]/accept" in line for line in lines), lines
     assert any("verify-email?token=[redacted]" in line for line in lines), lines
+
+
+def test_an_invitation_email_that_fails_or_cannot_be_sent_is_recorded_and_shown(
+    api: str, system: System, client: httpx.Client, smtp: Mailbox
+) -> None:
+    from sailplane.infra_adapters.mail import SmtpMailer
+    from tests.services import free_port
+
+    def invite(send_email: bool = True) -> dict:
+        created = client.post("/org/invites", json={"email": _email(), "sendEmail": send_email})
+        assert created.status_code == 201, created.text
+        return created.json()
+
+    def described(token: str) -> dict:
+        with _anonymous(api) as anonymous:
+            return anonymous.get(f"/org/invites/{token}").json()
+
+    sent = invite()
+    assert (sent["emailStatus"], sent["emailMessage"]) == ("sent", None)
+    assert len(smtp.messages) == 1
+    assert invite(send_email=False)["emailStatus"] == "not_requested"
+
+    working = system.mailer
+    try:
+        system.mailer = None
+        unconfigured = invite()
+        assert unconfigured["emailStatus"] == "not_configured"
+        assert "SAILPLANE_SMTP_HOST" in unconfigured["emailMessage"]
+        # Nothing listens on this port: the SMTP connection is refused.
+        system.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+        failed = invite()
+    finally:
+        system.mailer = working
+    assert failed["emailStatus"] == "failed"
+    assert failed["email"] in failed["emailMessage"]
+    assert described(failed["invitationToken"])["emailStatus"] == "failed"
+    assert described(unconfigured["invitationToken"])["emailStatus"] == "not_configured"
+    assert described(sent["invitationToken"])["emailStatus"] == "sent"
+    assert len(smtp.messages) == 1
