@@ -8,8 +8,6 @@ from litestar import Litestar, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
 from sailplane.http.auth import BearerAuthMiddleware, Principal, SystemDep, provide_principal
 from sailplane.http.authentication import AuthController
@@ -26,11 +24,13 @@ from sailplane.http.infra import (
     OperationController,
 )
 from sailplane.http.invitations import InvitationController
+from sailplane.http.job_config import JobConfigSchemaPlugin
 from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.notifications import NotificationController
+from sailplane.http.openapi import assets_router, declare_errors, openapi_config
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.request_guard import MAX_BODY_BYTES, RequestGuardMiddleware
@@ -127,8 +127,8 @@ def readyz(system: SystemDep) -> Response[dict[str, Any]]:
 
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
-    return Litestar(
-        route_handlers=[api, healthz, livez, readyz],
+    app = Litestar(
+        route_handlers=[api, healthz, livez, readyz, assets_router()],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
@@ -147,15 +147,9 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         ],
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(
-            title="Sailplane",
-            version="1.0.0",
-            description="Self-hosted control plane serving the LakeSail platform API.",
-            components=Components(
-                security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}
-            ),
-            security=[{"BearerAuth": []}],
-            use_handler_docstrings=True,
-        ),
+        openapi_config=openapi_config(),
+        plugins=[JobConfigSchemaPlugin()],
         debug=debug,
     )
+    declare_errors(app)
+    return app

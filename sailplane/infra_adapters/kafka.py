@@ -39,6 +39,11 @@ class KafkaSettings:
     bootstrap_servers: str
     partitions: int = 3
     replication_factor: int = 1
+    # `retention.ms` of the topics the relay creates: -1 keeps every event (audit consumers
+    # replay from the start; the relay never republishes what it sent).
+    retention_ms: int = -1
+    # kafka-python reports every connection and group step at INFO; its warnings suffice.
+    client_log_level: str = "WARNING"
     # Short group timeouts suit tests and single-node brokers; raise them for real clusters.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -48,19 +53,22 @@ class KafkaSettings:
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 
 
+def new_topic(settings: KafkaSettings, name: str) -> NewTopic:
+    return NewTopic(
+        name=name,
+        num_partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+        topic_configs={"retention.ms": str(settings.retention_ms)},
+    )
+
+
 def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...] = KAFKA_TOPICS) -> None:
+    """Create the missing topics (every Kafka user of Sailplane calls this first)."""
+    logging.getLogger("kafka").setLevel(settings.client_log_level.upper())
     admin = KafkaAdminClient(bootstrap_servers=settings.servers, client_id="sailplane-admin")
     try:
         existing = set(admin.list_topics())
-        missing = [
-            NewTopic(
-                name=t,
-                num_partitions=settings.partitions,
-                replication_factor=settings.replication_factor,
-            )
-            for t in topics
-            if t not in existing
-        ]
+        missing = [new_topic(settings, t) for t in topics if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
@@ -121,6 +129,7 @@ class KafkaRelay:
                         event.kafka_topic,
                         key=event.aggregate_id.encode(),
                         value=cloudevents.encode(event),
+                        headers=cloudevents.HEADERS,
                     )
                 )
         producer.flush()

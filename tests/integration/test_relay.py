@@ -17,7 +17,7 @@ from kafka import KafkaConsumer
 from sailplane.domain.base import Actor
 from sailplane.domain.ids import new_id
 from sailplane.infra_adapters import cloudevents
-from sailplane.infra_adapters.kafka import KafkaRelay, KafkaSettings, ensure_topics
+from sailplane.infra_adapters.kafka import KafkaRelay, KafkaSettings, ensure_topics, new_topic
 from sailplane.projections.event_log import KAFKA_TOPICS
 from sailplane.projections.runner import advisory_key
 from sailplane.storage import Database, EventLog
@@ -102,7 +102,7 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
     )
     messages = [cloudevents.decode(record.value) for record in consumer]
     consumer.close()
-    ours = [m for m in messages if m.sailplaneorganization == founded.organization_id]
+    ours = [m for m in messages if m.sailplaneorg == founded.organization_id]
 
     published = {}
     versions_seen = defaultdict(list)
@@ -212,3 +212,63 @@ def test_a_relay_that_loses_its_lock_connection_never_moves_the_position_back(
             producer.close(timeout=10)
             relay.leadership.step_down()
         event_log.close()
+
+
+def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    """What a consumer with the official SDK sees: the binding's header, short extension
+    names, the REST API's field names in `data`; and topics that keep every event."""
+    import logging
+
+    from cloudevents.v1.kafka import KafkaMessage, from_structured
+
+    from sailplane.commands.identity import Identity
+
+    event_log = EventLog(fresh_db)
+    identity = Identity(event_log)
+    founded = identity.found_organization(
+        name="Binding Org", owner_email="binding@example.com", owner_name="B"
+    )
+    actor = Actor("member", founded.owner_member_id, founded.organization_id)
+    team_id, _ = identity.create_team(name="Binding", default_role_id=None, by=actor)
+    settings = KafkaSettings(kafka.bootstrap_servers, retention_ms=-1)
+    logging.getLogger("kafka").setLevel(logging.DEBUG)
+    ensure_topics(settings)
+    assert logging.getLogger("kafka").getEffectiveLevel() == logging.WARNING
+    relay = KafkaRelay(event_log, settings)
+    producer = relay._producer()
+    try:
+        while relay.publish_batch(producer):
+            pass
+    finally:
+        producer.close(timeout=10)
+        relay.leadership.step_down()
+
+    consumer = KafkaConsumer(
+        "sailplane.identity",
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    records = [r for r in consumer if cloudevents.decode(r.value).subject == team_id]
+    consumer.close()
+    assert [cloudevents.decode(r.value).type for r in records] == [
+        "sailplane.identity.Team.Created"
+    ]
+    record = records[0]
+    assert dict(record.headers) == {"content-type": b"application/cloudevents+json"}
+    event = from_structured(KafkaMessage(dict(record.headers), record.key, record.value))
+    assert event["type"] == "sailplane.identity.Team.Created"
+    assert event["sailplaneorg"] == founded.organization_id
+    assert event.get_data() == {"name": "Binding", "defaultRoleId": "TEAMMEMBER"}
+    assert all(len(name) <= 20 for name in event.get_attributes())
+    # Sailplane's own consumers still rebuild the event from the camelCase data.
+    rebuilt = cloudevents.to_domain_event(cloudevents.decode(record.value))
+    assert (rebuilt.name, rebuilt.default_role_id) == ("Binding", "TEAMMEMBER")
+
+    # The topics were created with the retention setting (the broker accepted it).
+    assert new_topic(settings, "sailplane.identity").topic_configs == {"retention.ms": "-1"}
+    assert KafkaSettings("k:9092").retention_ms == -1, "by default topics keep every event"
+    event_log.close()
