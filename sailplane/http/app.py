@@ -36,10 +36,10 @@ from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.notifications import NotificationController
-from sailplane.http.nul_guard import NulGuardMiddleware
 from sailplane.http.openapi import assets_router, declare_errors, openapi_config
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
+from sailplane.http.request_guard import MAX_BODY_BYTES, RequestGuardMiddleware
 from sailplane.http.roles import RoleController
 from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
@@ -141,16 +141,18 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         signature_namespace={"System": System, "Principal": Principal},
+        # Authentication first, then the request guard, before anything reads the body.
         middleware=[
-            NulGuardMiddleware,
             DefineMiddleware(
                 BearerAuthMiddleware,
                 system=system,
                 principals=PrincipalCache(system.positions),
                 exclude=["^/schema", "^/healthz", "^/livez", "^/readyz"],
             ),
+            RequestGuardMiddleware,
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],
+        request_max_body_size=MAX_BODY_BYTES,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         plugins=[JobConfigSchemaPlugin()],
