@@ -161,6 +161,17 @@ def sail_server() -> Iterator[str]:
         stop(process)
 
 
+def sessions_started(database: Database) -> int:
+    """PostgreSQL's count of sessions ever started on the database (`pg_stat_database`): a
+    session that ends is counted when it ends, so a connection per event is always seen."""
+    with database.connect(autocommit=True) as conn:
+        return int(
+            conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()[0]
+        )
+
+
 def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
     """Ask a child process to stop; kill it when it has not within `timeout` seconds."""
     process.terminate()

@@ -3,9 +3,7 @@ notifier, provisioner) and the projections following the log, starts a bounded n
 server processes, none per request or per event; and pooled connections, handed out
 without a check, are still replaced when the server closed them.
 
-The count is PostgreSQL's own: `pg_stat_database.sessions`, the sessions ever started on
-the test's database (a session that ends is counted when it ends, so a connection opened
-and closed per event is always seen).
+The count is PostgreSQL's own (`services.sessions_started`).
 """
 
 from __future__ import annotations
@@ -28,15 +26,6 @@ from tests.runs_support import wait_until
 
 RUNS = 500
 CONSUMERS = ("dispatcher", "notifier")  # those that follow `sailplane.job-runs`
-
-
-def sessions_started(database: Database) -> int:
-    with database.connect(autocommit=True) as conn:
-        return int(
-            conn.execute(
-                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
-            ).fetchone()[0]
-        )
 
 
 def inbox_rows_after(database: Database, consumer: str, position: int) -> int:
@@ -96,7 +85,7 @@ def test_creating_runs_starts_a_bounded_number_of_postgresql_sessions(
     head = system.event_log.head()
     for consumer in CONSUMERS:
         wait_until(lambda c=consumer: inbox_rows_after(fresh_db, c, 0) > 0, what=consumer)
-    before = sessions_started(fresh_db)
+    before = services.sessions_started(fresh_db)
 
     def create(_: int) -> Any:
         # Held runs: every consumer of the runs topic receives each creation.
@@ -111,7 +100,7 @@ def test_creating_runs_starts_a_bounded_number_of_postgresql_sessions(
             timeout=300,
             what=f"{consumer} handled every creation",
         )
-    started = sessions_started(fresh_db) - before
+    started = services.sessions_started(fresh_db) - before
 
     # Pools may grow under load and the test's own look-ups count too, but nothing may
     # scale with the number of requests or events (one per event would be >= 1000 here).
