@@ -31,6 +31,9 @@ log = logging.getLogger("sailplane")
 @contextlib.contextmanager
 def database_for(settings: Settings) -> Iterator[Database]:
     """DATABASE_URL when set, else the embedded server in the data directory (stopped on exit)."""
+    from sailplane.infra_adapters.isolation import private_directory
+
+    private_directory(settings.data_dir)  # the secrets key, the database: no one else's
     if settings.database_url:
         database = Database.from_url(settings.database_url)
         database.ensure_exists()

@@ -7,6 +7,7 @@ contexts register their projections, start-up hooks and consumers here.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
+from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
 from sailplane.infra_adapters.notifier import Notifier
@@ -146,8 +148,12 @@ class System:
         provider_poll_seconds: float | None = None,
         scheduler: SchedulerSettings | None = None,
         webhook_allow_private: bool = False,
+        isolation: Isolation | None = None,
     ) -> None:
         self.database = database
+        # How user work (job attempts, local Sail servers) is kept away from this server;
+        # `isolation.describe()` is what the readiness report says about it.
+        self.isolation = isolation or Isolation.detect()
         self.clock = clock
         self.kafka = kafka
         self.read_your_writes_timeout = read_your_writes_timeout
@@ -180,7 +186,9 @@ class System:
         self.aws_principal = aws_principal
         self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
-        self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
+        self.providers = Providers(
+            {"local": LocalProvider(SailServers(sail_state, isolation=self.isolation))}
+        )
         for builder in ADAPTERS.values():
             self.providers.register(builder(self))
         self.infra = Infra(
@@ -326,6 +334,7 @@ class System:
         self.listener.stop()
         self.pool.close()
         self.event_log.close()
+        self.isolation.close()
 
 
 class ProjectionsWorker:
@@ -357,7 +366,9 @@ class SystemTargets:
 
 def dispatcher_worker(system: System) -> Worker:
     """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
-    local = LocalExecutor(system.database, system.run_logs, **system.executor_options)
+    local = LocalExecutor(
+        system.database, system.run_logs, isolation=system.isolation, **system.executor_options
+    )
     local.create_table()
     dispatcher = RunDispatcher(
         runs=system.runs,
@@ -442,6 +453,8 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         owner_name=settings.owner_name,
         token=settings.bootstrap_token,
     )
+    # The owner's key stays in this process's environment no longer than this use.
+    os.environ.pop("SAILPLANE_BOOTSTRAP_TOKEN", None)
     if founded is None:
         return
     system.wait_for_views(founded.position)
@@ -473,7 +486,12 @@ def ensure_local_clusters(system: System, settings: Settings) -> None:
         system.wait_for_views(system.infra.ensure_local_cluster(organization_id).position)
 
 
-STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]
+def report_isolation(system: System, settings: Settings) -> None:
+    """Say loudly at start when user work is not kept away from this server."""
+    system.isolation.warn_if_not_isolated()
+
+
+STARTUP_HOOKS: list[StartupHook] = [report_isolation, bootstrap_organization, ensure_local_clusters]
 
 
 def start_up(system: System, settings: Settings) -> None:
