@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import secrets
 from pathlib import Path
 from typing import Any
@@ -55,16 +54,15 @@ class EmbeddedPostgres:
 
     def _make_private(self, socket_dir: Path | None) -> None:
         """The socket's directory enterable by the database's user only; the data directory by
-        this server (and the database's user, to reach its files), nobody else. The wheel
-        opens both up for its own user when it starts the server as root."""
-        owner = self._server.system_user
-        entry = pwd.getpwnam(owner) if owner else None
+        this server and, to pass through to its files, the database's group. The wheel opens
+        both up for its own user when it starts the server as root."""
+        postgres = self._server.get_postmaster_info().process
+        uid, gid = postgres.uids().real, postgres.gids().real
         if socket_dir is not None:
-            if entry is not None:
-                os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
+            os.chown(socket_dir, uid, gid)
             socket_dir.chmod(0o700)
-        if entry is not None:
-            os.chown(self.data_dir, -1, entry.pw_gid)
+        if uid != os.geteuid():
+            os.chown(self.data_dir, -1, gid)
             self.data_dir.chmod(0o710)
         else:
             self.data_dir.chmod(0o700)
