@@ -61,8 +61,11 @@ def serving(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator
             except subprocess.TimeoutExpired:
                 process.kill()
                 raise
-        output.seek(0)
-        assert process.returncode == 0, output.read().decode(errors="replace")[-5000:]
+            finally:
+                output.seek(0)
+                said = output.read().decode(errors="replace")[-5000:]
+                print(said)  # shown when the test fails
+        assert process.returncode == 0, said
 
 
 def _postgres_running_in(data_dir: Path) -> bool:
