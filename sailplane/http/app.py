@@ -9,7 +9,13 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 
-from sailplane.http.auth import BearerAuthMiddleware, Principal, SystemDep, provide_principal
+from sailplane.http.auth import (
+    BearerAuthMiddleware,
+    Principal,
+    PrincipalCache,
+    SystemDep,
+    provide_principal,
+)
 from sailplane.http.authentication import AuthController
 from sailplane.http.catalogs import CatalogController, CatalogListsController
 from sailplane.http.errors import EXCEPTION_HANDLERS
@@ -140,6 +146,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
             DefineMiddleware(
                 BearerAuthMiddleware,
                 system=system,
+                principals=PrincipalCache(system.positions),
                 exclude=["^/schema", "^/healthz", "^/livez", "^/readyz"],
             ),
             RequestGuardMiddleware,
