@@ -58,6 +58,7 @@ def _system(settings: Settings, database: Database):
 def serve(settings: Settings, *, workers: bool) -> int:
     import uvicorn
 
+    from sailplane.http.access_log import redact_access_log
     from sailplane.http.app import create_app
     from sailplane.system import WorkerHost, start_up
 
@@ -75,6 +76,7 @@ def serve(settings: Settings, *, workers: bool) -> int:
                 create_app(system), host=settings.host, port=settings.port, log_level="info"
             )
         )
+        redact_access_log()  # after uvicorn configured its loggers
 
         def stop_server_when_a_worker_fails() -> None:
             stop.wait()

@@ -10,6 +10,8 @@ import logging
 import os
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +27,7 @@ from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
+from sailplane.domain.errors import ViewsBehindError
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
@@ -42,6 +45,7 @@ from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
+from sailplane.infra_adapters.replay_bodies import SealedReplayBodies
 from sailplane.infra_adapters.scheduler import (
     Leadership,
     RunsForScheduler,
@@ -80,9 +84,11 @@ from sailplane.projections.workloads import (
     QueriesView,
 )
 from sailplane.settings import Settings
-from sailplane.storage import Database, EventLog
+from sailplane.storage import POSITIONS_TABLE, Database, EventLog
 
 log = logging.getLogger(__name__)
+
+VIEWS_BEHIND_RETRY_AFTER = 2  # seconds a client waits before it reads or retries again
 
 PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     DirectoryProjection,
@@ -99,6 +105,39 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
 )
 
 
+# A readiness check: None when ready, else one line saying what is not.
+ReadinessCheck = Callable[[], "str | None"]
+# How long the views may stay behind a log position before `/readyz` says not ready.
+VIEW_LAG_BOUND = 30.0
+
+
+class ViewLag:
+    """Whether the views reached, within `bound` seconds, every head of the log seen.
+
+    Each check notes the head it saw; a noted head older than the bound that the slowest
+    view has not reached means the views are stuck or far behind (another process's
+    runner stopped on an unknown event shows up here too)."""
+
+    def __init__(self, bound: float = VIEW_LAG_BOUND, clock: Callable[[], float] = time.monotonic):
+        self.bound = bound
+        self.clock = clock
+        self._heads: deque[tuple[float, int]] = deque(maxlen=1000)
+
+    def check(self, head: int, lowest: int) -> str | None:
+        now = self.clock()
+        if not self._heads or self._heads[-1][1] < head:
+            self._heads.append((now, head))
+        while self._heads and self._heads[0][1] <= lowest:
+            self._heads.popleft()
+        if self._heads and now - self._heads[0][0] > self.bound:
+            seen_at, behind = self._heads[0]
+            return (
+                f"the views stand at {lowest}, still short of position {behind} "
+                f"seen {now - seen_at:.0f} s ago (head {head})"
+            )
+        return None
+
+
 class Worker(Protocol):
     name: str
 
@@ -108,7 +147,12 @@ class Worker(Protocol):
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     "provisioner": lambda system: Provisioner(
-        system.infra, system.sessions, system.providers, system.session_views, system.wait_for_views
+        system.infra,
+        system.sessions,
+        system.providers,
+        system.session_views,
+        system.views_reached,
+        system.pool,
     ),
     "notifier": lambda system: Notifier(system),
 }
@@ -160,8 +204,12 @@ class System:
         self.event_log = EventLog(database)
         self.pool = database.pool(name="views", min_size=2, max_size=20)
 
+        self.secret_box = secret_box or FernetSecretBox.generate()
+
         self.identity = Identity(self.event_log, clock=clock)
-        self.requests = Requests(self.event_log, clock=clock)
+        # Responses to replay are kept sealed outside the log (they can hold secrets).
+        self.replay_bodies = SealedReplayBodies(self.pool, self.secret_box)
+        self.requests = Requests(self.event_log, replay_bodies=self.replay_bodies, clock=clock)
 
         self.directory = DirectoryView(self.pool)
         self.teams = TeamsView(self.pool)
@@ -172,7 +220,6 @@ class System:
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
         self.glue = GlueCatalogs(self.aws_connections)
-        self.secret_box = secret_box or FernetSecretBox.generate()
         self.workloads = Workloads(
             self.event_log,
             clock=clock,
@@ -238,11 +285,27 @@ class System:
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
         self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
+        # Positions notified while the listener was away are read again (which also
+        # invalidates every cache built on the views, such as the principal cache).
+        self.listener.on_connect.append(lambda: self.positions.load(self.pool))
+
+        # `/readyz`: every named check must answer None; other contexts add theirs.
+        self.view_lag = ViewLag()
+        self.readiness_checks: dict[str, ReadinessCheck] = {
+            "database": self._database_ready,
+            "views": self._views_ready,
+        }
 
     @classmethod
     def from_settings(cls, settings: Settings, database: Database) -> System:
         kafka = (
-            KafkaSettings(settings.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+            KafkaSettings(
+                settings.kafka_bootstrap_servers,
+                partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                retention_ms=settings.kafka_retention_ms,
+                client_log_level=settings.kafka_log_level,
+            )
             if settings.kafka_bootstrap_servers
             else None
         )
@@ -284,11 +347,60 @@ class System:
             prepare_view(self.event_log, projection_class, self.pool)
         self.positions.load(self.pool)
         self.run_logs.create_table()
+        self.replay_bodies.create_table()
+        self.replay_bodies.expire(self.clock())
         self.listener.start()
 
-    def wait_for_views(self, position: int) -> bool:
-        """Read-your-writes: block (bounded) until every view has processed `position`."""
+    def views_reached(self, position: int) -> bool:
+        """Block (bounded) until every view has processed `position`; say whether they did.
+
+        For workers, which go on either way and meet the change on a later event.
+        """
         return self.positions.wait_for(position, timeout=self.read_your_writes_timeout)
+
+    def wait_for_views(self, position: int) -> None:
+        """Read-your-writes for a request: its answer reads views that hold its change.
+
+        Raises `ViewsBehindError` (503 with `Retry-After`) when they do not within the
+        timeout, rather than answering from views that miss the change (a 404 for what
+        was just created).
+        """
+        if not self.views_reached(position):
+            raise ViewsBehindError(
+                "The change was saved, but the views that answer this request have not caught "
+                "up with it yet; read it again (or retry) shortly.",
+                retry_after=VIEWS_BEHIND_RETRY_AFTER,
+            )
+
+    # --- readiness -------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, str | None]:
+        """Each readiness check by name: None when ready, else what is not."""
+        results: dict[str, str | None] = {}
+        for name, check in self.readiness_checks.items():
+            try:
+                results[name] = check()
+            except Exception as exc:  # a failing check is a "not ready", with its reason
+                results[name] = f"{type(exc).__name__}: {exc}"
+        return results
+
+    def _database_ready(self) -> str | None:
+        with self.pool.connection(timeout=5.0) as conn:
+            conn.execute("SELECT 1")
+        return None
+
+    def _views_ready(self) -> str | None:
+        if self.positions.stopped is not None:
+            return str(self.positions.stopped)
+        names = [p.view_class.name for p in PROJECTIONS]
+        with self.pool.connection(timeout=5.0) as conn:
+            row = conn.execute(
+                f"SELECT min(position) AS lowest, count(*) AS views FROM {POSITIONS_TABLE} "
+                "WHERE name = ANY(%s)",
+                (names,),
+            ).fetchone()
+        lowest = int(row["lowest"]) if row and row["views"] == len(names) else 0
+        return self.view_lag.check(self.event_log.head(), lowest)
 
     # --- workers ---------------------------------------------------------------------------
 
@@ -320,7 +432,10 @@ class System:
     def _source_for(self, consumer: Consumer) -> EventSource:
         if self.kafka is not None:
             return KafkaEventSource(
-                self.kafka, group_id=f"sailplane-{consumer.name}", topics=consumer.kafka_topics
+                self.kafka,
+                group_id=f"sailplane-{consumer.name}",
+                topics=consumer.kafka_topics,
+                max_handle_seconds=consumer.max_handle_seconds,
             )
         return LogEventSource(
             self.event_log,
@@ -377,8 +492,8 @@ def dispatcher_worker(system: System) -> Worker:
         targets=SystemTargets(system),
         queries=QueryTexts(system.queries.query),
         logs=system.run_logs,
-        database=system.database,
-        catch_up=lambda: system.wait_for_views(system.event_log.head()),
+        pool=system.pool,
+        catch_up=lambda: system.views_reached(system.event_log.head()),
         clock=system.clock,
     )
     return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
@@ -457,9 +572,9 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
     os.environ.pop("SAILPLANE_BOOTSTRAP_TOKEN", None)
     if founded is None:
         return
-    system.wait_for_views(founded.position)
+    system.views_reached(founded.position)
     if settings.owner_password:
-        system.wait_for_views(
+        system.views_reached(
             system.identity.change_password(
                 founded.owner_user_id,
                 current_password=None,
@@ -483,7 +598,7 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
 def ensure_local_clusters(system: System, settings: Settings) -> None:
     """Every organization has its `local` connection, network and active cluster (derived ids)."""
     for organization_id in system.clusters.organizations_without_local_cluster():
-        system.wait_for_views(system.infra.ensure_local_cluster(organization_id).position)
+        system.views_reached(system.infra.ensure_local_cluster(organization_id).position)
 
 
 def report_isolation(system: System, settings: Settings) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
-from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.auth import (
+    BearerAuthMiddleware,
+    Principal,
+    PrincipalCache,
+    SystemDep,
+    provide_principal,
+)
 from sailplane.http.authentication import AuthController
 from sailplane.http.catalogs import CatalogController, CatalogListsController
 from sailplane.http.errors import EXCEPTION_HANDLERS
@@ -26,14 +30,16 @@ from sailplane.http.infra import (
     OperationController,
 )
 from sailplane.http.invitations import InvitationController
+from sailplane.http.job_config import JobConfigSchemaPlugin
 from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
 from sailplane.http.notifications import NotificationController
-from sailplane.http.nul_guard import NulGuardMiddleware
+from sailplane.http.openapi import assets_router, declare_errors, openapi_config
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
+from sailplane.http.request_guard import MAX_BODY_BYTES, RequestGuardMiddleware
 from sailplane.http.roles import RoleController
 from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
@@ -87,33 +93,73 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@get(
+    "/livez",
+    operation_id="Liveness",
+    opt={"exclude_from_auth": True},
+    security=[],
+    include_in_schema=False,
+)
+async def livez() -> dict[str, str]:
+    """Answers 200 while the process serves requests (nothing else is checked)."""
+    return {"status": "ok"}
+
+
+@get(
+    "/readyz",
+    operation_id="Readiness",
+    opt={"exclude_from_auth": True},
+    security=[],
+    include_in_schema=False,
+    sync_to_thread=True,
+)
+def readyz(system: SystemDep) -> Response[dict[str, Any]]:
+    """200 when every readiness check of the System passes, else 503 naming what is not.
+    `isolation` says how user work is kept away from this server (docs/security.md)."""
+    results = system.readiness()
+    checks = {name: problem or "ok" for name, problem in results.items()}
+    failing = [f"{name}: {problem}" for name, problem in results.items() if problem is not None]
+    isolation = system.isolation.describe()
+    if not failing:
+        return Response({"status": "ready", "checks": checks, "isolation": isolation})
+    return Response(
+        {
+            "message": "Not ready: " + "; ".join(failing),
+            "code": "not_ready",
+            "status": "not_ready",
+            "checks": checks,
+            "isolation": isolation,
+        },
+        status_code=503,
+    )
+
+
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
-    return Litestar(
-        route_handlers=[api, healthz],
+    app = Litestar(
+        route_handlers=[api, healthz, livez, readyz, assets_router()],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         signature_namespace={"System": System, "Principal": Principal},
+        # Authentication first, then the request guard, before anything reads the body.
         middleware=[
-            NulGuardMiddleware,
             DefineMiddleware(
-                BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
+                BearerAuthMiddleware,
+                system=system,
+                principals=PrincipalCache(system.positions),
+                exclude=["^/schema", "^/healthz", "^/livez", "^/readyz"],
             ),
+            RequestGuardMiddleware,
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],
+        request_max_body_size=MAX_BODY_BYTES,
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(
-            title="Sailplane",
-            version="1.0.0",
-            description="Self-hosted control plane serving the LakeSail platform API.",
-            components=Components(
-                security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}
-            ),
-            security=[{"BearerAuth": []}],
-            use_handler_docstrings=True,
-        ),
+        openapi_config=openapi_config(),
+        plugins=[JobConfigSchemaPlugin()],
         debug=debug,
     )
+    declare_errors(app)
+    return app

@@ -175,7 +175,7 @@ class SessionBounds(Shape):
     maximums: SessionLimits
 
 
-class SessionSettings(Shape):
+class OrganizationSessionSettings(Shape):
     max_running_workloads: int
     max_concurrent_clients: int
     max_concurrent_sessions_per_member: int
@@ -185,7 +185,7 @@ class SessionSettings(Shape):
 
 class OrganizationSettings(Shape):
     auth: AuthSettings
-    sessions: SessionSettings
+    sessions: OrganizationSessionSettings
 
 
 class OrganizationOut(Shape):
@@ -210,7 +210,7 @@ DEFAULT_SETTINGS = OrganizationSettings(
         check_breached_passwords=False,
         acr="",
     ),
-    sessions=SessionSettings(
+    sessions=OrganizationSessionSettings(
         max_running_workloads=0,
         max_concurrent_clients=0,
         max_concurrent_sessions_per_member=0,
@@ -245,6 +245,9 @@ class InviteOut(Shape):
     expires_at: str | None
     organization: OrganizationOut
     invite_url: str
+    # The invitation email: not_requested, pending, sent, failed or not_configured.
+    email_status: str
+    email_message: str | None
 
 
 def invite(row: dict[str, Any], token: str, org: dict[str, Any], url: str) -> InviteOut:
@@ -262,6 +265,8 @@ def invite(row: dict[str, Any], token: str, org: dict[str, Any], url: str) -> In
         expires_at=iso(row["expires_at"]),
         organization=organization(org),
         invite_url=url,
+        email_status=row["email_status"],
+        email_message=row["email_message"],
     )
 
 

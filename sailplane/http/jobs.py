@@ -5,8 +5,10 @@ Every endpoint needs `CanViewJobs` from an organization role; changing a job nee
 `CanManageJobs` from an organization role or from a team role in a team the job is
 granted to (for a create: one of the teams in `teamIds`).
 
-A Job response shows the job's metadata with its active version's configuration
-(`version` = `currentVersion`); a JobVersion response is one version. `nextRunAt` is the
+A Job response shows the job's metadata with its active version's configuration;
+its `version` is the job's revision, which every change to the job moves (the optimistic
+check of a PATCH), and `currentVersion` the active configuration's number; a JobVersion
+response is one version. `nextRunAt` is the
 next time the active version's schedule fires (null for a paused or unscheduled job).
 """
 
@@ -20,12 +22,12 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
-from sailplane.domain.access import TEAM_ROLES, permissions_of
 from sailplane.domain.errors import InvalidRequestError, NotFoundError
 from sailplane.domain.jobs import VERSION_FIELDS, diff_specs, spec_of
 from sailplane.domain.schedule import next_fire
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.job_config import JobConfig
 from sailplane.http.job_runs import run_shape
 from sailplane.http.pagination import (
     Described,
@@ -81,7 +83,7 @@ class JobVersionWriteRequest(
 
     cluster_id: ClusterId | UnsetType = UNSET
     description: str | UnsetType | None = UNSET
-    config: dict[str, Any] | UnsetType = UNSET
+    config: JobConfig | UnsetType = UNSET
     timeout_seconds: Positive | UnsetType | None = UNSET
     source_config: dict[str, Any] | UnsetType | None = UNSET
     depends_on: list[DependsOn] | UnsetType = UNSET
@@ -105,7 +107,7 @@ class JobCreateRequest(JobVersionWriteRequest, kw_only=True, forbid_unknown_fiel
 
 
 class JobUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    """Metadata only; `version`, when sent, must be the job's current version (409 if not)."""
+    """Metadata only; `version`, when sent, must be the job's `version` (its revision, 409 if not)."""
 
     job_key: JobKey | UnsetType = UNSET
     status: JobStatus | UnsetType = UNSET
@@ -134,7 +136,7 @@ def _sent(data: msgspec.Struct, names: Any) -> dict[str, Any]:
 class _VersionFields(Shape):
     cluster_id: str
     description: str | None
-    config: dict[str, Any]
+    config: JobConfig
     timeout_seconds: int | None
     source_config: dict[str, Any] | None
     depends_on: list[dict[str, str]]
@@ -243,7 +245,7 @@ def job_shape(
         id=job["id"],
         member_id=job["member_id"],
         job_key=job["job_key"],
-        version=version["version"],
+        version=job["revision"],
         current_version=job["current_version"],
         draft_version=job["draft_version"],
         based_on_version=version["based_on_version"],
@@ -362,10 +364,7 @@ def _draft(system: System, principal: Principal, job_id: str) -> JobVersion:
 
 def _my_team_ids(system: System, principal: Principal) -> list[str]:
     """The teams in which the caller's team roles let them view jobs."""
-    if principal.kind != "member":
-        return []
-    roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
-    return sorted(t for t, r in roles.items() if VIEW in permissions_of(TEAM_ROLES, r))
+    return principal.teams_granting(VIEW)
 
 
 def _manage(system: System, principal: Principal, job_id: str) -> None:

@@ -14,7 +14,10 @@ process mode) that a registered mapping finds notable (`domain/notification_sour
    time. A retryable failure records `AttemptFailed` with `next_attempt_at` = now +
    backoff with jitter (`webhooks.Backoff`); the delivery stays `delivering` and a later
    `tick` sends it again. After the last attempt it is `failed` (replayable). The
-   notifier never sleeps, so one slow receiver does not hold up the others.
+   notifier never sleeps, so one slow receiver does not hold up the others. A delivery
+   left `delivering` by a notifier that stopped before sending is sent again after
+   `STALLED_AFTER`: delivery is at least once, and a receiver deduplicates on the
+   delivery id (the `Sailplane-Delivery` header, the CloudEvent `id`).
 
 Between polls (`tick`) it sends what else is due: digests whose time came (one message
 per channel holding every due delivery), replayed deliveries and due retries.
@@ -38,7 +41,7 @@ from sailplane.domain.ids import derived_id
 from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Notable, NotificationSources
 from sailplane.domain.notifications import DigestSchedule, NotificationDelivery
 from sailplane.infra_adapters.consumers import Consumer, Delivery
-from sailplane.infra_adapters.mail import Mailer
+from sailplane.infra_adapters.mail import NOT_CONFIGURED, Mailer
 from sailplane.infra_adapters.webhooks import Backoff, Outcome, WebhookSender
 from sailplane.projections.event_log import event_id, jsonable
 from sailplane.projections.notifications import NotificationsView
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMPONENT = "notifier"
-# A delivery `delivering` this long was left by a worker that stopped: it becomes `failed`.
+# A delivery `delivering` this long was left by a worker that stopped between taking it and
+# sending it: it is sent again (at least once; receivers deduplicate on the delivery id).
 STALLED_AFTER = timedelta(minutes=15)
 
 
@@ -117,9 +121,7 @@ class ChannelSender:
     def _email(self, addresses: list[str], message: Message) -> Outcome:
         mailer = self.mailer()
         if mailer is None:
-            return Outcome(
-                False, "email is not configured on this server (SAILPLANE_SMTP_HOST)", False
-            )
+            return Outcome(False, NOT_CONFIGURED, retryable=False)
         refused = [a for a in addresses if not mailer.send(a, message.subject, message.text)]
         if refused:
             return Outcome(False, f"the SMTP server did not accept mail to {', '.join(refused)}")
@@ -259,7 +261,7 @@ class Notifier(Consumer):
             tracking=delivery.tracking(self.name),
         )
         if position:
-            self.system.wait_for_views(position)
+            self.system.views_reached(position)
             self.send_due()
 
     def plan(self, organization_id: str, notable: Notable) -> list[PlannedDelivery]:
@@ -297,14 +299,22 @@ class Notifier(Consumer):
     # --- deliveries out --------------------------------------------------------------------
 
     def tick(self) -> None:
-        self.send_due()
-        for delivery_id in self.view.stalled(self.clock() - STALLED_AFTER):
+        now = self.clock()
+        resumed = 0
+        for delivery_id in self.view.stalled(now - STALLED_AFTER):
             with contextlib.suppress(ConflictError):
-                self.notifications.abandon_delivery(
-                    delivery_id,
-                    "the notifier stopped while sending; replay to send again",
-                    by=Actor.system(COMPONENT, "system"),
+                resumed = max(
+                    resumed,
+                    self.notifications.retry_stalled_delivery(
+                        delivery_id,
+                        "the notifier stopped while sending; sending again",
+                        next_attempt_at=now,
+                        by=Actor.system(COMPONENT, "system"),
+                    ),
                 )
+        if resumed:
+            self.system.views_reached(resumed)
+        self.send_due()
 
     def send_due(self) -> None:
         """Send every pending delivery whose time came: immediate ones one by one, due

@@ -50,7 +50,8 @@ class JobsView(SharedView):
                 created_at timestamptz NOT NULL,
                 created_by text NOT NULL,
                 updated_at timestamptz NOT NULL,
-                updated_by text NOT NULL
+                updated_by text NOT NULL,
+                revision integer NOT NULL
             )""",
         "job_versions": """
             CREATE TABLE {job_versions} (
@@ -114,6 +115,21 @@ class JobsView(SharedView):
             "JOIN {job_versions} v ON v.job_id = j.id AND v.version = j.current_version "
             "WHERE j.organization_id = %s AND j.id = %s",
             (organization_id, job_id),
+        )
+
+    def runnable_version(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> dict[str, Any] | None:
+        """In one read, what a run copies: the active version's row (or the given version's
+        when published) of a live job, with the job's `job_key` and its grants' `team_ids`."""
+        return self.fetch_one(
+            "SELECT v.*, j.job_key, ARRAY(SELECT g.team_id FROM {job_teams} g "
+            "WHERE g.job_id = j.id ORDER BY g.created_at, g.team_id) AS team_ids "
+            "FROM {jobs} j JOIN {job_versions} v ON v.job_id = j.id "
+            "AND v.version = COALESCE(%s::integer, j.current_version) "
+            "WHERE j.organization_id = %s AND j.id = %s "
+            "AND (%s::integer IS NULL OR v.status = 'published')",
+            (version, organization_id, job_id, version),
         )
 
     def draft(self, organization_id: str, job_id: str) -> dict[str, Any] | None:
@@ -207,7 +223,7 @@ class JobsProjection(SharedProjection):
     def _(self, event: Job.Created, tracking: Tracking) -> None:
         by = actor_ref(event.actor)
         self.view.execute(
-            "INSERT INTO {jobs} VALUES (%s, %s, %s, %s, %s, %s, 1, NULL, %s, %s, %s, %s, %s)",
+            "INSERT INTO {jobs} VALUES (%s, %s, %s, %s, %s, %s, 1, NULL, %s, %s, %s, %s, %s, %s)",
             (
                 event.originator_id,
                 event.organization_id,
@@ -220,6 +236,7 @@ class JobsProjection(SharedProjection):
                 by,
                 event.timestamp,
                 by,
+                event.originator_version,
             ),
         )
         self._insert_version(event, 1, "published", None, event.spec)
@@ -334,6 +351,18 @@ class JobsProjection(SharedProjection):
                 by,
                 event.timestamp if published else None,
                 by if published else None,
+            ),
+        )
+
+    def _touch(self, event: Any) -> None:
+        """Every change to a job moves its revision (the `version` a PATCH must name)."""
+        self.view.execute(
+            "UPDATE {jobs} SET updated_at = %s, updated_by = %s, revision = %s WHERE id = %s",
+            (
+                event.timestamp,
+                actor_ref(event.actor),
+                event.originator_version,
+                event.originator_id,
             ),
         )
 

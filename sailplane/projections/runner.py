@@ -5,6 +5,11 @@ read up to `batch_size` events after it, let the projection write its rows, move
 tracking row, and `NOTIFY sailplane_views`. The advisory lock lets any number of runner
 instances (the in-process one of `serve`, `sailplane worker projections`, a rebuild)
 follow one view without processing an event twice.
+
+An event whose class this code does not know (a class renamed or removed without an
+alias, or written by a newer version) stops the runner just before it: the views keep
+everything up to that event, the runner logs an error and stays stopped, and `/readyz`
+answers 503 naming the event. Skipping it would leave every view silently wrong.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 from psycopg_pool import ConnectionPool
 
-from sailplane.projections.base import REBUILD_SUFFIX, Projection, View
+from sailplane.projections.base import REBUILD_SUFFIX, Projection, View, event_class_of
 from sailplane.storage import POSITIONS_TABLE, Database, EventLog, discarded_on_error
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,18 @@ SELECT_EVENTS = (
 def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for pg_advisory locks named by a string."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class UnknownEvent(Exception):
+    """The log holds an event whose class this code cannot resolve; views stop before it."""
+
+    def __init__(self, position: int, topic: str) -> None:
+        super().__init__(
+            f"the event at position {position} has the unknown class {topic!r}; the views "
+            "stopped before it (deploy the code that defines it, or register the old topic)"
+        )
+        self.position = position
+        self.topic = topic
 
 
 class Signal:
@@ -63,6 +80,8 @@ class ChannelListener:
         self.database = database
         self.signals = {channel: Signal() for channel in channels}
         self.payload_handlers: dict[str, Callable[[str], None]] = {}
+        # Called on every (re)connection: what was notified while not listening is lost.
+        self.on_connect: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -81,6 +100,8 @@ class ChannelListener:
                 with self.database.connect(autocommit=True) as conn:
                     for channel in self.signals:
                         conn.execute(f'LISTEN "{channel}"')
+                    for hook in self.on_connect:
+                        hook()
                     for signal in self.signals.values():
                         signal.fire()  # anything may have happened while we were not listening
                     while not self._stop.is_set():
@@ -101,18 +122,45 @@ class Positions:
 
     def __init__(self, names: Iterable[str]) -> None:
         self._positions = dict.fromkeys(names, 0)
+        # The newest position at which each view's rows changed (a cache built on a view
+        # stays valid while this is not past what the cache read).
+        self._changed = dict.fromkeys(self._positions, 0)
         self._condition = threading.Condition()
+        self.stopped: UnknownEvent | None = None  # why this process's runner stopped
 
-    def advance(self, name: str, position: int) -> None:
+    def stop(self, reason: UnknownEvent) -> None:
+        """The views of this process stopped: waits for them end now instead of timing out."""
         with self._condition:
+            self.stopped = reason
+            self._condition.notify_all()
+
+    def advance(self, name: str, position: int, changed: int | None = None) -> None:
+        """The view is at `position`; its rows last changed at `changed` (unknown: now)."""
+        with self._condition:
+            if name in self._changed:
+                self._changed[name] = max(
+                    self._changed[name], position if changed is None else changed
+                )
             if position > self._positions.get(name, 0):
                 self._positions[name] = position
                 self._condition.notify_all()
 
     def advance_from_payload(self, payload: str) -> None:
-        name, _, position = payload.rpartition(":")
+        """`name:position` or `name:position:changed` (see `ProjectionRunner._batch`)."""
+        name, position, *changed = payload.split(":")
         if name in self._positions and position.isdigit():
-            self.advance(name, int(position))
+            known = changed[0] if changed and changed[0].isdigit() else position
+            self.advance(name, int(position), int(known))
+
+    def stamp(self, names: Iterable[str]) -> int:
+        """A position the views had all reached; a read made now sees at least this much."""
+        with self._condition:
+            return min(self._positions[n] for n in names)
+
+    def changed_after(self, names: Iterable[str], stamp: int) -> bool:
+        """Whether any of these views changed after `stamp` (as far as this process heard)."""
+        with self._condition:
+            return any(self._changed[n] > stamp for n in names)
 
     def lowest(self) -> int:
         with self._condition:
@@ -123,8 +171,15 @@ class Positions:
         if position <= 0:
             return True
         with self._condition:
-            return self._condition.wait_for(
-                lambda: min(self._positions.values(), default=position) >= position, timeout=timeout
+            return (
+                self._condition.wait_for(
+                    lambda: (
+                        self.stopped is not None
+                        or min(self._positions.values(), default=position) >= position
+                    ),
+                    timeout=timeout,
+                )
+                and min(self._positions.values(), default=position) >= position
             )
 
     def load(self, pool: ConnectionPool) -> None:
@@ -158,6 +213,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.positions = positions
         self.lock_keys = sorted(advisory_key("view:" + v.tracking_name) for v in self.views)
+        self._changed: dict[str, int] = {}
 
     @property
     def view(self) -> View:
@@ -165,33 +221,56 @@ class ProjectionRunner:
         return self.views[0]
 
     def run_batch(self, cursor: psycopg.Cursor[Any] | None = None) -> tuple[int, int]:
-        """Process one batch; return (events read, new position). Zero read means caught up."""
+        """Process one batch; return (events read, new position). Zero read means caught up.
+
+        Raises `UnknownEvent` once the views stand just before an event of an unknown class
+        (the events before it in the batch are kept)."""
         if cursor is not None:
-            return self._batch(cursor)
-        # A failed batch may leave the connection's prepared statements out of step with
-        # the server (its pipeline was cut short): it is discarded, not reused.
-        with (
-            discarded_on_error(self.pool.connection()) as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            read, position = self._batch(cur)
-        if read and self.positions is not None:
-            for view in self.views:
-                self.positions.advance(view.tracking_name, position)
+            read, position, unknown = self._batch(cursor)
+        else:
+            # A failed batch may leave the connection's prepared statements out of step with
+            # the server (its pipeline was cut short): it is discarded, not reused.
+            with (
+                discarded_on_error(self.pool.connection()) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                read, position, unknown = self._batch(cur)
+            if read and self.positions is not None:
+                for view in self.views:
+                    name = view.tracking_name
+                    self.positions.advance(name, position, self._changed.get(name, 0))
+        if unknown is not None:
+            raise unknown
         return read, position
 
-    def _batch(self, cursor: psycopg.Cursor[Any]) -> tuple[int, int]:
+    def _batch(self, cursor: psycopg.Cursor[Any]) -> tuple[int, int, UnknownEvent | None]:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
             (self.lock_keys,),
         )
-        seen = {view.tracking_name: view.position(cursor) for view in self.views}
+        # Every view's position in one round trip (not one per view).
+        names = [view.tracking_name for view in self.views]
+        stored = cursor.execute(
+            f"SELECT name, position FROM {POSITIONS_TABLE} WHERE name = ANY(%s)", (names,)
+        ).fetchall()
+        seen = dict.fromkeys(names, 0) | {r["name"]: int(r["position"]) for r in stored}
         start = min(seen.values())
         rows = cursor.execute(SELECT_EVENTS, (start, self.batch_size)).fetchall()
+        unknown = next(
+            (
+                UnknownEvent(row["notification_id"], row["topic"])
+                for row in rows
+                if event_class_of(row["topic"]) is None
+            ),
+            None,
+        )
+        if unknown is not None:
+            rows = [row for row in rows if row["notification_id"] < unknown.position]
         if not rows:
-            return 0, start
+            return 0, start, unknown
         mapper = self.event_log.mapper
+        self._changed: dict[str, int] = {}  # view -> the last position that wrote its rows
         # Pipeline mode sends the batch's statements without waiting for each reply.
         with cursor.connection.pipeline(), contextlib.ExitStack() as batches:
             for view in self.views:
@@ -216,14 +295,18 @@ class ProjectionRunner:
                 tracking = Tracking(EventLog.NAME, position)
                 for projection in takers:
                     projection.process_event(event, tracking)
+                    self._changed[projection.view.tracking_name] = position
         position = rows[-1]["notification_id"]
-        for view in self.views:
-            if seen[view.tracking_name] < position:
-                view.set_position(cursor, position)
-                cursor.execute(
-                    "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{view.tracking_name}:{position}")
-                )
-        return len(rows), position
+        with cursor.connection.pipeline():  # the positions and notices without waiting for each
+            for view in self.views:
+                if seen[view.tracking_name] < position:
+                    view.set_position(cursor, position)
+                    changed = self._changed.get(view.tracking_name, 0)
+                    cursor.execute(
+                        "SELECT pg_notify(%s, %s)",
+                        (VIEWS_CHANNEL, f"{view.tracking_name}:{position}:{changed}"),
+                    )
+        return len(rows), position, unknown
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         position = 0
@@ -235,9 +318,24 @@ class ProjectionRunner:
                 return position
 
     def run_forever(self, stop: threading.Event, new_events: Signal) -> None:
+        """Follow the log until `stop`; before an unknown event, stop following (loudly)."""
         seen = new_events.generation
         while not stop.is_set():
-            read, _ = self.run_batch()
+            try:
+                read, _ = self.run_batch()
+            except UnknownEvent as exc:
+                names = ", ".join(v.tracking_name for v in self.views)
+                log.error("views %s stopped: %s", names, exc)
+                if self.positions is not None:
+                    self.positions.stop(exc)
+                stop.wait()
+                return
+            except psycopg.OperationalError as exc:
+                # Pooled connections are not checked before use: one the server closed
+                # fails here, is discarded, and the batch runs again on another.
+                log.warning("a view batch lost its connection (%s); running it again", exc)
+                stop.wait(0.1)
+                continue
             if read < self.batch_size:
                 seen = new_events.wait(seen, timeout=1.0)
 
@@ -245,7 +343,8 @@ class ProjectionRunner:
 def prepare_view(
     event_log: EventLog, projection_class: type[Projection[Any]], pool: ConnectionPool
 ) -> None:
-    """Create a view's tables on first use; rebuild it if its table definitions changed."""
+    """Create a view's tables on first use; rebuild it if its version (tables or handlers)
+    changed."""
     view = projection_class.view_class(pool)
     with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
         cursor.execute(
@@ -256,10 +355,13 @@ def prepare_view(
             view.drop_tables(cursor)
             view.create_tables(cursor)
             view.set_position(cursor, 0)
+            view.set_version(cursor, projection_class.version())
             return
-        if stored == view.schema_hash():
+        if stored == projection_class.version():
             return
-    log.warning("view %s changed its tables; rebuilding it from the event log", view.name)
+    log.warning(
+        "view %s changed its tables or handlers; rebuilding it from the event log", view.name
+    )
     rebuild(event_log, projection_class, pool)
 
 
@@ -297,6 +399,7 @@ def rebuild(
             cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
             cursor.execute(f'ALTER TABLE "{next_name}" RENAME TO "{table}"')
         live.set_position(cursor, position)
+        live.set_version(cursor, projection_class.version())
         cursor.execute(f"DELETE FROM {POSITIONS_TABLE} WHERE name = %s", (fresh.tracking_name,))
         cursor.execute(
             "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{live.tracking_name}:{position}")

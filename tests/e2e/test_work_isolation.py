@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -129,6 +130,18 @@ except OSError as error:
         "DENIED-LIST",
         "DENIED-SOCKET",
     ], text
+
+
+def test_the_readiness_report_says_how_work_is_isolated(served: Served) -> None:
+    root_url = str(served.jobs.client.base_url).removesuffix("/api/v1")
+    ready = httpx.get(f"{root_url}/readyz", timeout=30)
+    assert ready.status_code == 200, ready.text
+    isolation = ready.json()["isolation"]
+    assert (isolation["mode"], isolation["isolated"], isolation["attemptsSeparated"]) == (
+        "user",
+        True,
+        True,
+    )
 
 
 def test_a_sql_job_cannot_read_the_data_directory_through_sails_file_reader(
