@@ -133,7 +133,7 @@ except OSError as error:
 
 
 def test_the_readiness_report_says_how_work_is_isolated(served: Served) -> None:
-    root_url = str(served.jobs.client.base_url).removesuffix("/api/v1")
+    root_url = str(served.jobs.client.base_url).rstrip("/").removesuffix("/api/v1")
     ready = httpx.get(f"{root_url}/readyz", timeout=30)
     assert ready.status_code == 200, ready.text
     isolation = ready.json()["isolation"]
