@@ -18,6 +18,7 @@ from sailplane.infra_adapters.isolation import (
     USER,
     WORK_USER,
     Isolation,
+    Workspace,
     ensure_work_user,
 )
 from sailplane.settings import Settings
@@ -36,6 +37,21 @@ def isolation() -> Iterator[Isolation]:
 
 def _with_uid(uid: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real == uid]
+
+
+def _python(
+    isolation: Isolation,
+    workspace: Workspace,
+    code: str,
+    variables: dict[str, str] | None = None,
+) -> str:
+    """Run `code` as work in `workspace`; what it printed (it must succeed)."""
+    process = isolation.spawn(
+        [sys.executable, "-c", code], workspace, variables or {}, stdout=subprocess.PIPE
+    )
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    return out.decode()
 
 
 def test_an_attempt_runs_as_its_own_uid_in_a_private_directory(isolation: Isolation) -> None:
@@ -59,16 +75,11 @@ def test_what_an_attempt_leaves_running_dies_when_it_ends(isolation: Isolation) 
     workspace = isolation.workspace("attempt-leaves", attempt=True)
     # The work starts a process in a session of its own (out of reach of the process-group
     # signal) and exits.
-    leaver = isolation.spawn(
-        [
-            sys.executable,
-            "-c",
-            "import subprocess; subprocess.Popen(['sleep', '300'], start_new_session=True)",
-        ],
+    _python(
+        isolation,
         workspace,
-        {},
+        "import subprocess; subprocess.Popen(['sleep', '300'], start_new_session=True)",
     )
-    assert leaver.wait(timeout=30) == 0
     assert [p.name() for p in _with_uid(workspace.uid)] == ["sleep"]
     isolation.release(workspace)
     wait_until(lambda: not _with_uid(workspace.uid), what="the leftover process killed")
@@ -78,18 +89,13 @@ def test_a_long_lived_server_runs_as_the_work_user_with_a_built_environment(
     isolation: Isolation,
 ) -> None:
     workspace = isolation.workspace("sail-x", attempt=False)
-    printed = isolation.spawn(
-        [
-            sys.executable,
-            "-c",
-            "import json, os; print(os.getuid(), json.dumps(sorted(os.environ)))",
-        ],
+    printed = _python(
+        isolation,
         workspace,
+        "import json, os; print(os.getuid(), json.dumps(sorted(os.environ)))",
         {"SPARK_REMOTE": "sc://127.0.0.1:1"},
-        stdout=subprocess.PIPE,
     )
-    out, _ = printed.communicate(timeout=30)
-    uid, names = out.decode().split(" ", 1)
+    uid, names = printed.split(" ", 1)
     assert int(uid) == ensure_work_user(WORK_USER).pw_uid
     assert names.strip() == '["HOME", "LANG", "PATH", "SPARK_REMOTE", "TMPDIR", "USER"]'
 
