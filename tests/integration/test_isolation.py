@@ -78,7 +78,8 @@ def test_what_an_attempt_leaves_running_dies_when_it_ends(isolation: Isolation) 
     _python(
         isolation,
         workspace,
-        "import subprocess; subprocess.Popen(['sleep', '300'], start_new_session=True)",
+        "import subprocess\n"
+        "subprocess.Popen(['sleep', '300'], start_new_session=True, stdout=subprocess.DEVNULL)",
     )
     assert [p.name() for p in _with_uid(workspace.uid)] == ["sleep"]
     isolation.release(workspace)
