@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sailplane import client_cli
+from sailplane.observability import configure_logging
 from sailplane.settings import ConfigurationError, Settings
 from sailplane.storage import Database
 
@@ -130,8 +132,13 @@ def serve(settings: Settings, *, workers: bool) -> int:
                 host.start(worker, stop)
         start_up(system, settings)
         server = uvicorn.Server(
+            # Logging stays ours (one format, request ids); the app logs each request itself.
             uvicorn.Config(
-                create_app(system), host=settings.host, port=settings.port, log_level="info"
+                create_app(system),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
             )
         )
 
@@ -421,10 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if hasattr(args, "entry"):
         return args.entry(args)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        configure_logging(args.log_level, os.environ.get("SAILPLANE_LOG_FORMAT", "text"))
         return _server_command(parser, args)
     except ConfigurationError as exc:
         print(f"sailplane: {exc}", file=sys.stderr)

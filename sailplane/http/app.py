@@ -30,6 +30,7 @@ from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.metrics import Metrics, RequestMiddleware, metrics_endpoint
 from sailplane.http.notifications import NotificationController
 from sailplane.http.nul_guard import NulGuardMiddleware
 from sailplane.http.policies import PolicyController
@@ -89,8 +90,9 @@ async def healthz() -> dict[str, str]:
 
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
+    metrics = Metrics(system)
     return Litestar(
-        route_handlers=[api, healthz],
+        route_handlers=[api, healthz, metrics_endpoint(metrics)],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
@@ -98,9 +100,10 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         },
         signature_namespace={"System": System, "Principal": Principal},
         middleware=[
+            DefineMiddleware(RequestMiddleware, metrics=metrics),
             NulGuardMiddleware,
             DefineMiddleware(
-                BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz"]
+                BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz", "^/metrics"]
             ),
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],
