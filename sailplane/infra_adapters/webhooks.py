@@ -13,9 +13,11 @@ Retries: connection errors, timeouts, 408, 429 and 5xx are retried with exponent
 backoff and jitter (`Backoff`); other 4xx answers are final. The notifier schedules the
 retry (`next_attempt_at`) instead of sleeping; the random source is injected for tests.
 
-Targets (`WebhookGuard`): only http(s) URLs, and by default none whose host resolves to a
-loopback, private, link-local or unspecified address (server-side request forgery into
-the network Sailplane runs in). Checked when a channel is written and again before every
+Targets (`WebhookGuard`): only http(s) URLs, and by default only hosts whose every address
+is globally routable (no server-side request forgery into the network Sailplane runs in):
+loopback, private, link-local, shared (100.64.0.0/10, e.g. a cloud's metadata service at
+100.100.100.200), IETF (192.0.0.0/24), multicast and reserved addresses are refused, and so
+are IPv6 forms that carry one of them (IPv4-mapped, 6to4, NAT64). Checked when a channel is written and again before every
 call, so a DNS change after the check at write time cannot bypass it.
 `SAILPLANE_WEBHOOK_ALLOW_PRIVATE=true` turns the address check off.
 """
@@ -120,11 +122,38 @@ def resolve_host(host: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# Ranges that Python's `is_global` (3.11) still calls global but that are no place on the
+# public internet: multicast, the IETF protocol assignments (192.0.0.0/24), the NAT64
+# local-use prefix and the deprecated IPv4-compatible IPv6 form.
+NOT_ROUTABLE = tuple(
+    ipaddress.ip_network(n)
+    for n in ("100.64.0.0/10", "192.0.0.0/24", "224.0.0.0/4", "ff00::/8", "64:ff9b:1::/48", "::/96")
+)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4, NAT64), if any."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _routable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not any(ip in network for network in NOT_ROUTABLE)
+
+
 def _internal(address: str) -> bool:
+    """Whether `address`, or the IPv4 address it carries, is not globally routable."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+    embedded = _embedded(ip)
+    return not _routable(ip) or (embedded is not None and not _routable(embedded))
 
 
 @dataclass(frozen=True)
@@ -151,8 +180,8 @@ class WebhookGuard:
         internal = sorted({a for a in addresses if _internal(a)})
         if internal:
             return (
-                f"The webhook host {parts.hostname} resolves to a loopback, private, link-local "
-                f"or unspecified address ({', '.join(internal)}); this server refuses those "
+                f"The webhook host {parts.hostname} resolves to an address that is not globally "
+                f"routable ({', '.join(internal)}); this server refuses those "
                 "(SAILPLANE_WEBHOOK_ALLOW_PRIVATE=true allows them)."
             )
         return None

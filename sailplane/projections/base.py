@@ -9,14 +9,21 @@ batches, one transaction per batch holding the view rows and the tracking row to
 View SQL names tables through format fields (`{teams}`), so the same projection can fill
 a fresh copy of its tables during a rebuild (`teams__next`) while reads go on against
 the live ones, and the copy is swapped in at the end.
+
+A view's version (`Projection.version()`, kept in its tracking row) covers its table
+definitions and the source of its projection's classes: changing either a table or a
+handler rebuilds the view from the log at the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import psycopg
@@ -38,7 +45,9 @@ class View(TrackingRecorder):
     tables: ClassVar[
         dict[str, str]
     ]  # live table name -> CREATE TABLE statement naming tables as {fields}
-    indexes: ClassVar[tuple[str, ...]] = ()  # CREATE INDEX statements, unnamed, naming tables as {fields}
+    indexes: ClassVar[
+        tuple[str, ...]
+    ] = ()  # CREATE INDEX statements, unnamed, naming tables as {fields}
 
     def __init__(self, pool: ConnectionPool, *, suffix: str = "") -> None:
         self.pool = pool
@@ -105,9 +114,16 @@ class View(TrackingRecorder):
 
     def set_position(self, cursor: psycopg.Cursor[Any], position: int) -> None:
         cursor.execute(
-            f"INSERT INTO {POSITIONS_TABLE} (name, position, schema_hash) VALUES (%s, %s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, schema_hash = EXCLUDED.schema_hash",
-            (self.tracking_name, position, self.schema_hash()),
+            f"INSERT INTO {POSITIONS_TABLE} (name, position) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            (self.tracking_name, position),
+        )
+
+    def set_version(self, cursor: psycopg.Cursor[Any], version: str) -> None:
+        """Record which version of the view (tables and handlers) the rows were made by."""
+        cursor.execute(
+            f"UPDATE {POSITIONS_TABLE} SET schema_hash = %s WHERE name = %s",
+            (version, self.tracking_name),
         )
 
     def stored_schema_hash(self, cursor: psycopg.Cursor[Any]) -> str | None:
@@ -156,15 +172,46 @@ class Projection(LibraryProjection[TView], Generic[TView]):
 
     @classmethod
     def handles(cls, topic: str) -> bool:
-        """Whether an event with this topic has a handler here (decided once per topic)."""
+        """Whether an event with this topic has a handler here (decided once per topic).
+
+        The topic must name a known event class (`event_class_of`); the runner stops
+        before an event that does not, instead of letting every view skip it."""
         return _handles(cls, topic)
+
+    @classmethod
+    def version(cls) -> str:
+        """The view's tables and this projection's handlers, as one short hash."""
+        return _version(cls)
+
+
+@cache
+def event_class_of(topic: str) -> type | None:
+    """The event class a stored topic names, or None when this code has no such class."""
+    try:
+        return resolve_topic(topic)  # type: ignore[no-any-return]
+    except Exception:  # the library raises TopicError, or the import's own error
+        return None
+
+
+def _version(projection_class: type[Projection[Any]]) -> str:
+    digest = hashlib.sha256(projection_class.view_class.schema_hash().encode())
+    for klass in projection_class.__mro__:
+        if isinstance(klass, type) and issubclass(klass, Projection) and klass is not Projection:
+            digest.update(_source_of(klass))
+    return digest.hexdigest()[:16]
+
+
+def _source_of(klass: type) -> bytes:
+    try:
+        return inspect.getsource(klass).encode()
+    except (OSError, TypeError):  # installed without sources: the compiled module stands in
+        return Path(sys.modules[klass.__module__].__file__ or "").read_bytes()
 
 
 @cache
 def _handles(projection_class: type[Projection[Any]], topic: str) -> bool:
-    try:
-        event_class = resolve_topic(topic)
-    except Exception:  # an event class that no longer exists has no handler
+    event_class = event_class_of(topic)
+    if event_class is None:
         return False
     method = next(
         k.__dict__["process_event"]

@@ -5,6 +5,11 @@ read up to `batch_size` events after it, let the projection write its rows, move
 tracking row, and `NOTIFY sailplane_views`. The advisory lock lets any number of runner
 instances (the in-process one of `serve`, `sailplane worker projections`, a rebuild)
 follow one view without processing an event twice.
+
+An event whose class this code does not know (a class renamed or removed without an
+alias, or written by a newer version) stops the runner just before it: the views keep
+everything up to that event, the runner logs an error and stays stopped, and `/readyz`
+answers 503 naming the event. Skipping it would leave every view silently wrong.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent, Tracking
 from psycopg_pool import ConnectionPool
 
-from sailplane.projections.base import REBUILD_SUFFIX, Projection, View
+from sailplane.projections.base import REBUILD_SUFFIX, Projection, View, event_class_of
 from sailplane.storage import POSITIONS_TABLE, Database, EventLog, discarded_on_error
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,18 @@ SELECT_EVENTS = (
 def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for pg_advisory locks named by a string."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class UnknownEvent(Exception):
+    """The log holds an event whose class this code cannot resolve; views stop before it."""
+
+    def __init__(self, position: int, topic: str) -> None:
+        super().__init__(
+            f"the event at position {position} has the unknown class {topic!r}; the views "
+            "stopped before it (deploy the code that defines it, or register the old topic)"
+        )
+        self.position = position
+        self.topic = topic
 
 
 class Signal:
@@ -102,6 +119,13 @@ class Positions:
     def __init__(self, names: Iterable[str]) -> None:
         self._positions = dict.fromkeys(names, 0)
         self._condition = threading.Condition()
+        self.stopped: UnknownEvent | None = None  # why this process's runner stopped
+
+    def stop(self, reason: UnknownEvent) -> None:
+        """The views of this process stopped: waits for them end now instead of timing out."""
+        with self._condition:
+            self.stopped = reason
+            self._condition.notify_all()
 
     def advance(self, name: str, position: int) -> None:
         with self._condition:
@@ -123,8 +147,15 @@ class Positions:
         if position <= 0:
             return True
         with self._condition:
-            return self._condition.wait_for(
-                lambda: min(self._positions.values(), default=position) >= position, timeout=timeout
+            return (
+                self._condition.wait_for(
+                    lambda: (
+                        self.stopped is not None
+                        or min(self._positions.values(), default=position) >= position
+                    ),
+                    timeout=timeout,
+                )
+                and min(self._positions.values(), default=position) >= position
             )
 
     def load(self, pool: ConnectionPool) -> None:
@@ -165,23 +196,29 @@ class ProjectionRunner:
         return self.views[0]
 
     def run_batch(self, cursor: psycopg.Cursor[Any] | None = None) -> tuple[int, int]:
-        """Process one batch; return (events read, new position). Zero read means caught up."""
+        """Process one batch; return (events read, new position). Zero read means caught up.
+
+        Raises `UnknownEvent` once the views stand just before an event of an unknown class
+        (the events before it in the batch are kept)."""
         if cursor is not None:
-            return self._batch(cursor)
-        # A failed batch may leave the connection's prepared statements out of step with
-        # the server (its pipeline was cut short): it is discarded, not reused.
-        with (
-            discarded_on_error(self.pool.connection()) as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            read, position = self._batch(cur)
-        if read and self.positions is not None:
-            for view in self.views:
-                self.positions.advance(view.tracking_name, position)
+            read, position, unknown = self._batch(cursor)
+        else:
+            # A failed batch may leave the connection's prepared statements out of step with
+            # the server (its pipeline was cut short): it is discarded, not reused.
+            with (
+                discarded_on_error(self.pool.connection()) as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                read, position, unknown = self._batch(cur)
+            if read and self.positions is not None:
+                for view in self.views:
+                    self.positions.advance(view.tracking_name, position)
+        if unknown is not None:
+            raise unknown
         return read, position
 
-    def _batch(self, cursor: psycopg.Cursor[Any]) -> tuple[int, int]:
+    def _batch(self, cursor: psycopg.Cursor[Any]) -> tuple[int, int, UnknownEvent | None]:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
             (self.lock_keys,),
@@ -189,8 +226,18 @@ class ProjectionRunner:
         seen = {view.tracking_name: view.position(cursor) for view in self.views}
         start = min(seen.values())
         rows = cursor.execute(SELECT_EVENTS, (start, self.batch_size)).fetchall()
+        unknown = next(
+            (
+                UnknownEvent(row["notification_id"], row["topic"])
+                for row in rows
+                if event_class_of(row["topic"]) is None
+            ),
+            None,
+        )
+        if unknown is not None:
+            rows = [row for row in rows if row["notification_id"] < unknown.position]
         if not rows:
-            return 0, start
+            return 0, start, unknown
         mapper = self.event_log.mapper
         # Pipeline mode sends the batch's statements without waiting for each reply.
         with cursor.connection.pipeline(), contextlib.ExitStack() as batches:
@@ -223,7 +270,7 @@ class ProjectionRunner:
                 cursor.execute(
                     "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{view.tracking_name}:{position}")
                 )
-        return len(rows), position
+        return len(rows), position, unknown
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         position = 0
@@ -235,9 +282,18 @@ class ProjectionRunner:
                 return position
 
     def run_forever(self, stop: threading.Event, new_events: Signal) -> None:
+        """Follow the log until `stop`; before an unknown event, stop following (loudly)."""
         seen = new_events.generation
         while not stop.is_set():
-            read, _ = self.run_batch()
+            try:
+                read, _ = self.run_batch()
+            except UnknownEvent as exc:
+                names = ", ".join(v.tracking_name for v in self.views)
+                log.error("views %s stopped: %s", names, exc)
+                if self.positions is not None:
+                    self.positions.stop(exc)
+                stop.wait()
+                return
             if read < self.batch_size:
                 seen = new_events.wait(seen, timeout=1.0)
 
@@ -245,7 +301,8 @@ class ProjectionRunner:
 def prepare_view(
     event_log: EventLog, projection_class: type[Projection[Any]], pool: ConnectionPool
 ) -> None:
-    """Create a view's tables on first use; rebuild it if its table definitions changed."""
+    """Create a view's tables on first use; rebuild it if its version (tables or handlers)
+    changed."""
     view = projection_class.view_class(pool)
     with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
         cursor.execute(
@@ -256,10 +313,13 @@ def prepare_view(
             view.drop_tables(cursor)
             view.create_tables(cursor)
             view.set_position(cursor, 0)
+            view.set_version(cursor, projection_class.version())
             return
-        if stored == view.schema_hash():
+        if stored == projection_class.version():
             return
-    log.warning("view %s changed its tables; rebuilding it from the event log", view.name)
+    log.warning(
+        "view %s changed its tables or handlers; rebuilding it from the event log", view.name
+    )
     rebuild(event_log, projection_class, pool)
 
 
@@ -297,6 +357,7 @@ def rebuild(
             cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
             cursor.execute(f'ALTER TABLE "{next_name}" RENAME TO "{table}"')
         live.set_position(cursor, position)
+        live.set_version(cursor, projection_class.version())
         cursor.execute(f"DELETE FROM {POSITIONS_TABLE} WHERE name = %s", (fresh.tracking_name,))
         cursor.execute(
             "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{live.tracking_name}:{position}")

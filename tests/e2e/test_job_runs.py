@@ -220,7 +220,7 @@ def test_cancel_stops_a_long_python_entry_point(jobs: Jobs, system: System) -> N
     assert process_alive(pid)
     cancelled = jobs.action(run, "cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    wait_until(lambda: not process_alive(pid), timeout=20, what="the process gone")
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
     assert jobs.get(run)["status"] == "cancelled"
 
 
@@ -229,7 +229,7 @@ def test_timeout_seconds_ends_a_long_run_in_timeout(jobs: Jobs, system: System) 
     pid = pid_of(system, run["id"])
     ended = jobs.until(run, "timeout", timeout=60)
     assert ended["statusReason"] == "timed_out"
-    wait_until(lambda: not process_alive(pid), timeout=20, what="the process gone")
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
 
 def test_max_concurrent_runs_with_queue_waits_for_a_slot(jobs: Jobs, tmp_path: Path) -> None:
@@ -316,7 +316,7 @@ def test_deleting_a_job_cancels_its_unfinished_runs_and_deletes_them(
             what="the run cancelled and deleted",
         )
         assert (ended.status, ended.status_reason) == ("cancelled", "job_deleted")
-    wait_until(lambda: not process_alive(pid), timeout=20, what="the process gone")
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
     assert jobs.client.get(f"/workloads/jobs/{job['id']}/runs/{held['id']}").status_code == 404
 
 

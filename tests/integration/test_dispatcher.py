@@ -173,7 +173,7 @@ def test_timeout_stops_the_work(system: System, running: Any) -> None:
     pid = pid_of(system, run_id)
     ended = until_status(system, spec, run_id, "timeout", timeout=30)
     assert ended["status_reason"] == "timed_out"
-    wait_until(lambda: not process_alive(pid), timeout=15, what="the process gone")
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
 
 def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> None:
@@ -183,7 +183,7 @@ def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> Non
     pid = pid_of(system, run_id)
     system.wait_for_views(system.runs.cancel_run(spec.job_id, run_id, by=MEMBER))
     assert row(system, spec, run_id)["status"] == "cancelled"
-    wait_until(lambda: not process_alive(pid), timeout=15, what="the process gone")
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
 
 def test_queue_policy_waits_for_a_slot(system: System, running: Any, tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
         until_status(system, spec, run_id, "running")
         pid = pid_of(system, run_id)
     # The worker stopped and took its child with it; a new one finds the attempt lost.
-    wait_until(lambda: not process_alive(pid), timeout=15, what="the process gone")
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
     with dispatcher(system):
         retried = wait_until(
             lambda: (

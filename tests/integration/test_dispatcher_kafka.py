@@ -149,7 +149,7 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
         first.wait()
     gate.touch()
     wait_until(
-        lambda: not process_alive(pid), timeout=10, what="the attempt's process gone with it"
+        lambda: not process_alive(pid), timeout=60, what="the attempt's process gone with it"
     )
     with dispatcher_process(system, broker, sail):
         done = wait_until(

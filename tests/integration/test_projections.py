@@ -88,7 +88,7 @@ def test_a_changed_view_definition_is_rebuilt_at_start(
         org = found_org(system)
         _some_history(system, org.owner)
         live = _snapshot(system)
-    from sailplane.projections.identity import TeamsView
+    from sailplane.projections.identity import TeamsProjection, TeamsView
 
     monkeypatch.setattr(
         TeamsView, "indexes", (*TeamsView.indexes, "CREATE INDEX ON {teams} (updated_at)")
@@ -99,7 +99,7 @@ def test_a_changed_view_definition_is_rebuilt_at_start(
             stored = conn.execute(
                 "SELECT schema_hash FROM follower_positions WHERE name = 'teams'"
             ).fetchone()
-        assert stored["schema_hash"] == TeamsView.schema_hash()
+        assert stored["schema_hash"] == TeamsProjection.version()
 
 
 def test_batches_are_one_transaction_and_never_double_process(system: System) -> None:

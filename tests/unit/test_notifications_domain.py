@@ -201,3 +201,26 @@ def test_the_webhook_guard_refuses_internal_addresses_by_default() -> None:
     # IP literals need no DNS.
     assert WebhookGuard().refusal("http://127.0.0.1:8080/hook") is not None
     assert WebhookGuard().refusal("http://[::1]/hook") is not None
+
+
+def test_the_webhook_guard_allows_only_globally_routable_addresses() -> None:
+    refused = [
+        "100.64.0.1",  # shared address space (carrier-grade NAT)
+        "100.100.100.200",  # a cloud metadata service in the shared range
+        "192.0.0.8",  # IETF protocol assignments
+        "224.0.0.1",  # multicast
+        "239.255.255.250",
+        "ff02::1",
+        "64:ff9b::a00:1",  # NAT64 form of 10.0.0.1
+        "64:ff9b::7f00:1",  # NAT64 form of 127.0.0.1
+        "64:ff9b:1::a00:1",  # NAT64 local-use prefix
+        "2002:a00:1::1",  # 6to4 form of 10.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 form of 169.254.169.254
+        "::ffff:100.100.100.200",  # IPv4-mapped
+        "240.0.0.1",  # reserved
+    ]
+    guard = WebhookGuard(resolve=lambda host: [host.removesuffix(".example").replace("-", ":")])
+    for address in refused:
+        assert guard.refusal(f"https://{address.replace(':', '-')}.example/h") is not None, address
+    for address in ("93.184.216.34", "2606:2800:220:1::1", "64:ff9b::808:808", "2002:808:808::1"):
+        assert guard.refusal(f"https://{address.replace(':', '-')}.example/h") is None, address

@@ -74,6 +74,8 @@ class _Server:
     port: int
     process: subprocess.Popen[bytes] | None  # None: started by another process on this host
     pid: int
+    # Ours to stop on close: started here, or adopted from a starter that died (kill -9).
+    owned: bool = True
 
 
 class SailServers:
@@ -105,8 +107,22 @@ class SailServers:
             state = json.loads(self._state_file(name).read_text())
         except (OSError, ValueError):
             return None
-        server = _Server(name, int(state["port"]), None, int(state["pid"]))
-        return server if self._alive(server) else None
+        server = _Server(name, int(state["port"]), None, int(state["pid"]), owned=False)
+        if not self._alive(server):
+            return None
+        owner = state.get("owner")
+        if owner is None or not psutil.pid_exists(int(owner)):
+            # Its starter died without stopping it: this process takes it over, so a clean
+            # stop of this process stops it too and nothing is left running.
+            server.owned = True
+            self._record(name, server.pid, server.port)
+            log.info("took over Sail server %s (pid %s) from a stopped process", name, server.pid)
+        return server
+
+    def _record(self, name: str, pid: int, port: int) -> None:
+        self._state_file(name).write_text(
+            json.dumps({"pid": pid, "port": port, "owner": os.getpid()})
+        )
 
     def find(self, name: str) -> _Server | None:
         with self._lock:
@@ -149,7 +165,7 @@ class SailServers:
         server = _Server(name, port, process, process.pid)
         self.servers[name] = server
         self.starts += 1
-        self._state_file(name).write_text(json.dumps({"pid": process.pid, "port": port}))
+        self._record(name, process.pid, port)
         log.info("started Sail server %s on port %s (pid %s)", name, port, process.pid)
         return server
 
@@ -173,7 +189,12 @@ class SailServers:
                 server.process.wait(timeout=10)
         else:
             with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(server.pid).terminate()
+                process = psutil.Process(server.pid)
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except psutil.TimeoutExpired:
+                    process.kill()
 
     def pid(self, name: str) -> int | None:
         server = self.find(name)
@@ -211,11 +232,11 @@ class SailServers:
         return restarted
 
     def close(self) -> None:
-        """Stop supervising and stop the servers this object started (Sailplane shuts down)."""
+        """Stop supervising and stop the servers this process owns (Sailplane shuts down)."""
         self._stop.set()
         with self._lock:
             for name, server in list(self.servers.items()):
-                if server.process is not None:
+                if server.owned:
                     self._terminate(server)
                     with contextlib.suppress(FileNotFoundError):
                         self._state_file(name).unlink()
