@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 
 from sailplane.observability import request_id
 from sailplane.storage import POSITIONS_TABLE, EventLog
-from sailplane.system import System
+from sailplane.system import PROJECTIONS, System
 
 log = logging.getLogger("sailplane.http")
 REQUEST_ID_HEADER = "x-request-id"
@@ -78,27 +78,28 @@ class SystemCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         head = self.system.event_log.head()
         yield GaugeMetricFamily("sailplane_event_log_head", "Position of the newest event.", head)
-        with self.system.database.connect(autocommit=True) as conn:
-            views = conn.execute(f"SELECT name, position FROM {POSITIONS_TABLE}").fetchall()
-            consumers = conn.execute(
+        with self.system.pool.connection(timeout=5.0) as conn:
+            rows = conn.execute(
+                f"SELECT name, position FROM {POSITIONS_TABLE} UNION ALL "
                 f"SELECT application_name, max(notification_id) FROM {EventLog.INBOX_TABLE} "
                 "GROUP BY application_name"
             ).fetchall()
+        view_names = {p.view_class.name for p in PROJECTIONS}
         lag = GaugeMetricFamily(
             "sailplane_projection_lag_events",
             "Events a view has still to process.",
             labels=["view"],
         )
-        for name, position in sorted(views):
-            lag.add_metric([name], max(head - int(position), 0))
-        yield lag
         consumer_lag = GaugeMetricFamily(
             "sailplane_consumer_lag_events",
             "Events after the last one the consumer processed (an upper bound).",
             labels=["consumer"],
         )
-        for name, position in sorted(consumers):
-            consumer_lag.add_metric([name], max(head - int(position or 0), 0))
+        # Followers of the log that are not views (the Kafka relay) count as consumers.
+        for row in sorted(rows, key=lambda r: r["name"]):
+            gauge = lag if row["name"] in view_names else consumer_lag
+            gauge.add_metric([row["name"]], max(head - int(row["position"] or 0), 0))
+        yield lag
         yield consumer_lag
         counts = self.system.job_runs.counts_by_status()
         runs = GaugeMetricFamily("sailplane_runs", "Job runs by status.", labels=["status"])
