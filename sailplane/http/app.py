@@ -148,6 +148,8 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Logging is the process's (sailplane/observability.py), not configured by the app.
+        logging_config=None,
         openapi_config=OpenAPIConfig(
             title="Sailplane",
             version="1.0.0",
