@@ -36,6 +36,9 @@ class Settings:
     # How long a write waits for the views to show it before answering anyway.
     read_your_writes_timeout: float = 10.0
     kafka_partitions: int = 3
+    kafka_replication_factor: int = 1
+    kafka_retention_ms: int = -1  # of the topics the relay creates; -1 keeps every event
+    kafka_log_level: str = "WARNING"  # of the kafka-python client's own logs
     # Fernet key(s) sealing secret settings in events; else `secrets.key` in data_dir.
     secrets_key: str | None = None
     # Where people reach this server (links in emails, the single sign-on callback).
@@ -74,6 +77,9 @@ class Settings:
                 env, "SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10", float
             ),
             kafka_partitions=_number(env, "SAILPLANE_KAFKA_PARTITIONS", "3", int),
+            kafka_replication_factor=_number(env, "SAILPLANE_KAFKA_REPLICATION_FACTOR", "1", int),
+            kafka_retention_ms=_number(env, "SAILPLANE_KAFKA_RETENTION_MS", "-1", int),
+            kafka_log_level=env.get("SAILPLANE_KAFKA_LOG_LEVEL", cls.kafka_log_level),
             secrets_key=env.get("SAILPLANE_SECRETS_KEY") or None,
             public_url=env.get("SAILPLANE_PUBLIC_URL") or None,
             smtp_host=env.get("SAILPLANE_SMTP_HOST") or None,

@@ -141,7 +141,12 @@ class Worker(Protocol):
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     "provisioner": lambda system: Provisioner(
-        system.infra, system.sessions, system.providers, system.session_views, system.wait_for_views
+        system.infra,
+        system.sessions,
+        system.providers,
+        system.session_views,
+        system.wait_for_views,
+        system.database,
     ),
     "notifier": lambda system: Notifier(system),
 }
@@ -276,7 +281,13 @@ class System:
     @classmethod
     def from_settings(cls, settings: Settings, database: Database) -> System:
         kafka = (
-            KafkaSettings(settings.kafka_bootstrap_servers, partitions=settings.kafka_partitions)
+            KafkaSettings(
+                settings.kafka_bootstrap_servers,
+                partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                retention_ms=settings.kafka_retention_ms,
+                client_log_level=settings.kafka_log_level,
+            )
             if settings.kafka_bootstrap_servers
             else None
         )
@@ -384,7 +395,10 @@ class System:
     def _source_for(self, consumer: Consumer) -> EventSource:
         if self.kafka is not None:
             return KafkaEventSource(
-                self.kafka, group_id=f"sailplane-{consumer.name}", topics=consumer.kafka_topics
+                self.kafka,
+                group_id=f"sailplane-{consumer.name}",
+                topics=consumer.kafka_topics,
+                max_handle_seconds=consumer.max_handle_seconds,
             )
         return LogEventSource(
             self.event_log,

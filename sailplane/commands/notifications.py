@@ -255,13 +255,17 @@ class Notifications(SailplaneApplication):
             delivery.failed(error, by=by, at=self.clock())
         return self._commit(delivery)
 
-    def abandon_delivery(self, delivery_id: str, message: str, *, by: Actor) -> int:
-        """Fail a delivery a worker stopped sending (so it can be replayed)."""
+    def retry_stalled_delivery(
+        self, delivery_id: str, message: str, *, next_attempt_at: datetime, by: Actor
+    ) -> int:
+        """Send again a delivery whose worker stopped between taking it and sending it:
+        the lost attempt counts as failed and the next is due at `next_attempt_at`
+        (at least once; receivers deduplicate on the delivery id)."""
         delivery = self._find(NotificationDelivery, delivery_id)
         # A delivery waiting for its scheduled retry is not stalled: the notifier resends it.
         if delivery is None or delivery.status != "delivering" or delivery.waiting_to_retry:
             return 0
-        delivery.failed(message, by=by, at=self.clock())
+        delivery.attempt_failed(message, next_attempt_at=next_attempt_at, by=by, at=self.clock())
         return self._commit(delivery)
 
     def replay_delivery(self, delivery_id: str, *, by: Actor) -> int:

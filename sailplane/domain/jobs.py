@@ -158,6 +158,13 @@ def _config(value: Any) -> dict[str, Any]:
             raise InvalidValueError(
                 f"Not a saved query id: {query_id!r}.", field="config.sql.queryId"
             )
+    python = value.get("python")
+    if python is not None and not isinstance(python, dict):
+        raise InvalidValueError("config.python must be an object.", field="config.python")
+    if sql is not None and python is not None:
+        raise InvalidValueError(
+            "config names one kind of work: sql or python, not both.", field="config"
+        )
     lakesail = value.get("lakesail")
     if lakesail is not None:
         if not isinstance(lakesail, dict):

@@ -8,8 +8,6 @@ from litestar import Litestar, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
 from sailplane.http.auth import BearerAuthMiddleware, Principal, SystemDep, provide_principal
 from sailplane.http.authentication import AuthController
@@ -26,6 +24,7 @@ from sailplane.http.infra import (
     OperationController,
 )
 from sailplane.http.invitations import InvitationController
+from sailplane.http.job_config import JobConfigSchemaPlugin
 from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
@@ -33,6 +32,7 @@ from sailplane.http.members import MemberController
 from sailplane.http.metrics import Metrics, RequestMiddleware, metrics_endpoint
 from sailplane.http.notifications import NotificationController
 from sailplane.http.nul_guard import NulGuardMiddleware
+from sailplane.http.openapi import assets_router, declare_errors, openapi_config
 from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.roles import RoleController
@@ -129,8 +129,8 @@ def readyz(system: SystemDep) -> Response[dict[str, Any]]:
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
     metrics = Metrics(system)
-    return Litestar(
-        route_handlers=[api, healthz, livez, readyz, metrics_endpoint(metrics)],
+    app = Litestar(
+        route_handlers=[api, healthz, livez, readyz, assets_router(), metrics_endpoint(metrics)],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
@@ -150,15 +150,9 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         # Logging is the process's (sailplane/observability.py), not configured by the app.
         logging_config=None,
-        openapi_config=OpenAPIConfig(
-            title="Sailplane",
-            version="1.0.0",
-            description="Self-hosted control plane serving the LakeSail platform API.",
-            components=Components(
-                security_schemes={"BearerAuth": SecurityScheme(type="http", scheme="bearer")}
-            ),
-            security=[{"BearerAuth": []}],
-            use_handler_docstrings=True,
-        ),
+        openapi_config=openapi_config(),
+        plugins=[JobConfigSchemaPlugin()],
         debug=debug,
     )
+    declare_errors(app)
+    return app

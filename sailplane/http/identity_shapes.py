@@ -175,7 +175,7 @@ class SessionBounds(Shape):
     maximums: SessionLimits
 
 
-class SessionSettings(Shape):
+class OrganizationSessionSettings(Shape):
     max_running_workloads: int
     max_concurrent_clients: int
     max_concurrent_sessions_per_member: int
@@ -185,7 +185,7 @@ class SessionSettings(Shape):
 
 class OrganizationSettings(Shape):
     auth: AuthSettings
-    sessions: SessionSettings
+    sessions: OrganizationSessionSettings
 
 
 class OrganizationOut(Shape):
@@ -210,7 +210,7 @@ DEFAULT_SETTINGS = OrganizationSettings(
         check_breached_passwords=False,
         acr="",
     ),
-    sessions=SessionSettings(
+    sessions=OrganizationSessionSettings(
         max_running_workloads=0,
         max_concurrent_clients=0,
         max_concurrent_sessions_per_member=0,

@@ -26,6 +26,7 @@ from sailplane.domain.jobs import VERSION_FIELDS, diff_specs, spec_of
 from sailplane.domain.schedule import next_fire
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.job_config import JobConfig
 from sailplane.http.job_runs import run_shape
 from sailplane.http.pagination import (
     Described,
@@ -81,7 +82,7 @@ class JobVersionWriteRequest(
 
     cluster_id: ClusterId | UnsetType = UNSET
     description: str | UnsetType | None = UNSET
-    config: dict[str, Any] | UnsetType = UNSET
+    config: JobConfig | UnsetType = UNSET
     timeout_seconds: Positive | UnsetType | None = UNSET
     source_config: dict[str, Any] | UnsetType | None = UNSET
     depends_on: list[DependsOn] | UnsetType = UNSET
@@ -140,7 +141,7 @@ def _sent(data: msgspec.Struct, names: Any) -> dict[str, Any]:
 class _VersionFields(Shape):
     cluster_id: str
     description: str | None
-    config: dict[str, Any]
+    config: JobConfig
     timeout_seconds: int | None
     source_config: dict[str, Any] | None
     depends_on: list[dict[str, str]]

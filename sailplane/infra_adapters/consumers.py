@@ -95,6 +95,10 @@ class LogEventSource:
 class Consumer(ABC):
     name: ClassVar[str]
     kafka_topics: ClassVar[tuple[str, ...]]
+    # The longest one `handle` may take: a Kafka consumer that polls no sooner than its
+    # limit loses its partitions to another instance, which handles the message again.
+    # None: quick handlers (500 messages a poll within the client's default 300 s).
+    max_handle_seconds: ClassVar[float | None] = None
 
     @abstractmethod
     def handle(self, delivery: Delivery) -> None:

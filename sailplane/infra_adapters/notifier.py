@@ -14,7 +14,10 @@ process mode) that a registered mapping finds notable (`domain/notification_sour
    time. A retryable failure records `AttemptFailed` with `next_attempt_at` = now +
    backoff with jitter (`webhooks.Backoff`); the delivery stays `delivering` and a later
    `tick` sends it again. After the last attempt it is `failed` (replayable). The
-   notifier never sleeps, so one slow receiver does not hold up the others.
+   notifier never sleeps, so one slow receiver does not hold up the others. A delivery
+   left `delivering` by a notifier that stopped before sending is sent again after
+   `STALLED_AFTER`: delivery is at least once, and a receiver deduplicates on the
+   delivery id (the `Sailplane-Delivery` header, the CloudEvent `id`).
 
 Between polls (`tick`) it sends what else is due: digests whose time came (one message
 per channel holding every due delivery), replayed deliveries and due retries.
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COMPONENT = "notifier"
-# A delivery `delivering` this long was left by a worker that stopped: it becomes `failed`.
+# A delivery `delivering` this long was left by a worker that stopped between taking it and
+# sending it: it is sent again (at least once; receivers deduplicate on the delivery id).
 STALLED_AFTER = timedelta(minutes=15)
 
 
@@ -297,14 +301,22 @@ class Notifier(Consumer):
     # --- deliveries out --------------------------------------------------------------------
 
     def tick(self) -> None:
-        self.send_due()
-        for delivery_id in self.view.stalled(self.clock() - STALLED_AFTER):
+        now = self.clock()
+        resumed = 0
+        for delivery_id in self.view.stalled(now - STALLED_AFTER):
             with contextlib.suppress(ConflictError):
-                self.notifications.abandon_delivery(
-                    delivery_id,
-                    "the notifier stopped while sending; replay to send again",
-                    by=Actor.system(COMPONENT, "system"),
+                resumed = max(
+                    resumed,
+                    self.notifications.retry_stalled_delivery(
+                        delivery_id,
+                        "the notifier stopped while sending; sending again",
+                        next_attempt_at=now,
+                        by=Actor.system(COMPONENT, "system"),
+                    ),
                 )
+        if resumed:
+            self.system.wait_for_views(resumed)
+        self.send_due()
 
     def send_due(self) -> None:
         """Send every pending delivery whose time came: immediate ones one by one, due

@@ -8,7 +8,13 @@ and saves the outcome on the operation and its resource together with its inbox 
 Idempotent end to end: a redelivered message whose operation already finished changes
 nothing; a worker that died mid-step finds the operation `running` and calls the step
 again, and the adapter's step converges on the one resource named after the ids (the
-operation id is the client token). For each new `Session` it brings up the session's
+operation id is the client token). One worker performs an operation at a time: it holds
+a PostgreSQL advisory lock named after the operation for the whole step (released when
+its connection closes, also when its process dies), so a message redelivered to another
+instance waits for it and then finds the operation finished. Steps take up to an hour
+(AWS): the provisioner's Kafka consumer takes one message per poll and is kept in its
+group for `max_handle_seconds`, so a long step does not hand its message to another
+instance. For each new `Session` it brings up the session's
 Spark Connect endpoint on its cluster and marks the session active (or failed). For each
 new organization (topic `sailplane.identity`) it creates the built-in `local` cluster, and
 when a cluster starts being destroyed it closes the sessions still open on it.
@@ -16,8 +22,9 @@ when a cluster starts being destroyed it closes the sessions still open on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from sailplane.commands.infra import Infra
@@ -36,6 +43,8 @@ from sailplane.infra_adapters.providers import (
     ProviderError,
     Providers,
 )
+from sailplane.projections.runner import advisory_key
+from sailplane.storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,7 @@ class OpenSessions(Protocol):
 class Provisioner(Consumer):
     name = "provisioner"
     kafka_topics = ("sailplane.infra", "sailplane.identity")
+    max_handle_seconds = 2 * 3600.0  # an AWS step takes up to an hour
 
     def __init__(
         self,
@@ -58,12 +68,23 @@ class Provisioner(Consumer):
         providers: Providers,
         open_sessions: OpenSessions,
         wait_for_views: Callable[[int], bool],
+        database: Database,
     ) -> None:
         self.infra = infra
         self.sessions = sessions
         self.providers = providers
         self.open_sessions = open_sessions
         self.wait_for_views = wait_for_views
+        self.database = database
+
+    @contextlib.contextmanager
+    def performing(self, operation_id: str) -> Iterator[None]:
+        """Hold the operation's lock (waiting while another worker performs it)."""
+        with self.database.connect(autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_advisory_lock(%s)", (advisory_key("operation:" + operation_id),)
+            )
+            yield  # closing the connection releases the lock
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.event
@@ -91,6 +112,10 @@ class Provisioner(Consumer):
             )
 
     def perform(self, operation_id: str, delivery: Delivery) -> None:
+        with self.performing(operation_id):
+            self._perform(operation_id, delivery)
+
+    def _perform(self, operation_id: str, delivery: Delivery) -> None:
         try:
             operation, connection, target = self.infra.operation_target(operation_id)
         except NotFoundError:

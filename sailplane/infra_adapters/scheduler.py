@@ -85,6 +85,20 @@ class Leadership:
         conn.close()
         return False
 
+    def execute_as_leader(self, query: str, params: tuple[Any, ...]) -> bool:
+        """Run a write on the lock's own connection: it happens only while the lock is
+        held (a lost connection has lost the lock, and the write with it). False, and
+        no longer leading, when the connection is gone."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(query, params)
+        except psycopg.OperationalError:
+            log.warning("lost the leader connection; standing down")
+            self.step_down()
+            return False
+        return True
+
     def step_down(self) -> None:
         """Release leadership (closing the connection releases the lock)."""
         conn, self._conn = self._conn, None

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from sailplane.domain.infra import Operation
+from sailplane.infra_adapters.consumers import Delivery
 from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Progress, resource_name
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers, spark_sql_ok
 from sailplane.storage import Database
@@ -148,3 +149,87 @@ def test_a_stopped_server_stays_stopped_and_its_port_is_free(tmp_path: Any) -> N
             s.bind(("127.0.0.1", port))
     finally:
         servers.close()
+
+
+class GatedProvisioning:
+    """The real local adapter, except that the cluster step waits for a gate and is counted."""
+
+    def __init__(self, real: LocalProvider) -> None:
+        self.real = real
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def provision_cluster(
+        self, connection: ConnectionSpec, cluster: ClusterSpec, *, token: str, progress: Progress
+    ) -> dict[str, Any]:
+        self.calls += 1
+        self.entered.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return self.real.provision_cluster(connection, cluster, token=token, progress=progress)
+
+
+def _lock_waiters(system: System) -> int:
+    with system.database.connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    return int(row[0])
+
+
+def test_an_operation_redelivered_to_a_second_instance_mid_step_is_performed_once(
+    isolated: System,
+) -> None:
+    """A rebalance hands the message of a running operation to another instance: it waits
+    for the first instead of running the step again, then finds the operation finished."""
+    system = isolated
+    org = found_org(system)
+    local = system.infra.ensure_local_cluster(org.id)
+    external_id, _ = system.infra.create_cluster(
+        local.connection_id,
+        network_id=local.network_id,
+        name="twice",
+        region=None,
+        config={},
+        by=org.owner,
+    )
+    operation_id, position = system.infra.provision_cluster(
+        local.connection_id, external_id, by=org.owner
+    )
+    real: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
+    gated = GatedProvisioning(real)
+    system.providers.adapters["local"] = gated  # type: ignore[assignment]
+    [created] = [
+        e for e in system.infra.events.get(operation_id) if isinstance(e, Operation.Created)
+    ]
+    delivery = Delivery(position=position, topic="", event=created)
+    first = system.worker("provisioner").consumer  # type: ignore[attr-defined]
+    second = system.worker("provisioner").consumer  # type: ignore[attr-defined]
+    errors: list[BaseException] = []
+
+    def perform(provisioner: Any) -> None:
+        try:
+            provisioner.handle(delivery)
+        except BaseException as exc:  # reported by the assertions below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=perform, args=(p,)) for p in (first, second)]
+    try:
+        threads[0].start()
+        assert gated.entered.wait(60)
+        threads[1].start()
+        wait_until(lambda: _lock_waiters(system) >= 1)  # the second waits for the first
+        assert gated.calls == 1
+    finally:
+        gated.gate.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        system.providers.adapters["local"] = real
+    assert errors == []
+    assert gated.calls == 1
+    kinds = [type(e).__name__ for e in system.infra.events.get(operation_id)]
+    assert kinds.count("Started") == 1 and kinds.count("Succeeded") == 1
+    real.servers.stop(resource_name("cluster", external_id, org.id))

@@ -73,3 +73,26 @@ def test_an_operation_published_to_kafka_is_performed(
             stop.set()
             host.join(timeout=30)
         assert system.clusters.network(org.id, network_id)["status"] == "active"
+
+
+@pytest.mark.kafka
+def test_the_provisioner_stays_in_its_kafka_group_through_a_long_step(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    """kafka-python's default 300 s poll interval would hand a message whose AWS step takes
+    an hour to another instance: the provisioner takes one message a poll and its group
+    keeps it for longer than its longest step."""
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    with running_system(fresh_db, kafka=settings) as system:
+        provisioner = CONSUMERS["provisioner"](system)
+        source = system._source_for(provisioner)
+        try:
+            config = source._consumer.config  # type: ignore[attr-defined]
+            assert provisioner.max_handle_seconds >= 3600
+            assert config["max_poll_interval_ms"] > provisioner.max_handle_seconds * 1000
+            assert source.max_records == 1  # type: ignore[attr-defined]
+            notifier = system._source_for(CONSUMERS["notifier"](system))
+            assert notifier._consumer.config["max_poll_interval_ms"] == 300_000  # type: ignore[attr-defined]
+            notifier.close()
+        finally:
+            source.close()

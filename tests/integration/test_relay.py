@@ -9,6 +9,7 @@ import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
@@ -16,7 +17,9 @@ from kafka import KafkaConsumer
 from sailplane.domain.base import Actor
 from sailplane.domain.ids import new_id
 from sailplane.infra_adapters import cloudevents
+from sailplane.infra_adapters.kafka import KafkaRelay, KafkaSettings, ensure_topics, new_topic
 from sailplane.projections.event_log import KAFKA_TOPICS
+from sailplane.projections.runner import advisory_key
 from sailplane.storage import Database, EventLog
 from tests.services import Broker
 
@@ -99,7 +102,7 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
     )
     messages = [cloudevents.decode(record.value) for record in consumer]
     consumer.close()
-    ours = [m for m in messages if m.sailplaneorganization == founded.organization_id]
+    ours = [m for m in messages if m.sailplaneorg == founded.organization_id]
 
     published = {}
     versions_seen = defaultdict(list)
@@ -132,3 +135,140 @@ def test_cloud_event_round_trip_rebuilds_the_domain_event() -> None:
         message = cloudevents.decode(cloudevents.encode(logged_event(position, topic, event)))
         assert cloudevents.to_domain_event(message) == event
         assert message.sequence == f"{position:020d}"
+
+
+class _CutOffProducer:
+    """A producer that, once, runs `meanwhile` after sending and before the relay records."""
+
+    def __init__(self, producer: Any, meanwhile: Any) -> None:
+        self.producer = producer
+        self.meanwhile = meanwhile
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        return self.producer.send(*args, **kwargs)
+
+    def flush(self) -> None:
+        self.producer.flush()
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+
+
+def _lock_holder(database: Database, role: str) -> int | None:
+    """The backend pid holding the session advisory lock of a leadership role."""
+    key = advisory_key("leader:" + role) & 0xFFFFFFFFFFFFFFFF
+    with database.connect() as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+            (key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+    return int(row[0]) if row else None
+
+
+def test_a_relay_that_loses_its_lock_connection_never_moves_the_position_back(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    from sailplane.commands.identity import Identity
+
+    event_log = EventLog(fresh_db)
+    identity = Identity(event_log)
+    founded = identity.found_organization(
+        name="Relay Lock Org", owner_email="lock@example.com", owner_name="L"
+    )
+    actor = Actor("member", founded.owner_member_id, founded.organization_id)
+    for i in range(40):
+        identity.create_team(name=f"lock-{i}", default_role_id=None, by=actor)
+    head = event_log.head()
+    settings = KafkaSettings(kafka.bootstrap_servers)
+    ensure_topics(settings)
+    first = KafkaRelay(event_log, settings, batch_size=10)
+    second = KafkaRelay(event_log, settings, batch_size=1000)
+    first_producer, second_producer = first._producer(), second._producer()
+    try:
+        assert first.publish_batch(first_producer) == 10
+        assert second.publish_batch(second_producer) == 0, "one relay leads at a time"
+        assert _relay_position(fresh_db) == first.position() > 0
+
+        def lose_the_lock_and_let_the_other_take_over() -> None:
+            pid = _lock_holder(fresh_db, "relay")
+            assert pid is not None
+            with fresh_db.connect(autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            _wait(lambda: second.publish_batch(second_producer) > 0)
+            while second.publish_batch(second_producer):
+                pass
+            assert _relay_position(fresh_db) == head
+
+        # The first relay sends its next batch, then loses its lock connection while the
+        # second relay takes over and publishes everything: its late record must not land.
+        cut_off = _CutOffProducer(first_producer, lose_the_lock_and_let_the_other_take_over)
+        assert first.publish_batch(cut_off) == 0
+        assert _relay_position(fresh_db) == head
+        assert first.publish_batch(first_producer) == 0, "the other relay leads now"
+        assert _lock_holder(fresh_db, "relay") is not None
+    finally:
+        for relay, producer in ((first, first_producer), (second, second_producer)):
+            producer.close(timeout=10)
+            relay.leadership.step_down()
+        event_log.close()
+
+
+def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    """What a consumer with the official SDK sees: the binding's header, short extension
+    names, the REST API's field names in `data`; and topics that keep every event."""
+    import logging
+
+    from cloudevents.v1.kafka import KafkaMessage, from_structured
+
+    from sailplane.commands.identity import Identity
+
+    event_log = EventLog(fresh_db)
+    identity = Identity(event_log)
+    founded = identity.found_organization(
+        name="Binding Org", owner_email="binding@example.com", owner_name="B"
+    )
+    actor = Actor("member", founded.owner_member_id, founded.organization_id)
+    team_id, _ = identity.create_team(name="Binding", default_role_id=None, by=actor)
+    settings = KafkaSettings(kafka.bootstrap_servers, retention_ms=-1)
+    logging.getLogger("kafka").setLevel(logging.DEBUG)
+    ensure_topics(settings)
+    assert logging.getLogger("kafka").getEffectiveLevel() == logging.WARNING
+    relay = KafkaRelay(event_log, settings)
+    producer = relay._producer()
+    try:
+        while relay.publish_batch(producer):
+            pass
+    finally:
+        producer.close(timeout=10)
+        relay.leadership.step_down()
+
+    consumer = KafkaConsumer(
+        "sailplane.identity",
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    records = [r for r in consumer if cloudevents.decode(r.value).subject == team_id]
+    consumer.close()
+    assert [cloudevents.decode(r.value).type for r in records] == [
+        "sailplane.identity.Team.Created"
+    ]
+    record = records[0]
+    assert dict(record.headers) == {"content-type": b"application/cloudevents+json"}
+    event = from_structured(KafkaMessage(dict(record.headers), record.key, record.value))
+    assert event["type"] == "sailplane.identity.Team.Created"
+    assert event["sailplaneorg"] == founded.organization_id
+    assert event.get_data() == {"name": "Binding", "defaultRoleId": "TEAMMEMBER"}
+    assert all(len(name) <= 20 for name in event.get_attributes())
+    # Sailplane's own consumers still rebuild the event from the camelCase data.
+    rebuilt = cloudevents.to_domain_event(cloudevents.decode(record.value))
+    assert (rebuilt.name, rebuilt.default_role_id) == ("Binding", "TEAMMEMBER")
+
+    # The topics were created with the retention setting (the broker accepted it).
+    assert new_topic(settings, "sailplane.identity").topic_configs == {"retention.ms": "-1"}
+    assert KafkaSettings("k:9092").retention_ms == -1, "by default topics keep every event"
+    event_log.close()

@@ -200,6 +200,12 @@ def test_config_checks() -> None:
     assert raised.value.field == "config.lakesail.maxRetries"
     assert max_retries_of(_job(config={"lakesail": {"maxRetries": 3}}).active_spec) == 3
     assert max_retries_of(_job().active_spec) == 0
+    with pytest.raises(InvalidValueError) as raised:
+        _job(config={"sql": {"source": "SELECT 1"}, "python": {"source": "print(1)"}})
+    assert raised.value.field == "config"
+    with pytest.raises(InvalidValueError) as raised:
+        _job(config={"python": "main.py"})
+    assert raised.value.field == "config.python"
 
 
 def test_diff_names_the_changed_fields_by_path() -> None:
