@@ -26,6 +26,7 @@ from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
 from sailplane.domain.base import Actor
+from sailplane.domain.errors import ViewsBehindError
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
@@ -42,6 +43,7 @@ from sailplane.infra_adapters.notifier import Notifier
 from sailplane.infra_adapters.providers import ADAPTERS, Providers
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
+from sailplane.infra_adapters.replay_bodies import SealedReplayBodies
 from sailplane.infra_adapters.scheduler import (
     Leadership,
     RunsForScheduler,
@@ -83,6 +85,8 @@ from sailplane.settings import Settings
 from sailplane.storage import POSITIONS_TABLE, Database, EventLog
 
 log = logging.getLogger(__name__)
+
+VIEWS_BEHIND_RETRY_AFTER = 2  # seconds a client waits before it reads or retries again
 
 PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     DirectoryProjection,
@@ -145,7 +149,7 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
         system.sessions,
         system.providers,
         system.session_views,
-        system.wait_for_views,
+        system.views_reached,
         system.database,
     ),
     "notifier": lambda system: Notifier(system),
@@ -194,8 +198,12 @@ class System:
         self.event_log = EventLog(database)
         self.pool = database.pool(name="views", min_size=2, max_size=20)
 
+        self.secret_box = secret_box or FernetSecretBox.generate()
+
         self.identity = Identity(self.event_log, clock=clock)
-        self.requests = Requests(self.event_log, clock=clock)
+        # Responses to replay are kept sealed outside the log (they can hold secrets).
+        self.replay_bodies = SealedReplayBodies(self.pool, self.secret_box)
+        self.requests = Requests(self.event_log, replay_bodies=self.replay_bodies, clock=clock)
 
         self.directory = DirectoryView(self.pool)
         self.teams = TeamsView(self.pool)
@@ -206,7 +214,6 @@ class System:
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
         self.glue = GlueCatalogs(self.aws_connections)
-        self.secret_box = secret_box or FernetSecretBox.generate()
         self.workloads = Workloads(
             self.event_log,
             clock=clock,
@@ -329,11 +336,30 @@ class System:
             prepare_view(self.event_log, projection_class, self.pool)
         self.positions.load(self.pool)
         self.run_logs.create_table()
+        self.replay_bodies.create_table()
+        self.replay_bodies.expire(self.clock())
         self.listener.start()
 
-    def wait_for_views(self, position: int) -> bool:
-        """Read-your-writes: block (bounded) until every view has processed `position`."""
+    def views_reached(self, position: int) -> bool:
+        """Block (bounded) until every view has processed `position`; say whether they did.
+
+        For workers, which go on either way and meet the change on a later event.
+        """
         return self.positions.wait_for(position, timeout=self.read_your_writes_timeout)
+
+    def wait_for_views(self, position: int) -> None:
+        """Read-your-writes for a request: its answer reads views that hold its change.
+
+        Raises `ViewsBehindError` (503 with `Retry-After`) when they do not within the
+        timeout, rather than answering from views that miss the change (a 404 for what
+        was just created).
+        """
+        if not self.views_reached(position):
+            raise ViewsBehindError(
+                "The change was saved, but the views that answer this request have not caught "
+                "up with it yet; read it again (or retry) shortly.",
+                retry_after=VIEWS_BEHIND_RETRY_AFTER,
+            )
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -453,7 +479,7 @@ def dispatcher_worker(system: System) -> Worker:
         queries=QueryTexts(system.queries.query),
         logs=system.run_logs,
         database=system.database,
-        catch_up=lambda: system.wait_for_views(system.event_log.head()),
+        catch_up=lambda: system.views_reached(system.event_log.head()),
         clock=system.clock,
     )
     return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
@@ -530,9 +556,9 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
     )
     if founded is None:
         return
-    system.wait_for_views(founded.position)
+    system.views_reached(founded.position)
     if settings.owner_password:
-        system.wait_for_views(
+        system.views_reached(
             system.identity.change_password(
                 founded.owner_user_id,
                 current_password=None,
@@ -563,7 +589,7 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
 def ensure_local_clusters(system: System, settings: Settings) -> None:
     """Every organization has its `local` connection, network and active cluster (derived ids)."""
     for organization_id in system.clusters.organizations_without_local_cluster():
-        system.wait_for_views(system.infra.ensure_local_cluster(organization_id).position)
+        system.views_reached(system.infra.ensure_local_cluster(organization_id).position)
 
 
 STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]

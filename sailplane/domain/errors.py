@@ -9,6 +9,7 @@ from __future__ import annotations
 
 class DomainError(Exception):
     default_code = "error"
+    retry_after: int | None = None  # seconds, sent as `Retry-After` when set
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -63,6 +64,19 @@ class ServiceUnavailableError(DomainError):
     """Something Sailplane depends on (a cloud provider, a cluster) did not answer: retry later."""
 
     default_code = "service_unavailable"
+
+
+class ViewsBehindError(ServiceUnavailableError):
+    """A change was saved, but the views did not show it within the read-your-writes wait.
+
+    Never a cached answer: the idempotency layer releases the key of a request that got it.
+    """
+
+    default_code = "views_behind"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TooManyRequestsError(DomainError):

@@ -457,11 +457,16 @@ class Job(SharedWithTeams):
     def update_metadata(
         self, changes: dict[str, Any], *, expected_version: int | None, by: Actor, at: datetime
     ) -> None:
-        """Change jobKey, description or status; never the version. `expected_version`, when
-        given, must be the job's current version (409 otherwise)."""
-        if expected_version is not None and expected_version != self.current_version:
+        """Change jobKey, description or status; never the configuration version.
+
+        `expected_version`, when given, must be the job's revision (the aggregate's version,
+        which every change to the job moves; 409 otherwise): of several edits made from one
+        read, exactly one wins. The active configuration's number cannot serve, since
+        metadata edits never change it.
+        """
+        if expected_version is not None and expected_version != self.version:
             raise ConflictError(
-                f"Job {self.id} is at version {self.current_version}, not {expected_version}; "
+                f"Job {self.id} is at version {self.version}, not {expected_version}; "
                 "reload it and try again.",
                 code="job_version_stale",
             )

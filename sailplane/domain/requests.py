@@ -5,6 +5,10 @@ concurrent requests with one key race on the event store's version check: one cl
 the other sees the claim. A completed claim replays its response for 24 hours; a claim
 whose request failed on the server side is abandoned and may be claimed again; a claim
 left in progress by a crashed server expires after its lease.
+
+The log records only that a request completed: its status and the id of the resource
+it named. The response itself can hold a secret shown once, so it is kept sealed outside
+the log (`ReplayBodies` in `sailplane.commands.requests`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class ClaimOutcome(Enum):
     REPLAY = "replay"
     IN_PROGRESS = "in_progress"
     MISMATCH = "mismatch"
+    REPLAY_UNAVAILABLE = "replay_unavailable"  # completed, but its response is gone
 
 
 class IdempotentRequest(SailplaneAggregate):
@@ -30,8 +35,7 @@ class IdempotentRequest(SailplaneAggregate):
     state: str  # "in_progress", "completed" or "abandoned"
     claimed_at: datetime
     status_code: int
-    content_type: str
-    body: str
+    resource_id: str | None
 
     class Created(SailplaneAggregate.Created):
         key: str
@@ -44,8 +48,7 @@ class IdempotentRequest(SailplaneAggregate):
             aggregate.state = "in_progress"
             aggregate.claimed_at = self.timestamp
             aggregate.status_code = 0
-            aggregate.content_type = ""
-            aggregate.body = ""
+            aggregate.resource_id = None
 
     class Reclaimed(SailplaneAggregate.Event):
         fingerprint: str
@@ -57,14 +60,21 @@ class IdempotentRequest(SailplaneAggregate):
 
     class Completed(SailplaneAggregate.Event):
         status_code: int
-        content_type: str
-        body: str
+        resource_id: str | None
+
+        # Version 1 recorded the response itself; it is no longer read (see the module).
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state.pop("content_type", None)
+            state.pop("body", None)
+            state["resource_id"] = None
 
         def apply(self, aggregate: IdempotentRequest) -> None:
             aggregate.state = "completed"
             aggregate.status_code = self.status_code
-            aggregate.content_type = self.content_type
-            aggregate.body = self.body
+            aggregate.resource_id = self.resource_id
 
     class Abandoned(SailplaneAggregate.Event):
         def apply(self, aggregate: IdempotentRequest) -> None:
@@ -90,15 +100,10 @@ class IdempotentRequest(SailplaneAggregate):
         return ClaimOutcome.REPLAY
 
     def complete(
-        self, *, status_code: int, content_type: str, body: str, by: Actor, at: datetime
+        self, *, status_code: int, resource_id: str | None, by: Actor, at: datetime
     ) -> None:
         self._trigger(
-            self.Completed,
-            by=by,
-            at=at,
-            status_code=status_code,
-            content_type=content_type,
-            body=body,
+            self.Completed, by=by, at=at, status_code=status_code, resource_id=resource_id
         )
 
     def abandon(self, *, by: Actor, at: datetime) -> None:

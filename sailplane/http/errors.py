@@ -73,7 +73,7 @@ def domain_error_response(request: Request[Any, Any, Any], exc: DomainError) -> 
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidValueError) and exc.field:
         extra["field"] = exc.field
-    if isinstance(exc, TooManyRequestsError):
+    if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, NotAuthenticatedError):
         headers["WWW-Authenticate"] = 'Bearer realm="sailplane"'

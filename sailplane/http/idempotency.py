@@ -1,8 +1,9 @@
 """`Idempotency-Key` on every mutating request.
 
-The first request with a key runs and its response is recorded (an event on the key's
-aggregate); the same key with the same method, path, query and body within 24 hours gets
-that response again, with `Idempotent-Replayed: true`, and changes nothing. The same key
+The first request with a key runs and its completion is recorded (an event on the key's
+aggregate: status and resource id; the response itself is kept sealed outside the log);
+the same key with the same method, path, query and body within 24 hours gets that
+response again, with `Idempotent-Replayed: true`, and changes nothing. The same key
 with a different request is 422; a key whose first request is still running is 409. A
 request that failed on the server side (5xx) releases its key, so it can be retried.
 Keys are scoped to the caller: two callers never see each other's responses.
@@ -71,6 +72,18 @@ class IdempotencyMiddleware:
         if claim.outcome is ClaimOutcome.REPLAY:
             await _send_raw(
                 send, claim.status_code, claim.content_type, claim.body.encode(), replayed=True
+            )
+            return
+        if claim.outcome is ClaimOutcome.REPLAY_UNAVAILABLE:
+            await _send_json(
+                send,
+                409,
+                error_body(
+                    f"The request with this Idempotency-Key completed with status "
+                    f"{claim.status_code}, but its response can no longer be replayed; "
+                    "read the resource instead.",
+                    "idempotency_replay_unavailable",
+                ),
             )
             return
         if claim.outcome is ClaimOutcome.MISMATCH:

@@ -5,8 +5,10 @@ Every endpoint needs `CanViewJobs` from an organization role; changing a job nee
 `CanManageJobs` from an organization role or from a team role in a team the job is
 granted to (for a create: one of the teams in `teamIds`).
 
-A Job response shows the job's metadata with its active version's configuration
-(`version` = `currentVersion`); a JobVersion response is one version. `nextRunAt` is the
+A Job response shows the job's metadata with its active version's configuration;
+its `version` is the job's revision, which every change to the job moves (the optimistic
+check of a PATCH), and `currentVersion` the active configuration's number; a JobVersion
+response is one version. `nextRunAt` is the
 next time the active version's schedule fires (null for a paused or unscheduled job).
 """
 
@@ -112,7 +114,7 @@ class JobCreateRequest(JobVersionWriteRequest, kw_only=True, forbid_unknown_fiel
 
 
 class JobUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    """Metadata only; `version`, when sent, must be the job's current version (409 if not)."""
+    """Metadata only; `version`, when sent, must be the job's `version` (its revision, 409 if not)."""
 
     job_key: JobKey | UnsetType = UNSET
     status: JobStatus | UnsetType = UNSET
@@ -250,7 +252,7 @@ def job_shape(
         id=job["id"],
         member_id=job["member_id"],
         job_key=job["job_key"],
-        version=version["version"],
+        version=job["revision"],
         current_version=job["current_version"],
         draft_version=job["draft_version"],
         based_on_version=version["based_on_version"],

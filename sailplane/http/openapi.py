@@ -15,6 +15,7 @@ internet. The JSON and YAML documents are `/schema/openapi.json` and `/schema/op
 from __future__ import annotations
 
 import importlib.util
+import logging
 from importlib.metadata import version
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 from msgspec import UNSET, UnsetType
+
+log = logging.getLogger(__name__)
 
 SCHEMA_PATH = "/schema"
 ASSETS_PATH = f"{SCHEMA_PATH}/assets"
@@ -118,7 +121,9 @@ def package_version() -> str:
 def _asset_directory() -> Path:
     spec = importlib.util.find_spec("drf_spectacular_sidecar")  # found, not imported
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the drf-spectacular-sidecar package (documentation assets) is missing")
+        # The API works without its documentation pages' scripts; say what is missing.
+        log.warning("drf-spectacular-sidecar is not installed: /schema pages have no scripts")
+        return Path(__file__).parent / "missing-documentation-assets"
     return Path(next(iter(spec.submodule_search_locations))) / "static" / "drf_spectacular_sidecar"
 
 

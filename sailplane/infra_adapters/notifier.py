@@ -263,7 +263,7 @@ class Notifier(Consumer):
             tracking=delivery.tracking(self.name),
         )
         if position:
-            self.system.wait_for_views(position)
+            self.system.views_reached(position)
             self.send_due()
 
     def plan(self, organization_id: str, notable: Notable) -> list[PlannedDelivery]:
@@ -315,7 +315,7 @@ class Notifier(Consumer):
                     ),
                 )
         if resumed:
-            self.system.wait_for_views(resumed)
+            self.system.views_reached(resumed)
         self.send_due()
 
     def send_due(self) -> None:

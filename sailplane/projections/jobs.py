@@ -50,7 +50,8 @@ class JobsView(SharedView):
                 created_at timestamptz NOT NULL,
                 created_by text NOT NULL,
                 updated_at timestamptz NOT NULL,
-                updated_by text NOT NULL
+                updated_by text NOT NULL,
+                revision integer NOT NULL
             )""",
         "job_versions": """
             CREATE TABLE {job_versions} (
@@ -207,7 +208,7 @@ class JobsProjection(SharedProjection):
     def _(self, event: Job.Created, tracking: Tracking) -> None:
         by = actor_ref(event.actor)
         self.view.execute(
-            "INSERT INTO {jobs} VALUES (%s, %s, %s, %s, %s, %s, 1, NULL, %s, %s, %s, %s, %s)",
+            "INSERT INTO {jobs} VALUES (%s, %s, %s, %s, %s, %s, 1, NULL, %s, %s, %s, %s, %s, %s)",
             (
                 event.originator_id,
                 event.organization_id,
@@ -220,6 +221,7 @@ class JobsProjection(SharedProjection):
                 by,
                 event.timestamp,
                 by,
+                event.originator_version,
             ),
         )
         self._insert_version(event, 1, "published", None, event.spec)
@@ -334,6 +336,18 @@ class JobsProjection(SharedProjection):
                 by,
                 event.timestamp if published else None,
                 by if published else None,
+            ),
+        )
+
+    def _touch(self, event: Any) -> None:
+        """Every change to a job moves its revision (the `version` a PATCH must name)."""
+        self.view.execute(
+            "UPDATE {jobs} SET updated_at = %s, updated_by = %s, revision = %s WHERE id = %s",
+            (
+                event.timestamp,
+                actor_ref(event.actor),
+                event.originator_version,
+                event.originator_id,
             ),
         )
 

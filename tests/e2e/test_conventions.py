@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
 
 import httpx
+import psycopg
+import pytest
 
+from sailplane.projections.runner import advisory_key
 from sailplane.system import System
 from tests.conftest import Org
 
@@ -217,6 +222,43 @@ def test_idempotency_key_replays_a_recorded_4xx_too(client: httpx.Client) -> Non
     second = client.post("/org/teams", json={"name": name}, headers=key)
     assert first.status_code == second.status_code == 409
     assert second.json() == first.json()
+
+
+@contextlib.contextmanager
+def views_held(system: System) -> Iterator[None]:
+    """The projections stand still: this connection holds the teams view's lock."""
+    with psycopg.connect(system.database.conninfo, autocommit=True) as conn:
+        key = advisory_key("view:" + system.teams.tracking_name)
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def test_a_write_whose_views_lag_answers_503_and_is_not_replayed(
+    client: httpx.Client, system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team_id = client.post("/org/teams", json={"name": _name()}).json()["team"]["id"]
+    monkeypatch.setattr(system, "read_your_writes_timeout", 0.5)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"name": _name()}
+    with views_held(system):
+        lagging = client.patch(f"/org/teams/{team_id}", json=body, headers=key)
+    assert lagging.status_code == 503, lagging.text
+    assert lagging.headers["retry-after"].isdigit()
+    assert set(lagging.json()) == {"message", "code"}
+    assert lagging.json()["code"] == "views_behind"
+
+    # the change was saved; once the views catch up, a retry gets the real answer
+    assert system.views_reached(system.event_log.head())
+    retried = client.patch(f"/org/teams/{team_id}", json=body, headers=key)
+    assert retried.status_code == 200, retried.text
+    assert "idempotent-replayed" not in retried.headers
+    assert retried.json()["team"]["name"] == body["name"]
+    again = client.patch(f"/org/teams/{team_id}", json=body, headers=key)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == retried.json()
 
 
 def test_idempotency_keys_are_scoped_to_the_caller(

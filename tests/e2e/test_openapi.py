@@ -12,7 +12,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from importlib.metadata import version
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -39,10 +38,11 @@ def generated(document: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("client")
     (root / "openapi.json").write_text(httpx.Response(200, json=document).text)
     (root / "config.yaml").write_text(f"package_name_override: {PACKAGE}\npost_hooks: []\n")
-    generator = Path(sys.executable).parent / "openapi-python-client"
     result = subprocess.run(
         [
-            str(generator),
+            sys.executable,
+            "-m",
+            "openapi_python_client",
             "generate",
             "--path",
             str(root / "openapi.json"),

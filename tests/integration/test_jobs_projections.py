@@ -79,12 +79,13 @@ def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> 
     w.create_job_draft(jobs[3], {"description": "a draft", "cluster_id": other_cluster}, by=owner)
     w.create_job_draft(jobs[4], {}, by=owner)
     w.discard_job_draft(jobs[4], by=owner)
-    w.update_job(jobs[4], {"status": "paused", "job_key": "renamed"}, expected_version=1, by=owner)
+    # created, drafted, discarded: its revision is 3
+    w.update_job(jobs[4], {"status": "paused", "job_key": "renamed"}, expected_version=3, by=owner)
     w.grant_job_teams(jobs[0], teams[1:], by=owner)
     w.revoke_job_team(jobs[2], teams[0], by=owner)
     w.create_job_version(jobs[0], {}, by=owner)
     system.identity.delete_team(teams[2], by=owner)
-    assert system.wait_for_views(w.delete_job(jobs[3], by=owner))
+    assert system.views_reached(w.delete_job(jobs[3], by=owner))
 
 
 def test_rebuilt_job_views_equal_the_live_ones(fresh_db: Database) -> None:
@@ -129,7 +130,7 @@ def test_the_active_version_as_the_runs_context_reads_it(system: System) -> None
         by=owner,
     )
     w.create_job_version(job_id, {"timeout_seconds": 900}, by=owner)
-    assert system.wait_for_views(w.activate_job_version(job_id, 1, by=owner))
+    assert system.views_reached(w.activate_job_version(job_id, 1, by=owner))
     active = system.jobs.active_version(org.id, job_id)
     assert active is not None
     assert (active["version"], active["timeout_seconds"], active["job_status"]) == (
@@ -142,5 +143,5 @@ def test_the_active_version_as_the_runs_context_reads_it(system: System) -> None
     assert (active["concurrency_policy"], active["max_concurrent_runs"]) == ("queue", 3)
     assert active["depends_on"] == [{"jobKey": f"up-{org.id}"}]
     assert system.jobs.job_by_key(org.id, f"up-{org.id}")["id"] == upstream
-    assert system.wait_for_views(w.delete_job(job_id, by=owner))
+    assert system.views_reached(w.delete_job(job_id, by=owner))
     assert system.jobs.active_version(org.id, job_id) is None

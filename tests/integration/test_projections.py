@@ -49,7 +49,7 @@ def _some_history(system: System, org_actor: Actor) -> None:
         ids[0], member_id, role_ids=["TEAMADMIN"], by=org_actor
     )
     position = system.identity.remove_team_member(ids[1], member_id, by=org_actor)
-    assert system.wait_for_views(position)
+    assert system.views_reached(position)
 
 
 def test_rebuilt_views_equal_the_views_built_live_row_for_row(fresh_db: Database) -> None:

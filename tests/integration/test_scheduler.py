@@ -62,7 +62,7 @@ def make_job(system: System, org: Org, key: str, **spec: Any) -> str:
         team_ids=[team],
         by=org.owner,
     )
-    assert system.wait_for_views(position)
+    assert system.views_reached(position)
     return job_id
 
 
@@ -78,7 +78,7 @@ def runs_of(system: System, job_id: str) -> list[dict[str, Any]]:
 
 
 def catch_up(system: System) -> None:
-    assert system.wait_for_views(system.event_log.head())
+    assert system.views_reached(system.event_log.head())
 
 
 def test_two_instances_over_a_simulated_day_with_leader_changes_make_one_run_per_slot(
@@ -219,7 +219,7 @@ def test_a_paused_job_fires_nothing_and_resuming_applies_its_policy(
     )
     worker = instance(system)
     try:
-        assert system.wait_for_views(
+        assert system.views_reached(
             system.workloads.update_job(
                 job_id, {"status": "paused"}, expected_version=None, by=org.owner
             )
@@ -229,7 +229,7 @@ def test_a_paused_job_fires_nothing_and_resuming_applies_its_policy(
             worker.step()
         assert runs_of(system, job_id) == []
         clock.now = START.replace(hour=15, minute=40)
-        assert system.wait_for_views(
+        assert system.views_reached(
             system.workloads.update_job(
                 job_id, {"status": "active"}, expected_version=None, by=org.owner
             )
@@ -352,7 +352,7 @@ def test_the_schedules_view_follows_versions_pauses_and_deletion(
     w.create_job_draft(job_id, {"cron_expression": "*/5 * * * *"}, by=org.owner)
     w.update_job_draft(job_id, {"cron_timezone": "Europe/Berlin"}, by=org.owner)
     position = w.publish_job_draft(job_id, by=org.owner)
-    assert system.wait_for_views(position)
+    assert system.views_reached(position)
     row = system.schedules.schedule(org.id, job_id)
     assert row is not None
     assert (row["version"], row["cron_expression"], row["cron_timezone"]) == (
@@ -362,16 +362,16 @@ def test_the_schedules_view_follows_versions_pauses_and_deletion(
     )
     assert (row["missed_schedule_policy"], row["since"]) == ("all", START + timedelta(hours=2))
     clock.now = START + timedelta(hours=3)
-    assert system.wait_for_views(w.activate_job_version(job_id, 2, by=org.owner))
+    assert system.views_reached(w.activate_job_version(job_id, 2, by=org.owner))
     row = system.schedules.schedule(org.id, job_id)
     assert row is not None and row["cron_expression"] == "0 * * * *"
     assert row["since"] == START + timedelta(hours=3)
-    assert system.wait_for_views(
+    assert system.views_reached(
         w.update_job(job_id, {"status": "paused"}, expected_version=None, by=org.owner)
     )
     assert system.schedules.schedule(org.id, job_id)["job_status"] == "paused"  # type: ignore[index]
     before = system.schedules.changed_schedules(0)
-    assert system.wait_for_views(w.delete_job(job_id, by=org.owner))
+    assert system.views_reached(w.delete_job(job_id, by=org.owner))
     assert system.schedules.schedule(org.id, job_id) is None
     # A scheduler that read the rows before learns of the deletion from the changed rows.
     seen = max(r["changed_at"] for r in before)

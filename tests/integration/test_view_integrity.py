@@ -41,7 +41,7 @@ def test_an_event_of_an_unknown_class_stops_the_views_loudly(
         # The views stop just before the unknown event: nothing after it is applied as if
         # it had not been there, and waits for later writes end (False) instead of hanging.
         wait_until(lambda: system.positions.stopped is not None, what="the views stop")
-        assert system.wait_for_views(position) is False
+        assert system.views_reached(position) is False
         assert system.positions.lowest() == unknown_position - 1
         assert system.teams.fetch_one("SELECT id FROM {teams} WHERE id = %s", (before,))
         assert system.teams.fetch_one("SELECT id FROM {teams} WHERE id = %s", (after,)) is None

@@ -164,14 +164,17 @@ def test_activate_an_older_version_and_a_missing_one() -> None:
     assert job.versions[3]["based_on_version"] == 1
 
 
-def test_metadata_never_changes_the_version_and_checks_it() -> None:
+def test_metadata_never_changes_the_version_and_checks_the_revision() -> None:
     job = _job()
     job.create_version({}, by=BY, at=AT)
+    assert job.version == 2  # created, then a version: the revision a PATCH names
     job.update_metadata({"status": "paused"}, expected_version=2, by=BY, at=AT)
-    assert job.status == "paused" and job.current_version == 2
+    assert job.status == "paused" and job.current_version == 2 and job.version == 3
+    # a second edit made from the same read loses, though the configuration did not move
     with pytest.raises(ConflictError) as raised:
-        job.update_metadata({"description": "x"}, expected_version=1, by=BY, at=AT)
+        job.update_metadata({"description": "x"}, expected_version=2, by=BY, at=AT)
     assert raised.value.code == "job_version_stale"
+    job.update_metadata({"description": "x"}, expected_version=3, by=BY, at=AT)
     with pytest.raises(InvalidValueError):
         job.update_metadata({"status": "stopped"}, expected_version=None, by=BY, at=AT)
 

@@ -103,9 +103,7 @@ def test_idempotency_claims_replay_mismatch_and_expire() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     request = IdempotentRequest.claim_new(id="idx:1", key="k", fingerprint="f1", by=OWNER, at=start)
     assert request.claim("f1", by=OWNER, at=start) is ClaimOutcome.IN_PROGRESS
-    request.complete(
-        status_code=201, content_type="application/json", body="{}", by=OWNER, at=start
-    )
+    request.complete(status_code=201, resource_id="T1", by=OWNER, at=start)
     assert request.claim("f1", by=OWNER, at=start + timedelta(hours=1)) is ClaimOutcome.REPLAY
     assert request.claim("f2", by=OWNER, at=start + timedelta(hours=1)) is ClaimOutcome.MISMATCH
     assert request.claim("f2", by=OWNER, at=start + timedelta(hours=25)) is ClaimOutcome.CLAIMED

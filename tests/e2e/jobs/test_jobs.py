@@ -258,7 +258,7 @@ def test_publish_makes_the_draft_the_active_version(
     assert published.status_code == 200, published.text
     body = published.json()
     assert set(body) == JOB_KEYS
-    assert (body["version"], body["currentVersion"], body["draftVersion"]) == (2, 2, None)
+    assert (body["currentVersion"], body["draftVersion"]) == (2, None)
     assert body["basedOnVersion"] == 1 and body["timeoutSeconds"] == 30
     v2 = client.get(f"/workloads/jobs/{job['id']}/versions").json()["items"][1]
     assert v2["status"] == "published"
@@ -290,7 +290,7 @@ def test_activate_an_older_version(client: httpx.Client, cluster: str, team: str
     activated = client.post(f"/workloads/jobs/{job['id']}/activate-version", json={"version": 1})
     assert activated.status_code == 200, activated.text
     body = activated.json()
-    assert (body["version"], body["currentVersion"], body["timeoutSeconds"]) == (1, 1, 60)
+    assert (body["currentVersion"], body["timeoutSeconds"]) == (1, 60)
     assert _versions(client, job["id"]) == [1, 2]  # nothing is lost
     missing = client.post(f"/workloads/jobs/{job['id']}/activate-version", json={"version": 9})
     assert missing.status_code == 404
@@ -319,16 +319,43 @@ def test_patch_job_changes_metadata_only_and_checks_the_version(
     )
     assert patched.status_code == 200, patched.text
     body = patched.json()
-    assert (body["description"], body["status"], body["version"]) == ("new", "paused", 2)
+    # the revision moves with the metadata; the active configuration stays version 2
+    assert (body["description"], body["status"]) == ("new", "paused")
+    assert (body["version"], body["currentVersion"]) == (3, 2)
     assert body["nextRunAt"] is None  # paused
     assert _versions(client, job["id"]) == [1, 2]
-    stale = client.patch(f"/workloads/jobs/{job['id']}", json={"description": "x", "version": 1})
+    stale = client.patch(f"/workloads/jobs/{job['id']}", json={"description": "x", "version": 2})
     assert stale.status_code == 409
     assert stale.json()["code"] == "job_version_stale"
     config = client.patch(f"/workloads/jobs/{job['id']}", json={"clusterId": cluster})
     assert config.status_code == 400  # execution configuration changes need a new version
     bad = client.patch(f"/workloads/jobs/{job['id']}", json={"status": "stopped"})
     assert bad.status_code == 400
+
+
+def test_of_concurrent_patches_from_one_read_exactly_one_wins(
+    client: httpx.Client, api: str, org: Org, cluster: str, team: str
+) -> None:
+    job = create_job(client, cluster, team)
+    barrier = threading.Barrier(20)
+
+    def patch(n: int) -> httpx.Response:
+        with http_client(api, org.token) as c:
+            barrier.wait()
+            return c.patch(
+                f"/workloads/jobs/{job['id']}",
+                json={"description": f"edit {n}", "version": job["version"]},
+            )
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(patch, range(20)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [409] * 19, statuses
+    assert all(set(r.json()) == {"message", "code"} for r in responses if r.status_code == 409)
+    (winner,) = [r.json() for r in responses if r.status_code == 200]
+    described = client.get(f"/workloads/jobs/{job['id']}").json()["included"]["jobs"][0]
+    assert described["description"] == winner["description"]
+    assert described["version"] == winner["version"] == job["version"] + 1
 
 
 def test_renaming_frees_the_old_job_key(client: httpx.Client, cluster: str, team: str) -> None:
@@ -370,7 +397,7 @@ def test_describe_version_is_the_job_as_that_version_configures_it(
     assert body["item"]["jobId"] == job["id"]
     (as_v1,) = body["included"]["jobs"]
     assert set(as_v1) == JOB_KEYS
-    assert (as_v1["version"], as_v1["currentVersion"], as_v1["timeoutSeconds"]) == (1, 2, 60)
+    assert (as_v1["currentVersion"], as_v1["timeoutSeconds"]) == (2, 60)
     client.post(f"/workloads/jobs/{job['id']}/draft", json={})
     assert client.get(f"/workloads/jobs/{job['id']}/versions/3").status_code == 404  # a draft
     assert client.get(f"/workloads/jobs/{job['id']}/versions/0").status_code == 400

@@ -97,7 +97,7 @@ def test_last_scheduled_at_is_the_latest_slot_the_scheduler_made_a_run_for(
         assert runs.create_scheduled_run(
             org.id, job["id"], run_id=slot_run_id(job["id"], slot), slot=slot
         )
-    assert system.wait_for_views(system.event_log.head())
+    assert system.views_reached(system.event_log.head())
     described = client.get(f"/workloads/jobs/{job['id']}").json()["included"]["jobs"][0]
     assert parse(described["lastScheduledAt"]) == slots[-1]
     listed = client.get("/workloads/jobs").json()
