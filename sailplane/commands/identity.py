@@ -49,6 +49,7 @@ from sailplane.domain.invitations import Invitation
 from sailplane.domain.policies import Policy, check_permissions
 from sailplane.domain.signin import Login, TrustedDevice
 from sailplane.domain.uniqueness import GLOBAL_SCOPE, UniqueKey
+from sailplane.infra_adapters.mail import EmailOutcome
 
 __all__ = ["FoundedOrganization", "Identity", "hash_token", "new_api_token"]
 
@@ -312,6 +313,7 @@ class Identity(SailplaneApplication):
     ) -> int:
         member = self._member(member_id, by)
         was_owner = member.is_owner
+        was_enabled = member.is_enabled
         self._require_owner_to_touch_owners(by, touches_owner=was_owner and is_enabled is False)
         member.update(
             by=by,
@@ -321,7 +323,15 @@ class Identity(SailplaneApplication):
             preferences=preferences,
             is_enabled=is_enabled,
         )
-        return self._commit(member, *self._owner_change(member, was_owner, by))
+        # Disabling ends the member's logins here, so enabling again does not revive them.
+        logins = (
+            self._revoke_logins(
+                member.user_id, "member_disabled", by, organization_id=by.organization_id
+            )
+            if was_enabled and not member.is_enabled and member.user_id
+            else []
+        )
+        return self._commit(member, *self._owner_change(member, was_owner, by), *logins)
 
     def replace_member_roles(self, member_id: str, role_ids: list[str], *, by: Actor) -> int:
         member = self._member(member_id, by)
@@ -546,6 +556,16 @@ class Identity(SailplaneApplication):
         user.add_email(cleaned, hash_token(token), at + EMAIL_VERIFICATION_TTL, by=by, at=at)
         return cleaned, token, self._commit(user)
 
+    def record_verification_email(
+        self, user_id: str, email: str, outcome: EmailOutcome, *, by: Actor
+    ) -> int:
+        """Record what became of the email carrying an address's verification link."""
+        user, _ = self.user_in_organization(user_id, by)
+        user.record_verification_email(
+            email, outcome.status, outcome.message, by=by, at=self.clock()
+        )
+        return self._commit(user)
+
     def verify_email(self, token: str) -> tuple[str, str, int]:
         """Mark the email a verification token was sent to as verified: (user id, email, position)."""
         user_id = token_target(token, VERIFICATION_PREFIX)
@@ -614,6 +634,16 @@ class Identity(SailplaneApplication):
             at=at,
         )
         return invitation_id, token, self._commit(invitation)
+
+    def record_invitation_email(
+        self, invitation_id: str, outcome: EmailOutcome, *, by: Actor
+    ) -> int:
+        """Record what became of the invitation's email."""
+        invitation = self._find(Invitation, invitation_id)
+        if invitation is None or invitation.organization_id != by.organization_id:
+            raise NotFoundError.of("invitation", invitation_id)
+        invitation.record_email(outcome.status, outcome.message, by=by, at=self.clock())
+        return self._commit(invitation)
 
     def invitation_for(self, token: str) -> Invitation:
         """The invitation a token opens (404 for unknown or expired tokens, 409 once used)."""

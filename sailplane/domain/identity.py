@@ -205,6 +205,13 @@ class User(SailplaneAggregate):
                 "token_expires_at": None,
             }
 
+    class VerificationEmailRecorded(SailplaneAggregate.Event):
+        """What became of the email with an address's verification link."""
+
+        email: str
+        status: str  # sent, failed or not_configured
+        message: str | None
+
     class Deleted(SailplaneAggregate.Event):
         def apply(self, aggregate: User) -> None:
             aggregate.deleted = True
@@ -335,6 +342,18 @@ class User(SailplaneAggregate):
             token_expires_at=expires_at,
         )
         return email
+
+    def record_verification_email(
+        self, email: str, status: str, message: str | None, *, by: Actor, at: datetime
+    ) -> None:
+        self._trigger(
+            self.VerificationEmailRecorded,
+            by=by,
+            at=at,
+            email=email,
+            status=status,
+            message=message,
+        )
 
     def verify_email(self, email: str, token_hash: str, *, by: Actor, at: datetime) -> None:
         info = self.emails.get(email)

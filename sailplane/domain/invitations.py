@@ -61,6 +61,12 @@ class Invitation(SailplaneAggregate):
         def apply(self, aggregate: Invitation) -> None:
             aggregate.ota_code_hash = None
 
+    class EmailRecorded(SailplaneAggregate.Event):
+        """What became of the invitation email: sent, failed or not_configured."""
+
+        status: str
+        message: str | None
+
     @classmethod
     def create(
         cls,
@@ -104,6 +110,9 @@ class Invitation(SailplaneAggregate):
             expires_at=expires_at,
             send_email=send_email,
         )
+
+    def record_email(self, status: str, message: str | None, *, by: Actor, at: datetime) -> None:
+        self._trigger(self.EmailRecorded, by=by, at=at, status=status, message=message)
 
     def check_open(self, at: datetime) -> None:
         """Pending and not expired: expired is 404, already used is 409."""

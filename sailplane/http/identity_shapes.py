@@ -245,6 +245,9 @@ class InviteOut(Shape):
     expires_at: str | None
     organization: OrganizationOut
     invite_url: str
+    # The invitation email: not_requested, pending, sent, failed or not_configured.
+    email_status: str
+    email_message: str | None
 
 
 def invite(row: dict[str, Any], token: str, org: dict[str, Any], url: str) -> InviteOut:
@@ -262,6 +265,8 @@ def invite(row: dict[str, Any], token: str, org: dict[str, Any], url: str) -> In
         expires_at=iso(row["expires_at"]),
         organization=organization(org),
         invite_url=url,
+        email_status=row["email_status"],
+        email_message=row["email_message"],
     )
 
 

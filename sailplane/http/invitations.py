@@ -15,6 +15,7 @@ from sailplane.http.auth import Caller, SystemDep, requires
 from sailplane.http.authentication import PUBLIC, public_base
 from sailplane.http.identity_shapes import InviteOut, OrganizationOut, invite, organization, user
 from sailplane.http.shapes import Shape
+from sailplane.infra_adapters.mail import send_email
 from sailplane.system import System
 
 
@@ -98,14 +99,20 @@ class InvitationController(Controller):
         )
         system.wait_for_views(position)
         out = _invite(system, request, invitation_id, token)
-        if data.send_email and system.mailer is not None:
-            system.mailer.send(
-                out.email,
-                f"You are invited to {out.organization.name} on Sailplane",
-                f"Open this invitation to join {out.organization.name}:\n\n{out.invite_url}\n\n"
-                f"Accept it with POST {out.invite_url}/accept before {out.expires_at}.",
-            )
-        return out
+        if not data.send_email:
+            return out
+        outcome = send_email(
+            system.mailer,
+            out.email,
+            f"You are invited to {out.organization.name} on Sailplane",
+            f"Open this invitation to join {out.organization.name}:\n\n{out.invite_url}\n\n"
+            f"Accept it with POST {out.invite_url}/accept before {out.expires_at}.",
+        )
+        # Recorded and shown (here and when the invitation is described), never dropped.
+        system.wait_for_views(
+            system.identity.record_invitation_email(invitation_id, outcome, by=principal.actor)
+        )
+        return _invite(system, request, invitation_id, token)
 
     @get("/{token:str}", operation_id="DescribeInvitation", **PUBLIC)
     def describe_invitation(

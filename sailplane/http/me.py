@@ -22,6 +22,7 @@ from sailplane.http.identity_shapes import (
 )
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.shapes import Shape, iso
+from sailplane.infra_adapters.mail import send_email
 from sailplane.system import System
 
 OWN = [requires("CanUseOwnAccount")]
@@ -147,13 +148,17 @@ class MeController(Controller):
         user_id = user_id_of(principal)
         email, token, position = system.identity.add_email(user_id, data.email, by=principal.actor)
         system.wait_for_views(position)
-        if system.mailer is not None:
-            link = f"{public_base(system, request)}/api/v1/auth/verify-email?token={token}"
-            system.mailer.send(
-                email,
-                "Verify your email address for Sailplane",
-                f"Open this link to verify {email}:\n\n{link}\n\nThe link works for 24 hours.",
-            )
+        link = f"{public_base(system, request)}/api/v1/auth/verify-email?token={token}"
+        outcome = send_email(
+            system.mailer,
+            email,
+            "Verify your email address for Sailplane",
+            f"Open this link to verify {email}:\n\n{link}\n\nThe link works for 24 hours.",
+        )
+        # Recorded and shown with the address (`verificationEmailStatus`), never dropped.
+        system.wait_for_views(
+            system.identity.record_verification_email(user_id, email, outcome, by=principal.actor)
+        )
         row = next(
             r for r in system.directory.emails_of_users([user_id])[user_id] if r["email"] == email
         )

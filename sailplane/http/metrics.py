@@ -2,7 +2,8 @@
 
 The middleware gives every request an id (a sane incoming `X-Request-Id`, else a new one),
 sends it back as `X-Request-Id`, puts it on every log line written while serving, counts
-the request by route template and status, times it, and logs one line for it. Requests
+the request by route template and status, times it, and logs one line for it (the access
+log: the path without its query, secrets in it redacted by `access_log.redact_url`). Requests
 that match no route (404 before any handler) are answered by the framework alone and are
 not counted.
 
@@ -37,6 +38,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sailplane.http.access_log import redact_url
 from sailplane.observability import request_id
 from sailplane.storage import POSITIONS_TABLE, EventLog
 from sailplane.system import PROJECTIONS, System
@@ -146,18 +148,19 @@ class RequestMiddleware(MiddlewareProtocol):
             took = time.perf_counter() - started
             method = scope.get("method", "")
             route = scope.get("path_template") or "unmatched"
+            path = redact_url(scope.get("path", ""))
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(took)
             log.info(
                 "%s %s %s %.1fms",
                 method,
-                scope.get("path", ""),
+                path,
                 status,
                 took * 1000,
                 extra={
                     "method": method,
                     "route": route,
-                    "path": scope.get("path", ""),
+                    "path": path,
                     "status": status,
                     "duration_ms": round(took * 1000, 1),
                 },

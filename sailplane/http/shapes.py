@@ -80,6 +80,10 @@ class UserEmail(Shape):
     created_by: str
     updated_at: str | None
     updated_by: str
+    # What became of the latest verification email: sent, failed or not_configured (null
+    # when none was meant to be sent), and why it failed.
+    verification_email_status: str | None = None
+    verification_email_message: str | None = None
 
 
 class UserAuth(Shape):
@@ -193,6 +197,8 @@ def user_email(row: dict[str, Any]) -> UserEmail:
         created_by=row["created_by"],
         updated_at=iso(row["updated_at"]),
         updated_by=row["updated_by"],
+        verification_email_status=row.get("verification_email_status"),
+        verification_email_message=row.get("verification_email_message"),
     )
 
 

@@ -15,6 +15,31 @@ class Mailer(Protocol):
     def send(self, to: str, subject: str, body: str) -> bool: ...
 
 
+# What became of an email the server meant to send; recorded and shown (invitations,
+# email verification) instead of dropped silently.
+EMAIL_SENT = "sent"
+EMAIL_FAILED = "failed"
+EMAIL_NOT_CONFIGURED = "not_configured"
+NOT_CONFIGURED = "email is not configured on this server (SAILPLANE_SMTP_HOST)"
+
+
+@dataclass(frozen=True)
+class EmailOutcome:
+    status: str  # sent, failed or not_configured
+    message: str | None = None
+
+
+def send_email(mailer: Mailer | None, to: str, subject: str, body: str) -> EmailOutcome:
+    """Send one message if email is configured, and say what happened."""
+    if mailer is None:
+        return EmailOutcome(EMAIL_NOT_CONFIGURED, NOT_CONFIGURED)
+    if not mailer.send(to, subject, body):
+        return EmailOutcome(
+            EMAIL_FAILED, f"the SMTP server did not accept the message to {to} (see the server log)"
+        )
+    return EmailOutcome(EMAIL_SENT)
+
+
 @dataclass(frozen=True)
 class SmtpMailer:
     host: str

@@ -41,7 +41,7 @@ from sailplane.domain.ids import derived_id
 from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Notable, NotificationSources
 from sailplane.domain.notifications import DigestSchedule, NotificationDelivery
 from sailplane.infra_adapters.consumers import Consumer, Delivery
-from sailplane.infra_adapters.mail import Mailer
+from sailplane.infra_adapters.mail import NOT_CONFIGURED, Mailer
 from sailplane.infra_adapters.webhooks import Backoff, Outcome, WebhookSender
 from sailplane.projections.event_log import event_id, jsonable
 from sailplane.projections.notifications import NotificationsView
@@ -121,9 +121,7 @@ class ChannelSender:
     def _email(self, addresses: list[str], message: Message) -> Outcome:
         mailer = self.mailer()
         if mailer is None:
-            return Outcome(
-                False, "email is not configured on this server (SAILPLANE_SMTP_HOST)", False
-            )
+            return Outcome(False, NOT_CONFIGURED, retryable=False)
         refused = [a for a in addresses if not mailer.send(a, message.subject, message.text)]
         if refused:
             return Outcome(False, f"the SMTP server did not accept mail to {', '.join(refused)}")

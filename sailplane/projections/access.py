@@ -46,7 +46,9 @@ class AccessView(View):
                 expires_at timestamptz NOT NULL,
                 accepted_at timestamptz,
                 created_at timestamptz NOT NULL,
-                created_by text NOT NULL
+                created_by text NOT NULL,
+                email_status text NOT NULL DEFAULT 'not_requested',
+                email_message text
             )""",
         "identity_providers": """
             CREATE TABLE {identity_providers} (
@@ -186,7 +188,8 @@ class AccessProjection(Projection[AccessView]):
     @process_event.register
     def _(self, event: Invitation.Created, tracking: Tracking) -> None:
         self.view.execute(
-            "INSERT INTO {invitations} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, NULL, %s, %s)",
+            "INSERT INTO {invitations} "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, NULL, %s, %s, %s, NULL)",
             (
                 event.originator_id,
                 event.organization_id,
@@ -199,7 +202,15 @@ class AccessProjection(Projection[AccessView]):
                 event.expires_at,
                 event.timestamp,
                 actor_ref(event.actor),
+                "pending" if event.send_email else "not_requested",
             ),
+        )
+
+    @process_event.register
+    def _(self, event: Invitation.EmailRecorded, tracking: Tracking) -> None:
+        self.view.execute(
+            "UPDATE {invitations} SET email_status = %s, email_message = %s WHERE id = %s",
+            (event.status, event.message, event.originator_id),
         )
 
     @process_event.register

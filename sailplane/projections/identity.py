@@ -75,6 +75,8 @@ class DirectoryView(View):
                 created_by text NOT NULL,
                 updated_at timestamptz NOT NULL,
                 updated_by text NOT NULL,
+                verification_email_status text,
+                verification_email_message text,
                 PRIMARY KEY (user_id, email)
             )""",
         "members": """
@@ -438,6 +440,14 @@ class DirectoryProjection(Projection[DirectoryView]):
     @process_event.register
     def _(self, event: User.EmailAdded, tracking: Tracking) -> None:
         self._upsert_email(event, event.email)
+
+    @process_event.register
+    def _(self, event: User.VerificationEmailRecorded, tracking: Tracking) -> None:
+        self.view.execute(
+            "UPDATE {user_emails} SET verification_email_status = %s, "
+            "verification_email_message = %s WHERE user_id = %s AND email = %s",
+            (event.status, event.message, event.originator_id, event.email),
+        )
 
     @process_event.register
     def _(self, event: User.EmailVerified, tracking: Tracking) -> None:

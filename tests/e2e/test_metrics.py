@@ -131,6 +131,30 @@ def test_json_log_lines_carry_the_request_id(
     assert line["level"] == "INFO" and line["time"]
 
 
+def test_the_request_line_never_shows_an_invitation_token(
+    json_logs: io.StringIO, api: str, client: httpx.Client
+) -> None:
+    invited = client.post(
+        "/org/invites", json={"email": f"i-{uuid.uuid4().hex[:8]}@example.com", "sendEmail": False}
+    )
+    token = invited.json()["invitationToken"]
+    seen = httpx.get(f"{api}/api/v1/org/invites/{token}", headers={"X-Request-Id": "req-invite"})
+    assert seen.status_code == 200
+
+    def logged() -> list[dict]:
+        lines = [json.loads(line) for line in json_logs.getvalue().split("\n")[:-1]]
+        return [entry for entry in lines if entry.get("request_id") == "req-invite"]
+
+    [line] = wait_until(logged, timeout=10, what="the request's log line")
+    assert line["path"] == "/api/v1/org/invites/[redacted]"
+    server_lines = [
+        entry
+        for entry in map(json.loads, json_logs.getvalue().split("\n")[:-1])
+        if entry["logger"] != "httpx"  # this test's own client logs what it asked for
+    ]
+    assert all(token not in json.dumps(entry) for entry in server_lines)
+
+
 def test_an_unknown_log_format_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match=r"^SAILPLANE_LOG_FORMAT: 'xml'"):
         configure_logging("INFO", "xml")

@@ -3,10 +3,12 @@ need no bearer token; accepting creates the user or links an existing one."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from sailplane.system import System
 from tests.conftest import Org, found_org, http_client
@@ -26,6 +28,8 @@ INVITE_FIELDS = {
     "expiresAt",
     "organization",
     "inviteUrl",
+    "emailStatus",
+    "emailMessage",
 }
 
 
@@ -213,3 +217,83 @@ def test_send_email_delivers_the_invitation_through_smtp(
     message = smtp.messages[0]
     assert message["To"] == email
     assert invite["inviteUrl"] in message.get_payload(decode=True).decode()
+
+
+def test_invitation_and_verification_tokens_never_reach_the_access_log(
+    system: System, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The access log `serve` writes (uvicorn's, with the filter `serve` installs)."""
+    import threading
+
+    import uvicorn
+
+    from sailplane.http.access_log import ACCESS_LOGGER, redact_access_log
+    from sailplane.http.app import create_app
+    from tests.services import free_port, wait_for_port
+
+    token = client.post("/org/invites", json={"email": _email(), "sendEmail": False}).json()[
+        "invitationToken"
+    ]
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(system), host="127.0.0.1", port=port, log_level="info")
+    )
+    redact_access_log()
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.addHandler(caplog.handler)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1") as anonymous:
+            assert anonymous.get(f"/org/invites/{token}").status_code == 200
+            anonymous.post(f"/org/invites/{token}/accept", json={})
+            anonymous.get("/auth/verify-email", params={"token": "sp-verify-secret"})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        access.removeHandler(caplog.handler)
+    lines = [r.getMessage() for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert len(lines) == 3, lines
+    assert all(token not in line and "sp-verify-secret" not in line for line in lines), lines
+    assert any("/org/invites/[redacted]/accept" in line for line in lines), lines
+    assert any("verify-email?token=[redacted]" in line for line in lines), lines
+
+
+def test_an_invitation_email_that_fails_or_cannot_be_sent_is_recorded_and_shown(
+    api: str, system: System, client: httpx.Client, smtp: Mailbox
+) -> None:
+    from sailplane.infra_adapters.mail import SmtpMailer
+    from tests.services import free_port
+
+    def invite(send_email: bool = True) -> dict:
+        created = client.post("/org/invites", json={"email": _email(), "sendEmail": send_email})
+        assert created.status_code == 201, created.text
+        return created.json()
+
+    def described(token: str) -> dict:
+        with _anonymous(api) as anonymous:
+            return anonymous.get(f"/org/invites/{token}").json()
+
+    sent = invite()
+    assert (sent["emailStatus"], sent["emailMessage"]) == ("sent", None)
+    assert len(smtp.messages) == 1
+    assert invite(send_email=False)["emailStatus"] == "not_requested"
+
+    working = system.mailer
+    try:
+        system.mailer = None
+        unconfigured = invite()
+        assert unconfigured["emailStatus"] == "not_configured"
+        assert "SAILPLANE_SMTP_HOST" in unconfigured["emailMessage"]
+        # Nothing listens on this port: the SMTP connection is refused.
+        system.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+        failed = invite()
+    finally:
+        system.mailer = working
+    assert failed["emailStatus"] == "failed"
+    assert failed["email"] in failed["emailMessage"]
+    assert described(failed["invitationToken"])["emailStatus"] == "failed"
+    assert described(unconfigured["invitationToken"])["emailStatus"] == "not_configured"
+    assert described(sent["invitationToken"])["emailStatus"] == "sent"
+    assert len(smtp.messages) == 1

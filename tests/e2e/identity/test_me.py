@@ -130,3 +130,35 @@ def test_a_service_account_is_its_own_identity(api: str, system: System, org: Or
         assert bot.patch("/me", json={"displayName": "x"}).status_code == 403
         assert bot.get("/org/teams").status_code == 200
         assert bot.post("/org/teams", json={"name": "bots"}).status_code == 403
+
+
+def test_a_verification_email_that_fails_or_cannot_be_sent_is_recorded_and_shown(
+    api: str, system: System, org: Org, smtp: Mailbox
+) -> None:
+    from sailplane.infra_adapters.mail import SmtpMailer
+    from tests.services import free_port
+
+    who = person(system, org)
+    sent, unconfigured, failed = (f"{k}-{uuid.uuid4().hex[:6]}@example.com" for k in "suf")
+    working = system.mailer
+    with signed_in_client(api, who) as me:
+        assert me.post("/me/emails", json={"email": sent}).json()["verificationEmailStatus"] == (
+            "sent"
+        )
+        try:
+            system.mailer = None
+            added = me.post("/me/emails", json={"email": unconfigured}).json()
+            assert added["verificationEmailStatus"] == "not_configured"
+            assert "SAILPLANE_SMTP_HOST" in added["verificationEmailMessage"]
+            system.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+            added = me.post("/me/emails", json={"email": failed}).json()
+        finally:
+            system.mailer = working
+        assert added["verificationEmailStatus"] == "failed"
+        listed = {e["email"]: e for e in me.get("/me/emails").json()["items"]}
+    assert listed[sent]["verificationEmailStatus"] == "sent"
+    assert listed[unconfigured]["verificationEmailStatus"] == "not_configured"
+    assert listed[failed]["verificationEmailStatus"] == "failed"
+    assert failed in listed[failed]["verificationEmailMessage"]
+    assert listed[who.email]["verificationEmailStatus"] is None
+    assert len(smtp.messages) == 1

@@ -168,6 +168,22 @@ def test_a_disabled_member_cannot_sign_in_and_their_login_stops(
     assert sign_in(api, who.email, who.password).status_code == 403
 
 
+def test_a_re_enabled_member_signs_in_again_but_old_logins_stay_refused(
+    api: str, system: System, org: Org, client: httpx.Client
+) -> None:
+    who = person(system, org)
+    with signed_in_client(api, who) as old:
+        assert old.get("/me").status_code == 200
+        disabled = client.patch(f"/org/members/{who.member_id}", json={"isEnabled": False})
+        assert disabled.status_code == 200
+        enabled = client.patch(f"/org/members/{who.member_id}", json={"isEnabled": True})
+        assert enabled.status_code == 200
+        refused = old.get("/me")
+        assert refused.status_code == 401, "disabling ended the member's logins for good"
+        with signed_in_client(api, who) as fresh:
+            assert fresh.get("/me").status_code == 200
+
+
 def test_sign_in_needs_email_and_password_or_a_code(api: str) -> None:
     with httpx.Client(base_url=api + "/api/v1") as anonymous:
         assert anonymous.post("/auth/login", json={"email": "a@example.com"}).status_code == 422
