@@ -150,7 +150,7 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
         system.providers,
         system.session_views,
         system.views_reached,
-        system.database,
+        system.pool,
     ),
     "notifier": lambda system: Notifier(system),
 }
@@ -277,6 +277,9 @@ class System:
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
         self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
+        # Positions notified while the listener was away are read again (which also
+        # invalidates every cache built on the views, such as the principal cache).
+        self.listener.on_connect.append(lambda: self.positions.load(self.pool))
 
         # `/readyz`: every named check must answer None; other contexts add theirs.
         self.view_lag = ViewLag()
@@ -478,7 +481,7 @@ def dispatcher_worker(system: System) -> Worker:
         targets=SystemTargets(system),
         queries=QueryTexts(system.queries.query),
         logs=system.run_logs,
-        database=system.database,
+        pool=system.pool,
         catch_up=lambda: system.views_reached(system.event_log.head()),
         clock=system.clock,
     )

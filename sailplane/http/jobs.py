@@ -22,7 +22,6 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
-from sailplane.domain.access import TEAM_ROLES, permissions_of
 from sailplane.domain.errors import InvalidRequestError, NotFoundError
 from sailplane.domain.jobs import VERSION_FIELDS, diff_specs, spec_of
 from sailplane.domain.schedule import next_fire
@@ -371,10 +370,7 @@ def _draft(system: System, principal: Principal, job_id: str) -> JobVersion:
 
 def _my_team_ids(system: System, principal: Principal) -> list[str]:
     """The teams in which the caller's team roles let them view jobs."""
-    if principal.kind != "member":
-        return []
-    roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
-    return sorted(t for t, r in roles.items() if VIEW in permissions_of(TEAM_ROLES, r))
+    return principal.teams_granting(VIEW)
 
 
 def _manage(system: System, principal: Principal, job_id: str) -> None:
