@@ -7,7 +7,6 @@ relation rows (`_entityRelations`: organization roles, team memberships, team ro
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -35,6 +34,7 @@ from sailplane.http.pagination import (
     page_of,
     sort_of,
 )
+from sailplane.http.request_guard import NUL_MESSAGE
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
@@ -80,18 +80,38 @@ class MembersIncluded(Shape):
     entity_relations: list[dict[str, Any]] = msgspec.field(name="_entityRelations")
 
 
+class MemberCriteria(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, rename="camel"
+):
+    """The member filters `filter` may hold, each with its type."""
+
+    search: str | None = None
+    name: str | None = None
+    email: str | None = None
+    role_id: str | None = None
+    team_id: str | None = None
+    is_enabled: bool | None = None
+    account_type: str | None = None
+    user_id: str | None = None
+
+
 def parse_filter(text: str | None) -> dict[str, Any]:
+    """`filter` as criteria: plain text searches; JSON must be a `MemberCriteria` (else 400)."""
     if text is None or not text.strip():
         return {}
     if not text.lstrip().startswith("{"):
         return {"search": text.strip()}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        criteria: dict[str, Any] = msgspec.to_builtins(
+            msgspec.json.decode(text, type=MemberCriteria)
+        )
+    except msgspec.ValidationError as error:
+        raise InvalidRequestError(f"filter: {error}", code="invalid_filter") from None
+    except (msgspec.DecodeError, RecursionError):
         raise InvalidRequestError("filter is not a JSON object.", code="invalid_filter") from None
-    if not isinstance(value, dict):
-        raise InvalidRequestError("filter is not a JSON object.", code="invalid_filter")
-    return value
+    if any(isinstance(value, str) and "\x00" in value for value in criteria.values()):
+        raise InvalidRequestError(NUL_MESSAGE, code="invalid_character")
+    return criteria
 
 
 def member_listing(

@@ -64,15 +64,21 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+# Statuses only some operations answer, by operation id: sign-in refuses a burst of
+# failed attempts (`TooManyRequestsError`).
+ALSO_ANSWERS: dict[str, set[int]] = {"Login": {429}}
+
+# Handler arguments that are not request parameters (besides the handler's dependencies).
+_NOT_PARAMETERS = {"data", "request", "state", "scope", "headers", "cookies", "query", "body"}
+
+
 def error_statuses(
     methods: set[str], *, path_parameters: bool, body: bool, parameters: bool, authenticated: bool
-) -> list[int]:
+) -> set[int]:
     """The error statuses an operation can answer, from what the operation is."""
     statuses = {400, 401, 503}
     if authenticated:
         statuses.add(403)
-    else:
-        statuses.add(429)  # sign-in and its kin refuse a burst of attempts
     if path_parameters:
         statuses.add(404)
     if methods & _WRITES:
@@ -81,7 +87,7 @@ def error_statuses(
         statuses |= {413, 415}
     if body or parameters or path_parameters:
         statuses.add(422)
-    return sorted(statuses)
+    return statuses
 
 
 def declare_errors(app: Litestar) -> None:
@@ -92,24 +98,23 @@ def declare_errors(app: Litestar) -> None:
         for handler in route.route_handlers:
             if not handler.resolve_include_in_schema():
                 continue
-            signature = handler.parsed_fn_signature.parameters
+            arguments = set(handler.parsed_fn_signature.parameters)
+            injected = set(handler.resolve_dependencies())
             statuses = error_statuses(
                 set(handler.http_methods),
                 path_parameters=bool(route.path_parameters),
-                body="data" in signature,
-                parameters=any(
-                    name not in {"data", "principal", "system", "request", "state"}
-                    for name in signature
-                ),
+                body="data" in arguments,
+                parameters=bool(arguments - injected - _NOT_PARAMETERS),
                 authenticated=not handler.opt.get("exclude_from_auth"),
             )
+            statuses |= ALSO_ANSWERS.get(str(handler.operation_id), set())
             declared = {
                 status: ResponseSpec(
                     data_container=Error,
                     description=ERROR_DESCRIPTIONS[status],
                     generate_examples=False,
                 )
-                for status in statuses
+                for status in sorted(statuses)
             }
             handler.responses = {**declared, **(handler.responses or {})}
 

@@ -22,7 +22,7 @@ from sailplane.http.pagination import (
     PageNumber,
     SortDirection,
 )
-from sailplane.projections.query import decode_marker, encode_marker
+from sailplane.projections.query import decode_marker, encode_marker, invalid_marker
 from sailplane.system import System
 
 RoleSortBy = Annotated[
@@ -54,6 +54,8 @@ def page_roles(
     )
     if marker is not None:
         after = tuple(decode_marker(marker, 2))
+        if not all(isinstance(value, str) for value in after):
+            raise invalid_marker()
         remaining = [
             r
             for r in found

@@ -9,6 +9,7 @@ are not published.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from sailplane.storage import EventLog
+
+log = logging.getLogger(__name__)
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-3d5b-4c8e-9a7f-5e2d1c0b9a88")
 
@@ -80,23 +83,29 @@ SECRET_FIELDS = frozenset(
     }
 )
 REDACTED = "[redacted]"
+# The `data` key, and the time, of an event that cannot be decoded (see `undecodable`).
+UNDECODABLE = "_undecodable"
+UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def redact(data: dict[str, Any]) -> dict[str, Any]:
     """The event's fields with secrets (at any depth) replaced by a marker of the same shape."""
-    return {k: _redacted(v) if k in SECRET_FIELDS else _redact_nested(v) for k, v in data.items()}
+    redacted = {}
+    for key, value in data.items():
+        if key in SECRET_FIELDS:
+            value = _redacted(value)
+        elif isinstance(value, dict):
+            value = redact(value)
+        redacted[key] = value
+    return redacted
 
 
 def _redacted(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, list):
-        return [REDACTED for _ in value]
+        return [REDACTED] * len(value)
     return REDACTED
-
-
-def _redact_nested(value: Any) -> Any:
-    return redact(value) if isinstance(value, dict) else value
 
 
 def event_id(aggregate_id: str, version: int) -> str:
@@ -109,12 +118,19 @@ def context_of(topic: str) -> tuple[str, str] | None:
 
 
 def jsonable(value: Any) -> Any:
+    """`value` as plain JSON values (one stack frame per level of nesting)."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
+        plain = {}
+        for key, item in value.items():
+            plain[key] = jsonable(item)
+        return plain
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        items = []
+        for item in value:
+            items.append(jsonable(item))
+        return items
     if isinstance(value, uuid.UUID | Decimal):
         return str(value)
     return value
@@ -143,10 +159,46 @@ def logged_event(position: int, topic: str, domain_event: Any) -> LoggedEvent | 
 
 
 def decode(event_log: EventLog, notification: Notification) -> LoggedEvent | None:
+    """The published event at this log entry; an entry that cannot be decoded, however
+    broken, becomes its degraded form (`undecodable`) rather than an error for its reader."""
     if context_of(notification.topic) is None:
         return None
-    return logged_event(
-        notification.id, notification.topic, event_log.mapper.to_domain_event(notification)
+    try:
+        domain_event = event_log.mapper.to_domain_event(notification)
+    except Exception as error:
+        return undecodable(notification, error)
+    try:
+        return logged_event(notification.id, notification.topic, domain_event)
+    except Exception as error:
+        return undecodable(notification, error, envelope=domain_event)
+
+
+def undecodable(
+    notification: Notification, error: Exception, *, envelope: Any = None
+) -> LoggedEvent:
+    """An event shown by its envelope (as far as it can be read) and `data` that says why
+    its fields cannot be shown: `{"_undecodable": "<error>"}`. Without an envelope the
+    organization and actor are "" and the time is the epoch."""
+    log.warning(
+        "event %s (%s) at position %s cannot be decoded: %r",
+        notification.originator_id,
+        notification.topic,
+        notification.id,
+        error,
+    )
+    name, kafka_topic = context_of(notification.topic) or ("unknown", "")
+    return LoggedEvent(
+        position=notification.id,
+        id=event_id(str(notification.originator_id), notification.originator_version),
+        type=f"sailplane.{name}.{notification.topic.partition(':')[2]}",
+        kafka_topic=kafka_topic,
+        aggregate_id=str(notification.originator_id),
+        aggregate_version=notification.originator_version,
+        organization_id=str(getattr(envelope, "organization_id", "")),
+        actor=str(getattr(envelope, "actor", "")),
+        time=getattr(envelope, "timestamp", UNKNOWN_TIME),
+        data={UNDECODABLE: f"{type(error).__name__}: {str(error)[:200]}"},
+        event_class=notification.topic,
     )
 
 

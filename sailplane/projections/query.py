@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import psycopg
+
 from sailplane.domain.errors import InvalidRequestError
 
 
@@ -113,16 +115,25 @@ def encode_marker(values: Sequence[Any]) -> str:
 
 
 def decode_marker(marker: str, arity: int) -> list[Any]:
+    """The key values a marker holds: `arity` plain JSON scalars, or 400 `invalid_marker`."""
     try:
         padded = marker + "=" * (-len(marker) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         values = None
-    if not isinstance(values, list) or len(values) != arity:
-        raise InvalidRequestError(
-            "The marker is not one this list returned.", code="invalid_marker"
-        )
+    if not isinstance(values, list) or len(values) != arity or not all(map(_is_key, values)):
+        raise invalid_marker()
     return values
+
+
+def invalid_marker() -> InvalidRequestError:
+    return InvalidRequestError("The marker is not one this list returned.", code="invalid_marker")
+
+
+def _is_key(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def keyset_page(
@@ -151,10 +162,20 @@ def keyset_page(
         extra += values
     direction = "DESC" if descending else "ASC"
     order = ", ".join(f"{expr} {direction}" for expr in keys)
-    rows = view.fetch_all(
-        f"SELECT {select}, {_key_columns(keys)} {where} ORDER BY {order} LIMIT %s",
-        [*extra, limit + 1],
-    )
+    try:
+        rows = view.fetch_all(
+            f"SELECT {select}, {_key_columns(keys)} {where} ORDER BY {order} LIMIT %s",
+            [*extra, limit + 1],
+        )
+    except (
+        psycopg.DataError,
+        psycopg.errors.UndefinedFunction,
+        psycopg.errors.DatatypeMismatch,
+    ) as error:
+        # A marker of another list, or a forged one: its values do not fit this list's keys.
+        if not marker:
+            raise
+        raise invalid_marker() from error
     next_marker = None
     if len(rows) > limit:
         rows = rows[:limit]

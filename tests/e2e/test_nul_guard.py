@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sailplane.http.nul_guard import has_nul
+from sailplane.http.request_guard import has_nul
 
 
 @pytest.mark.parametrize(

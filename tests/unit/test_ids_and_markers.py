@@ -36,7 +36,13 @@ def test_index_ids_are_scoped_by_organization_and_kind() -> None:
     assert not is_valid_id(index_id("team-name", "ORG1", "x")), "index ids never look like API ids"
 
 
-@given(st.lists(st.one_of(st.text(), st.integers(), st.none()), min_size=1, max_size=3))
+@given(
+    st.lists(
+        st.one_of(st.text(st.characters(exclude_characters="\x00")), st.integers(), st.none()),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_markers_round_trip(values: list[object]) -> None:
     assert decode_marker(encode_marker(values), len(values)) == values
 
@@ -46,7 +52,19 @@ def test_markers_carry_datetimes_as_iso_text() -> None:
     assert decode_marker(encode_marker([moment, "ID"]), 2) == [moment.isoformat(), "ID"]
 
 
-@pytest.mark.parametrize("marker", ["", "garbage!", encode_marker(["only-one"]), "e30"])
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "",
+        "garbage!",
+        encode_marker(["only-one"]),
+        "e30",
+        encode_marker([True, "x"]),
+        encode_marker([1.5, "x"]),
+        encode_marker([["x"], "y"]),
+        encode_marker(["a\x00", "b"]),
+    ],
+)
 def test_foreign_markers_are_invalid_requests(marker: str) -> None:
     with pytest.raises(InvalidRequestError) as error:
         decode_marker(marker, 2)
