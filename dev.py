@@ -4,6 +4,7 @@
     python3 dev.py serve [sailplane serve options]   install, then serve on http://127.0.0.1:8000
     python3 dev.py test  [pytest options]            install with test extras, then run every test
     python3 dev.py bench [--quick]                   every benchmark in bench/, figures in docs/performance.md
+    python3 dev.py bench --peers                     Sailplane next to Prefect 3.9.1 (bench/peers/)
 
 Both create `.venv/` next to this file on first use and reinstall only when
 pyproject.toml changes. Without a working `venv` module they install into the user site.
@@ -62,6 +63,9 @@ def main(argv: list[str]) -> int:
     python = _ensure_environment("test")
     os.chdir(ROOT)
     if command == "bench":
+        if "--peers" in rest:  # Prefect goes into bench/peers/.venv, never this one
+            peers = [python, str(ROOT / "bench" / "peers" / "run.py")]
+            return subprocess.run([*peers, *(a for a in rest if a != "--peers")]).returncode
         return _bench(python, quick="--quick" in rest)
     os.execv(python, [python, "-m", "pytest", *rest])
     return 0

@@ -15,7 +15,7 @@ redelivered message finds its row and changes nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +25,15 @@ from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     InfrastructureFactory,
+    InterfaceError,
     JSONTranscoder,
     Mapper,
+    OperationalError,
     ProcessRecorder,
     UUIDAsHex,
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
-from eventsourcing.utils import Environment
+from eventsourcing.utils import Environment, retry
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -68,7 +70,9 @@ class Database:
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
             "POSTGRES_CONNECT_TIMEOUT": "10",
-            "POSTGRES_PRE_PING": "y",
+            # No round trip before each use: a statement that finds its connection broken
+            # is retried by the recorder on another (the broken one is closed, replaced).
+            "POSTGRES_PRE_PING": "n",
             "ORIGINATOR_ID_TYPE": "text",
         }
 
@@ -79,6 +83,9 @@ class Database:
         return psycopg.connect(self.conninfo, **kwargs)
 
     def pool(self, *, name: str, min_size: int = 1, max_size: int = 8) -> ConnectionPool:
+        """Pooled connections, handed out without a round trip to check them first: a
+        connection found broken in use is discarded and replaced by the pool, and reads
+        run again on another (`View.fetch_all`)."""
         return ConnectionPool(
             self.conninfo,
             name=name,
@@ -86,7 +93,6 @@ class Database:
             max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
             open=True,
-            check=ConnectionPool.check_connection,
         )
 
     def ensure_exists(self) -> None:
@@ -154,6 +160,20 @@ class EventLog:
         with factory.datastore.transaction(commit=True) as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(7423019)")
             cursor.execute(CREATE_POSITIONS_TABLE)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def query(
+        self, statement: str, params: Sequence[Any] = (), *, commit: bool = False
+    ) -> list[dict[str, Any]]:
+        """One statement on a pooled connection of the event store; its rows (none for a write).
+
+        For followers' own reads and writes (inbox checks, positions), so that none opens a
+        connection per event. Like the recorder's statements, it runs again on another
+        connection when the one it had broke (the failed one is closed and replaced).
+        """
+        with self.factory.datastore.transaction(commit=commit) as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
 
     def head(self) -> int:
         """The position of the newest event (0 for an empty log)."""

@@ -150,7 +150,7 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
         system.providers,
         system.session_views,
         system.views_reached,
-        system.database,
+        system.pool,
     ),
     "notifier": lambda system: Notifier(system),
 }
@@ -277,6 +277,9 @@ class System:
         self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
         self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
+        # Positions notified while the listener was away are read again (which also
+        # invalidates every cache built on the views, such as the principal cache).
+        self.listener.on_connect.append(lambda: self.positions.load(self.pool))
 
         # `/readyz`: every named check must answer None; other contexts add theirs.
         self.view_lag = ViewLag()
@@ -478,7 +481,7 @@ def dispatcher_worker(system: System) -> Worker:
         targets=SystemTargets(system),
         queries=QueryTexts(system.queries.query),
         logs=system.run_logs,
-        database=system.database,
+        pool=system.pool,
         catch_up=lambda: system.views_reached(system.event_log.head()),
         clock=system.clock,
     )
@@ -566,15 +569,22 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
                 by=Actor.system("bootstrap", founded.organization_id),
             )
         )
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
     if settings.bootstrap_token:
         log.warning(
-            "first start: organization %s created; the owner's API key is SAILPLANE_BOOTSTRAP_TOKEN",
+            "first start: organization %s created; the owner's API key is "
+            'SAILPLANE_BOOTSTRAP_TOKEN: sailplane login %s --token "$SAILPLANE_BOOTSTRAP_TOKEN"',
             founded.organization_id,
+            url,
         )
     else:
         print(
             f"\nFirst start: organization {founded.organization_id} and its owner {settings.owner_email} created.\n"
-            f"The owner's API key (shown only now):\n\n    {founded.token}\n",
+            f"The owner's API key (shown only now; `sailplane admin create-token` issues another):\n\n"
+            f"    {founded.token}\n\n"
+            f"Use it with the command line or any HTTP client:\n\n"
+            f"    sailplane login {url} --token {founded.token}\n"
+            f"    curl -H 'Authorization: Bearer {founded.token}' {url}/api/v1/me\n",
             flush=True,
         )
 

@@ -110,14 +110,16 @@ class Runs(SailplaneApplication):
         run_id: str | None = None,
         scheduled_for: datetime | None = None,
         tracking: Tracking | None = None,
+        spec: JobVersionSnapshot | None = None,
     ) -> tuple[str, int]:
         """Create a run of the job's active version (or `job_version`); returns (id, position).
 
         `run_id`: a deterministic id (`derived_id(job_id, slot)`) makes a repeated create
         a 409 `run_exists` instead of a second run. `scheduled_for`: the slot of a
-        scheduled run.
+        scheduled run. `spec`: that version, when the caller has just read it from
+        `job_versions` (to check access), so it is not read twice.
         """
-        spec = self.job_versions.snapshot(by.organization_id, job_id, job_version)
+        spec = spec or self.job_versions.snapshot(by.organization_id, job_id, job_version)
         if spec is None:
             if job_version is not None and self.job_versions.snapshot(by.organization_id, job_id):
                 raise InvalidValueError(

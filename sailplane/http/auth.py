@@ -3,22 +3,33 @@
 Every route requires `Authorization: Bearer <token>` unless it opts out with
 `opt={"exclude_from_auth": True}` (and `security=[]` for the OpenAPI document). The
 token (an API key or a login) is looked up by its SHA-256 digest in the credentials view
-on every request, so a revoked login, a reset MFA, a removed or disabled member or a
-changed role takes effect on the very next request.
+(through the exact cache below), so a revoked login, a reset MFA, a removed or disabled
+member or a changed role takes effect on the very next request.
 
 The caller's permissions are one set: what their organization roles grant plus what the
 organization policies of the caller and of the caller's teams grant. A route names the
 permission it needs with `guards=[requires("CanManageTeams")]` (403 without it); a
 resource shared with teams is checked with `require_access(...)`, which also accepts the
 permission through a team role in one of the teams the resource is granted to.
+
+What a token resolves to (credential, roles, policies, team roles) is kept in a
+`PrincipalCache`, which is exact rather than short-lived: an entry records the position
+the identity views (`directory`, `access`, `teams`) had reached when it was read, and is
+used only while none of those views has changed since. A write's read-your-writes wait
+moves the views in this process past the change, so the next request reads afresh. Only
+the expiry, which changes with time rather than with events, is checked on every use.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import timedelta
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
 import anyio
@@ -33,8 +44,10 @@ from sailplane.commands.credentials import hash_token
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, permissions_of
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
+from sailplane.projections.runner import Positions
 from sailplane.system import System
 
+log = logging.getLogger(__name__)
 ORGANIZATION_HEADER = "LakeSail-Organization-Id"
 # A login's lastUsedAt is recorded at most this often (one event per login per interval).
 LOGIN_USE_RECORDING_INTERVAL = timedelta(minutes=1)
@@ -52,6 +65,8 @@ class Principal:
     permissions: frozenset[str]
     user_id: str | None = None  # the person behind a member; None for service accounts
     credential_kind: str = "api_key"  # or "login"
+    # {team id: the member's team role ids} for every team the member is in.
+    team_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def actor(self) -> Actor:
@@ -60,11 +75,91 @@ class Principal:
     def can(self, permission: str) -> bool:
         return permission in self.permissions
 
+    def teams_granting(self, permission: str) -> list[str]:
+        """The teams in which the caller's team roles grant `permission`, sorted."""
+        return sorted(
+            t for t, r in self.team_roles.items() if permission in permissions_of(TEAM_ROLES, r)
+        )
+
+
+@dataclass(frozen=True)
+class CachedCredential:
+    principal: Principal
+    expires_at: datetime | None
+    is_enabled: bool
+    last_used_at: datetime | None  # logins only
+
+
+class PrincipalCache:
+    """token hash -> what it resolved to, valid while the identity views have not changed.
+
+    Bounded (least recently used entries go first). Shared by every request of a process.
+    """
+
+    VIEWS = ("directory", "access", "teams")
+
+    def __init__(self, positions: Positions, *, size: int = 10_000) -> None:
+        self.positions = positions
+        self.size = size
+        self._entries: OrderedDict[str, tuple[int, CachedCredential]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def stamp(self) -> int:
+        """Take before reading: the read sees at least the views as of this position."""
+        return self.positions.stamp(self.VIEWS)
+
+    def get(self, token_hash: str) -> CachedCredential | None:
+        with self._lock:
+            found = self._entries.get(token_hash)
+            if found is None:
+                return None
+            if self.positions.changed_after(self.VIEWS, found[0]):
+                del self._entries[token_hash]
+                return None
+            self._entries.move_to_end(token_hash)
+            return found[1]
+
+    def put(self, token_hash: str, stamp: int, credential: CachedCredential) -> None:
+        with self._lock:
+            self._entries[token_hash] = (stamp, credential)
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+class KeyHint:
+    """Until a request of this process has authenticated, a refused one logs how to get a
+    key (at most once a minute): on a new install that is the question being asked."""
+
+    INTERVAL = 60.0
+
+    def __init__(self) -> None:
+        self.authenticated = False
+        self.last_hint = -self.INTERVAL
+
+    def refused(self, code: str) -> None:
+        now = time.monotonic()
+        if self.authenticated or now - self.last_hint < self.INTERVAL:
+            return
+        self.last_hint = now
+        log.warning(
+            "a request without a valid API key was refused (%s); the owner's key was printed "
+            "on the first start (or is the SAILPLANE_BOOTSTRAP_TOKEN of that start); "
+            "`sailplane admin create-token` issues a new one",
+            code,
+        )
+
+
+KEY_HINT = KeyHint()
+
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    def __init__(self, app: ASGIApp, system: System, **kwargs: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, system: System, principals: PrincipalCache, **kwargs: Any
+    ) -> None:
         super().__init__(app, **kwargs)
         self.system = system
+        self.principals = principals
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -72,10 +167,13 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            KEY_HINT.refused("missing_token")
             raise NotAuthenticatedError("A bearer token is required.", code="missing_token")
         principal = await anyio.to_thread.run_sync(self._principal, token.strip())
         if principal is None:
+            KEY_HINT.refused("invalid_token")
             raise NotAuthenticatedError("The bearer token is not valid.", code="invalid_token")
+        KEY_HINT.authenticated = True
         requested = connection.headers.get(ORGANIZATION_HEADER.lower())
         if requested and requested != principal.organization_id:
             raise NotAuthenticatedError(
@@ -85,33 +183,69 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=principal.credential_id)
 
     def _principal(self, token: str) -> Principal | None:
-        row = self.system.directory.credential(hash_token(token))
-        if row is None:
-            return None
+        token_hash = hash_token(token)
+        credential = self.principals.get(token_hash)
+        if credential is None:
+            stamp = self.principals.stamp()
+            credential = self._read(token_hash)
+            if credential is None:
+                return None
+            self.principals.put(token_hash, stamp, credential)
         now = self.system.clock()
-        if row["expires_at"] is not None and row["expires_at"] <= now:
+        if credential.expires_at is not None and credential.expires_at <= now:
             return None
-        if not row["is_enabled"]:
+        if not credential.is_enabled:
             return None
-        role_ids = tuple(row["role_ids"] or ())
-        permissions = permissions_of(ORGANIZATION_ROLES, role_ids) | (
-            self.system.access.policy_permissions(row["organization_id"], row["principal_id"])
-        )
-        if row["credential_kind"] == "login" and (
-            row["last_used_at"] is None or row["last_used_at"] <= now - LOGIN_USE_RECORDING_INTERVAL
+        principal = credential.principal
+        if principal.credential_kind == "login" and (
+            credential.last_used_at is None
+            or credential.last_used_at <= now - LOGIN_USE_RECORDING_INTERVAL
         ):
             # A concurrent request of the same login may have recorded it already.
             with contextlib.suppress(ConflictError):
-                self.system.authentication.touch_login(row["id"])
-        return Principal(
-            organization_id=row["organization_id"],
+                self.system.authentication.touch_login(principal.credential_id)
+            # Until the views show the recorded use, this process knows it already.
+            self.principals.put(
+                token_hash, self.principals.stamp(), replace(credential, last_used_at=now)
+            )
+        return principal
+
+    def _read(self, token_hash: str) -> CachedCredential | None:
+        """The credential, its principal's roles, policies and team roles, from the views."""
+        row = self.system.directory.credential(token_hash)
+        if row is None:
+            return None
+        organization_id, principal_id = row["organization_id"], row["principal_id"]
+        role_ids = tuple(row["role_ids"] or ())
+        permissions = permissions_of(ORGANIZATION_ROLES, role_ids) | (
+            self.system.access.policy_permissions(organization_id, principal_id)
+        )
+        team_roles = (
+            {
+                team: tuple(roles)
+                for team, roles in self.system.teams.team_roles_of_member(
+                    organization_id, principal_id
+                ).items()
+            }
+            if row["principal_kind"] == "member"
+            else {}
+        )
+        principal = Principal(
+            organization_id=organization_id,
             kind=row["principal_kind"],
-            id=row["principal_id"],
+            id=principal_id,
             credential_id=row["id"],
             role_ids=role_ids,
             permissions=permissions,
             user_id=row["user_id"],
             credential_kind=row["credential_kind"],
+            team_roles=team_roles,
+        )
+        return CachedCredential(
+            principal=principal,
+            expires_at=row["expires_at"],
+            is_enabled=bool(row["is_enabled"]),
+            last_used_at=row["last_used_at"],
         )
 
 
@@ -133,15 +267,7 @@ def can_access(
 ) -> bool:
     if principal.can(permission):
         return True
-    granted = set(granted_team_ids)
-    if not granted or principal.kind != "member":
-        return False
-    team_roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
-    return any(
-        permission in permissions_of(TEAM_ROLES, roles)
-        for team, roles in team_roles.items()
-        if team in granted
-    )
+    return not set(principal.teams_granting(permission)).isdisjoint(granted_team_ids)
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:

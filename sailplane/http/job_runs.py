@@ -237,12 +237,16 @@ class JobRunController(Controller):
             raise InvalidValueError(
                 "jobId must be the job of the path.", field="jobId", code="job_id_mismatch"
             )
-        teams = _job_team_ids(system, principal, job)
+        # One read of the version to run; when there is none, the create below reads again
+        # to say why (after the access check, so a hidden job stays a 404).
+        spec = system.runs.job_versions.snapshot(principal.organization_id, job, data.job_version)
+        teams = list(spec.team_ids) if spec else _job_team_ids(system, principal, job)
         if not can_access(system, principal, VIEW, granted_team_ids=teams):
             raise NotFoundError.of("job", job)
         require_access(system, principal, RUN, granted_team_ids=teams)
         run_id, position = system.runs.create_run(
             job,
+            spec=spec,
             by=principal.actor,
             trigger="manual" if principal.kind == "member" else "api",
             hold=data.hold,

@@ -18,7 +18,6 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from sailplane.domain.access import TEAM_ROLES, permissions_of
 from sailplane.domain.errors import InvalidValueError, NotFoundError, PermissionDeniedError
 from sailplane.http.auth import Caller, Principal, SystemDep
 from sailplane.http.pagination import Limit, Marker, NormalizedListing
@@ -30,10 +29,7 @@ Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")]
 
 
 def _teams_granting(system: System, principal: Principal, permission: str) -> list[str]:
-    if principal.kind != "member":
-        return []
-    roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
-    return sorted(t for t, r in roles.items() if permission in permissions_of(TEAM_ROLES, r))
+    return principal.teams_granting(permission)
 
 
 def requires_somewhere(permission: str) -> Any:

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
-from sailplane.domain.access import TEAM_ROLES, permissions_of
 from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
 from sailplane.http.auth import Principal, require_access
@@ -35,10 +34,7 @@ def reachable_team_ids(system: System, principal: Principal, permission: str) ->
     role grants `permission` and so every resource of the organization is reachable."""
     if principal.can(permission):
         return None
-    if principal.kind != "member":
-        return []
-    roles = system.teams.team_roles_of_member(principal.organization_id, principal.id)
-    return sorted(t for t, r in roles.items() if permission in permissions_of(TEAM_ROLES, r))
+    return principal.teams_granting(permission)
 
 
 def require_manage(

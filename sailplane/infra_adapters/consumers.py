@@ -119,19 +119,28 @@ class ConsumerWorker:
         self.event_log = event_log
         self.name = consumer.name
 
-    def _inbox_has(self, position: int) -> bool:
-        with self.event_log.database.connect(autocommit=True) as conn:
-            return (
-                conn.execute(
-                    f"SELECT 1 FROM {EventLog.INBOX_TABLE} WHERE application_name = %s AND notification_id = %s",
-                    (self.consumer.name, position),
-                ).fetchone()
-                is not None
-            )
+    def handled(self, positions: list[int]) -> set[int]:
+        """Which of these positions the consumer's inbox holds: one query for a whole batch."""
+        if not positions:
+            return set()
+        rows = self.event_log.query(
+            f"SELECT notification_id FROM {EventLog.INBOX_TABLE} "
+            "WHERE application_name = %s AND notification_id = ANY(%s)",
+            (self.name, positions),
+        )
+        return {int(row["notification_id"]) for row in rows}
 
-    def process(self, delivery: Delivery) -> None:
+    def process_batch(self, deliveries: list[Delivery]) -> None:
+        """Handle a polled batch, skipping what the inbox held when the batch was checked."""
+        done = self.handled([d.position for d in deliveries])
+        for delivery in deliveries:
+            if delivery.position not in done:
+                self.process(delivery, checked=True)
+
+    def process(self, delivery: Delivery, *, checked: bool = False) -> None:
+        """Handle one delivery unless its inbox row exists (`checked`: just looked, absent)."""
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
-            if self._inbox_has(delivery.position):
+            if not (checked and attempt == 1) and self.handled([delivery.position]):
                 return
             try:
                 self.consumer.handle(delivery)
@@ -154,9 +163,8 @@ class ConsumerWorker:
         try:
             while not stop.is_set():
                 deliveries = self.source.poll(timeout=1.0)
-                for delivery in deliveries:
-                    self.process(delivery)
                 if deliveries:
+                    self.process_batch(deliveries)
                     self.source.commit()
                 self.consumer.tick()
         finally:

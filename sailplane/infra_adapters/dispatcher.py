@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.persistence import Tracking
+from psycopg_pool import ConnectionPool
 
 from sailplane.commands.base import Clock
 from sailplane.commands.runs import Runs
@@ -64,7 +65,7 @@ from sailplane.infra_adapters.executors import (
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.projections.runs import RunsView
-from sailplane.storage import Database, EventLog
+from sailplane.storage import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class RunDispatcher(Consumer):
         targets: RunTargets,
         queries: QueryTexts,
         logs: RunLogs,
-        database: Database,
+        pool: ConnectionPool,
         catch_up: Callable[[], bool],
         clock: Clock,
         submit_grace: timedelta = timedelta(seconds=15),
@@ -108,7 +109,7 @@ class RunDispatcher(Consumer):
         self.targets = targets
         self.queries = queries
         self.logs = logs
-        self.database = database
+        self.pool = pool  # for the claim locks
         self.catch_up = catch_up  # wait until the views hold every event in the log
         self.clock = clock
         self.submit_grace = submit_grace
@@ -255,12 +256,11 @@ class RunDispatcher(Consumer):
         key = int.from_bytes(
             hashlib.sha256(f"job-run-claims:{job_id}".encode()).digest()[:8], "big", signed=True
         )
-        with local, self.database.connect(autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-            try:
-                yield
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        # A transaction-level lock on a pooled connection: released by the commit, or by
+        # the rollback when the claim raises, so the connection returns to the pool clean.
+        with local, self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            yield
 
     # --- the monitor -----------------------------------------------------------------------
 

@@ -103,11 +103,10 @@ class KafkaRelay:
         )
 
     def position(self) -> int:
-        with self.event_log.database.connect(autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT position FROM follower_positions WHERE name = %s", (self.POSITION,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.event_log.query(
+            "SELECT position FROM follower_positions WHERE name = %s", (self.POSITION,)
+        )
+        return int(rows[0]["position"]) if rows else 0
 
     def publish_batch(self, producer: KafkaProducer) -> int:
         """Publish the next batch if this relay leads; return how many log entries it

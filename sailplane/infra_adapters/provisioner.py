@@ -27,6 +27,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from psycopg_pool import ConnectionPool
+
 from sailplane.commands.infra import Infra
 from sailplane.commands.sessions import Sessions
 from sailplane.domain.base import Actor
@@ -44,7 +46,7 @@ from sailplane.infra_adapters.providers import (
     Providers,
 )
 from sailplane.projections.runner import advisory_key
-from sailplane.storage import Database
+from sailplane.storage import discarded_on_error
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +70,27 @@ class Provisioner(Consumer):
         providers: Providers,
         open_sessions: OpenSessions,
         wait_for_views: Callable[[int], bool],
-        database: Database,
+        pool: ConnectionPool,
     ) -> None:
         self.infra = infra
         self.sessions = sessions
         self.providers = providers
         self.open_sessions = open_sessions
         self.wait_for_views = wait_for_views
-        self.database = database
+        self.pool = pool  # for the operations' locks
 
     @contextlib.contextmanager
     def performing(self, operation_id: str) -> Iterator[None]:
         """Hold the operation's lock (waiting while another worker performs it)."""
-        with self.database.connect(autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_advisory_lock(%s)", (advisory_key("operation:" + operation_id),)
-            )
-            yield  # closing the connection releases the lock
+        key = advisory_key("operation:" + operation_id)
+        # A pooled connection, not a new one per operation; one whose use failed is closed
+        # (which releases the lock too) rather than returned.
+        with discarded_on_error(self.pool.connection()) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.event

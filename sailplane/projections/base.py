@@ -148,14 +148,24 @@ class View(TrackingRecorder):
     def fetch_all(
         self, template: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> list[dict[str, Any]]:
-        with self.pool.connection() as conn, conn.cursor() as cursor:
-            return cursor.execute(self.sql(template), params).fetchall()
+        # The pool hands connections out unchecked (no round trip per read): one that the
+        # server closed while it sat idle fails here, the pool discards it, and the read
+        # runs again on another, at most once per connection the pool can hold.
+        retries = self.pool.max_size
+        while True:
+            with self.pool.connection() as conn:
+                try:
+                    return conn.execute(self.sql(template), params).fetchall()
+                except psycopg.OperationalError:
+                    if not conn.broken or retries == 0:
+                        raise
+            retries -= 1
 
     def fetch_one(
         self, template: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> dict[str, Any] | None:
-        with self.pool.connection() as conn, conn.cursor() as cursor:
-            return cursor.execute(self.sql(template), params).fetchone()
+        rows = self.fetch_all(template, params)
+        return rows[0] if rows else None
 
 
 TView = TypeVar("TView", bound=View)

@@ -117,6 +117,21 @@ class JobsView(SharedView):
             (organization_id, job_id),
         )
 
+    def runnable_version(
+        self, organization_id: str, job_id: str, version: int | None = None
+    ) -> dict[str, Any] | None:
+        """In one read, what a run copies: the active version's row (or the given version's
+        when published) of a live job, with the job's `job_key` and its grants' `team_ids`."""
+        return self.fetch_one(
+            "SELECT v.*, j.job_key, ARRAY(SELECT g.team_id FROM {job_teams} g "
+            "WHERE g.job_id = j.id ORDER BY g.created_at, g.team_id) AS team_ids "
+            "FROM {jobs} j JOIN {job_versions} v ON v.job_id = j.id "
+            "AND v.version = COALESCE(%s::integer, j.current_version) "
+            "WHERE j.organization_id = %s AND j.id = %s "
+            "AND (%s::integer IS NULL OR v.status = 'published')",
+            (version, organization_id, job_id, version),
+        )
+
     def draft(self, organization_id: str, job_id: str) -> dict[str, Any] | None:
         return self.fetch_one(
             "SELECT v.* FROM {jobs} j "

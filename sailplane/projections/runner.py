@@ -80,6 +80,8 @@ class ChannelListener:
         self.database = database
         self.signals = {channel: Signal() for channel in channels}
         self.payload_handlers: dict[str, Callable[[str], None]] = {}
+        # Called on every (re)connection: what was notified while not listening is lost.
+        self.on_connect: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -98,6 +100,8 @@ class ChannelListener:
                 with self.database.connect(autocommit=True) as conn:
                     for channel in self.signals:
                         conn.execute(f'LISTEN "{channel}"')
+                    for hook in self.on_connect:
+                        hook()
                     for signal in self.signals.values():
                         signal.fire()  # anything may have happened while we were not listening
                     while not self._stop.is_set():
@@ -118,6 +122,9 @@ class Positions:
 
     def __init__(self, names: Iterable[str]) -> None:
         self._positions = dict.fromkeys(names, 0)
+        # The newest position at which each view's rows changed (a cache built on a view
+        # stays valid while this is not past what the cache read).
+        self._changed = dict.fromkeys(self._positions, 0)
         self._condition = threading.Condition()
         self.stopped: UnknownEvent | None = None  # why this process's runner stopped
 
@@ -127,16 +134,33 @@ class Positions:
             self.stopped = reason
             self._condition.notify_all()
 
-    def advance(self, name: str, position: int) -> None:
+    def advance(self, name: str, position: int, changed: int | None = None) -> None:
+        """The view is at `position`; its rows last changed at `changed` (unknown: now)."""
         with self._condition:
+            if name in self._changed:
+                self._changed[name] = max(
+                    self._changed[name], position if changed is None else changed
+                )
             if position > self._positions.get(name, 0):
                 self._positions[name] = position
                 self._condition.notify_all()
 
     def advance_from_payload(self, payload: str) -> None:
-        name, _, position = payload.rpartition(":")
+        """`name:position` or `name:position:changed` (see `ProjectionRunner._batch`)."""
+        name, position, *changed = payload.split(":")
         if name in self._positions and position.isdigit():
-            self.advance(name, int(position))
+            known = changed[0] if changed and changed[0].isdigit() else position
+            self.advance(name, int(position), int(known))
+
+    def stamp(self, names: Iterable[str]) -> int:
+        """A position the views had all reached; a read made now sees at least this much."""
+        with self._condition:
+            return min(self._positions[n] for n in names)
+
+    def changed_after(self, names: Iterable[str], stamp: int) -> bool:
+        """Whether any of these views changed after `stamp` (as far as this process heard)."""
+        with self._condition:
+            return any(self._changed[n] > stamp for n in names)
 
     def lowest(self) -> int:
         with self._condition:
@@ -189,6 +213,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.positions = positions
         self.lock_keys = sorted(advisory_key("view:" + v.tracking_name) for v in self.views)
+        self._changed: dict[str, int] = {}
 
     @property
     def view(self) -> View:
@@ -213,7 +238,8 @@ class ProjectionRunner:
                 read, position, unknown = self._batch(cur)
             if read and self.positions is not None:
                 for view in self.views:
-                    self.positions.advance(view.tracking_name, position)
+                    name = view.tracking_name
+                    self.positions.advance(name, position, self._changed.get(name, 0))
         if unknown is not None:
             raise unknown
         return read, position
@@ -223,7 +249,12 @@ class ProjectionRunner:
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
             (self.lock_keys,),
         )
-        seen = {view.tracking_name: view.position(cursor) for view in self.views}
+        # Every view's position in one round trip (not one per view).
+        names = [view.tracking_name for view in self.views]
+        stored = cursor.execute(
+            f"SELECT name, position FROM {POSITIONS_TABLE} WHERE name = ANY(%s)", (names,)
+        ).fetchall()
+        seen = dict.fromkeys(names, 0) | {r["name"]: int(r["position"]) for r in stored}
         start = min(seen.values())
         rows = cursor.execute(SELECT_EVENTS, (start, self.batch_size)).fetchall()
         unknown = next(
@@ -239,6 +270,7 @@ class ProjectionRunner:
         if not rows:
             return 0, start, unknown
         mapper = self.event_log.mapper
+        self._changed: dict[str, int] = {}  # view -> the last position that wrote its rows
         # Pipeline mode sends the batch's statements without waiting for each reply.
         with cursor.connection.pipeline(), contextlib.ExitStack() as batches:
             for view in self.views:
@@ -263,13 +295,17 @@ class ProjectionRunner:
                 tracking = Tracking(EventLog.NAME, position)
                 for projection in takers:
                     projection.process_event(event, tracking)
+                    self._changed[projection.view.tracking_name] = position
         position = rows[-1]["notification_id"]
-        for view in self.views:
-            if seen[view.tracking_name] < position:
-                view.set_position(cursor, position)
-                cursor.execute(
-                    "SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, f"{view.tracking_name}:{position}")
-                )
+        with cursor.connection.pipeline():  # the positions and notices without waiting for each
+            for view in self.views:
+                if seen[view.tracking_name] < position:
+                    view.set_position(cursor, position)
+                    changed = self._changed.get(view.tracking_name, 0)
+                    cursor.execute(
+                        "SELECT pg_notify(%s, %s)",
+                        (VIEWS_CHANNEL, f"{view.tracking_name}:{position}:{changed}"),
+                    )
         return len(rows), position, unknown
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
@@ -294,6 +330,12 @@ class ProjectionRunner:
                     self.positions.stop(exc)
                 stop.wait()
                 return
+            except psycopg.OperationalError as exc:
+                # Pooled connections are not checked before use: one the server closed
+                # fails here, is discarded, and the batch runs again on another.
+                log.warning("a view batch lost its connection (%s); running it again", exc)
+                stop.wait(0.1)
+                continue
             if read < self.batch_size:
                 seen = new_events.wait(seen, timeout=1.0)
 

@@ -80,6 +80,11 @@ class RunsView(View):
 
     # --- the HTTP layer's queries -------------------------------------------------------
 
+    def counts_by_status(self) -> dict[str, int]:
+        """How many runs each status has, over every organization (for `/metrics`)."""
+        rows = self.fetch_all("SELECT status, count(*) AS n FROM {job_runs} GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
     def run(self, organization_id: str, job_id: str, run_id: str) -> dict[str, Any] | None:
         return self.fetch_one(
             "SELECT * FROM {job_runs} WHERE organization_id = %s AND job_id = %s AND id = %s",
@@ -347,8 +352,8 @@ def _event_type(e: Any) -> str:
 class JobVersionsFromView:
     """`JobVersions` read from the jobs view: a run's snapshot of the version it uses.
 
-    `jobs` is the jobs context's view (`active_version`, `version`, `job`,
-    `team_ids_by_resource`); only published versions of live jobs are runnable.
+    `jobs` is the jobs context's view (`runnable_version`, one read); only published
+    versions of live jobs are runnable.
     """
 
     def __init__(self, jobs: Any) -> None:
@@ -357,15 +362,7 @@ class JobVersionsFromView:
     def snapshot(
         self, organization_id: str, job_id: str, version: int | None = None
     ) -> JobVersionSnapshot | None:
-        job = self.jobs.job(organization_id, job_id)
-        if job is None:
-            return None
-        if version is None:
-            row = self.jobs.active_version(organization_id, job_id)
-        else:
-            row = self.jobs.version(organization_id, job_id, version)
-            if row is not None and row.get("status") != "published":
-                row = None
+        row = self.jobs.runnable_version(organization_id, job_id, version)
         if row is None:
             return None
         config = row.get("config") or {}
@@ -378,7 +375,7 @@ class JobVersionsFromView:
             job_id=job_id,
             version=int(row["version"]),
             cluster_id=row.get("cluster_id"),
-            job_key=job["job_key"],
+            job_key=row["job_key"],
             sql_source=sql.get("source") or None,
             sql_query_id=sql.get("queryId") or None,
             python=config.get("python") or None,
@@ -387,5 +384,5 @@ class JobVersionsFromView:
             concurrency_policy=row.get("concurrency_policy") or "allow",
             max_concurrent_runs=row.get("max_concurrent_runs"),
             depends_on=tuple(depends_on),
-            team_ids=tuple(self.jobs.team_ids_by_resource([job_id])[job_id]),
+            team_ids=tuple(row["team_ids"]),
         )
