@@ -582,15 +582,22 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
                 by=Actor.system("bootstrap", founded.organization_id),
             )
         )
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
     if settings.bootstrap_token:
         log.warning(
-            "first start: organization %s created; the owner's API key is SAILPLANE_BOOTSTRAP_TOKEN",
+            "first start: organization %s created; the owner's API key is "
+            'SAILPLANE_BOOTSTRAP_TOKEN: sailplane login %s --token "$SAILPLANE_BOOTSTRAP_TOKEN"',
             founded.organization_id,
+            url,
         )
     else:
         print(
             f"\nFirst start: organization {founded.organization_id} and its owner {settings.owner_email} created.\n"
-            f"The owner's API key (shown only now):\n\n    {founded.token}\n",
+            f"The owner's API key (shown only now; `sailplane admin create-token` issues another):\n\n"
+            f"    {founded.token}\n\n"
+            f"Use it with the command line or any HTTP client:\n\n"
+            f"    sailplane login {url} --token {founded.token}\n"
+            f"    curl -H 'Authorization: Bearer {founded.token}' {url}/api/v1/me\n",
             flush=True,
         )
 

@@ -35,6 +35,7 @@ from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.metrics import Metrics, RequestMiddleware, metrics_endpoint
 from sailplane.http.notifications import NotificationController
 from sailplane.http.openapi import assets_router, declare_errors, openapi_config
 from sailplane.http.policies import PolicyController
@@ -136,8 +137,9 @@ def readyz(system: SystemDep) -> Response[dict[str, Any]]:
 
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
+    metrics = Metrics(system)
     app = Litestar(
-        route_handlers=[api, healthz, livez, readyz, assets_router()],
+        route_handlers=[api, healthz, livez, readyz, assets_router(), metrics_endpoint(metrics)],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
@@ -146,17 +148,20 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         signature_namespace={"System": System, "Principal": Principal},
         # Authentication first, then the request guard, before anything reads the body.
         middleware=[
+            DefineMiddleware(RequestMiddleware, metrics=metrics),
             DefineMiddleware(
                 BearerAuthMiddleware,
                 system=system,
                 principals=PrincipalCache(system.positions),
-                exclude=["^/schema", "^/healthz", "^/livez", "^/readyz"],
+                exclude=["^/schema", "^/healthz", "^/livez", "^/readyz", "^/metrics"],
             ),
             RequestGuardMiddleware,
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers=EXCEPTION_HANDLERS,
+        # Logging is the process's (sailplane/observability.py), not configured by the app.
+        logging_config=None,
         openapi_config=openapi_config(),
         plugins=[JobConfigSchemaPlugin()],
         debug=debug,
