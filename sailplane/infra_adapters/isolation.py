@@ -286,4 +286,3 @@ class Isolation:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-
