@@ -117,7 +117,6 @@ def _system(settings: Settings, database: Database):
 def serve(settings: Settings, *, workers: bool) -> int:
     import uvicorn
 
-    from sailplane.http.access_log import redact_access_log
     from sailplane.http.app import create_app
     from sailplane.system import WorkerHost, start_up
 
@@ -142,7 +141,6 @@ def serve(settings: Settings, *, workers: bool) -> int:
                 access_log=False,
             )
         )
-        redact_access_log()  # after uvicorn configured its loggers
 
         def stop_server_when_a_worker_fails() -> None:
             stop.wait()
