@@ -178,12 +178,15 @@ def test_a_job_config_nested_500_deep_is_400(client: httpx.Client, org: Org) -> 
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
         "application/xml",
+        "text/pl\u00e4in",
     ],
 )
 def test_bodies_that_are_not_json_are_415(client: httpx.Client, content_type: str) -> None:
     before = client.get("/org/teams").json()["total"]
     response = client.post(
-        "/org/teams", content=b'{"name": "not json"}', headers={"Content-Type": content_type}
+        "/org/teams",
+        content=b'{"name": "not json"}',
+        headers={"Content-Type": content_type.encode("latin-1")},
     )
     _error(response, 415, "unsupported_media_type")
     assert client.get("/org/teams").json()["total"] == before
