@@ -206,7 +206,7 @@ def _finish(host: Any, system: Any) -> int:
 
 
 def rebuild_views(settings: Settings, name: str | None) -> int:
-    from sailplane.projections.runner import rebuild
+    from sailplane.projections.runner import UnknownEvent, rebuild
     from sailplane.storage import EventLog
     from sailplane.system import PROJECTIONS
 
@@ -223,12 +223,16 @@ def rebuild_views(settings: Settings, name: str | None) -> int:
         try:
             for projection_class in chosen:
                 view_name = projection_class.view_class.name
-                position = rebuild(
-                    event_log,
-                    projection_class,
-                    pool,
-                    progress=lambda done, head, n=view_name: _bar(n, done, head),
-                )
+                try:
+                    position = rebuild(
+                        event_log,
+                        projection_class,
+                        pool,
+                        progress=lambda done, head, n=view_name: _bar(n, done, head),
+                    )
+                except UnknownEvent as exc:
+                    print(f"sailplane: {view_name} was not rebuilt: {exc}", file=sys.stderr)
+                    return 1
                 if sys.stderr.isatty():
                     print(file=sys.stderr)
                 print(f"{view_name}: rebuilt up to position {position}", file=sys.stderr)

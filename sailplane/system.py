@@ -72,6 +72,7 @@ from sailplane.projections.runner import (
     ChannelListener,
     Positions,
     ProjectionRunner,
+    UnknownEvent,
     prepare_view,
 )
 from sailplane.projections.runs import JobVersionsFromView, RunsProjection, RunsView
@@ -344,7 +345,13 @@ class System:
     def prepare(self) -> None:
         """Create or rebuild the views, then start following the log and the views."""
         for projection_class in PROJECTIONS:
-            prepare_view(self.event_log, projection_class, self.pool)
+            try:
+                prepare_view(self.event_log, projection_class, self.pool)
+            except UnknownEvent as exc:
+                # The rebuild stopped before an event it cannot read: the live tables stay,
+                # the server starts, and /readyz says what is wrong until it is fixed.
+                log.error("view %s was not rebuilt: %s", projection_class.view_class.name, exc)
+                self.positions.stop(exc)
         self.positions.load(self.pool)
         self.run_logs.create_table()
         self.replay_bodies.create_table()

@@ -123,11 +123,11 @@ def _check_head(scope: Scope) -> None:
         length = int(announced)
         _check_size(length)
     has_body = b"transfer-encoding" in headers or bool(length)
-    content_type = headers.get(b"content-type")
-    if has_body and content_type is not None and not is_json_media_type(content_type.decode()):
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    if has_body and content_type and not is_json_media_type(content_type):
         raise _Refused(
             415,
-            f"Request bodies are JSON (application/json), not {content_type.decode()!r}.",
+            f"Request bodies are JSON (application/json), not {content_type!r}.",
             "unsupported_media_type",
         )
 
