@@ -7,6 +7,15 @@
     sailplane events export [--after N]
 
 Without DATABASE_URL every command uses the embedded PostgreSQL in the data directory.
+A configuration error is one line naming the variable or flag, and exit code 2.
+
+As a client of a running server (sailplane/client_cli.py):
+
+    sailplane login URL [--token TOKEN]
+    sailplane jobs list | get | create -f job.yaml | run JOB [--follow] | logs JOB [--follow]
+    sailplane runs list [JOB] | get | cancel | retry | watch JOB RUN
+    sailplane teams list | create NAME;  sailplane clusters list;  sailplane api METHOD PATH
+    sailplane completion bash
 """
 
 from __future__ import annotations
@@ -15,26 +24,32 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from sailplane.settings import Settings
+from sailplane import client_cli
+from sailplane.observability import configure_logging
+from sailplane.settings import ConfigurationError, Settings
 from sailplane.storage import Database
 
 log = logging.getLogger("sailplane")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @contextlib.contextmanager
 def database_for(settings: Settings) -> Iterator[Database]:
     """DATABASE_URL when set, else the embedded server in the data directory (stopped on exit)."""
+    from sailplane.infra_adapters.isolation import private_directory
+
+    private_directory(settings.data_dir)  # the secrets key, the database: no one else's
     if settings.database_url:
-        database = Database.from_url(settings.database_url)
-        database.ensure_exists()
-        yield database
+        yield _reachable_database(settings.database_url)
         return
     from sailplane.infra_adapters.postgres import EmbeddedPostgres
 
@@ -46,6 +61,56 @@ def database_for(settings: Settings) -> Iterator[Database]:
         embedded.stop()
 
 
+def _reachable_database(url: str) -> Database:
+    import psycopg
+
+    try:
+        database = Database.from_url(url)
+        database.ensure_exists()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(f"DATABASE_URL: cannot use it: {reason}") from None
+    return database
+
+
+def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
+    """KAFKA_BOOTSTRAP_SERVERS names at least one broker that accepts connections."""
+    servers = settings.kafka_bootstrap_servers
+    if not servers:
+        return
+    addresses = []
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(
+                f"KAFKA_BOOTSTRAP_SERVERS: {server.strip()!r} is not host:port"
+            )
+        addresses.append((host.strip("[]"), int(port)))
+    for address in addresses:
+        with contextlib.suppress(OSError), socket.create_connection(address, timeout=timeout):
+            return
+    raise ConfigurationError(f"KAFKA_BOOTSTRAP_SERVERS: no broker answers at {servers}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """The API's address can be bound (checked before any first-start work)."""
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"--port: {port} is not a TCP port (1-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"--host: cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--port: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from None
+
+
 def _system(settings: Settings, database: Database):
     from sailplane.system import System
 
@@ -55,10 +120,11 @@ def _system(settings: Settings, database: Database):
 def serve(settings: Settings, *, workers: bool) -> int:
     import uvicorn
 
-    from sailplane.http.access_log import redact_access_log
     from sailplane.http.app import create_app
     from sailplane.system import WorkerHost, start_up
 
+    check_port_free(settings.host, settings.port)
+    check_kafka(settings)
     with database_for(settings) as database:
         system = _system(settings, database)
         system.prepare()
@@ -69,11 +135,15 @@ def serve(settings: Settings, *, workers: bool) -> int:
                 host.start(worker, stop)
         start_up(system, settings)
         server = uvicorn.Server(
+            # Logging stays ours (one format, request ids); the app logs each request itself.
             uvicorn.Config(
-                create_app(system), host=settings.host, port=settings.port, log_level="info"
+                create_app(system),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
             )
         )
-        redact_access_log()  # after uvicorn configured its loggers
 
         def stop_server_when_a_worker_fails() -> None:
             stop.wait()
@@ -102,8 +172,13 @@ def _raise_shutdown(signum: int, frame: object) -> None:
 
 
 def run_worker(settings: Settings, name: str) -> int:
-    from sailplane.system import WorkerHost
+    from sailplane.system import System, WorkerHost
 
+    if name not in System.worker_names():
+        raise ConfigurationError(
+            f"worker: unknown worker {name!r}; known: {', '.join(System.worker_names())}"
+        )
+    check_kafka(settings)
     with database_for(settings) as database:
         system = _system(settings, database)
         system.prepare()
@@ -131,7 +206,7 @@ def _finish(host: Any, system: Any) -> int:
 
 
 def rebuild_views(settings: Settings, name: str | None) -> int:
-    from sailplane.projections.runner import rebuild
+    from sailplane.projections.runner import UnknownEvent, rebuild
     from sailplane.storage import EventLog
     from sailplane.system import PROJECTIONS
 
@@ -148,13 +223,19 @@ def rebuild_views(settings: Settings, name: str | None) -> int:
         try:
             for projection_class in chosen:
                 view_name = projection_class.view_class.name
-                position = rebuild(
-                    event_log,
-                    projection_class,
-                    pool,
-                    progress=lambda done, head, n=view_name: _bar(n, done, head),
-                )
-                print(f"\n{view_name}: rebuilt up to position {position}", file=sys.stderr)
+                try:
+                    position = rebuild(
+                        event_log,
+                        projection_class,
+                        pool,
+                        progress=lambda done, head, n=view_name: _bar(n, done, head),
+                    )
+                except UnknownEvent as exc:
+                    print(f"sailplane: {view_name} was not rebuilt: {exc}", file=sys.stderr)
+                    return 1
+                if sys.stderr.isatty():
+                    print(file=sys.stderr)
+                print(f"{view_name}: rebuilt up to position {position}", file=sys.stderr)
         finally:
             pool.close()
             event_log.close()
@@ -162,6 +243,9 @@ def rebuild_views(settings: Settings, name: str | None) -> int:
 
 
 def _bar(name: str, done: int, head: int) -> None:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return
     width = 40
     fraction = 1.0 if head <= 0 else min(done / head, 1.0)
     filled = int(width * fraction)
@@ -233,31 +317,65 @@ def export_events(settings: Settings, after: int) -> int:
         event_log = EventLog(database)
         try:
             position = after
+            head = event_log.head()
             while True:
                 events, next_position = read_log(event_log, after=position, limit=500)
                 for e in events:
                     record = {k: jsonable(v) for k, v in vars(e).items() if k != "kafka_topic"}
                     print(json.dumps(record, separators=(",", ":")))
+                _bar("export", next_position, head)
                 if next_position == position:
+                    if sys.stderr.isatty():
+                        print(file=sys.stderr)
                     return 0
                 position = next_position
         finally:
             event_log.close()
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sailplane")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _worker_names(argv: list[str]) -> str:
+    """The worker names, read only when help is asked for (they need the whole system)."""
+    if not {"-h", "--help"} & set(argv):
+        return "see --help"
+    from sailplane.system import System
+
+    return ", ".join(System.worker_names())
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line naming the flag (exit code 2), not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="sailplane", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _Parser(
+        prog="sailplane",
+        description=__doc__,
+        epilog=client_cli.describe_exit_codes(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sailplane {_version()}")
     parser.add_argument(
         "--data-dir",
         type=Path,
         help="where the embedded PostgreSQL keeps its data (default .sailplane)",
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     commands = parser.add_subparsers(dest="command", required=True)
     # Every command also takes --data-dir after its name.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     serve_cmd = commands.add_parser(
@@ -275,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-workers", action="store_true", help="API only; run workers as separate processes"
     )
 
-    worker_cmd = commands.add_parser("worker", parents=[common], help="run one worker")
-    worker_cmd.add_argument("name")
+    workers = _worker_names(argv)
+    worker_cmd = commands.add_parser("worker", parents=[common], help=f"run one worker: {workers}")
+    worker_cmd.add_argument("name", help=f"one of: {workers}")
 
     views_cmd = commands.add_parser("projections", parents=[common], help="manage the views")
     views_sub = views_cmd.add_subparsers(dest="action", required=True)
@@ -311,14 +430,22 @@ def main(argv: list[str] | None = None) -> int:
         "export", parents=[common], help="print the log as JSON lines"
     )
     export_cmd.add_argument("--after", type=int, default=0)
+    client_cli.register(commands, parser)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    data_dir = args.data_dir
+    if hasattr(args, "entry"):
+        return args.entry(args)
+    try:
+        configure_logging(args.log_level, os.environ.get("SAILPLANE_LOG_FORMAT", "text"))
+        return _server_command(parser, args)
+    except ConfigurationError as exc:
+        print(f"sailplane: {exc}", file=sys.stderr)
+        return 2
+
+
+def _server_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     settings = Settings.from_env(
-        data_dir=data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
+        data_dir=args.data_dir, host=getattr(args, "host", None), port=getattr(args, "port", None)
     )
 
     if args.command == "serve":

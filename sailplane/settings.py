@@ -5,6 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+
+class ConfigurationError(Exception):
+    """A setting Sailplane cannot use; the message names the variable or flag (one line)."""
+
+
+def _number(env: Any, name: str, default: str, kind: type[int] | type[float]) -> Any:
+    value = env.get(name, default)
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigurationError(f"{name}: {value!r} is not {what}") from None
 
 
 @dataclass(frozen=True)
@@ -59,24 +73,28 @@ class Settings:
             owner_email=env.get("SAILPLANE_OWNER_EMAIL", cls.owner_email),
             owner_name=env.get("SAILPLANE_OWNER_NAME", cls.owner_name),
             owner_password=env.get("SAILPLANE_OWNER_PASSWORD") or None,
-            read_your_writes_timeout=float(env.get("SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10")),
-            kafka_partitions=int(env.get("SAILPLANE_KAFKA_PARTITIONS", "3")),
-            kafka_replication_factor=int(env.get("SAILPLANE_KAFKA_REPLICATION_FACTOR", "1")),
-            kafka_retention_ms=int(env.get("SAILPLANE_KAFKA_RETENTION_MS", "-1")),
+            read_your_writes_timeout=_number(
+                env, "SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10", float
+            ),
+            kafka_partitions=_number(env, "SAILPLANE_KAFKA_PARTITIONS", "3", int),
+            kafka_replication_factor=_number(env, "SAILPLANE_KAFKA_REPLICATION_FACTOR", "1", int),
+            kafka_retention_ms=_number(env, "SAILPLANE_KAFKA_RETENTION_MS", "-1", int),
             kafka_log_level=env.get("SAILPLANE_KAFKA_LOG_LEVEL", cls.kafka_log_level),
             secrets_key=env.get("SAILPLANE_SECRETS_KEY") or None,
             public_url=env.get("SAILPLANE_PUBLIC_URL") or None,
             smtp_host=env.get("SAILPLANE_SMTP_HOST") or None,
-            smtp_port=int(env.get("SAILPLANE_SMTP_PORT", "25")),
+            smtp_port=_number(env, "SAILPLANE_SMTP_PORT", "25", int),
             smtp_from=env.get("SAILPLANE_SMTP_FROM", cls.smtp_from),
             smtp_username=env.get("SAILPLANE_SMTP_USERNAME") or None,
             smtp_password=env.get("SAILPLANE_SMTP_PASSWORD") or None,
             smtp_starttls=env.get("SAILPLANE_SMTP_STARTTLS", "").lower() in ("1", "true", "yes"),
             aws_endpoint_url=env.get("SAILPLANE_AWS_ENDPOINT_URL") or None,
             aws_principal=env.get("SAILPLANE_AWS_PRINCIPAL") or None,
-            scheduler_missed_cap=int(env.get("SAILPLANE_SCHEDULER_MISSED_CAP", "10")),
-            scheduler_late_tolerance=float(env.get("SAILPLANE_SCHEDULER_LATE_TOLERANCE", "60")),
-            scheduler_tick=float(env.get("SAILPLANE_SCHEDULER_TICK", "1")),
+            scheduler_missed_cap=_number(env, "SAILPLANE_SCHEDULER_MISSED_CAP", "10", int),
+            scheduler_late_tolerance=_number(
+                env, "SAILPLANE_SCHEDULER_LATE_TOLERANCE", "60", float
+            ),
+            scheduler_tick=_number(env, "SAILPLANE_SCHEDULER_TICK", "1", float),
             webhook_allow_private=env.get("SAILPLANE_WEBHOOK_ALLOW_PRIVATE", "").lower()
             in ("1", "true", "yes"),
         )

@@ -7,6 +7,7 @@ contexts register their projections, start-up hooks and consumers here.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
+from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
 from sailplane.infra_adapters.notifier import Notifier
@@ -70,6 +72,7 @@ from sailplane.projections.runner import (
     ChannelListener,
     Positions,
     ProjectionRunner,
+    UnknownEvent,
     prepare_view,
 )
 from sailplane.projections.runs import JobVersionsFromView, RunsProjection, RunsView
@@ -190,8 +193,12 @@ class System:
         provider_poll_seconds: float | None = None,
         scheduler: SchedulerSettings | None = None,
         webhook_allow_private: bool = False,
+        isolation: Isolation | None = None,
     ) -> None:
         self.database = database
+        # How user work (job attempts, local Sail servers) is kept away from this server;
+        # `isolation.describe()` is what the readiness report says about it.
+        self.isolation = isolation or Isolation.detect()
         self.clock = clock
         self.kafka = kafka
         self.read_your_writes_timeout = read_your_writes_timeout
@@ -227,7 +234,9 @@ class System:
         self.aws_principal = aws_principal
         self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
-        self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
+        self.providers = Providers(
+            {"local": LocalProvider(SailServers(sail_state, isolation=self.isolation))}
+        )
         for builder in ADAPTERS.values():
             self.providers.register(builder(self))
         self.infra = Infra(
@@ -336,7 +345,13 @@ class System:
     def prepare(self) -> None:
         """Create or rebuild the views, then start following the log and the views."""
         for projection_class in PROJECTIONS:
-            prepare_view(self.event_log, projection_class, self.pool)
+            try:
+                prepare_view(self.event_log, projection_class, self.pool)
+            except UnknownEvent as exc:
+                # The rebuild stopped before an event it cannot read: the live tables stay,
+                # the server starts, and /readyz says what is wrong until it is fixed.
+                log.error("view %s was not rebuilt: %s", projection_class.view_class.name, exc)
+                self.positions.stop(exc)
         self.positions.load(self.pool)
         self.run_logs.create_table()
         self.replay_bodies.create_table()
@@ -441,6 +456,7 @@ class System:
         self.listener.stop()
         self.pool.close()
         self.event_log.close()
+        self.isolation.close()
 
 
 class ProjectionsWorker:
@@ -472,7 +488,9 @@ class SystemTargets:
 
 def dispatcher_worker(system: System) -> Worker:
     """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
-    local = LocalExecutor(system.database, system.run_logs, **system.executor_options)
+    local = LocalExecutor(
+        system.database, system.run_logs, isolation=system.isolation, **system.executor_options
+    )
     local.create_table()
     dispatcher = RunDispatcher(
         runs=system.runs,
@@ -557,6 +575,8 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         owner_name=settings.owner_name,
         token=settings.bootstrap_token,
     )
+    # The owner's key stays in this process's environment no longer than this use.
+    os.environ.pop("SAILPLANE_BOOTSTRAP_TOKEN", None)
     if founded is None:
         return
     system.views_reached(founded.position)
@@ -569,15 +589,22 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
                 by=Actor.system("bootstrap", founded.organization_id),
             )
         )
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
     if settings.bootstrap_token:
         log.warning(
-            "first start: organization %s created; the owner's API key is SAILPLANE_BOOTSTRAP_TOKEN",
+            "first start: organization %s created; the owner's API key is "
+            'SAILPLANE_BOOTSTRAP_TOKEN: sailplane login %s --token "$SAILPLANE_BOOTSTRAP_TOKEN"',
             founded.organization_id,
+            url,
         )
     else:
         print(
             f"\nFirst start: organization {founded.organization_id} and its owner {settings.owner_email} created.\n"
-            f"The owner's API key (shown only now):\n\n    {founded.token}\n",
+            f"The owner's API key (shown only now; `sailplane admin create-token` issues another):\n\n"
+            f"    {founded.token}\n\n"
+            f"Use it with the command line or any HTTP client:\n\n"
+            f"    sailplane login {url} --token {founded.token}\n"
+            f"    curl -H 'Authorization: Bearer {founded.token}' {url}/api/v1/me\n",
             flush=True,
         )
 
@@ -588,7 +615,12 @@ def ensure_local_clusters(system: System, settings: Settings) -> None:
         system.views_reached(system.infra.ensure_local_cluster(organization_id).position)
 
 
-STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]
+def report_isolation(system: System, settings: Settings) -> None:
+    """Say loudly at start when user work is not kept away from this server."""
+    system.isolation.warn_if_not_isolated()
+
+
+STARTUP_HOOKS: list[StartupHook] = [report_isolation, bootstrap_organization, ensure_local_clusters]
 
 
 def start_up(system: System, settings: Settings) -> None:

@@ -35,6 +35,7 @@ from sailplane.http.job_runs import JobRunController, JobRunListsController
 from sailplane.http.jobs import JobController, JobListsController
 from sailplane.http.me import MeController
 from sailplane.http.members import MemberController
+from sailplane.http.metrics import Metrics, RequestMiddleware, metrics_endpoint
 from sailplane.http.notifications import NotificationController
 from sailplane.http.openapi import assets_router, declare_errors, openapi_config
 from sailplane.http.policies import PolicyController
@@ -114,18 +115,21 @@ async def livez() -> dict[str, str]:
     sync_to_thread=True,
 )
 def readyz(system: SystemDep) -> Response[dict[str, Any]]:
-    """200 when every readiness check of the System passes, else 503 naming what is not."""
+    """200 when every readiness check of the System passes, else 503 naming what is not.
+    `isolation` says how user work is kept away from this server (docs/security.md)."""
     results = system.readiness()
     checks = {name: problem or "ok" for name, problem in results.items()}
     failing = [f"{name}: {problem}" for name, problem in results.items() if problem is not None]
+    isolation = system.isolation.describe()
     if not failing:
-        return Response({"status": "ready", "checks": checks})
+        return Response({"status": "ready", "checks": checks, "isolation": isolation})
     return Response(
         {
             "message": "Not ready: " + "; ".join(failing),
             "code": "not_ready",
             "status": "not_ready",
             "checks": checks,
+            "isolation": isolation,
         },
         status_code=503,
     )
@@ -133,8 +137,9 @@ def readyz(system: SystemDep) -> Response[dict[str, Any]]:
 
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
+    metrics = Metrics(system)
     app = Litestar(
-        route_handlers=[api, healthz, livez, readyz, assets_router()],
+        route_handlers=[api, healthz, livez, readyz, assets_router(), metrics_endpoint(metrics)],
         state=State({"system": system}),  # for guards that look beyond the caller's roles
         dependencies={
             "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
@@ -143,17 +148,20 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
         signature_namespace={"System": System, "Principal": Principal},
         # Authentication first, then the request guard, before anything reads the body.
         middleware=[
+            DefineMiddleware(RequestMiddleware, metrics=metrics),
             DefineMiddleware(
                 BearerAuthMiddleware,
                 system=system,
                 principals=PrincipalCache(system.positions),
-                exclude=["^/schema", "^/healthz", "^/livez", "^/readyz"],
+                exclude=["^/schema", "^/healthz", "^/livez", "^/readyz", "^/metrics"],
             ),
             RequestGuardMiddleware,
             DefineMiddleware(IdempotencyMiddleware, system=system),
         ],
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers=EXCEPTION_HANDLERS,
+        # Logging is the process's (sailplane/observability.py), not configured by the app.
+        logging_config=None,
         openapi_config=openapi_config(),
         plugins=[JobConfigSchemaPlugin()],
         debug=debug,

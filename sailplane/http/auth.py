@@ -23,7 +23,9 @@ the expiry, which changes with time rather than with events, is checked on every
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -45,6 +47,7 @@ from sailplane.domain.errors import ConflictError, NotAuthenticatedError, Permis
 from sailplane.projections.runner import Positions
 from sailplane.system import System
 
+log = logging.getLogger(__name__)
 ORGANIZATION_HEADER = "LakeSail-Organization-Id"
 # A login's lastUsedAt is recorded at most this often (one event per login per interval).
 LOGIN_USE_RECORDING_INTERVAL = timedelta(minutes=1)
@@ -124,6 +127,32 @@ class PrincipalCache:
                 self._entries.popitem(last=False)
 
 
+class KeyHint:
+    """Until a request of this process has authenticated, a refused one logs how to get a
+    key (at most once a minute): on a new install that is the question being asked."""
+
+    INTERVAL = 60.0
+
+    def __init__(self) -> None:
+        self.authenticated = False
+        self.last_hint = -self.INTERVAL
+
+    def refused(self, code: str) -> None:
+        now = time.monotonic()
+        if self.authenticated or now - self.last_hint < self.INTERVAL:
+            return
+        self.last_hint = now
+        log.warning(
+            "a request without a valid API key was refused (%s); the owner's key was printed "
+            "on the first start (or is the SAILPLANE_BOOTSTRAP_TOKEN of that start); "
+            "`sailplane admin create-token` issues a new one",
+            code,
+        )
+
+
+KEY_HINT = KeyHint()
+
+
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     def __init__(
         self, app: ASGIApp, system: System, principals: PrincipalCache, **kwargs: Any
@@ -138,10 +167,13 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            KEY_HINT.refused("missing_token")
             raise NotAuthenticatedError("A bearer token is required.", code="missing_token")
         principal = await anyio.to_thread.run_sync(self._principal, token.strip())
         if principal is None:
+            KEY_HINT.refused("invalid_token")
             raise NotAuthenticatedError("The bearer token is not valid.", code="invalid_token")
+        KEY_HINT.authenticated = True
         requested = connection.headers.get(ORGANIZATION_HEADER.lower())
         if requested and requested != principal.organization_id:
             raise NotAuthenticatedError(

@@ -93,8 +93,14 @@ class JobVersionWriteRequest(
     max_concurrent_runs: Positive | UnsetType = UNSET
     missed_schedule_policy: MissedSchedulePolicy | UnsetType = UNSET
 
-    def fields(self) -> dict[str, Any]:
-        return _sent(self, VERSION_FIELDS)
+    def fields(self, system: System, principal: Principal) -> dict[str, Any]:
+        """The fields sent; a provisioned cluster's `id` stands for its workload cluster."""
+        sent = _sent(self, VERSION_FIELDS)
+        if "cluster_id" in sent:
+            sent["cluster_id"] = system.clusters.workload_cluster_id(
+                principal.organization_id, sent["cluster_id"]
+            )
+        return sent
 
 
 class JobCreateRequest(JobVersionWriteRequest, kw_only=True, forbid_unknown_fields=True):
@@ -400,7 +406,7 @@ class JobController(Controller):
     ) -> Job:
         """Create a job with version 1 published and active; needs an active cluster and a team."""
         require_access(system, principal, MANAGE, granted_team_ids=data.team_ids)
-        spec = data.fields()
+        spec = data.fields(system, principal)
         job_id, position = system.workloads.create_job(
             job_key=data.job_key,
             description=spec.pop("description", None),
@@ -498,7 +504,9 @@ class JobController(Controller):
     ) -> JobVersion:
         """Create the draft: a copy of the active version with the fields sent (409 if one exists)."""
         _manage(system, principal, job)
-        position = system.workloads.create_job_draft(job, data.fields(), by=principal.actor)
+        position = system.workloads.create_job_draft(
+            job, data.fields(system, principal), by=principal.actor
+        )
         system.wait_for_views(position)
         return _draft(system, principal, job)
 
@@ -517,7 +525,9 @@ class JobController(Controller):
     ) -> JobVersion:
         """Change the fields sent of the draft (404 when there is none)."""
         _manage(system, principal, job)
-        position = system.workloads.update_job_draft(job, data.fields(), by=principal.actor)
+        position = system.workloads.update_job_draft(
+            job, data.fields(system, principal), by=principal.actor
+        )
         system.wait_for_views(position)
         return _draft(system, principal, job)
 
@@ -645,7 +655,7 @@ class JobController(Controller):
         """Create and publish a version in one step (409 while a draft exists)."""
         _manage(system, principal, job)
         number, position = system.workloads.create_job_version(
-            job, data.fields(), by=principal.actor
+            job, data.fields(system, principal), by=principal.actor
         )
         system.wait_for_views(position)
         return version_shape(_published(system, principal, job, number))

@@ -134,6 +134,19 @@ class ClustersView(View):
             (organization_id, cluster_id),
         )
 
+    def workload_cluster_id(self, organization_id: str, cluster_id: str) -> str:
+        """The workload cluster `cluster_id` names: itself, or the one workload cluster of the
+        provisioned cluster whose id it is (the `id` of `/infra/.../clusters`, the
+        `externalClusterId` of a workload cluster); else `cluster_id` unchanged."""
+        if self.cluster(organization_id, cluster_id) is not None:
+            return cluster_id
+        rows = self.fetch_all(
+            "SELECT id FROM {infra_clusters} WHERE organization_id = %s "
+            "AND external_cluster_id = %s AND NOT deleted",
+            (organization_id, cluster_id),
+        )
+        return rows[0]["id"] if len(rows) == 1 else cluster_id
+
     def usable_cluster(self, organization_id: str, cluster_id: str) -> dict[str, Any] | None:
         """The workload cluster when jobs and sessions may use it now (externalStatus active)."""
         row = self.cluster(organization_id, cluster_id)

@@ -80,6 +80,11 @@ class RunsView(View):
 
     # --- the HTTP layer's queries -------------------------------------------------------
 
+    def counts_by_status(self) -> dict[str, int]:
+        """How many runs each status has, over every organization (for `/metrics`)."""
+        rows = self.fetch_all("SELECT status, count(*) AS n FROM {job_runs} GROUP BY status")
+        return {r["status"]: int(r["n"]) for r in rows}
+
     def run(self, organization_id: str, job_id: str, run_id: str) -> dict[str, Any] | None:
         return self.fetch_one(
             "SELECT * FROM {job_runs} WHERE organization_id = %s AND job_id = %s AND id = %s",

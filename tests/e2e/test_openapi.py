@@ -161,6 +161,13 @@ def test_real_error_responses_match_what_each_operation_declares(
             "POST",
             jobs,
         ),
+        (
+            client.post(
+                "/workloads/jobs", content=b"jobKey=x", headers={"Content-Type": "text/plain"}
+            ),
+            "POST",
+            jobs,
+        ),
         (member_client.delete(f"/org/teams/{team_id}"), "DELETE", "/api/v1/org/teams/{team}"),
         (
             client.patch(f"/org/teams/{team_id}", json={"name": ""}),
@@ -177,7 +184,7 @@ def test_real_error_responses_match_what_each_operation_declares(
             body
         )
         seen[response.status_code] += 1
-    assert {400, 401, 403, 404, 422} <= set(seen), seen
+    assert {400, 401, 403, 404, 415, 422} <= set(seen), seen
     anonymous.close()
 
 

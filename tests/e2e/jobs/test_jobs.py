@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sailplane.commands.infra import local_ids
 from sailplane.system import System
 from tests.conftest import Org, add_member_with_token, found_org, http_client, local_cluster_id
 from tests.e2e.jobs.conftest import (
@@ -672,3 +674,25 @@ def test_a_draft_names_an_existing_cluster_and_publishing_needs_it_active(
     assert refused.status_code == 422
     assert refused.json()["code"] == "cluster_not_active"
     assert client.get(f"/workloads/jobs/{job['id']}/draft").json()["clusterId"] == pending
+
+
+def test_a_cluster_is_named_by_either_of_its_ids(
+    client: httpx.Client, org: Org, cluster: str, team: str
+) -> None:
+    # The provisioned cluster (`GET /infra/connections/{c}/clusters`) has its own `id`; its
+    # workload cluster (`/me/clusters`) has another. A job may name either: the provisioned
+    # cluster's id stands for its one workload cluster, and the job shows the workload id.
+    connection, _, external, _ = local_ids(org.id)
+    listed = client.get(f"/infra/connections/{connection}/clusters").json()
+    assert external in json.dumps(listed) and external != cluster
+    created = client.post(
+        "/workloads/jobs",
+        json={"jobKey": unique(), "clusterId": external, "teamIds": [team], "config": CONFIG},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["clusterId"] == cluster
+    version = client.post(
+        f"/workloads/jobs/{created.json()['id']}/versions", json={"clusterId": external}
+    )
+    assert version.status_code in (200, 201), version.text
+    assert version.json()["clusterId"] == cluster
