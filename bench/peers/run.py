@@ -17,7 +17,7 @@ process) measures both, alternating which goes first each round:
 In the same run, the limits the targets are stated against: the event store's own saves/s
 (new aggregates saved by bare `eventsourcing` at concurrency 8) and a bare Litestar handler
 reading one row. Prints each figure, the ratios and the machine's load; writes
-bench/peers-results.json. Bounded: about 5 minutes on 2 cores, and never past --budget.
+bench/peers-results.json. Bounded: about 8 minutes on a busy 2-core machine, and no round starts past --budget.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ def main() -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="per throughput figure")
     parser.add_argument("--completions", type=int, default=5, help="runs to completion per round")
     parser.add_argument("--budget", type=float, default=600.0, help="stop before this many s")
