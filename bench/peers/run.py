@@ -17,7 +17,8 @@ process) measures both, alternating which goes first each round:
 In the same run, the limits the targets are stated against: the event store's own saves/s
 (new aggregates saved by bare `eventsourcing` at concurrency 8) and a bare Litestar handler
 reading one row. Prints each figure, the ratios and the machine's load; writes
-bench/peers-results.json. Bounded: about 8 minutes on a busy 2-core machine, and no round starts past --budget.
+bench/peers-results.json. Bounded: about 8 minutes on a busy 2-core machine, and no round
+starts past --budget.
 """
 
 from __future__ import annotations
