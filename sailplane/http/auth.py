@@ -108,7 +108,8 @@ class PrincipalCache:
         """Take before reading: the read sees at least the views as of this position."""
         return self.positions.stamp(self.VIEWS)
 
-    def get(self, token_hash: str) -> CachedCredential | None:
+    def get(self, token_hash: str) -> tuple[int, CachedCredential] | None:
+        """The entry and the stamp it was read at, if no identity view changed since."""
         with self._lock:
             found = self._entries.get(token_hash)
             if found is None:
@@ -117,7 +118,7 @@ class PrincipalCache:
                 del self._entries[token_hash]
                 return None
             self._entries.move_to_end(token_hash)
-            return found[1]
+            return found
 
     def put(self, token_hash: str, stamp: int, credential: CachedCredential) -> None:
         with self._lock:
@@ -184,12 +185,15 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 
     def _principal(self, token: str) -> Principal | None:
         token_hash = hash_token(token)
-        credential = self.principals.get(token_hash)
-        if credential is None:
+        cached = self.principals.get(token_hash)
+        if cached is not None:
+            stamp, credential = cached
+        else:
             stamp = self.principals.stamp()
-            credential = self._read(token_hash)
-            if credential is None:
+            read = self._read(token_hash)
+            if read is None:
                 return None
+            credential = read
             self.principals.put(token_hash, stamp, credential)
         now = self.system.clock()
         if credential.expires_at is not None and credential.expires_at <= now:
@@ -204,10 +208,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             # A concurrent request of the same login may have recorded it already.
             with contextlib.suppress(ConflictError):
                 self.system.authentication.touch_login(principal.credential_id)
-            # Until the views show the recorded use, this process knows it already.
-            self.principals.put(
-                token_hash, self.principals.stamp(), replace(credential, last_used_at=now)
-            )
+            # Until the views show the recorded use, this process knows it already (kept
+            # at the stamp it was read at, so no change since is hidden).
+            self.principals.put(token_hash, stamp, replace(credential, last_used_at=now))
         return principal
 
     def _read(self, token_hash: str) -> CachedCredential | None:
