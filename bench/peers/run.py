@@ -447,30 +447,32 @@ def main() -> int:
         services.fresh_database(server, "peers_sailplane") as ours,
         services.fresh_database(server, "peers_prefect") as theirs,
         services.fresh_database(server, "peers_limits") as limits,
+        bare_litestar(limits.conninfo) as bare_url,
+        sailplane_server(ours, workdir) as sailplane,
+        prefect_server(theirs, workdir) as prefect,
     ):
-        results["limits"] = {"event_store_saves_per_s": event_store_saves(limits, args.seconds)}
-        with bare_litestar(limits.conninfo) as base:
-            row = Endpoint(base, {}).ok("POST", "/rows", {"name": "bench"})
-            bare = Endpoint(base, {})
-            results["limits"]["bare_read_rps"] = closed_loop(
+        bare = Endpoint(bare_url, {})
+        row = bare.ok("POST", "/rows", {"name": "bench"})
+        rounds: dict[str, list[dict[str, Any]]] = {"limits": [], "Sailplane": [], "Prefect": []}
+        for number in range(args.rounds):
+            if time.monotonic() - began > args.budget:
+                print(f"budget of {args.budget:.0f}s spent; stopping", flush=True)
+                break
+            # The limits too, every round: each ratio compares figures of the same rounds.
+            print(f"round {number + 1}: limits", flush=True)
+            saves = event_store_saves(limits, args.seconds)
+            reads = closed_loop(
                 lambda: bare.ok("GET", f"/rows/{row['id']}"), concurrency=8, seconds=args.seconds
-            )["rps"]
-        with (
-            sailplane_server(ours, workdir) as sailplane,
-            prefect_server(theirs, workdir) as prefect,
-        ):
-            rounds: dict[str, list[dict[str, Any]]] = {"Sailplane": [], "Prefect": []}
-            for number in range(args.rounds):
-                order = [sailplane, prefect] if number % 2 == 0 else [prefect, sailplane]
-                for peer in order:
-                    if time.monotonic() - began > args.budget:
-                        print(f"budget of {args.budget:.0f}s spent; stopping", flush=True)
-                        break
-                    print(f"round {number + 1}: {peer.name}", flush=True)
-                    rounds[peer.name].append(measure(peer, args.seconds, args.completions))
-            results["rounds"] = rounds
-            for name, measured in rounds.items():
-                results[name] = median_of(measured)
+            )
+            rounds["limits"].append(
+                {"event_store_saves_per_s": saves, "bare_read_rps": reads["rps"]}
+            )
+            for peer in [sailplane, prefect] if number % 2 == 0 else [prefect, sailplane]:
+                print(f"round {number + 1}: {peer.name}", flush=True)
+                rounds[peer.name].append(measure(peer, args.seconds, args.completions))
+        results["rounds"] = rounds
+        for name, measured in rounds.items():
+            results[name] = median_of(measured)
     results["machine"]["load_at_end"] = os.getloadavg()
     results["machine"]["seconds"] = round(time.monotonic() - began)
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
