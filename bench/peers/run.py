@@ -40,6 +40,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -227,19 +231,18 @@ def measure(peer: Peer, seconds: float, completions: int) -> dict[str, Any]:
 # --- the limits, measured in the same run ----------------------------------------------------
 
 
+class Thing(Aggregate):
+    @event("Created")
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Bare(Application[UUID]):
+    name = "bare"
+
+
 def event_store_saves(database: Any, seconds: float) -> float:
     """New aggregates saved per second by bare `eventsourcing`, 8 threads (its own limit)."""
-    from eventsourcing.application import Application
-    from eventsourcing.domain import Aggregate, event
-
-    class Thing(Aggregate):
-        @event("Created")
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-    class Bare(Application):
-        name = "bare"
-
     bare = Bare(env={**database.eventsourcing_env(pool_size=8), "ORIGINATOR_ID_TYPE": "uuid"})
     try:
         return closed_loop(lambda: bare.save(Thing("x")), concurrency=8, seconds=seconds)["rps"]
