@@ -20,7 +20,7 @@ from sailplane.infra_adapters import cloudevents
 from sailplane.infra_adapters.kafka import KafkaRelay, KafkaSettings, ensure_topics, new_topic
 from sailplane.projections.event_log import KAFKA_TOPICS
 from sailplane.projections.runner import advisory_key
-from sailplane.storage import Database, EventLog
+from sailplane.storage import MAX_EVENT_BYTES, Database, EventLog
 from tests.services import Broker
 
 pytestmark = pytest.mark.kafka
@@ -272,3 +272,53 @@ def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
     assert new_topic(settings, "sailplane.identity").topic_configs == {"retention.ms": "-1"}
     assert KafkaSettings("k:9092").retention_ms == -1, "by default topics keep every event"
     event_log.close()
+
+
+def test_the_largest_event_one_write_may_record_is_relayed(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    """The per-event limit (MAX_EVENT_BYTES) keeps every event within one Kafka message."""
+    from tests.conftest import found_org, running_system
+
+    with running_system(fresh_db) as system:
+        org = found_org(system, "Large events")
+        # Within queryText's 1,000,000 characters; two-byte characters bring the stored
+        # event to just under the per-event limit.
+        wide = 39_000
+        text = "x" * (1_000_000 - wide) + "é" * wide
+        query_id, position = system.workloads.create_query(
+            name="Largest",
+            description=None,
+            catalog_schema=None,
+            catalog_id=None,
+            query_text=text,
+            tags=[],
+            team_ids=[],
+            by=org.owner,
+        )
+        [stored] = system.event_log.recorder.select_notifications(start=position, limit=1)
+        assert MAX_EVENT_BYTES - 2_000 < len(stored.state) <= MAX_EVENT_BYTES
+
+        settings = KafkaSettings(kafka.bootstrap_servers, partitions=1)
+        ensure_topics(settings)
+        relay = KafkaRelay(system.event_log, settings)
+        producer = relay._producer()
+        try:
+            while relay.publish_batch(producer):
+                pass
+        finally:
+            producer.close()
+        assert _relay_position(fresh_db) == system.event_log.head()
+
+        consumer = KafkaConsumer(
+            "sailplane.workloads",
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=3000,
+        )
+        found = [
+            m for m in (cloudevents.decode(r.value) for r in consumer) if m.subject == query_id
+        ]
+        consumer.close()
+        assert [m.data["queryText"] for m in found] == [text]
