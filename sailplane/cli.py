@@ -45,6 +45,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 @contextlib.contextmanager
 def database_for(settings: Settings) -> Iterator[Database]:
     """DATABASE_URL when set, else the embedded server in the data directory (stopped on exit)."""
+    from sailplane.infra_adapters.isolation import private_directory
+
+    private_directory(settings.data_dir)  # the secrets key, the database: no one else's
     if settings.database_url:
         yield _reachable_database(settings.database_url)
         return
@@ -199,7 +202,7 @@ def _finish(host: Any, system: Any) -> int:
 
 
 def rebuild_views(settings: Settings, name: str | None) -> int:
-    from sailplane.projections.runner import rebuild
+    from sailplane.projections.runner import UnknownEvent, rebuild
     from sailplane.storage import EventLog
     from sailplane.system import PROJECTIONS
 
@@ -216,12 +219,16 @@ def rebuild_views(settings: Settings, name: str | None) -> int:
         try:
             for projection_class in chosen:
                 view_name = projection_class.view_class.name
-                position = rebuild(
-                    event_log,
-                    projection_class,
-                    pool,
-                    progress=lambda done, head, n=view_name: _bar(n, done, head),
-                )
+                try:
+                    position = rebuild(
+                        event_log,
+                        projection_class,
+                        pool,
+                        progress=lambda done, head, n=view_name: _bar(n, done, head),
+                    )
+                except UnknownEvent as exc:
+                    print(f"sailplane: {view_name} was not rebuilt: {exc}", file=sys.stderr)
+                    return 1
                 if sys.stderr.isatty():
                     print(file=sys.stderr)
                 print(f"{view_name}: rebuilt up to position {position}", file=sys.stderr)

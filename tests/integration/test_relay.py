@@ -49,6 +49,17 @@ def _start_relay(database: Database, broker: Broker) -> subprocess.Popen[bytes]:
     )
 
 
+def _reader(kafka: Broker, *topics: str) -> KafkaConsumer:
+    """A consumer of `topics` from their beginning that stops when nothing more comes."""
+    return KafkaConsumer(
+        *topics,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+
+
 def _wait(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -93,13 +104,7 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
         relay.terminate()
         relay.wait(timeout=30)
 
-    consumer = KafkaConsumer(
-        *KAFKA_TOPICS,
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
+    consumer = _reader(kafka, *KAFKA_TOPICS)
     messages = [cloudevents.decode(record.value) for record in consumer]
     consumer.close()
     ours = [m for m in messages if m.sailplaneorg == founded.organization_id]
@@ -245,13 +250,7 @@ def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
         producer.close(timeout=10)
         relay.leadership.step_down()
 
-    consumer = KafkaConsumer(
-        "sailplane.identity",
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
+    consumer = _reader(kafka, "sailplane.identity")
     records = [r for r in consumer if cloudevents.decode(r.value).subject == team_id]
     consumer.close()
     assert [cloudevents.decode(r.value).type for r in records] == [
@@ -310,13 +309,7 @@ def test_the_largest_event_one_write_may_record_is_relayed(
             producer.close()
         assert _relay_position(fresh_db) == system.event_log.head()
 
-        consumer = KafkaConsumer(
-            "sailplane.workloads",
-            bootstrap_servers=kafka.bootstrap_servers,
-            group_id=None,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=3000,
-        )
+        consumer = _reader(kafka, "sailplane.workloads")
         found = [
             m for m in (cloudevents.decode(r.value) for r in consumer) if m.subject == query_id
         ]
