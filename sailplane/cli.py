@@ -45,6 +45,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 @contextlib.contextmanager
 def database_for(settings: Settings) -> Iterator[Database]:
     """DATABASE_URL when set, else the embedded server in the data directory (stopped on exit)."""
+    from sailplane.infra_adapters.isolation import private_directory
+
+    private_directory(settings.data_dir)  # the secrets key, the database: no one else's
     if settings.database_url:
         yield _reachable_database(settings.database_url)
         return
@@ -115,10 +118,8 @@ def _system(settings: Settings, database: Database):
 
 
 def serve(settings: Settings, *, workers: bool) -> int:
-    import uvicorn
-
-    from sailplane.http.access_log import redact_access_log
     from sailplane.http.app import create_app
+    from sailplane.http.serving import Server
     from sailplane.system import WorkerHost, start_up
 
     check_port_free(settings.host, settings.port)
@@ -132,17 +133,13 @@ def serve(settings: Settings, *, workers: bool) -> int:
             for worker in system.in_process_workers():
                 host.start(worker, stop)
         start_up(system, settings)
-        server = uvicorn.Server(
-            # Logging stays ours (one format, request ids); the app logs each request itself.
-            uvicorn.Config(
-                create_app(system),
-                host=settings.host,
-                port=settings.port,
-                log_config=None,
-                access_log=False,
-            )
+        server = Server(
+            create_app(system),
+            host=settings.host,
+            port=settings.port,
+            grace=settings.shutdown_timeout,
+            cancel=system.event_log.recorder.cancel_appends,
         )
-        redact_access_log()  # after uvicorn configured its loggers
 
         def stop_server_when_a_worker_fails() -> None:
             stop.wait()
@@ -205,7 +202,7 @@ def _finish(host: Any, system: Any) -> int:
 
 
 def rebuild_views(settings: Settings, name: str | None) -> int:
-    from sailplane.projections.runner import rebuild
+    from sailplane.projections.runner import UnknownEvent, rebuild
     from sailplane.storage import EventLog
     from sailplane.system import PROJECTIONS
 
@@ -222,12 +219,16 @@ def rebuild_views(settings: Settings, name: str | None) -> int:
         try:
             for projection_class in chosen:
                 view_name = projection_class.view_class.name
-                position = rebuild(
-                    event_log,
-                    projection_class,
-                    pool,
-                    progress=lambda done, head, n=view_name: _bar(n, done, head),
-                )
+                try:
+                    position = rebuild(
+                        event_log,
+                        projection_class,
+                        pool,
+                        progress=lambda done, head, n=view_name: _bar(n, done, head),
+                    )
+                except UnknownEvent as exc:
+                    print(f"sailplane: {view_name} was not rebuilt: {exc}", file=sys.stderr)
+                    return 1
                 if sys.stderr.isatty():
                     print(file=sys.stderr)
                 print(f"{view_name}: rebuilt up to position {position}", file=sys.stderr)

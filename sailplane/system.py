@@ -7,6 +7,7 @@ contexts register their projections, start-up hooks and consumers here.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
+from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
 from sailplane.infra_adapters.notifier import Notifier
@@ -70,6 +72,7 @@ from sailplane.projections.runner import (
     ChannelListener,
     Positions,
     ProjectionRunner,
+    UnknownEvent,
     prepare_view,
 )
 from sailplane.projections.runs import JobVersionsFromView, RunsProjection, RunsView
@@ -82,7 +85,7 @@ from sailplane.projections.workloads import (
     QueriesView,
 )
 from sailplane.settings import Settings
-from sailplane.storage import POSITIONS_TABLE, Database, EventLog
+from sailplane.storage import POSITIONS_TABLE, Database, EventLog, WriteTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +193,17 @@ class System:
         provider_poll_seconds: float | None = None,
         scheduler: SchedulerSettings | None = None,
         webhook_allow_private: bool = False,
+        write_timeouts: WriteTimeouts | None = None,
+        isolation: Isolation | None = None,
     ) -> None:
         self.database = database
+        # How user work (job attempts, local Sail servers) is kept away from this server;
+        # `isolation.describe()` is what the readiness report says about it.
+        self.isolation = isolation or Isolation.detect()
         self.clock = clock
         self.kafka = kafka
         self.read_your_writes_timeout = read_your_writes_timeout
-        self.event_log = EventLog(database)
+        self.event_log = EventLog(database, timeouts=write_timeouts)
         self.pool = database.pool(name="views", min_size=2, max_size=20)
 
         self.secret_box = secret_box or FernetSecretBox.generate()
@@ -227,7 +235,9 @@ class System:
         self.aws_principal = aws_principal
         self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
-        self.providers = Providers({"local": LocalProvider(SailServers(sail_state))})
+        self.providers = Providers(
+            {"local": LocalProvider(SailServers(sail_state, isolation=self.isolation))}
+        )
         for builder in ADAPTERS.values():
             self.providers.register(builder(self))
         self.infra = Infra(
@@ -327,6 +337,9 @@ class System:
             aws_endpoint_url=settings.aws_endpoint_url,
             aws_principal=settings.aws_principal,
             webhook_allow_private=settings.webhook_allow_private,
+            write_timeouts=WriteTimeouts(
+                lock=settings.event_lock_timeout, statement=settings.event_statement_timeout
+            ),
         )
 
     @property
@@ -336,7 +349,13 @@ class System:
     def prepare(self) -> None:
         """Create or rebuild the views, then start following the log and the views."""
         for projection_class in PROJECTIONS:
-            prepare_view(self.event_log, projection_class, self.pool)
+            try:
+                prepare_view(self.event_log, projection_class, self.pool)
+            except UnknownEvent as exc:
+                # The rebuild stopped before an event it cannot read: the live tables stay,
+                # the server starts, and /readyz says what is wrong until it is fixed.
+                log.error("view %s was not rebuilt: %s", projection_class.view_class.name, exc)
+                self.positions.stop(exc)
         self.positions.load(self.pool)
         self.run_logs.create_table()
         self.replay_bodies.create_table()
@@ -441,6 +460,7 @@ class System:
         self.listener.stop()
         self.pool.close()
         self.event_log.close()
+        self.isolation.close()
 
 
 class ProjectionsWorker:
@@ -472,7 +492,9 @@ class SystemTargets:
 
 def dispatcher_worker(system: System) -> Worker:
     """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
-    local = LocalExecutor(system.database, system.run_logs, **system.executor_options)
+    local = LocalExecutor(
+        system.database, system.run_logs, isolation=system.isolation, **system.executor_options
+    )
     local.create_table()
     dispatcher = RunDispatcher(
         runs=system.runs,
@@ -557,6 +579,8 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         owner_name=settings.owner_name,
         token=settings.bootstrap_token,
     )
+    # The owner's key stays in this process's environment no longer than this use.
+    os.environ.pop("SAILPLANE_BOOTSTRAP_TOKEN", None)
     if founded is None:
         return
     system.views_reached(founded.position)
@@ -595,7 +619,12 @@ def ensure_local_clusters(system: System, settings: Settings) -> None:
         system.views_reached(system.infra.ensure_local_cluster(organization_id).position)
 
 
-STARTUP_HOOKS: list[StartupHook] = [bootstrap_organization, ensure_local_clusters]
+def report_isolation(system: System, settings: Settings) -> None:
+    """Say loudly at start when user work is not kept away from this server."""
+    system.isolation.warn_if_not_isolated()
+
+
+STARTUP_HOOKS: list[StartupHook] = [report_isolation, bootstrap_organization, ensure_local_clusters]
 
 
 def start_up(system: System, settings: Settings) -> None:

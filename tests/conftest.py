@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -141,6 +144,16 @@ def member_client(api: str, system: System, org: Org) -> Iterator[httpx.Client]:
     _, token = add_member_with_token(system, org, [MEMBER.id])
     with http_client(api, token) as c:
         yield c
+
+
+@pytest.fixture
+def gate() -> Iterator[Path]:
+    """A file the test creates to let a run's work go on (`runs_support.until_opened`), in a
+    directory the work can see: it runs as another user, which cannot enter `tmp_path`."""
+    folder = Path(tempfile.mkdtemp(prefix="sailplane-gate-"))
+    folder.chmod(0o755)
+    yield folder / "gate"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

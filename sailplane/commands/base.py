@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -18,11 +20,27 @@ from eventsourcing.utils import Environment
 
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, NotFoundError
+from sailplane.domain.requests import IdempotentRequest
 from sailplane.domain.uniqueness import UniqueKey
 from sailplane.storage import EventLog
 
 Clock = Callable[[], datetime]
 A = TypeVar("A", bound=SailplaneAggregate)
+
+
+@dataclass
+class RequestFence:
+    """The claim of the `Idempotency-Key` request whose commands run in this context."""
+
+    claim: IdempotentRequest  # at the version it was claimed
+    by: Actor
+    used: bool = False
+
+
+# Set by the HTTP layer around a request with an `Idempotency-Key`: the request's first
+# save of a change also saves the claim's `Executed` event, at the claim's version, so a
+# request whose claim another request took over (its lease expired) cannot save its change.
+current_request: ContextVar[RequestFence | None] = ContextVar("current_request", default=None)
 
 
 def utc_now() -> datetime:
@@ -82,8 +100,14 @@ class SailplaneApplication(Application[str]):
         A lost optimistic-concurrency race (another request saved the same version first)
         becomes a ConflictError, never a lost update.
         """
+        changed = [a for a in aggregates if a is not None]
+        fence = current_request.get()
+        if fence is not None and not fence.used and any(a.pending_events for a in changed):
+            fence.used = True
+            fence.claim.executed_now(by=fence.by, at=self.clock())
+            changed.append(fence.claim)
         processing = ProcessingEvent[str](tracking=tracking)
-        processing.collect_events(*[a for a in aggregates if a is not None])
+        processing.collect_events(*changed)
         try:
             recordings = self._record(processing)
         except IntegrityError:

@@ -36,6 +36,7 @@ class Claim:
     content_type: str = ""
     body: str = ""
     resource_id: str | None = None
+    request: IdempotentRequest | None = None  # when claimed: the claim, to fence its commands
 
 
 class Requests(SailplaneApplication):
@@ -62,6 +63,8 @@ class Requests(SailplaneApplication):
             except ConflictError:
                 # A concurrent request with the same key claimed it between our read and write.
                 return Claim(ClaimOutcome.IN_PROGRESS, request_id)
+        if outcome is ClaimOutcome.CLAIMED:
+            return Claim(outcome, request_id, request=request)
         if outcome is not ClaimOutcome.REPLAY:
             return Claim(outcome, request_id)
         kept = self.replay_bodies.find(request_id, at=now)

@@ -115,18 +115,21 @@ async def livez() -> dict[str, str]:
     sync_to_thread=True,
 )
 def readyz(system: SystemDep) -> Response[dict[str, Any]]:
-    """200 when every readiness check of the System passes, else 503 naming what is not."""
+    """200 when every readiness check of the System passes, else 503 naming what is not.
+    `isolation` says how user work is kept away from this server (docs/security.md)."""
     results = system.readiness()
     checks = {name: problem or "ok" for name, problem in results.items()}
     failing = [f"{name}: {problem}" for name, problem in results.items() if problem is not None]
+    isolation = system.isolation.describe()
     if not failing:
-        return Response({"status": "ready", "checks": checks})
+        return Response({"status": "ready", "checks": checks, "isolation": isolation})
     return Response(
         {
             "message": "Not ready: " + "; ".join(failing),
             "code": "not_ready",
             "status": "not_ready",
             "checks": checks,
+            "isolation": isolation,
         },
         status_code=503,
     )

@@ -5,7 +5,10 @@ aggregate: status and resource id; the response itself is kept sealed outside th
 the same key with the same method, path, query and body within 24 hours gets that
 response again, with `Idempotent-Replayed: true`, and changes nothing. The same key
 with a different request is 422; a key whose first request is still running is 409. A
-request that failed on the server side (5xx) releases its key, so it can be retried.
+request that failed on the server side (5xx) releases its key, so it can be retried. A
+claim left by a server that stopped is taken again after its lease only if its request
+saved no change; otherwise the retry is 409 `idempotency_response_lost` (see
+`sailplane.domain.requests`): a retried POST never runs its command twice.
 Keys are scoped to the caller: two callers never see each other's responses.
 """
 
@@ -18,6 +21,7 @@ import anyio
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from sailplane.commands.base import RequestFence, current_request
 from sailplane.domain.requests import ClaimOutcome
 from sailplane.http.auth import Principal
 from sailplane.http.errors import error_body
@@ -96,6 +100,17 @@ class IdempotencyMiddleware:
                 ),
             )
             return
+        if claim.outcome is ClaimOutcome.RESPONSE_LOST:
+            await _send_json(
+                send,
+                409,
+                error_body(
+                    "The request with this Idempotency-Key saved its change, but the server "
+                    "stopped before answering it; read the resource instead.",
+                    "idempotency_response_lost",
+                ),
+            )
+            return
         if claim.outcome is ClaimOutcome.IN_PROGRESS:
             await _send_json(
                 send,
@@ -117,6 +132,8 @@ class IdempotencyMiddleware:
         async def holding_send(message: Message) -> None:
             held.append(message)
 
+        assert claim.request is not None
+        fence = current_request.set(RequestFence(claim.request, principal.actor))
         try:
             await self.app(scope, replay_receive, holding_send)
         except BaseException:
@@ -124,6 +141,8 @@ class IdempotencyMiddleware:
                 lambda: requests.abandon(claim.request_id, by=principal.actor)
             )
             raise
+        finally:
+            current_request.reset(fence)
         start = next((m for m in held if m["type"] == "http.response.start"), None)
         status = start["status"] if start else 500
         if status >= 500:

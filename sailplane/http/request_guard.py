@@ -20,8 +20,11 @@ Only then is the body, now known to be bounded, handed to the application.
 from __future__ import annotations
 
 import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
+import anyio
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,13 +32,12 @@ from sailplane.http.errors import error_body
 
 MAX_BODY_BYTES = 10_000_000
 MAX_JSON_DEPTH = 400
+INLINE_CHECK_BYTES = 65536
 
 # `\u0000` in JSON text, unless its backslash is itself escaped (`\\u0000` is plain text).
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
-# A JSON string (quotes included); brackets inside strings do not nest anything.
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_NOT_A_BRACKET = re.compile(rb"[^\[\]{}]+")
-_OPENING = frozenset(b"[{")
+_STEP = bytes.maketrans(b"[{]}", bytes([1, 1, 255, 255]))  # as signed bytes: +1, +1, -1, -1
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 NUL_MESSAGE = "The request contains a NUL character (U+0000), which no field accepts."
 
 
@@ -45,20 +47,31 @@ def has_nul(path: str, query_string: bytes, body: bytes) -> bool:
         or b"\x00" in query_string
         or b"%00" in query_string
         or b"\x00" in body
-        or _JSON_NUL.search(body) is not None
+        or ((b"\\u0000" in body or b"\\U0000" in body) and _JSON_NUL.search(body) is not None)
     )
 
 
 def json_depth_exceeds(text: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether JSON `text` nests arrays and objects more than `limit` deep."""
+    """Whether JSON `text` opens more than `limit` arrays and objects at any point (an
+    unclosed one counts: a parser would descend into it)."""
     if text.count(b"[") + text.count(b"{") <= limit:
         return False
+    steps = array("b")  # +1 for an opening bracket, -1 for a closing one
+    steps.frombytes(_outside_strings(text).translate(_STEP, _NOT_BRACKETS))
     depth = 0
-    for byte in _NOT_A_BRACKET.sub(b"", _JSON_STRING.sub(b"", text)):
-        depth += 1 if byte in _OPENING else -1
-        if depth > limit:
+    for start in range(0, len(steps), 65536):  # a chunk at a time: deep input stops early
+        chunk = steps[start : start + 65536]
+        if max(accumulate(chunk, initial=depth)) > limit:
             return True
+        depth += sum(chunk)
     return False
+
+
+def _outside_strings(text: bytes) -> bytes:
+    """JSON `text` without its strings: escape pairs go first (so every quote left
+    delimits a string), then every other quote-delimited part."""
+    unescaped = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[::2])
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -86,7 +99,10 @@ class RequestGuardMiddleware:
             _check_head(scope)
             messages = await _read_body(receive)
             body = b"".join(m.get("body", b"") for m in messages)
-            _check_body(body)
+            if len(body) > INLINE_CHECK_BYTES:  # a large body is checked off the event loop
+                await anyio.to_thread.run_sync(_check_body, body)
+            else:
+                _check_body(body)
         except _Refused as refused:
             await _send_error(send, refused)
             return
@@ -107,11 +123,11 @@ def _check_head(scope: Scope) -> None:
         length = int(announced)
         _check_size(length)
     has_body = b"transfer-encoding" in headers or bool(length)
-    content_type = headers.get(b"content-type")
-    if has_body and content_type is not None and not is_json_media_type(content_type.decode()):
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
+    if has_body and content_type and not is_json_media_type(content_type):
         raise _Refused(
             415,
-            f"Request bodies are JSON (application/json), not {content_type.decode()!r}.",
+            f"Request bodies are JSON (application/json), not {content_type!r}.",
             "unsupported_media_type",
         )
 

@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from sailplane.commands.infra import local_ids
 from sailplane.system import System
-from tests.conftest import Org
+from tests.conftest import Org, local_cluster_id
 
-# Every list that takes a marker and needs no path parameter, and two that do.
+# Every list that takes a marker, but those of a run's logs and events (integer markers).
 LISTS = [
     "/org/teams",
     "/org/teams/{team}/members",
@@ -40,6 +41,12 @@ LISTS = [
     "/workloads/jobs",
     "/me/jobs",
     "/me/jobs/runs",
+    "/workloads/jobs/{job}/teams",
+    "/workloads/jobs/{job}/versions",
+    "/workloads/jobs/{job}/runs",
+    "/workloads/clusters/{cluster}/jobs",
+    "/infra/connections/{connection}/networks",
+    "/infra/connections/{connection}/clusters",
 ]
 # Markers no list ever returns: refused by every list.
 NEVER_RETURNED: list[Any] = [
@@ -48,13 +55,13 @@ NEVER_RETURNED: list[Any] = [
     [[1], {"a": 1}],
     ["a\u0000", "b"],
     [1, 2, 3],
-    [1],
     "e30",
     "!!not base64!!",
     "WwpbWw",  # "[\n[[": truncated JSON
 ]
 # Well-formed markers that fit some lists' keys and not others': a page or a 400.
 FORGED: list[Any] = [
+    [1],
     [1, 2],
     ["x", "y"],
     ["2026-13-45", "x"],
@@ -83,9 +90,25 @@ def _deep(depth: int) -> str:
 
 
 @pytest.mark.parametrize("path", LISTS)
-def test_forged_or_foreign_markers_are_400(client: httpx.Client, path: str) -> None:
+def test_forged_or_foreign_markers_are_400(
+    client: httpx.Client, system: System, org: Org, path: str
+) -> None:
     team = client.post("/org/teams", json={"name": f"markers {path}"[:100]}).json()["team"]["id"]
-    url = path.format(team=team)
+    connection, _, _, cluster = local_ids(org.id)
+    job = ""
+    if "{job}" in path:
+        created = client.post(
+            "/workloads/jobs",
+            json={
+                "jobKey": "markers",
+                "clusterId": local_cluster_id(system, org.id),
+                "teamIds": [team],
+                "config": {"sql": {"source": "SELECT 1"}},
+            },
+        )
+        assert created.status_code == 201, created.text
+        job = created.json()["id"]
+    url = path.format(team=team, job=job, connection=connection, cluster=cluster)
     assert client.get(url).status_code == 200
     for values in NEVER_RETURNED:
         _error(client.get(url, params={"marker": _marker(values)}), 400, "invalid_marker")
@@ -178,12 +201,15 @@ def test_a_job_config_nested_500_deep_is_400(client: httpx.Client, org: Org) -> 
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
         "application/xml",
+        "text/pl\u00e4in",
     ],
 )
 def test_bodies_that_are_not_json_are_415(client: httpx.Client, content_type: str) -> None:
     before = client.get("/org/teams").json()["total"]
     response = client.post(
-        "/org/teams", content=b'{"name": "not json"}', headers={"Content-Type": content_type}
+        "/org/teams",
+        content=b'{"name": "not json"}',
+        headers={"Content-Type": content_type.encode("latin-1")},
     )
     _error(response, 415, "unsupported_media_type")
     assert client.get("/org/teams").json()["total"] == before

@@ -232,8 +232,7 @@ def test_timeout_seconds_ends_a_long_run_in_timeout(jobs: Jobs, system: System) 
     wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
 
-def test_max_concurrent_runs_with_queue_waits_for_a_slot(jobs: Jobs, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+def test_max_concurrent_runs_with_queue_waits_for_a_slot(jobs: Jobs, gate: Path) -> None:
     job = jobs.create(python=until_opened(gate), maxConcurrentRuns=1, concurrencyPolicy="queue")
     first = jobs.run(job)
     jobs.until(first, "running")

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,30 +35,37 @@ def _sailplane(*args: str) -> list[str]:
 
 
 @contextmanager
-def serving(data_dir: Path) -> Iterator[httpx.Client]:
+def serving(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[httpx.Client]:
     port = free_port()
-    process = subprocess.Popen(
-        _sailplane("serve", "--port", str(port), "--data-dir", str(data_dir)),
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, timeout=120, process=process)
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/api/v1",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        ) as client:
-            yield client
-    finally:
-        process.send_signal(signal.SIGTERM)
+    # The server's output goes to a file: a pipe nobody reads fills up (the access log) and
+    # then blocks the server.
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            _sailplane("serve", "--port", str(port), "--data-dir", str(data_dir)),
+            env={**_env(), **(extra_env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert process.returncode == 0, process.stdout.read().decode() if process.stdout else ""
+            wait_for_port(port, timeout=120, process=process)
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}/api/v1",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=30,
+            ) as client:
+                yield client
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            finally:
+                output.seek(0)
+                said = output.read().decode(errors="replace")[-5000:]
+                print(said)  # shown when the test fails
+        assert process.returncode == 0, said
 
 
 def _postgres_running_in(data_dir: Path) -> bool:

@@ -186,8 +186,7 @@ def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> Non
     wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
 
-def test_queue_policy_waits_for_a_slot(system: System, running: Any, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
+def test_queue_policy_waits_for_a_slot(system: System, running: Any, gate: Path) -> None:
     spec = job(
         system,
         python={"source": until_opened(gate)},

@@ -121,9 +121,9 @@ def status(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, A
 
 
 def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
-    system: System, broker: services.Broker, sail: str, tmp_path: Path
+    system: System, broker: services.Broker, sail: str, gate: Path
 ) -> None:
-    gate = tmp_path / "gate"  # the slow run works until the dispatcher has been killed
+    # the slow run works until the dispatcher has been killed (the test opens the gate)
     quick = job(system, sql_source="SELECT 1")
     slow = job(
         system,
@@ -167,9 +167,8 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
 
 
 def test_the_run_rules_through_kafka(
-    system: System, broker: services.Broker, sail: str, tmp_path: Path
+    system: System, broker: services.Broker, sail: str, gate: Path
 ) -> None:
-    gate = tmp_path / "gate"
     bad = job(system, sql_source="SELEC nonsense")
     held_job = job(system, sql_source="SELECT 1")
     long = job(system, python={"source": UNTIL_STOPPED})

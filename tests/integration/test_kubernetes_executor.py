@@ -72,6 +72,8 @@ def test_manifests_are_valid_and_named_from_run_and_attempt(double: KubernetesDo
     assert manifest["metadata"]["name"] == job_name("RUNK8S0001", 3) == "sailplane-run-runk8s0001-3"
     assert manifest["spec"]["backoffLimit"] == 0
     assert manifest["spec"]["activeDeadlineSeconds"] == 2
+    # The work's pod holds no Kubernetes API credentials.
+    assert manifest["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     env = {
         e["name"]: e["value"] for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]
     }

@@ -18,7 +18,7 @@ from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Prog
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers, spark_sql_ok
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
-from tests.conftest import found_org, running_system
+from tests.conftest import Org, found_org, running_system
 
 
 class WorkerDied(BaseException):
@@ -62,21 +62,30 @@ def isolated(fresh_db: Database) -> Any:
         yield system
 
 
+def _cluster_to_provision(system: System, org: Org, name: str) -> tuple[str, str, int]:
+    """A cluster on the organization's local connection and its provision operation:
+    (cluster id, operation id, the operation's log position)."""
+    local = system.infra.ensure_local_cluster(org.id)
+    external_id, _ = system.infra.create_cluster(
+        local.connection_id,
+        network_id=local.network_id,
+        name=name,
+        region=None,
+        config={},
+        by=org.owner,
+    )
+    operation_id, position = system.infra.provision_cluster(
+        local.connection_id, external_id, by=org.owner
+    )
+    return external_id, operation_id, position
+
+
 def test_a_provisioner_killed_mid_operation_finishes_it_once_after_a_restart(
     isolated: System,
 ) -> None:
     system = isolated
     org = found_org(system)
-    local = system.infra.ensure_local_cluster(org.id)
-    external_id, _ = system.infra.create_cluster(
-        local.connection_id,
-        network_id=local.network_id,
-        name="k",
-        region=None,
-        config={},
-        by=org.owner,
-    )
-    operation_id, _ = system.infra.provision_cluster(local.connection_id, external_id, by=org.owner)
+    external_id, operation_id, _ = _cluster_to_provision(system, org, "k")
     first: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
     system.providers.adapters["local"] = DiesAfterProvisioning(first)  # type: ignore[assignment]
 
@@ -187,18 +196,7 @@ def test_an_operation_redelivered_to_a_second_instance_mid_step_is_performed_onc
     for the first instead of running the step again, then finds the operation finished."""
     system = isolated
     org = found_org(system)
-    local = system.infra.ensure_local_cluster(org.id)
-    external_id, _ = system.infra.create_cluster(
-        local.connection_id,
-        network_id=local.network_id,
-        name="twice",
-        region=None,
-        config={},
-        by=org.owner,
-    )
-    operation_id, position = system.infra.provision_cluster(
-        local.connection_id, external_id, by=org.owner
-    )
+    external_id, operation_id, position = _cluster_to_provision(system, org, "twice")
     real: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
     gated = GatedProvisioning(real)
     system.providers.adapters["local"] = gated  # type: ignore[assignment]

@@ -63,6 +63,26 @@ def test_an_event_of_an_unknown_class_stops_the_views_loudly(
         assert UNKNOWN_TOPIC in body["message"]
 
 
+def test_a_rebuild_at_start_that_meets_an_unknown_event_keeps_the_server_up_but_not_ready(
+    fresh_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sailplane.projections.identity import TeamsView
+
+    with running_system(fresh_db) as system:
+        org = found_org(system)
+        system.identity.create_team(name="kept", default_role_id=None, by=org.owner)
+        system.event_log.recorder.insert_events(
+            [StoredEvent(str(uuid.uuid4()), 1, UNKNOWN_TOPIC, b"{}")]
+        )
+    # A release changes the teams view: it is rebuilt at start, and the rebuild meets the event.
+    monkeypatch.setattr(
+        TeamsView, "indexes", (*TeamsView.indexes, "CREATE INDEX ON {teams} (updated_at)")
+    )
+    with running_system(fresh_db) as system:
+        assert system.teams.fetch_one("SELECT id FROM {teams} WHERE name = 'kept'")
+        assert UNKNOWN_TOPIC in (system.readiness()["views"] or "")
+
+
 def test_readyz_is_ready_when_the_views_are_caught_up_and_takes_named_checks(
     system: System, api: str
 ) -> None:
@@ -70,7 +90,11 @@ def test_readyz_is_ready_when_the_views_are_caught_up_and_takes_named_checks(
     with httpx.Client(base_url=api) as anonymous:
         ready = anonymous.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "views": "ok"}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "views": "ok"},
+            "isolation": system.isolation.describe(),
+        }
         system.readiness_checks["isolation"] = lambda: "user work runs without isolation"
         try:
             refused = anonymous.get("/readyz")

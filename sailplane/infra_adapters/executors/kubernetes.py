@@ -68,7 +68,12 @@ def job_manifest(submission: Submission) -> dict[str, Any]:
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
     }
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    # The work gets no Kubernetes API credentials: no service-account token in the pod.
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "containers": [container],
+    }
     if settings.get("service_account"):
         pod_spec["serviceAccountName"] = settings["service_account"]
     spec: dict[str, Any] = {

@@ -2,7 +2,9 @@
 
 Each attempt runs in a child process (`executors/child.py`) with `SPARK_REMOTE` set to
 the cluster's Spark Connect URL: SQL through a Spark Connect session, a Python entry
-point as it is. The child's output lines become the run's logs.
+point as it is. The child's output lines become the run's logs. The child is user work:
+it runs in a private workspace, as the identity and with the environment `Isolation`
+gives it (never the server's), and what it leaves running is killed when it ends.
 
 Exactly once per attempt: `submit` first inserts the row `(run_id, attempt)` into
 `sailplane_executions`; only the caller whose insert wins starts the process, so a
@@ -27,7 +29,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ from sailplane.infra_adapters.executors import (
     Target,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.isolation import Isolation, Workspace
 from sailplane.storage import Database
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class LocalExecutor:
         heartbeat_seconds: float = 1.0,
         max_parallel: int | None = None,
         python: str = sys.executable,
+        isolation: Isolation | None = None,
     ) -> None:
         self.pool = database.pool(name="executor-local", min_size=1, max_size=6)
         self.logs = logs
@@ -81,7 +84,8 @@ class LocalExecutor:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.python = python
-        self.workdir = Path(tempfile.mkdtemp(prefix="sailplane-runs-"))
+        self._own_isolation = isolation is None
+        self.isolation = isolation or Isolation.detect()
         self._processes: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -194,6 +198,8 @@ class LocalExecutor:
         if self._heart is not None:
             self._heart.join(timeout=5)
         self.pool.close()
+        if self._own_isolation:
+            self.isolation.close()
 
     # --- the supervising thread of one attempt ------------------------------------------------
 
@@ -209,55 +215,57 @@ class LocalExecutor:
             if self._cancel_requested(*key):
                 self._finish(key, CANCELLED, None, "Cancelled before it started.")
                 return
-            path = self.workdir / f"{submission.key}.json"
-            path.write_text(json.dumps(submission.work.to_dict()))
-            env = {
-                **os.environ,
-                "SPARK_REMOTE": submission.target.spark_remote or "",
-                "SPARK_CONNECT_MODE_ENABLED": "1",
-                "SAILPLANE_RUN_ID": submission.run_id,
-                "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p
-                ),
-                "PYTHONUNBUFFERED": "1",
-            }
-            process = subprocess.Popen(
-                [self.python, "-m", "sailplane.infra_adapters.executors.child", str(path)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.workdir,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-            with self._lock:
-                self._processes[key] = process
-            with self.pool.connection() as conn:
-                conn.execute(
-                    f"UPDATE {EXECUTIONS_TABLE} SET state = %s, pid = %s, started_at = now(), "
-                    "executions = executions + 1 WHERE run_id = %s AND attempt = %s",
-                    (RUNNING, process.pid, *key),
-                )
-            last_error = self._pump_output(submission, process)
-            code = process.wait()
-            with self._lock:
-                self._processes.pop(key, None)
-            if self._stop.is_set():
-                return  # shutting down: the attempt reads as lost once the lease runs out
-            if code == 0:
-                self._finish(key, SUCCEEDED, code, None)
-            elif self._cancel_requested(*key):
-                self._finish(key, CANCELLED, code, "Stopped on request.")
-            else:
-                self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
+            workspace = self.isolation.workspace(f"attempt-{submission.key}", attempt=True)
+            try:
+                self._run(submission, key, workspace)
+            finally:
+                self.isolation.release(workspace)
         except Exception as error:  # the attempt fails; the dispatcher keeps running
             if self._stop.is_set():
                 return  # shutting down (the pool is closed): the attempt reads as lost later
             log.exception("local execution %s-%s failed to run", *key)
             with contextlib.suppress(Exception):
                 self._finish(key, FAILED, None, f"The local executor could not run it: {error}")
+
+    def _run(self, submission: Submission, key: tuple[str, int], workspace: Workspace) -> None:
+        path = self.isolation.place(workspace, "work.json", json.dumps(submission.work.to_dict()))
+        process = self.isolation.spawn(
+            [self.python, "-m", "sailplane.infra_adapters.executors.child", str(path)],
+            workspace,
+            {
+                "SPARK_REMOTE": submission.target.spark_remote or "",
+                "SPARK_CONNECT_MODE_ENABLED": "1",
+                "SAILPLANE_RUN_ID": submission.run_id,
+                "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
+                "PYTHONPATH": _PROJECT_ROOT,
+                "PYTHONUNBUFFERED": "1",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        with self._lock:
+            self._processes[key] = process
+        with self.pool.connection() as conn:
+            conn.execute(
+                f"UPDATE {EXECUTIONS_TABLE} SET state = %s, pid = %s, started_at = now(), "
+                "executions = executions + 1 WHERE run_id = %s AND attempt = %s",
+                (RUNNING, process.pid, *key),
+            )
+        last_error = self._pump_output(submission, process)
+        code = process.wait()
+        with self._lock:
+            self._processes.pop(key, None)
+        if self._stop.is_set():
+            return  # shutting down: the attempt reads as lost once the lease runs out
+        if code == 0:
+            self._finish(key, SUCCEEDED, code, None)
+        elif self._cancel_requested(*key):
+            self._finish(key, CANCELLED, code, "Stopped on request.")
+        else:
+            self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
 
     def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> str | None:
         assert process.stdout is not None

@@ -5,6 +5,10 @@ started on provision or on first use (`spark_endpoint`), restarted (on its port 
 still free) if it dies, stopped on destroy and when Sailplane shuts down. The network is
 the loopback network; the one instance type and region describe this host.
 
+A server is user work (Sail's file reader reads any file its process can): it runs in a
+private workspace as the identity `Isolation` gives long-lived work, with a built
+environment, never as the server.
+
 Idempotency: a server is named by `resource_name("cluster", ...)` and its pid and port are
 kept in `<state_dir>/<name>.json`, so a second provision, a redelivered message or another
 Sailplane process on this host finds the running server instead of starting a second one.
@@ -30,6 +34,7 @@ from typing import Any
 import psutil
 
 from sailplane.domain.errors import InvalidValueError
+from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.providers import (
     ClusterSpec,
     ConnectionSpec,
@@ -83,8 +88,16 @@ class SailServers:
 
     START_TIMEOUT = 30.0
 
-    def __init__(self, state_dir: Path, *, sail_binary: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        sail_binary: Path | None = None,
+        isolation: Isolation | None = None,
+    ) -> None:
         self.state_dir = state_dir
+        self._own_isolation = isolation is None
+        self.isolation = isolation or Isolation.detect()
         self.sail_binary = sail_binary or Path(sys.executable).parent / "sail"
         self.servers: dict[str, _Server] = {}
         self.wanted: set[str] = set()  # names to keep running (restarted if they die)
@@ -147,8 +160,10 @@ class SailServers:
         if port is None or _listening(port):
             port = _free_port()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(
+        process = self.isolation.spawn(
             [str(self.sail_binary), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
+            self.isolation.workspace(f"sail-{name}", attempt=False),
+            {},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -242,6 +257,8 @@ class SailServers:
                         self._state_file(name).unlink()
             self.servers.clear()
             self.wanted.clear()
+        if self._own_isolation:
+            self.isolation.close()
 
 
 def spark_sql_ok(url: str) -> tuple[bool, str]:
