@@ -267,12 +267,17 @@ class EventRecorder(PostgresProcessRecorder):
 
     @contextmanager
     def _appending(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
-        """Track the connection while it appends; a timeout or a cancel becomes a 503."""
+        """Track the connection while it appends; a timeout or a cancel becomes a 503
+        (nothing of the append was recorded)."""
         with self._in_flight_lock:
             self._in_flight.add(conn)
         try:
             yield
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+        except (
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.QueryCanceled,
+            psycopg.errors.IdleInTransactionSessionTimeout,
+        ) as exc:
             raise EventLogBusyError(
                 "The event log is busy; nothing was changed: try again in a moment."
             ) from exc

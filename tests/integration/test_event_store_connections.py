@@ -12,8 +12,11 @@ of a large pipelined append.
 from __future__ import annotations
 
 import random
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from psycopg.conninfo import make_conninfo
 
 from sailplane.domain.errors import EventLogBusyError, PayloadTooLargeError
-from sailplane.storage import MAX_EVENT_BYTES, Database, EventLog, WriteTimeouts
+from sailplane.storage import MAX_EVENT_BYTES, Database, EventLog, EventRecorder, WriteTimeouts
 from tests.services import fresh_database
 
 
@@ -133,3 +136,46 @@ def test_the_largest_event_over_a_unix_socket_is_recorded(pg_server: Database) -
 
 def _event_with(originator_id: str, state: bytes) -> StoredEvent:
     return StoredEvent(originator_id=originator_id, originator_version=1, topic="t:T", state=state)
+
+
+class _StallingRecorder(EventRecorder):
+    """Stalls the first append after its table lock is taken, as a hung writer would."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.locked, self.release = threading.Event(), threading.Event()
+
+    def _insert_stored_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        if not self.locked.is_set():
+            self.locked.set()
+            self.release.wait(timeout=120)
+
+
+def test_a_writer_that_stalls_holding_the_lock_is_ended_by_the_database(
+    fresh_db: Database,
+) -> None:
+    """idle_in_transaction_session_timeout ends the stalled append's session, which frees
+    the lock for everyone else; the stalled append fails as busy (503), recording nothing."""
+    stalled = EventLog(fresh_db, pool_size=1, timeouts=WriteTimeouts(lock=30, statement=0.5))
+    stalled.recorder = _StallingRecorder(
+        datastore=stalled.factory.datastore,
+        events_table_name=EventLog.EVENTS_TABLE,
+        tracking_table_name=EventLog.INBOX_TABLE,
+        timeouts=stalled.recorder.timeouts,
+    )
+    others = EventLog(fresh_db, pool_size=1, timeouts=WriteTimeouts(lock=30, statement=30))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(stalled.recorder.insert_events, [_event("stalls", 1)])
+        try:
+            assert stalled.recorder.locked.wait(timeout=60)
+            # Waits for the lock until the database ends the stalled session, then goes on.
+            assert others.recorder.insert_events([_event("goes-on", 1)])
+        finally:
+            stalled.recorder.release.set()
+        with pytest.raises(EventLogBusyError):
+            first.result(timeout=60)
+    recorded = others.recorder.select_notifications(start=1, limit=10)
+    assert [n.originator_id for n in recorded] == ["goes-on"]
+    stalled.close()
+    others.close()
