@@ -158,11 +158,28 @@ def sail_server() -> Iterator[str]:
         wait_for_port(port, process=process)
         yield f"sc://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
+
+
+def sessions_started(database: Database) -> int:
+    """PostgreSQL's count of sessions ever started on the database (`pg_stat_database`): a
+    session that ends is counted when it ends, so a connection per event is always seen."""
+    with database.connect(autocommit=True) as conn:
+        return int(
+            conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()[0]
+        )
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Ask a child process to stop; kill it when it has not within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager

@@ -258,8 +258,7 @@ def bare_litestar(database_url: str) -> Iterator[str]:
         services.wait_for_port(port, timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        services.stop(process, timeout=20)
 
 
 def serve_bare(database_url: str, port: int) -> None:
@@ -297,12 +296,7 @@ def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subp
         try:
             yield child
         finally:
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            services.stop(child, timeout=20)
 
 
 def wait_healthy(url: str, child: subprocess.Popen[Any], log: Path, timeout: float = 120) -> None:

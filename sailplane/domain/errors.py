@@ -52,6 +52,12 @@ class InvalidValueError(DomainError):
         self.field = field
 
 
+class PayloadTooLargeError(DomainError):
+    """What the request would record is larger than one event may hold (413)."""
+
+    default_code = "request_too_large"
+
+
 class NotAuthenticatedError(DomainError):
     default_code = "unauthenticated"
 

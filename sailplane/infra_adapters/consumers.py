@@ -14,14 +14,13 @@ ids derived from the event as idempotency keys, so repeating them changes nothin
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.persistence import StoredEvent, Tracking
 
 from sailplane.domain.errors import ConflictError
 from sailplane.projections.event_log import context_of
@@ -131,17 +130,25 @@ class ConsumerWorker:
         return {int(row["notification_id"]) for row in rows}
 
     def process_batch(self, deliveries: list[Delivery]) -> None:
-        """Handle a polled batch, skipping what the inbox held when the batch was checked."""
+        """Handle a polled batch, skipping what the inbox held when the batch was checked,
+        then record what was handled in one statement."""
         done = self.handled([d.position for d in deliveries])
+        handled = []
         for delivery in deliveries:
-            if delivery.position not in done:
-                self.process(delivery, checked=True)
+            if delivery.position not in done and self._handle(delivery, True):
+                handled.append(delivery.position)
+        self._record(handled)
 
-    def process(self, delivery: Delivery, *, checked: bool = False) -> None:
-        """Handle one delivery unless its inbox row exists (`checked`: just looked, absent)."""
+    def process(self, delivery: Delivery) -> None:
+        """Handle one delivery unless its inbox row exists, and record it."""
+        if self._handle(delivery, False):
+            self._record([delivery.position])
+
+    def _handle(self, delivery: Delivery, checked: bool) -> bool:
+        """Handle unless the inbox has it (`checked`: just looked, absent); False if skipped."""
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             if not (checked and attempt == 1) and self.handled([delivery.position]):
-                return
+                return False
             try:
                 self.consumer.handle(delivery)
             except ConflictError:
@@ -150,14 +157,20 @@ class ConsumerWorker:
                 if attempt == self.MAX_ATTEMPTS:
                     raise
                 continue
-            self._record(delivery.position)
-            return
+            return True
+        return False
 
-    def _record(self, position: int) -> None:
-        """Mark the delivery processed if the handler's use case did not (no events to save)."""
-        # IntegrityError: the use case already recorded it together with its events.
-        with contextlib.suppress(IntegrityError):
-            self.event_log.recorder.insert_tracking(Tracking(self.consumer.name, position))
+    def _record(self, positions: list[int]) -> None:
+        """Mark deliveries processed that the handlers' use cases did not (no events to
+        save): one statement for a batch, and no error (nor a discarded connection) for
+        those a use case recorded together with its events."""
+        if positions:
+            self.event_log.query(
+                f"INSERT INTO {EventLog.INBOX_TABLE} (application_name, notification_id) "
+                "SELECT %s, unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
+                (self.name, positions),
+                commit=True,
+            )
 
     def run(self, stop: threading.Event) -> None:
         try:

@@ -3,9 +3,7 @@ notifier, provisioner) and the projections following the log, starts a bounded n
 server processes, none per request or per event; and pooled connections, handed out
 without a check, are still replaced when the server closed them.
 
-The count is PostgreSQL's own: `pg_stat_database.sessions`, the sessions ever started on
-the test's database (a session that ends is counted when it ends, so a connection opened
-and closed per event is always seen).
+The count is PostgreSQL's own (`services.sessions_started`).
 """
 
 from __future__ import annotations
@@ -28,15 +26,6 @@ from tests.runs_support import wait_until
 
 RUNS = 500
 CONSUMERS = ("dispatcher", "notifier")  # those that follow `sailplane.job-runs`
-
-
-def sessions_started(database: Database) -> int:
-    with database.connect(autocommit=True) as conn:
-        return int(
-            conn.execute(
-                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
-            ).fetchone()[0]
-        )
 
 
 def inbox_rows_after(database: Database, consumer: str, position: int) -> int:
@@ -66,7 +55,9 @@ def new_job(system: System, client: httpx.Client, organization_id: str) -> str:
 
 
 @pytest.fixture
-def served(fresh_db: Database) -> Iterator[tuple[System, str]]:
+def served(fresh_db: Database) -> Iterator[tuple[System, httpx.Client, str]]:
+    """Everything `serve` runs, on the test's own database: the system, an owner's HTTP
+    client and a job whose runs the tests create."""
     with running_system(fresh_db) as system:
         stop = threading.Event()
         host = WorkerHost()
@@ -74,8 +65,11 @@ def served(fresh_db: Database) -> Iterator[tuple[System, str]]:
             if worker.name != "projections":  # running_system runs it already
                 host.start(worker, stop)
         try:
-            with services.api_server(create_app(system)) as base_url:
-                yield system, base_url
+            with (
+                services.api_server(create_app(system)) as base_url,
+                http_client(base_url, (org := found_org(system)).token) as client,
+            ):
+                yield system, client, new_job(system, client, org.id)
             assert not host.errors, host.errors  # no worker died
         finally:
             stop.set()
@@ -83,33 +77,30 @@ def served(fresh_db: Database) -> Iterator[tuple[System, str]]:
 
 
 def test_creating_runs_starts_a_bounded_number_of_postgresql_sessions(
-    served: tuple[System, str], fresh_db: Database
+    served: tuple[System, httpx.Client, str], fresh_db: Database
 ) -> None:
-    system, base_url = served
-    org = found_org(system)
-    with http_client(base_url, org.token) as client:
-        job_id = new_job(system, client, org.id)
-        # Warm every pool and worker first, then count from here.
-        assert client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True}).is_success
-        head = system.event_log.head()
-        for consumer in CONSUMERS:
-            wait_until(lambda c=consumer: inbox_rows_after(fresh_db, c, 0) > 0, what=consumer)
-        before = sessions_started(fresh_db)
+    system, client, job_id = served
+    # Warm every pool and worker first, then count from here.
+    assert client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True}).is_success
+    head = system.event_log.head()
+    for consumer in CONSUMERS:
+        wait_until(lambda c=consumer: inbox_rows_after(fresh_db, c, 0) > 0, what=consumer)
+    before = services.sessions_started(fresh_db)
 
-        def create(_: int) -> Any:
-            # Held runs: every consumer of the runs topic receives each creation.
-            created = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True})
-            assert created.status_code == 201, created.text
+    def create(_: int) -> Any:
+        # Held runs: every consumer of the runs topic receives each creation.
+        created = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True})
+        assert created.status_code == 201, created.text
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(create, range(RUNS)))
-        for consumer in CONSUMERS:
-            wait_until(
-                lambda c=consumer: inbox_rows_after(fresh_db, c, head) >= RUNS,
-                timeout=300,
-                what=f"{consumer} handled every creation",
-            )
-        started = sessions_started(fresh_db) - before
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(create, range(RUNS)))
+    for consumer in CONSUMERS:
+        wait_until(
+            lambda c=consumer: inbox_rows_after(fresh_db, c, head) >= RUNS,
+            timeout=300,
+            what=f"{consumer} handled every creation",
+        )
+    started = services.sessions_started(fresh_db) - before
 
     # Pools may grow under load and the test's own look-ups count too, but nothing may
     # scale with the number of requests or events (one per event would be >= 1000 here).
@@ -117,27 +108,24 @@ def test_creating_runs_starts_a_bounded_number_of_postgresql_sessions(
 
 
 def test_connections_the_server_closed_are_replaced_without_failing_a_request(
-    served: tuple[System, str], fresh_db: Database
+    served: tuple[System, httpx.Client, str], fresh_db: Database
 ) -> None:
-    system, base_url = served
-    org = found_org(system)
-    with http_client(base_url, org.token) as client:
-        job_id = new_job(system, client, org.id)
-        first = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True}).json()
-        # Every server process of the database but this one ends: each pool now holds
-        # connections that look idle and are dead.
-        with fresh_db.connect(autocommit=True) as conn:
-            ended = conn.execute(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()) t"
-            ).fetchone()[0]
-        assert ended > 0
-        # Reads and writes go on, on new connections, from the first request.
-        assert client.get(f"/workloads/jobs/{job_id}/runs/{first['id']}").status_code == 200
-        assert client.get(f"/workloads/jobs/{job_id}/runs").json()["total"] == 1
-        created = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True})
-        assert created.status_code == 201, created.text
-        assert client.get(f"/workloads/jobs/{job_id}/runs").json()["total"] == 2
+    system, client, job_id = served
+    first = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True}).json()
+    # Every server process of the database but this one ends: each pool now holds
+    # connections that look idle and are dead.
+    with fresh_db.connect(autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()) t"
+        ).fetchone()[0]
+    assert ended > 0
+    # Reads and writes go on, on new connections, from the first request.
+    assert client.get(f"/workloads/jobs/{job_id}/runs/{first['id']}").status_code == 200
+    assert client.get(f"/workloads/jobs/{job_id}/runs").json()["total"] == 1
+    created = client.post(f"/workloads/jobs/{job_id}/runs", json={"hold": True})
+    assert created.status_code == 201, created.text
+    assert client.get(f"/workloads/jobs/{job_id}/runs").json()["total"] == 2
     # The consumers follow on too.
     position = system.event_log.head()
     for consumer in CONSUMERS:

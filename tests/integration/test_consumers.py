@@ -22,6 +22,7 @@ from sailplane.infra_adapters.consumers import (
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.projections.runner import Signal
 from sailplane.storage import Database, EventLog
+from tests import services
 from tests.services import Broker
 
 
@@ -136,6 +137,26 @@ def test_log_source_with_every_delivery_twice_counts_each_event_once(fresh_db: D
     stop.set()
     again.run(stop)
     assert sorted(tallies._find(Tally, "TALLY00001").seen) == sorted(team_ids)
+    event_log.close()
+
+
+def test_a_consumer_opens_no_connection_per_event(fresh_db: Database) -> None:
+    """Its inbox checks, its handlers' use cases (which record the inbox row with their
+    events) and its own inbox rows for the rest all use pooled connections."""
+    event_log = EventLog(fresh_db)
+    _make_teams(event_log, 300)
+    tallies = Tallies(event_log)
+    source = LogEventSource(
+        event_log, consumer="tally", kafka_topics=("sailplane.identity",), new_events=Signal()
+    )
+    worker = ConsumerWorker(TallyConsumer(tallies, "TALLY00003"), source, event_log)
+    before = services.sessions_started(fresh_db)
+    _run_until(worker, lambda: len(getattr(tallies._find(Tally, "TALLY00003"), "seen", [])) >= 300)
+    started = services.sessions_started(fresh_db) - before
+    assert started < 20, f"{started} PostgreSQL sessions started for 300 events"
+    # Every delivery is in the inbox, those the use case recorded and the others.
+    inbox = worker.handled(list(range(1, event_log.head() + 1)))
+    assert len(inbox) == _identity_events(event_log)
     event_log.close()
 
 
