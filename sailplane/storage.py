@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from sailplane.domain.errors import PayloadTooLargeError, ServiceUnavailableError
+from sailplane.domain.errors import EventLogBusyError, PayloadTooLargeError
 
 
 @dataclass(frozen=True)
@@ -273,8 +273,8 @@ class EventRecorder(PostgresProcessRecorder):
         try:
             yield
         except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-            raise ServiceUnavailableError(
-                "The event log is busy; try again in a moment.", code="event_log_busy"
+            raise EventLogBusyError(
+                "The event log is busy; nothing was changed: try again in a moment."
             ) from exc
         finally:
             with self._in_flight_lock:

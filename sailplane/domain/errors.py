@@ -85,6 +85,14 @@ class ViewsBehindError(ServiceUnavailableError):
         self.retry_after = retry_after
 
 
+class EventLogBusyError(ServiceUnavailableError):
+    """A write could not append to the event log in time (its lock or statement timeout);
+    nothing of it was recorded, so it may simply be sent again."""
+
+    default_code = "event_log_busy"
+    retry_after = 1
+
+
 class TooManyRequestsError(DomainError):
     default_code = "too_many_requests"
 

@@ -76,6 +76,7 @@ def test_a_write_behind_a_held_log_lock_answers_503_then_the_next_one_succeeds(
     with log_locked(system.database):
         blocked = client.post("/org/teams", json={"name": "Waits for the lock"})
         _error(blocked, 503, "event_log_busy")
+        assert blocked.headers["Retry-After"] == "1"
     assert system.event_log.head() == head, "nothing of the refused write was recorded"
     assert client.post("/org/teams", json={"name": "Waits for the lock"}).status_code == 201
 

@@ -20,7 +20,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from psycopg.conninfo import make_conninfo
 
-from sailplane.domain.errors import PayloadTooLargeError, ServiceUnavailableError
+from sailplane.domain.errors import EventLogBusyError, PayloadTooLargeError
 from sailplane.storage import MAX_EVENT_BYTES, Database, EventLog, WriteTimeouts
 from tests.services import fresh_database
 
@@ -101,7 +101,7 @@ def test_an_append_behind_a_held_lock_gives_up_with_a_503_error(
     log = EventLog(fresh_db, pool_size=1, timeouts=timeouts)
     holder = _locked(fresh_db)
     try:
-        with pytest.raises(ServiceUnavailableError) as refused:
+        with pytest.raises(EventLogBusyError) as refused:
             log.recorder.insert_events([_event("waits", 1)])
         assert refused.value.code == "event_log_busy"
     finally:
