@@ -199,7 +199,9 @@ class System:
         self.database = database
         # How user work (job attempts, local Sail servers) is kept away from this server;
         # `isolation.describe()` is what the readiness report says about it.
-        self.isolation = isolation or Isolation.detect()
+        self.isolation = isolation or Isolation.detect(
+            hidden=[data_dir.resolve()] if data_dir is not None else []
+        )
         self.clock = clock
         self.kafka = kafka
         self.read_your_writes_timeout = read_your_writes_timeout
