@@ -32,6 +32,7 @@ import os
 import pwd
 import random
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -94,9 +95,10 @@ def ensure_work_user(name: str = WORK_USER) -> pwd.struct_passwd:
 
 
 def private_directory(path: Path) -> Path:
-    """`path` created if missing, readable by its owner only (the data directory)."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    """`path` created if missing (mode 0700), else closed to others: its owner alone reads it,
+    its group may at most pass through (the embedded database's user reaches its files)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(stat.S_IMODE(path.stat().st_mode) & 0o710)
     return path
 
 
