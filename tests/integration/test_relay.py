@@ -164,7 +164,9 @@ def _lock_holder(database: Database, role: str) -> int | None:
     key = advisory_key("leader:" + role) & 0xFFFFFFFFFFFFFFFF
     with database.connect() as conn:
         row = conn.execute(
+            # Advisory locks are per database: another database's relay holds the same key.
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
             (key >> 32, key & 0xFFFFFFFF),
         ).fetchone()
