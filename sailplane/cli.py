@@ -118,9 +118,8 @@ def _system(settings: Settings, database: Database):
 
 
 def serve(settings: Settings, *, workers: bool) -> int:
-    import uvicorn
-
     from sailplane.http.app import create_app
+    from sailplane.http.serving import Server
     from sailplane.system import WorkerHost, start_up
 
     check_port_free(settings.host, settings.port)
@@ -134,15 +133,12 @@ def serve(settings: Settings, *, workers: bool) -> int:
             for worker in system.in_process_workers():
                 host.start(worker, stop)
         start_up(system, settings)
-        server = uvicorn.Server(
-            # Logging stays ours (one format, request ids); the app logs each request itself.
-            uvicorn.Config(
-                create_app(system),
-                host=settings.host,
-                port=settings.port,
-                log_config=None,
-                access_log=False,
-            )
+        server = Server(
+            create_app(system),
+            host=settings.host,
+            port=settings.port,
+            grace=settings.shutdown_timeout,
+            cancel=system.event_log.recorder.cancel_appends,
         )
 
         def stop_server_when_a_worker_fails() -> None:

@@ -35,6 +35,11 @@ class Settings:
     owner_password: str | None = None  # the first owner's password (sign in with email + it)
     # How long a write waits for the views to show it before answering anyway.
     read_your_writes_timeout: float = 10.0
+    # How long one append to the event log may wait for the log's lock, and may take.
+    event_lock_timeout: float = 5.0
+    event_statement_timeout: float = 30.0
+    # After SIGTERM, how long requests in flight may finish before they are cut off.
+    shutdown_timeout: float = 10.0
     kafka_partitions: int = 3
     kafka_replication_factor: int = 1
     kafka_retention_ms: int = -1  # of the topics the relay creates; -1 keeps every event
@@ -76,6 +81,9 @@ class Settings:
             read_your_writes_timeout=_number(
                 env, "SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "10", float
             ),
+            event_lock_timeout=_number(env, "SAILPLANE_EVENT_LOCK_TIMEOUT", "5", float),
+            event_statement_timeout=_number(env, "SAILPLANE_EVENT_STATEMENT_TIMEOUT", "30", float),
+            shutdown_timeout=_number(env, "SAILPLANE_SHUTDOWN_TIMEOUT", "10", float),
             kafka_partitions=_number(env, "SAILPLANE_KAFKA_PARTITIONS", "3", int),
             kafka_replication_factor=_number(env, "SAILPLANE_KAFKA_REPLICATION_FACTOR", "1", int),
             kafka_retention_ms=_number(env, "SAILPLANE_KAFKA_RETENTION_MS", "-1", int),

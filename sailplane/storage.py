@@ -15,6 +15,7 @@ redelivered message finds its row and changes nothing.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     OperationalError,
-    ProcessRecorder,
+    StoredEvent,
     UUIDAsHex,
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
@@ -37,6 +38,8 @@ from eventsourcing.utils import Environment, retry
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+from sailplane.domain.errors import EventLogBusyError, PayloadTooLargeError
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,9 @@ class EventLog:
     EVENTS_TABLE = "sailplane_events"
     INBOX_TABLE = "consumer_inbox"
 
-    def __init__(self, database: Database, *, pool_size: int = 4) -> None:
+    def __init__(
+        self, database: Database, *, pool_size: int = 4, timeouts: WriteTimeouts | None = None
+    ) -> None:
         env = database.eventsourcing_env(pool_size=pool_size)
         # Consumers record one inbox row per processed position (multi-row tracking),
         # which is what makes redelivery from Kafka, in any order, a no-op.
@@ -146,14 +151,14 @@ class EventLog:
         factory = InfrastructureFactory.construct(self.env)
         assert isinstance(factory, PostgresFactory)
         self.factory: PostgresFactory = factory
-        _discard_failed_connections(factory.datastore)
-        recorder = PostgresProcessRecorder(
+        recorder = EventRecorder(
             datastore=factory.datastore,
             events_table_name=self.EVENTS_TABLE,
             tracking_table_name=self.INBOX_TABLE,
+            timeouts=timeouts or WriteTimeouts(),
         )
         recorder.create_table()
-        self.recorder: ProcessRecorder = recorder
+        self.recorder: EventRecorder = recorder
         self.mapper: Mapper[str] = factory.mapper(transcoder=_transcoder())
         self.channel = recorder.channel_name
         # Where each follower (view, relay) stands in the log.
@@ -180,28 +185,136 @@ class EventLog:
         return self.recorder.max_notification_id() or 0
 
     def close(self) -> None:
+        """Cancel the appends still in flight (a stopping server waits for none), then close."""
+        self.recorder.cancel_appends()
         self.factory.close()
 
 
-def _discard_failed_connections(datastore: PostgresDatastore) -> None:
-    """A connection whose use raised is closed, so the pool replaces it.
+# One event's stored state at most: a whole event travels as one Kafka message, whose
+# default size limit is 1 MiB; the rest of that MiB is left for the CloudEvents envelope.
+MAX_EVENT_BYTES = 1_040_000
 
-    The recorder inserts inside a psycopg pipeline. When a statement there fails (a lost
-    optimistic-concurrency race, a redelivered inbox row: Sailplane provokes both on
-    purpose), the server skips the rest of the pipeline, including the Parse of a
-    statement that has just reached psycopg's prepare threshold; psycopg keeps the name
-    anyway, and the pooled connection then fails every later use of that statement with
-    `prepared statement "_pg3_N" does not exist`. A new connection has no stale names.
-    (Disabling prepared statements instead made psycopg end such a pipeline with
-    `PipelineAborted`, which the recorder retries as an OperationalError on the same
-    connection.) See tests/integration/test_event_store_connections.py.
+
+@dataclass(frozen=True)
+class WriteTimeouts:
+    """How long one append to the log may wait, in seconds.
+
+    `lock` bounds the wait for the log's table lock (appends are serialized by it);
+    `statement` bounds each statement of the append, and the time its transaction may sit
+    idle waiting for the client: a writer that stalls can hold the lock no longer than that.
     """
-    take = datastore.get_connection
 
-    def get_connection() -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
-        return discarded_on_error(take())
+    lock: float = 5.0
+    statement: float = 30.0
 
-    datastore.get_connection = get_connection  # type: ignore[method-assign]
+
+class EventRecorder(PostgresProcessRecorder):
+    """The recorder of `sailplane_events`: bounded events, bounded waits, no pipeline.
+
+    The library's recorder sends an append as one psycopg pipeline and then calls
+    `Pipeline.sync()`. That sync sends what it can of a large message without blocking and,
+    when the socket cannot take the rest yet (a large event, soon over a unix socket: a few
+    hundred KB), stops sending and waits for the server's answer, while the server waits
+    for the rest of the message (`ClientRead`). The append never ends and its transaction
+    keeps the table lock that every append needs: every later write waits forever. Here an
+    append is a plain transaction; each statement is sent whole before its answer is read.
+    """
+
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        events_table_name: str,
+        tracking_table_name: str,
+        timeouts: WriteTimeouts,
+    ) -> None:
+        super().__init__(
+            datastore,
+            events_table_name=events_table_name,
+            tracking_table_name=tracking_table_name,
+        )
+        self.timeouts = timeouts
+        self._in_flight: set[psycopg.Connection[Any]] = set()
+        self._in_flight_lock = threading.Lock()
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        for stored_event in stored_events:
+            check_event_size(stored_event)
+        with (
+            self.datastore.get_connection() as conn,
+            self._appending(conn),
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            curs.execute(
+                "SELECT set_config('lock_timeout', %s, true),"
+                " set_config('statement_timeout', %s, true),"
+                " set_config('idle_in_transaction_session_timeout', %s, true)",
+                (
+                    _milliseconds(self.timeouts.lock),
+                    _milliseconds(self.timeouts.statement),
+                    _milliseconds(self.timeouts.statement),
+                ),
+            )
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return None
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    @contextmanager
+    def _appending(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Track the connection while it appends; a timeout or a cancel becomes a 503
+        (nothing of the append was recorded)."""
+        with self._in_flight_lock:
+            self._in_flight.add(conn)
+        try:
+            yield
+        except (
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.QueryCanceled,
+            psycopg.errors.IdleInTransactionSessionTimeout,
+        ) as exc:
+            raise EventLogBusyError(
+                "The event log is busy; nothing was changed: try again in a moment."
+            ) from exc
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(conn)
+
+    def _lock_table(self, curs: psycopg.Cursor[Any]) -> None:
+        # The library's version also sets its own lock_timeout (none), replacing ours.
+        curs.execute(
+            psycopg.sql.SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(self.datastore.schema),
+                psycopg.sql.Identifier(self.events_table_name),
+            )
+        )
+
+    def cancel_appends(self) -> None:
+        """Cancel the statements of the appends in flight (each answers 503)."""
+        with self._in_flight_lock:
+            in_flight = list(self._in_flight)
+        for conn in in_flight:
+            with contextlib.suppress(psycopg.Error):
+                conn.cancel_safe(timeout=5)
+
+
+def check_event_size(stored_event: StoredEvent) -> None:
+    """Refuse an event over MAX_EVENT_BYTES, before any connection or lock is taken."""
+    if len(stored_event.state) > MAX_EVENT_BYTES:
+        raise PayloadTooLargeError(
+            f"The change is too large to record: {len(stored_event.state)} bytes, "
+            f"at most {MAX_EVENT_BYTES} in one event.",
+            code="event_too_large",
+        )
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 @contextmanager
@@ -210,8 +323,11 @@ def discarded_on_error(
 ) -> Iterator[psycopg.Connection[Any]]:
     """A pooled connection, closed (so the pool replaces it) when its use raises.
 
-    For every connection that runs statements in a psycopg pipeline: after a failure
-    there, its prepared-statement names may not exist on the server (see above).
+    For every connection that runs statements in a psycopg pipeline. When a statement
+    there fails, the server skips the rest of the pipeline, including the Parse of a
+    statement that has just reached psycopg's prepare threshold; psycopg keeps the name
+    anyway, and the pooled connection then fails every later use of that statement with
+    `prepared statement "_pg3_N" does not exist`. A new connection has no stale names.
     """
     with pooled as conn:
         try:

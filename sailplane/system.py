@@ -85,7 +85,7 @@ from sailplane.projections.workloads import (
     QueriesView,
 )
 from sailplane.settings import Settings
-from sailplane.storage import POSITIONS_TABLE, Database, EventLog
+from sailplane.storage import POSITIONS_TABLE, Database, EventLog, WriteTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +193,19 @@ class System:
         provider_poll_seconds: float | None = None,
         scheduler: SchedulerSettings | None = None,
         webhook_allow_private: bool = False,
+        write_timeouts: WriteTimeouts | None = None,
         isolation: Isolation | None = None,
     ) -> None:
         self.database = database
         # How user work (job attempts, local Sail servers) is kept away from this server;
         # `isolation.describe()` is what the readiness report says about it.
-        self.isolation = isolation or Isolation.detect()
+        self.isolation = isolation or Isolation.detect(
+            hidden=[data_dir.resolve()] if data_dir is not None else []
+        )
         self.clock = clock
         self.kafka = kafka
         self.read_your_writes_timeout = read_your_writes_timeout
-        self.event_log = EventLog(database)
+        self.event_log = EventLog(database, timeouts=write_timeouts)
         self.pool = database.pool(name="views", min_size=2, max_size=20)
 
         self.secret_box = secret_box or FernetSecretBox.generate()
@@ -336,6 +339,9 @@ class System:
             aws_endpoint_url=settings.aws_endpoint_url,
             aws_principal=settings.aws_principal,
             webhook_allow_private=settings.webhook_allow_private,
+            write_timeouts=WriteTimeouts(
+                lock=settings.event_lock_timeout, statement=settings.event_statement_timeout
+            ),
         )
 
     @property

@@ -52,6 +52,12 @@ class InvalidValueError(DomainError):
         self.field = field
 
 
+class PayloadTooLargeError(DomainError):
+    """What the request would record is larger than one event may hold (413)."""
+
+    default_code = "request_too_large"
+
+
 class NotAuthenticatedError(DomainError):
     default_code = "unauthenticated"
 
@@ -77,6 +83,14 @@ class ViewsBehindError(ServiceUnavailableError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class EventLogBusyError(ServiceUnavailableError):
+    """A write could not append to the event log in time (its lock or statement timeout);
+    nothing of it was recorded, so it may simply be sent again."""
+
+    default_code = "event_log_busy"
+    retry_after = 1
 
 
 class TooManyRequestsError(DomainError):

@@ -16,6 +16,7 @@ who published it and which version it was based on.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,8 @@ JOB_KEY_MAX = 128
 DESCRIPTION_MAX = 2000
 JOB_STATUSES = ("active", "paused")
 DEPENDS_ON_MAX = 50
+# `config` and `sourceConfig`, each as compact UTF-8 JSON (the whole event has its own limit).
+CONFIG_MAX_BYTES = 1_000_000
 
 # The execution configuration a version holds: Python name -> API (camelCase) name.
 VERSION_FIELDS: dict[str, str] = {
@@ -149,6 +152,7 @@ def _config(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidValueError("config must be an object.", field="config")
+    _check_json_size(value, field="config")
     sql = value.get("sql")
     if sql is not None:
         if not isinstance(sql, dict):
@@ -224,7 +228,19 @@ def _depends_on(value: Any) -> list[dict[str, str]]:
 def _source_config(value: Any) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
         raise InvalidValueError("sourceConfig must be an object.", field="sourceConfig")
+    if value is not None:
+        _check_json_size(value, field="sourceConfig")
     return None if value is None else dict(value)
+
+
+def _check_json_size(value: dict[str, Any], *, field: str) -> None:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > CONFIG_MAX_BYTES:
+        raise InvalidValueError(
+            f"{field} is {size} bytes of JSON, at most {CONFIG_MAX_BYTES}.",
+            field=field,
+            code="value_too_large",
+        )
 
 
 _CHECKS: dict[str, Any] = {

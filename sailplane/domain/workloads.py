@@ -370,7 +370,9 @@ def check_query_fields(fields: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidValueError("queryText must not be empty.", field="queryText")
             if len(value) > QUERY_TEXT_MAX:
                 raise InvalidValueError(
-                    f"queryText is longer than {QUERY_TEXT_MAX} characters.", field="queryText"
+                    f"queryText is longer than {QUERY_TEXT_MAX} characters.",
+                    field="queryText",
+                    code="value_too_large",
                 )
             checked[key] = value
         elif key == "description":

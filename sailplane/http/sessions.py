@@ -435,7 +435,10 @@ class ComputeConfigController(Controller):
         config_id, position = system.sessions.create_compute_config(
             name=data.name,
             workload_type=data.workload_type,
-            cluster_id=data.cluster_id,
+            # The provisioned cluster's id stands for its workload cluster, as for jobs.
+            cluster_id=system.clusters.workload_cluster_id(
+                principal.organization_id, data.cluster_id
+            ),
             team_id=data.team_id,
             config=data.config,
             endpoint_limits=data.endpoint_limits,

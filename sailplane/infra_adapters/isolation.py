@@ -14,6 +14,10 @@ SQL (Sail's file reader reads any file its process can). Neither runs as the ser
   no other group. So the work cannot read the data directory (the secrets key, the
   database socket, logs), another attempt's directory, or the server's `/proc` entries;
   processes an attempt leaves behind are killed when it ends.
+- Not root, `bwrap` (Debian's `bubblewrap`) works here (mode `bubblewrap`): each piece of
+  work runs in a sandbox with its own process and IPC namespaces, the file system
+  read-only, and /tmp, the workspaces' root and the data directory empty but for its own
+  workspace.
 - Otherwise (mode `none`): the work runs as the server's user. The server says so loudly
   at start and `describe()` (the readiness report) says so; see docs/security.md.
 """
@@ -28,6 +32,7 @@ import os
 import pwd
 import random
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -45,7 +50,7 @@ WORK_USER = "sailplane-work"
 # Each attempt's own uid when the server runs as root: a range no distribution or systemd
 # assigns (above the container ranges, below 2^31).
 ATTEMPT_UIDS = range(0x7000_0000, 0x7000_0000 + 2**24)
-USER, NONE = "user", "none"
+USER, BUBBLEWRAP, NONE = "user", "bubblewrap", "none"
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -90,9 +95,10 @@ def ensure_work_user(name: str = WORK_USER) -> pwd.struct_passwd:
 
 
 def private_directory(path: Path) -> Path:
-    """`path` created if missing, readable by its owner only (the data directory)."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    """`path` created if missing (mode 0700), else closed to others: its owner alone reads it,
+    its group may at most pass through (the embedded database's user reaches its files)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(stat.S_IMODE(path.stat().st_mode) & 0o710)
     return path
 
 
@@ -146,6 +152,15 @@ def _reach_installation(gid: int) -> None:
             _let_group_traverse(directory, gid)
 
 
+def _sandbox_works(bwrap: str) -> bool:
+    """Whether bubblewrap can make a sandbox here (it needs unprivileged user namespaces)."""
+    probe = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid"]
+    try:
+        return subprocess.run([*probe, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def _uids_mapped(uids: range) -> bool:
     """Whether this process can switch to every uid in `uids` (its user namespace maps them)."""
     try:
@@ -169,25 +184,44 @@ class Isolation:
         message: str,
         user: pwd.struct_passwd | None = None,
         attempt_uids: range | None = None,
+        bwrap: str | None = None,
+        hidden: Sequence[Path] = (),
     ) -> None:
         self.mode = mode
         self.message = message
         self.user = user
         self.attempt_uids = attempt_uids
+        self.bwrap = bwrap
+        self.hidden = tuple(hidden)  # what a sandbox hides (the data directory)
         # Workspaces live here: others may traverse it to their own directory, not list it.
         self.root = Path(tempfile.mkdtemp(prefix="sailplane-work-"))
         self.root.chmod(0o711)
 
     @classmethod
-    def detect(cls) -> Isolation:
+    def detect(cls, hidden: Sequence[Path] = ()) -> Isolation:
+        """Root: the dedicated user; else a bubblewrap sandbox hiding `hidden` when `bwrap`
+        works here; else none (said loudly)."""
         if os.geteuid() != 0:
+            bwrap = shutil.which("bwrap")
+            if bwrap is not None and _sandbox_works(bwrap):
+                return cls(
+                    BUBBLEWRAP,
+                    bwrap=bwrap,
+                    hidden=hidden,
+                    message=(
+                        "User work runs in a bubblewrap sandbox: its own process and IPC "
+                        "namespaces, the file system read-only, the data directory, /tmp and "
+                        "other workspaces hidden."
+                    ),
+                )
             return cls(
                 NONE,
                 message=(
                     "User work runs as the server's own user: jobs and the local Sail servers "
                     "can read the data directory (the secrets key, the database) and this "
                     "server's files. Run the server as root (work then runs as the unprivileged "
-                    f"user {WORK_USER}) or use the Kubernetes executor; see docs/security.md."
+                    f"user {WORK_USER}), install bubblewrap (`bwrap`), or use the Kubernetes "
+                    "executor; see docs/security.md."
                 ),
             )
         try:
@@ -219,7 +253,7 @@ class Isolation:
         return {
             "mode": self.mode,
             "isolated": self.isolated,
-            "attemptsSeparated": self.attempt_uids is not None,
+            "attemptsSeparated": self.attempt_uids is not None or self.bwrap is not None,
             "message": self.message,
         }
 
@@ -267,12 +301,29 @@ class Isolation:
         """Start work in `workspace`, as its identity, with the environment built for it."""
         if workspace.uid is not None:
             options.update(user=workspace.uid, group=workspace.gid, extra_groups=[])
+        if self.bwrap is not None:
+            argv = self._sandboxed(argv, workspace.path)
         return subprocess.Popen(
             list(argv),
             env=work_environment(workspace.path, variables),
             cwd=workspace.path,
             **options,
         )
+
+    def _sandboxed(self, argv: Sequence[str], workspace: Path) -> list[str]:
+        """`argv` in a bubblewrap sandbox: the file system read-only, /tmp, the workspaces'
+        root and the hidden paths empty but for its own workspace; its own process table
+        (everything in it dies with it) and IPC; the network shared (Spark Connect)."""
+        covered = [Path("/tmp"), self.root, *self.hidden, Path("/run/user")]
+        hide = [
+            p for p in covered if p.exists() and (p == Path("/tmp") or not p.is_relative_to("/tmp"))
+        ]
+        command = [str(self.bwrap), "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        command += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for path in hide:
+            command += ["--tmpfs", str(path)]
+        command += ["--bind", str(workspace), str(workspace), "--chdir", str(workspace), "--"]
+        return [*command, *argv]
 
     def release(self, workspace: Workspace) -> None:
         """The work is over: kill what it left running (its own uid only), remove its directory."""

@@ -167,6 +167,18 @@ def test_a_local_cluster_from_connection_to_deletion(client: httpx.Client, org: 
         },
     )
     assert config.status_code == 201, config.text
+    # The provisioned cluster's id names the same cluster (its one workload cluster).
+    by_external_id = client.post(
+        "/workloads/compute-configs",
+        json={
+            "name": "small too",
+            "clusterId": external_id,
+            "teamId": team,
+            "config": {"sail": {"compute": {"driver": {"instanceType": "local"}}}},
+        },
+    )
+    assert by_external_id.status_code == 201, by_external_id.text
+    assert by_external_id.json()["clusterId"] == cluster_id != external_id
     wrong_type = client.post(
         "/workloads/compute-configs",
         json={

@@ -234,7 +234,8 @@ def test_without_root_the_server_says_loudly_that_work_is_not_isolated() -> None
         user=WORK_USER,
         group=ensure_work_user().pw_gid,
         extra_groups=[],
-        env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT)},
+        # No `bwrap` on its PATH: neither switching users nor a sandbox is possible.
+        env={"PATH": "/nonexistent", "HOME": "/tmp", "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,17 +4,22 @@ it; and the server forgets the bootstrap token once it has used it."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
 from sailplane.infra_adapters.isolation import (
     ATTEMPT_UIDS,
+    BUBBLEWRAP,
     USER,
     WORK_USER,
     Isolation,
@@ -26,6 +31,8 @@ from sailplane.storage import Database
 from sailplane.system import bootstrap_organization
 from tests.conftest import running_system
 from tests.runs_support import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -112,3 +119,62 @@ def test_the_server_forgets_the_bootstrap_token_once_used(
         assert "SAILPLANE_BOOTSTRAP_TOKEN" not in os.environ
         # It was used: the organization and its owner exist.
         assert system.directory.first_owner() is not None
+
+
+# Run by an unprivileged server: the sandbox hides `secret_dir` and the first workspace
+# from work in the second one.
+SANDBOXED = """
+import json, subprocess, sys
+from pathlib import Path
+from sailplane.infra_adapters.isolation import Isolation
+secret_dir = Path(sys.argv[1])
+isolation = Isolation.detect(hidden=[secret_dir])
+first = isolation.workspace("attempt-first", attempt=True)
+(first.path / "mine.txt").write_text("first attempt only")
+second = isolation.workspace("attempt-second", attempt=True)
+probe = (
+    "import json, os\\n"
+    "seen = {}\\n"
+    f"for name, path in (('secret', {str(secret_dir / 'secret.txt')!r}),"
+    f" ('first', {str(first.path / 'mine.txt')!r})):\\n"
+    "    try:\\n"
+    "        seen[name] = open(path).read()\\n"
+    "    except OSError as error:\\n"
+    "        seen[name] = type(error).__name__\\n"
+    "seen['pids'] = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\\n"
+    "print(json.dumps(seen))\\n"
+)
+work = isolation.spawn([sys.executable, "-c", probe], second, {}, stdout=subprocess.PIPE)
+out, _ = work.communicate(timeout=60)
+print(json.dumps({"mode": isolation.mode, "work": json.loads(out)}))
+isolation.close()
+"""
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (`bwrap`)")
+def test_an_unprivileged_server_sandboxes_work_with_bubblewrap() -> None:
+    user = ensure_work_user()
+    secret_dir = Path(tempfile.mkdtemp(prefix="sailplane-secret-"))
+    try:
+        (secret_dir / "secret.txt").write_text("the server's own secret")
+        for path in (secret_dir, secret_dir / "secret.txt"):
+            os.chown(path, user.pw_uid, user.pw_gid)  # the (unprivileged) server's own files
+        secret_dir.chmod(0o755)  # even readable by anyone: the sandbox hides it
+        server = subprocess.run(
+            [sys.executable, "-c", SANDBOXED, str(secret_dir)],
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=[],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(secret_dir, ignore_errors=True)
+    assert server.returncode == 0, server.stderr
+    report = json.loads(server.stdout)
+    assert report["mode"] == BUBBLEWRAP
+    assert report["work"]["secret"] == "FileNotFoundError"
+    assert report["work"]["first"] == "FileNotFoundError"
+    assert len(report["work"]["pids"]) <= 3  # its own process table, not the host's

@@ -184,7 +184,9 @@ class GatedProvisioning:
 def _lock_waiters(system: System) -> int:
     with system.database.connect() as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            # Advisory locks are per database: count only this test's database.
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchone()
     return int(row[0])
 

@@ -20,7 +20,7 @@ from sailplane.infra_adapters import cloudevents
 from sailplane.infra_adapters.kafka import KafkaRelay, KafkaSettings, ensure_topics, new_topic
 from sailplane.projections.event_log import KAFKA_TOPICS
 from sailplane.projections.runner import advisory_key
-from sailplane.storage import Database, EventLog
+from sailplane.storage import MAX_EVENT_BYTES, Database, EventLog
 from tests.services import Broker
 
 pytestmark = pytest.mark.kafka
@@ -46,6 +46,17 @@ def _start_relay(database: Database, broker: Broker) -> subprocess.Popen[bytes]:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+    )
+
+
+def _reader(kafka: Broker, *topics: str) -> KafkaConsumer:
+    """A consumer of `topics` from their beginning that stops when nothing more comes."""
+    return KafkaConsumer(
+        *topics,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
     )
 
 
@@ -93,13 +104,7 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
         relay.terminate()
         relay.wait(timeout=30)
 
-    consumer = KafkaConsumer(
-        *KAFKA_TOPICS,
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
+    consumer = _reader(kafka, *KAFKA_TOPICS)
     messages = [cloudevents.decode(record.value) for record in consumer]
     consumer.close()
     ours = [m for m in messages if m.sailplaneorg == founded.organization_id]
@@ -159,7 +164,9 @@ def _lock_holder(database: Database, role: str) -> int | None:
     key = advisory_key("leader:" + role) & 0xFFFFFFFFFFFFFFFF
     with database.connect() as conn:
         row = conn.execute(
+            # Advisory locks are per database: another database's relay holds the same key.
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
             (key >> 32, key & 0xFFFFFFFF),
         ).fetchone()
@@ -245,13 +252,7 @@ def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
         producer.close(timeout=10)
         relay.leadership.step_down()
 
-    consumer = KafkaConsumer(
-        "sailplane.identity",
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
+    consumer = _reader(kafka, "sailplane.identity")
     records = [r for r in consumer if cloudevents.decode(r.value).subject == team_id]
     consumer.close()
     assert [cloudevents.decode(r.value).type for r in records] == [
@@ -272,3 +273,47 @@ def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
     assert new_topic(settings, "sailplane.identity").topic_configs == {"retention.ms": "-1"}
     assert KafkaSettings("k:9092").retention_ms == -1, "by default topics keep every event"
     event_log.close()
+
+
+def test_the_largest_event_one_write_may_record_is_relayed(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    """The per-event limit (MAX_EVENT_BYTES) keeps every event within one Kafka message."""
+    from tests.conftest import found_org, running_system
+
+    with running_system(fresh_db) as system:
+        org = found_org(system, "Large events")
+        # Within queryText's 1,000,000 characters; two-byte characters bring the stored
+        # event to just under the per-event limit.
+        wide = 39_000
+        text = "x" * (1_000_000 - wide) + "é" * wide
+        query_id, position = system.workloads.create_query(
+            name="Largest",
+            description=None,
+            catalog_schema=None,
+            catalog_id=None,
+            query_text=text,
+            tags=[],
+            team_ids=[],
+            by=org.owner,
+        )
+        [stored] = system.event_log.recorder.select_notifications(start=position, limit=1)
+        assert MAX_EVENT_BYTES - 2_000 < len(stored.state) <= MAX_EVENT_BYTES
+
+        settings = KafkaSettings(kafka.bootstrap_servers, partitions=1)
+        ensure_topics(settings)
+        relay = KafkaRelay(system.event_log, settings)
+        producer = relay._producer()
+        try:
+            while relay.publish_batch(producer):
+                pass
+        finally:
+            producer.close()
+        assert _relay_position(fresh_db) == system.event_log.head()
+
+        consumer = _reader(kafka, "sailplane.workloads")
+        found = [
+            m for m in (cloudevents.decode(r.value) for r in consumer) if m.subject == query_id
+        ]
+        consumer.close()
+        assert [m.data["queryText"] for m in found] == [text]
