@@ -14,10 +14,10 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from sailplane.domain.errors import NotFoundError
 from sailplane.domain.workloads import provider_of
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Limit,
     Marker,
@@ -154,10 +154,9 @@ def catalog_listing(
 
 
 def catalog_row(system: System, principal: Principal, catalog_id: str) -> dict[str, Any]:
-    row = system.catalogs.catalog(principal.organization_id, catalog_id)
-    if row is None:
-        raise NotFoundError.of("catalog", catalog_id)
-    return row
+    return or_404(
+        system.catalogs.catalog(principal.organization_id, catalog_id), "catalog", catalog_id
+    )
 
 
 def _links(

@@ -9,7 +9,7 @@ about the internals, and is logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError
 from litestar import Request, Response
@@ -30,6 +30,8 @@ from sailplane.domain.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
     InvalidRequestError: 400,
@@ -63,6 +65,14 @@ def status_of(error: DomainError) -> int:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
     return HTTP_500_INTERNAL_SERVER_ERROR
+
+
+def or_404(row: T | None, kind: str, identifier: str) -> T:
+    """The row a view answered, or the resource's 404 (`{kind}_not_found`): the one way a
+    handler describes a resource it was named by path."""
+    if row is None:
+        raise NotFoundError.of(kind, identifier)
+    return row
 
 
 def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:

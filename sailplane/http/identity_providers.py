@@ -12,10 +12,10 @@ import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
-from sailplane.domain.errors import NotFoundError
 from sailplane.domain.sso import PROVIDER_TYPES, ProviderType
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.authentication import sso_callback_url
+from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
@@ -232,10 +232,9 @@ def full(row: dict[str, Any]) -> IdentityProviderOut:
 
 
 def _row(system: System, principal: Principal, idp: str) -> dict[str, Any]:
-    row = system.access.identity_provider(principal.organization_id, idp)
-    if row is None:
-        raise NotFoundError.of("identity_provider", idp)
-    return row
+    return or_404(
+        system.access.identity_provider(principal.organization_id, idp), "identity_provider", idp
+    )
 
 
 class IdentityProviderController(Controller):

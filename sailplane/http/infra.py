@@ -23,6 +23,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.domain.infra import ACTIVE, UPDATING, wrong_state
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Described,
     Limit,
@@ -367,14 +368,8 @@ def operation_out(row: dict[str, Any]) -> OperationOut:
     )
 
 
-def _or_404(row: dict[str, Any] | None, kind: str, identifier: str) -> dict[str, Any]:
-    if row is None:
-        raise NotFoundError.of(kind, identifier)
-    return row
-
-
 def connection_row(system: System, principal: Principal, connection_id: str) -> dict[str, Any]:
-    return _or_404(
+    return or_404(
         system.clusters.connection(principal.organization_id, connection_id),
         "connection",
         connection_id,
@@ -387,7 +382,7 @@ def network_row(
     row = system.clusters.network(principal.organization_id, network_id)
     if row is not None and connection_id is not None and row["connection_id"] != connection_id:
         row = None
-    return _or_404(row, "network", network_id)
+    return or_404(row, "network", network_id)
 
 
 def external_row(
@@ -396,7 +391,7 @@ def external_row(
     row = system.clusters.external_cluster(principal.organization_id, cluster_id)
     if row is not None and connection_id is not None and row["connection_id"] != connection_id:
         row = None
-    return _or_404(row, "cluster", cluster_id)
+    return or_404(row, "cluster", cluster_id)
 
 
 def accepted(
@@ -405,7 +400,7 @@ def accepted(
     """202 with the operation a use case started, once the views show it."""
     operation_id, position = started
     system.wait_for_views(position)
-    row = _or_404(
+    row = or_404(
         system.clusters.operation(principal.organization_id, operation_id),
         "operation",
         operation_id,
@@ -1200,7 +1195,7 @@ class OperationController(Controller):
     ) -> OperationOut:
         """The status, progress, result and error of a long-running operation."""
         row = system.clusters.operation(principal.organization_id, operationId)
-        return operation_out(_or_404(row, "operation", operationId))
+        return operation_out(or_404(row, "operation", operationId))
 
 
 MyClusterSortBy = Annotated[

@@ -23,6 +23,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sailplane.domain.errors import InvalidRequestError, InvalidValueError, NotFoundError
 from sailplane.domain.runs import TERMINAL
 from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import reachable_team_ids
@@ -157,9 +158,7 @@ def log_shape(row: dict[str, Any]) -> JobRunLogLine:
 def _job_team_ids(system: System, principal: Principal, job_id: str) -> list[str]:
     """The teams the job is granted to (404 when the organization has no such job)."""
     snapshot = system.runs.job_versions.snapshot(principal.organization_id, job_id)
-    if snapshot is None:
-        raise NotFoundError.of("job", job_id)
-    return list(snapshot.team_ids)
+    return list(or_404(snapshot, "job", job_id).team_ids)
 
 
 def _visible_run(system: System, principal: Principal, job_id: str, run_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from sailplane.domain.jobs import VERSION_FIELDS, diff_specs, spec_of
 from sailplane.domain.schedule import next_fire
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.errors import or_404
 from sailplane.http.job_config import JobConfig
 from sailplane.http.job_runs import run_shape
 from sailplane.http.pagination import (
@@ -338,10 +339,7 @@ def job_listing(
 
 
 def job_row(system: System, principal: Principal, job_id: str) -> dict[str, Any]:
-    row = system.jobs.job(principal.organization_id, job_id)
-    if row is None:
-        raise NotFoundError.of("job", job_id)
-    return row
+    return or_404(system.jobs.job(principal.organization_id, job_id), "job", job_id)
 
 
 def _job(system: System, principal: Principal, job_id: str) -> Job:
@@ -808,8 +806,7 @@ class JobListsController(Controller):
     ) -> JobListing:
         """List the jobs whose active version runs on a cluster, by jobKey."""
         org = principal.organization_id
-        if system.workloads.clusters.cluster(org, cluster) is None:
-            raise NotFoundError.of("cluster", cluster)
+        or_404(system.workloads.clusters.cluster(org, cluster), "cluster", cluster)
         return job_listing(
             system,
             org,

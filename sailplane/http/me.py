@@ -8,10 +8,11 @@ import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
-from sailplane.domain.errors import NotFoundError, PermissionDeniedError
+from sailplane.domain.errors import PermissionDeniedError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.authentication import public_base
+from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import (
     CurrentIdentity,
     LoginOut,
@@ -95,9 +96,8 @@ def current_identity(system: System, principal: Principal) -> CurrentIdentity:
             else None
         )
         return CurrentIdentity(root=None, user=None, service_account=account)
-    row = system.directory.user(principal.organization_id, user_id_of(principal))
-    if row is None:
-        raise NotFoundError.of("user", user_id_of(principal))
+    user_id = user_id_of(principal)
+    row = or_404(system.directory.user(principal.organization_id, user_id), "user", user_id)
     return CurrentIdentity(root=None, user=user(row), service_account=None)
 
 

@@ -14,9 +14,10 @@ from litestar import Controller, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
-from sailplane.domain.errors import InvalidRequestError, InvalidValueError, NotFoundError
+from sailplane.domain.errors import InvalidRequestError, InvalidValueError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import (
     MemberUpdateResult,
     member_update_result,
@@ -194,10 +195,7 @@ def member_listing(
 
 
 def _member_row(system: System, principal: Principal, member: str) -> dict[str, Any]:
-    row = system.directory.member(principal.organization_id, member)
-    if row is None:
-        raise NotFoundError.of("member", member)
-    return row
+    return or_404(system.directory.member(principal.organization_id, member), "member", member)
 
 
 class MemberController(Controller):

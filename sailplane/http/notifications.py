@@ -21,11 +21,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sailplane.domain.errors import (
     ConflictError,
     InvalidValueError,
-    NotFoundError,
     PermissionDeniedError,
 )
 from sailplane.domain.notifications import EVENT_TYPES, RULE_FIELDS
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import ItemList
@@ -311,24 +311,27 @@ def _check_member(system: System, principal: Principal, member_id: str | None) -
 
 
 def _channel_row(system: System, principal: Principal, channel_id: str) -> dict[str, Any]:
-    row = system.notifications_view.channel(principal.organization_id, channel_id)
-    if row is None:
-        raise NotFoundError.of("notification_channel", channel_id)
-    return row
+    return or_404(
+        system.notifications_view.channel(principal.organization_id, channel_id),
+        "notification_channel",
+        channel_id,
+    )
 
 
 def _rule_row(system: System, principal: Principal, rule_id: str) -> dict[str, Any]:
-    row = system.notifications_view.rule(principal.organization_id, rule_id)
-    if row is None:
-        raise NotFoundError.of("notification_rule", rule_id)
-    return row
+    return or_404(
+        system.notifications_view.rule(principal.organization_id, rule_id),
+        "notification_rule",
+        rule_id,
+    )
 
 
 def _delivery_row(system: System, principal: Principal, delivery_id: str) -> dict[str, Any]:
-    row = system.notifications_view.delivery(principal.organization_id, delivery_id)
-    if row is None:
-        raise NotFoundError.of("notification_delivery", delivery_id)
-    return row
+    return or_404(
+        system.notifications_view.delivery(principal.organization_id, delivery_id),
+        "notification_delivery",
+        delivery_id,
+    )
 
 
 def _owner_of(row: dict[str, Any]) -> dict[str, str | None]:

@@ -13,8 +13,8 @@ import msgspec
 from litestar import Controller, Request, delete, get, put
 from litestar.params import FromPath, JSONBody
 
-from sailplane.domain.errors import NotFoundError
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import PolicyOut, policy
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.system import System
@@ -25,10 +25,9 @@ class PolicySetRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True,
 
 
 def _policy(system: System, principal: Principal, principal_id: str) -> dict[str, Any]:
-    row = system.access.policy(principal.organization_id, principal_id)
-    if row is None:
-        raise NotFoundError.of("policy", principal_id)
-    return row
+    return or_404(
+        system.access.policy(principal.organization_id, principal_id), "policy", principal_id
+    )
 
 
 class PolicyController(Controller):

@@ -19,6 +19,7 @@ from sailplane.domain.errors import NotFoundError
 from sailplane.domain.workloads import QUERY_FIELDS
 from sailplane.http import catalogs, jobs, shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Described,
     Limit,
@@ -174,10 +175,7 @@ def query_listing(
 
 
 def query_row(system: System, principal: Principal, query_id: str) -> dict[str, Any]:
-    row = system.queries.query(principal.organization_id, query_id)
-    if row is None:
-        raise NotFoundError.of("query", query_id)
-    return row
+    return or_404(system.queries.query(principal.organization_id, query_id), "query", query_id)
 
 
 def _check_catalog(system: System, principal: Principal, catalog_id: str | None) -> None:

@@ -9,9 +9,9 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
-from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
 from sailplane.http.auth import Principal, require_access
+from sailplane.http.errors import or_404
 from sailplane.projections.workloads import SharedView
 from sailplane.system import System
 
@@ -47,8 +47,7 @@ def require_manage(
 
 
 def require_team(system: System, principal: Principal, team_id: str) -> None:
-    if system.teams.team(principal.organization_id, team_id) is None:
-        raise NotFoundError.of("team", team_id)
+    or_404(system.teams.team(principal.organization_id, team_id), "team", team_id)
 
 
 def included_teams(

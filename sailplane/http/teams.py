@@ -12,6 +12,7 @@ from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
 from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user_info
 from sailplane.http.pagination import (
     Limit,
@@ -286,7 +287,6 @@ class TeamController(Controller):
 
 
 def _describe(system: System, principal: Principal, team_id: str) -> shapes.TeamWithMemberCount:
-    row = system.teams.team(principal.organization_id, team_id)
-    if row is None:
-        raise NotFoundError.of("team", team_id)
-    return shapes.team_with_count(row)
+    return shapes.team_with_count(
+        or_404(system.teams.team(principal.organization_id, team_id), "team", team_id)
+    )

@@ -8,9 +8,10 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
-from sailplane.domain.errors import NotFoundError, PermissionDeniedError
+from sailplane.domain.errors import PermissionDeniedError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.shapes import Shape
@@ -45,10 +46,7 @@ class ResetPasswordResult(Shape):
 
 
 def _user(system: System, principal: Principal, user_id: str) -> shapes.User:
-    row = system.directory.user(principal.organization_id, user_id)
-    if row is None:
-        raise NotFoundError.of("user", user_id)
-    return user(row)
+    return user(or_404(system.directory.user(principal.organization_id, user_id), "user", user_id))
 
 
 class UserController(Controller):
