@@ -56,6 +56,7 @@ from sailplane.infra_adapters.scheduler import (
 )
 from sailplane.infra_adapters.secret_box import FernetSecretBox
 from sailplane.infra_adapters.webhooks import WebhookGuard
+from sailplane.notices import ChannelListener
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
 from sailplane.projections.identity import (
@@ -69,7 +70,6 @@ from sailplane.projections.jobs import JobsProjection, JobsView
 from sailplane.projections.notifications import NotificationsProjection, NotificationsView
 from sailplane.projections.runner import (
     VIEWS_CHANNEL,
-    ChannelListener,
     Positions,
     ProjectionRunner,
     UnknownEvent,

@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Protocol
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from sailplane.domain.errors import ConflictError
+from sailplane.notices import Signal
 from sailplane.projections.event_log import context_of
-from sailplane.projections.runner import Signal
 from sailplane.storage import EventLog
 
 log = logging.getLogger(__name__)

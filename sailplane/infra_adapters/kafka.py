@@ -27,8 +27,8 @@ from kafka.errors import TopicAlreadyExistsError
 from sailplane.infra_adapters import cloudevents
 from sailplane.infra_adapters.consumers import Delivery
 from sailplane.infra_adapters.scheduler import Leadership
+from sailplane.notices import Signal
 from sailplane.projections.event_log import KAFKA_TOPICS, decode
-from sailplane.projections.runner import Signal
 from sailplane.storage import EventLog
 
 log = logging.getLogger(__name__)

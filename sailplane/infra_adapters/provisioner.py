@@ -45,7 +45,7 @@ from sailplane.infra_adapters.providers import (
     ProviderError,
     Providers,
 )
-from sailplane.projections.runner import advisory_key
+from sailplane.notices import advisory_key
 from sailplane.storage import discarded_on_error
 
 log = logging.getLogger(__name__)

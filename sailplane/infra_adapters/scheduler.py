@@ -45,7 +45,7 @@ from sailplane.domain.scheduling import (
     due_slots,
     slot_run_id,
 )
-from sailplane.projections.runner import advisory_key
+from sailplane.notices import advisory_key
 from sailplane.settings import Settings
 from sailplane.storage import Database
 

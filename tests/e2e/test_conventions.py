@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from sailplane.projections.runner import advisory_key
+from sailplane.notices import advisory_key
 from sailplane.system import System
 from tests.conftest import Org
 

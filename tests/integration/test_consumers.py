@@ -20,7 +20,7 @@ from sailplane.infra_adapters.consumers import (
     LogEventSource,
 )
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
-from sailplane.projections.runner import Signal
+from sailplane.notices import Signal
 from sailplane.storage import Database, EventLog
 from tests import services
 from tests.services import Broker
