@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, Response, Router, get
+from litestar import Litestar, Response, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
@@ -42,6 +42,7 @@ from sailplane.http.policies import PolicyController
 from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.request_guard import MAX_BODY_BYTES, RequestGuardMiddleware
 from sailplane.http.roles import RoleController
+from sailplane.http.routes import get
 from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
@@ -112,7 +113,6 @@ async def livez() -> dict[str, str]:
     opt={"exclude_from_auth": True},
     security=[],
     include_in_schema=False,
-    sync_to_thread=True,
 )
 def readyz(system: SystemDep) -> Response[dict[str, Any]]:
     """200 when every readiness check of the System passes, else 503 naming what is not.

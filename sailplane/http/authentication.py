@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
@@ -20,6 +20,7 @@ from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.http import shapes
 from sailplane.http.auth import ORGANIZATION_HEADER, Caller, SystemDep, requires
 from sailplane.http.identity_shapes import PermissionOut, permission, user_email
+from sailplane.http.routes import get, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
@@ -29,7 +30,6 @@ from sailplane.system import System
 PUBLIC: dict[str, Any] = {
     "opt": {"exclude_from_auth": True},
     "security": [{}],
-    "sync_to_thread": True,
 }
 
 
@@ -157,7 +157,6 @@ class AuthController(Controller):
         operation_id="Logout",
         status_code=204,
         guards=[requires("CanUseOwnAccount")],
-        sync_to_thread=True,
     )
     def logout(self, system: SystemDep, principal: Caller) -> None:
         """End the login this request is authenticated with; its token stops working at once."""

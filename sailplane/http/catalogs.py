@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.workloads import provider_of
@@ -27,6 +27,7 @@ from sailplane.http.pagination import (
     page_of,
     sort_of,
 )
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import (
     ItemList,
@@ -175,7 +176,7 @@ class CatalogController(Controller):
     path = "/workloads/catalogs"
     tags = ["catalogs"]
 
-    @get("/", operation_id="ListCatalogs", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListCatalogs", guards=[requires(VIEW)])
     def list_catalogs(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> CatalogListing:
@@ -193,7 +194,7 @@ class CatalogController(Controller):
             ),
         )
 
-    @post("/", operation_id="CreateCatalog", guards=[requires(VIEW)], sync_to_thread=True)
+    @post("/", operation_id="CreateCatalog", guards=[requires(VIEW)])
     def create_catalog(
         self, system: SystemDep, principal: Caller, data: JSONBody[CatalogCreateRequest]
     ) -> CatalogSummary:
@@ -213,7 +214,6 @@ class CatalogController(Controller):
         "/{catalog:str}",
         operation_id="DescribeCatalog",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_catalog(
         self, system: SystemDep, principal: Caller, catalog: FromPath[str]
@@ -226,7 +226,6 @@ class CatalogController(Controller):
         "/{catalog:str}",
         operation_id="UpdateCatalog",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def update_catalog(
         self,
@@ -248,7 +247,6 @@ class CatalogController(Controller):
         "/{catalog:str}",
         operation_id="DeleteCatalog",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def delete_catalog(self, system: SystemDep, principal: Caller, catalog: FromPath[str]) -> None:
         """Delete a catalog and its team grants; queries keep their catalogId."""
@@ -260,7 +258,6 @@ class CatalogController(Controller):
         "/{catalog:str}/teams",
         operation_id="ListCatalogTeams",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_catalog_teams(
         self, system: SystemDep, principal: Caller, catalog: FromPath[str]
@@ -273,7 +270,6 @@ class CatalogController(Controller):
         "/{catalog:str}/teams",
         operation_id="AddCatalogTeams",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def add_catalog_teams(
         self,
@@ -293,7 +289,6 @@ class CatalogController(Controller):
         "/{catalog:str}/teams/{team:str}",
         operation_id="RemoveCatalogTeam",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def remove_catalog_team(
         self, system: SystemDep, principal: Caller, catalog: FromPath[str], team: FromPath[str]
@@ -311,9 +306,7 @@ class CatalogListsController(Controller):
     path = "/"
     tags = ["catalogs"]
 
-    @get(
-        "/me/catalogs", operation_id="ListMyCatalogs", guards=[requires(VIEW)], sync_to_thread=True
-    )
+    @get("/me/catalogs", operation_id="ListMyCatalogs", guards=[requires(VIEW)])
     def list_my_catalogs(
         self,
         system: SystemDep,
@@ -342,7 +335,6 @@ class CatalogListsController(Controller):
         "/workloads/teams/{team:str}/catalogs",
         operation_id="ListTeamCatalogs",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_team_catalogs(
         self,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.params import QueryParameter
 
 from sailplane.http.auth import Caller, SystemDep, requires
 from sailplane.http.pagination import Limit
+from sailplane.http.routes import get
 from sailplane.http.shapes import Shape
 from sailplane.projections.event_log import jsonable, read_log
 
@@ -38,7 +39,7 @@ class EventLogController(Controller):
     path = "/events"
     tags = ["events"]
 
-    @get("/", operation_id="ListEvents", guards=[requires("CanViewAuditLog")], sync_to_thread=True)
+    @get("/", operation_id="ListEvents", guards=[requires("CanViewAuditLog")])
     def list_events(
         self, system: SystemDep, principal: Caller, after: After = 0, limit: Limit = 100
     ) -> EventPage:

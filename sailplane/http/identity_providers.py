@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
 from sailplane.domain.sso import PROVIDER_TYPES, ProviderType
@@ -17,6 +17,7 @@ from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.authentication import sso_callback_url
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
@@ -257,7 +258,6 @@ class IdentityProviderController(Controller):
         "/idps",
         operation_id="ListIdentityProviders",
         guards=[requires("CanViewIdentityProviders")],
-        sync_to_thread=True,
     )
     def list_idps(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
@@ -272,7 +272,6 @@ class IdentityProviderController(Controller):
         "/idps",
         operation_id="CreateIdentityProvider",
         guards=[requires("CanManageIdentityProviders")],
-        sync_to_thread=True,
     )
     def create_idp(
         self, system: SystemDep, principal: Caller, data: JSONBody[IdpCreateRequest]
@@ -295,7 +294,6 @@ class IdentityProviderController(Controller):
         "/idps/auto-setup",
         operation_id="AutoSetupIdentityProvider",
         guards=[requires("CanManageIdentityProviders")],
-        sync_to_thread=True,
     )
     def auto_setup(
         self,
@@ -320,7 +318,6 @@ class IdentityProviderController(Controller):
         "/idps/{idp:str}",
         operation_id="DescribeIdentityProvider",
         guards=[requires("CanViewIdentityProviders")],
-        sync_to_thread=True,
     )
     def describe_idp(
         self, system: SystemDep, principal: Caller, idp: FromPath[str]
@@ -332,7 +329,6 @@ class IdentityProviderController(Controller):
         "/idps/{idp:str}",
         operation_id="UpdateIdentityProvider",
         guards=[requires("CanManageIdentityProviders")],
-        sync_to_thread=True,
     )
     def update_idp(
         self,
@@ -359,7 +355,6 @@ class IdentityProviderController(Controller):
         "/idps/{idp:str}",
         operation_id="DeleteIdentityProvider",
         guards=[requires("CanManageIdentityProviders")],
-        sync_to_thread=True,
     )
     def delete_idp(self, system: SystemDep, principal: Caller, idp: FromPath[str]) -> None:
         """Remove an identity provider; its users need another way to sign in."""
@@ -370,7 +365,6 @@ class IdentityProviderController(Controller):
         operation_id="RotateIdentityProviderSecret",
         status_code=200,
         guards=[requires("CanManageIdentityProviders")],
-        sync_to_thread=True,
     )
     def rotate_secret(
         self,
@@ -391,7 +385,6 @@ class IdentityProviderController(Controller):
         operation_id="TestIdentityProviderConnection",
         status_code=200,
         guards=[requires("CanManageIdentityProviders")],
-        sync_to_thread=True,
     )
     def test_connection(
         self, system: SystemDep, principal: Caller, idp: FromPath[str]

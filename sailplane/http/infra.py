@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Response
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.errors import InvalidValueError, NotFoundError
@@ -33,6 +33,7 @@ from sailplane.http.pagination import (
     SortDirection,
     page_of,
 )
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Provider, resource_name
 from sailplane.system import System
@@ -541,7 +542,7 @@ class ConnectionController(Controller):
     path = "/infra/connections"
     tags = ["connections"]
 
-    @get("/", operation_id="ListConnections", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListConnections", guards=[requires(VIEW)])
     def list_connections(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> ConnectionListing:
@@ -555,7 +556,7 @@ class ConnectionController(Controller):
             marker=next_marker,
         )
 
-    @post("/", operation_id="CreateConnection", guards=[requires(MANAGE)], sync_to_thread=True)
+    @post("/", operation_id="CreateConnection", guards=[requires(MANAGE)])
     def create_connection(
         self, system: SystemDep, principal: Caller, data: JSONBody[ConnectionCreate]
     ) -> ConnectionOut:
@@ -573,7 +574,6 @@ class ConnectionController(Controller):
         "/{connection:str}",
         operation_id="DescribeConnection",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_connection(
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
@@ -585,7 +585,6 @@ class ConnectionController(Controller):
         "/{connection:str}",
         operation_id="UpdateConnection",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def update_connection(
         self,
@@ -606,7 +605,6 @@ class ConnectionController(Controller):
         "/{connection:str}",
         operation_id="DeleteConnection",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def delete_connection(
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
@@ -619,7 +617,6 @@ class ConnectionController(Controller):
         operation_id="VerifyConnection",
         guards=[requires(MANAGE)],
         status_code=200,
-        sync_to_thread=True,
     )
     def verify_connection(
         self,
@@ -638,7 +635,6 @@ class ConnectionController(Controller):
         "/{connection:str}/regions",
         operation_id="ListConnectionRegions",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_regions(
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
@@ -651,7 +647,6 @@ class ConnectionController(Controller):
         "/{connection:str}/instance-types",
         operation_id="ListConnectionInstanceTypes",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_instance_types(
         self,
@@ -679,7 +674,6 @@ class ConnectionController(Controller):
         "/{connection:str}/provider-networks",
         operation_id="ListConnectionProviderNetworks",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_provider_networks(
         self, system: SystemDep, principal: Caller, connection: FromPath[str], region: Region = None
@@ -694,7 +688,6 @@ class ConnectionController(Controller):
         "/{connection:str}/template",
         operation_id="GetConnectionTemplate",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def get_template(
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
@@ -715,7 +708,6 @@ class ConnectionController(Controller):
         operation_id="DownloadConnectionTemplate",
         guards=[requires(MANAGE)],
         media_type="text/yaml",
-        sync_to_thread=True,
     )
     def download_template(
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
@@ -736,7 +728,6 @@ class ConnectionController(Controller):
         operation_id="SyncConnectionTemplate",
         guards=[requires(MANAGE)],
         status_code=ACCEPTED,
-        sync_to_thread=True,
     )
     def sync_template(
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
@@ -751,7 +742,7 @@ class NetworkController(Controller):
     path = "/infra"
     tags = ["networks"]
 
-    @get("/networks", operation_id="ListNetworks", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/networks", operation_id="ListNetworks", guards=[requires(VIEW)])
     def list_networks(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> NetworkListing:
@@ -766,7 +757,6 @@ class NetworkController(Controller):
         "/networks/{network:str}",
         operation_id="DeleteNetwork",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def delete_network(self, system: SystemDep, principal: Caller, network: FromPath[str]) -> None:
         """Delete a destroyed or never-provisioned network record (409 otherwise)."""
@@ -776,7 +766,6 @@ class NetworkController(Controller):
         "/connections/{connection:str}/networks",
         operation_id="ListConnectionNetworks",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_connection_networks(
         self,
@@ -798,7 +787,6 @@ class NetworkController(Controller):
         "/connections/{connection:str}/networks",
         operation_id="CreateNetwork",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def create_network(
         self,
@@ -819,7 +807,6 @@ class NetworkController(Controller):
         "/connections/{connection:str}/networks/{network:str}",
         operation_id="DescribeNetwork",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_network(
         self,
@@ -840,7 +827,6 @@ class NetworkController(Controller):
         "/connections/{connection:str}/networks/{network:str}",
         operation_id="UpdateNetwork",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def update_network(
         self,
@@ -868,7 +854,6 @@ class NetworkController(Controller):
         operation_id="DestroyNetwork",
         guards=[requires(MANAGE)],
         status_code=ACCEPTED,
-        sync_to_thread=True,
     )
     def destroy_network(
         self,
@@ -887,7 +872,6 @@ class NetworkController(Controller):
         operation_id="ProvisionNetwork",
         guards=[requires(MANAGE)],
         status_code=ACCEPTED,
-        sync_to_thread=True,
     )
     def provision_network(
         self,
@@ -919,7 +903,6 @@ class ClusterController(Controller):
         "/clusters",
         operation_id="ListExternalClusters",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_clusters(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
@@ -936,7 +919,6 @@ class ClusterController(Controller):
         "/clusters/{cluster:str}",
         operation_id="DescribeExternalCluster",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_cluster(
         self, system: SystemDep, principal: Caller, cluster: FromPath[str]
@@ -952,7 +934,6 @@ class ClusterController(Controller):
         "/clusters/{cluster:str}",
         operation_id="DeleteExternalCluster",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def delete_cluster(self, system: SystemDep, principal: Caller, cluster: FromPath[str]) -> None:
         """Delete a destroyed or never-provisioned cluster record and its workload cluster (409 otherwise)."""
@@ -962,7 +943,6 @@ class ClusterController(Controller):
         "/connections/{connection:str}/clusters",
         operation_id="ListConnectionClusters",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_connection_clusters(
         self,
@@ -987,7 +967,6 @@ class ClusterController(Controller):
         "/connections/{connection:str}/clusters",
         operation_id="CreateExternalCluster",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def create_cluster(
         self,
@@ -1013,7 +992,6 @@ class ClusterController(Controller):
         "/connections/{connection:str}/clusters/{cluster:str}",
         operation_id="DescribeConnectionCluster",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_connection_cluster(
         self,
@@ -1035,7 +1013,6 @@ class ClusterController(Controller):
         operation_id="UpdateExternalCluster",
         guards=[requires(MANAGE)],
         status_code=ACCEPTED,
-        sync_to_thread=True,
     )
     def update_cluster(
         self,
@@ -1057,7 +1034,6 @@ class ClusterController(Controller):
         operation_id="DestroyExternalCluster",
         guards=[requires(MANAGE)],
         status_code=ACCEPTED,
-        sync_to_thread=True,
     )
     def destroy_cluster(
         self,
@@ -1076,7 +1052,6 @@ class ClusterController(Controller):
         operation_id="ProvisionExternalCluster",
         guards=[requires(MANAGE)],
         status_code=ACCEPTED,
-        sync_to_thread=True,
     )
     def provision_cluster(
         self,
@@ -1096,7 +1071,6 @@ class ClusterController(Controller):
         "/connections/{connection:str}/clusters/{cluster:str}/health",
         operation_id="GetExternalClusterHealth",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def cluster_health(
         self,
@@ -1128,7 +1102,6 @@ class ClusterController(Controller):
         "/connections/{connection:str}/clusters/{cluster:str}/kubeconfig",
         operation_id="GetExternalClusterKubeconfig",
         guards=[requires(MANAGE)],
-        sync_to_thread=True,
     )
     def cluster_kubeconfig(
         self,
@@ -1152,7 +1125,6 @@ class ClusterController(Controller):
         "/connections/{connection:str}/clusters/{cluster:str}/metrics",
         operation_id="GetExternalClusterMetrics",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def cluster_metrics(
         self,
@@ -1185,7 +1157,6 @@ class OperationController(Controller):
         "/{operationId:str}",
         operation_id="GetOperation",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def get_operation(
         self,
@@ -1207,7 +1178,7 @@ class MyClustersController(Controller):
     path = "/me/clusters"
     tags = ["clusters"]
 
-    @get("/", operation_id="ListMyClusters", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListMyClusters", guards=[requires(VIEW)])
     def list_my_clusters(
         self,
         system: SystemDep,
@@ -1238,7 +1209,6 @@ class MyClustersController(Controller):
         "/{cluster:str}",
         operation_id="DescribeMyCluster",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_my_cluster(
         self, system: SystemDep, principal: Caller, cluster: FromPath[str]

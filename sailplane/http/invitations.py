@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
 from sailplane.domain.access import MEMBER
@@ -14,6 +14,7 @@ from sailplane.http import shapes
 from sailplane.http.auth import Caller, SystemDep, requires
 from sailplane.http.authentication import PUBLIC, public_base
 from sailplane.http.identity_shapes import InviteOut, OrganizationOut, invite, organization, user
+from sailplane.http.routes import get, post
 from sailplane.http.shapes import Shape
 from sailplane.infra_adapters.mail import send_email
 from sailplane.system import System
@@ -74,7 +75,6 @@ class InvitationController(Controller):
         "/",
         operation_id="CreateInvitation",
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def create_invitation(
         self,

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -25,6 +25,7 @@ from sailplane.domain.runs import TERMINAL
 from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.routes import delete, get, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import reachable_team_ids
 from sailplane.system import System
@@ -205,7 +206,7 @@ class JobRunController(Controller):
     path = "/workloads/jobs/{job:str}/runs"
     tags = ["job-runs"]
 
-    @get("/", operation_id="ListJobRuns", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListJobRuns", guards=[requires(VIEW)])
     def list_runs(
         self,
         system: SystemDep,
@@ -222,7 +223,7 @@ class JobRunController(Controller):
             system.job_runs.runs(principal.organization_id, job_id=job, limit=limit, marker=marker)
         )
 
-    @post("/", operation_id="CreateJobRun", guards=[requires(VIEW)], sync_to_thread=True)
+    @post("/", operation_id="CreateJobRun", guards=[requires(VIEW)])
     def create_run(
         self,
         system: SystemDep,
@@ -255,18 +256,14 @@ class JobRunController(Controller):
         system.wait_for_views(position)
         return run_shape(_visible_run(system, principal, job, run_id))
 
-    @get(
-        "/{jobRun:str}", operation_id="DescribeJobRun", guards=[requires(VIEW)], sync_to_thread=True
-    )
+    @get("/{jobRun:str}", operation_id="DescribeJobRun", guards=[requires(VIEW)])
     def describe_run(
         self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Describe a run: status, why it is not running, timing, attempt."""
         return run_shape(_visible_run(system, principal, job, jobRun))
 
-    @delete(
-        "/{jobRun:str}", operation_id="DeleteJobRun", guards=[requires(VIEW)], sync_to_thread=True
-    )
+    @delete("/{jobRun:str}", operation_id="DeleteJobRun", guards=[requires(VIEW)])
     def delete_run(
         self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> None:
@@ -280,7 +277,6 @@ class JobRunController(Controller):
         operation_id="ReleaseJobRun",
         status_code=200,
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def release_run(
         self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
@@ -293,7 +289,6 @@ class JobRunController(Controller):
         operation_id="RetryJobRun",
         status_code=200,
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def retry_run(
         self,
@@ -312,7 +307,6 @@ class JobRunController(Controller):
         operation_id="CancelJobRun",
         status_code=200,
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def cancel_run(
         self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
@@ -324,7 +318,6 @@ class JobRunController(Controller):
         "/{jobRun:str}/logs",
         operation_id="ListJobRunLogs",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_logs(
         self,
@@ -346,7 +339,6 @@ class JobRunController(Controller):
         "/{jobRun:str}/events",
         operation_id="ListJobRunEvents",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_events(
         self,
@@ -442,7 +434,7 @@ class JobRunListsController(Controller):
     path = "/me/jobs/runs"
     tags = ["job-runs"]
 
-    @get("/", operation_id="ListMyJobRuns", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListMyJobRuns", guards=[requires(VIEW)])
     def list_my_runs(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> JobRunListing:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
@@ -41,6 +41,7 @@ from sailplane.http.pagination import (
     page_of,
     sort_of,
 )
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import (
     ItemList,
@@ -380,7 +381,7 @@ class JobController(Controller):
     path = "/workloads/jobs"
     tags = ["jobs"]
 
-    @get("/", operation_id="ListJobs", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListJobs", guards=[requires(VIEW)])
     def list_jobs(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> JobListing:
@@ -398,7 +399,7 @@ class JobController(Controller):
             ),
         )
 
-    @post("/", operation_id="CreateJob", guards=[requires(VIEW)], sync_to_thread=True)
+    @post("/", operation_id="CreateJob", guards=[requires(VIEW)])
     def create_job(
         self, system: SystemDep, principal: Caller, data: JSONBody[JobCreateRequest]
     ) -> Job:
@@ -416,7 +417,7 @@ class JobController(Controller):
         system.wait_for_views(position)
         return _job(system, principal, job_id)
 
-    @get("/{job:str}", operation_id="DescribeJob", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/{job:str}", operation_id="DescribeJob", guards=[requires(VIEW)])
     def describe_job(
         self, system: SystemDep, principal: Caller, job: FromPath[str]
     ) -> Described[JobListItem, JobsIncluded]:
@@ -430,7 +431,7 @@ class JobController(Controller):
         )
         return Described(item=items[0], included=included)
 
-    @patch("/{job:str}", operation_id="UpdateJob", guards=[requires(VIEW)], sync_to_thread=True)
+    @patch("/{job:str}", operation_id="UpdateJob", guards=[requires(VIEW)])
     def update_job(
         self,
         system: SystemDep,
@@ -449,7 +450,7 @@ class JobController(Controller):
         system.wait_for_views(position)
         return _job(system, principal, job)
 
-    @delete("/{job:str}", operation_id="DeleteJob", guards=[requires(VIEW)], sync_to_thread=True)
+    @delete("/{job:str}", operation_id="DeleteJob", guards=[requires(VIEW)])
     def delete_job(self, system: SystemDep, principal: Caller, job: FromPath[str]) -> None:
         """Delete a job with its versions and grants; its pending and active runs are cancelled."""
         _manage(system, principal, job)
@@ -460,7 +461,6 @@ class JobController(Controller):
         operation_id="ActivateJobVersion",
         guards=[requires(VIEW)],
         status_code=200,
-        sync_to_thread=True,
     )
     def activate_version(
         self,
@@ -479,7 +479,6 @@ class JobController(Controller):
         "/{job:str}/draft",
         operation_id="DescribeJobDraft",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_draft(
         self, system: SystemDep, principal: Caller, job: FromPath[str]
@@ -491,7 +490,6 @@ class JobController(Controller):
         "/{job:str}/draft",
         operation_id="CreateJobDraft",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def create_draft(
         self,
@@ -512,7 +510,6 @@ class JobController(Controller):
         "/{job:str}/draft",
         operation_id="UpdateJobDraft",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def update_draft(
         self,
@@ -533,7 +530,6 @@ class JobController(Controller):
         "/{job:str}/draft",
         operation_id="DiscardJobDraft",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def discard_draft(self, system: SystemDep, principal: Caller, job: FromPath[str]) -> None:
         """Discard the draft; the active version is unchanged (404 when there is none)."""
@@ -545,7 +541,6 @@ class JobController(Controller):
         operation_id="PublishJobDraft",
         guards=[requires(VIEW)],
         status_code=200,
-        sync_to_thread=True,
     )
     def publish_draft(self, system: SystemDep, principal: Caller, job: FromPath[str]) -> Job:
         """Publish the draft as the active version (400 when there is none)."""
@@ -557,7 +552,6 @@ class JobController(Controller):
         "/{job:str}/teams",
         operation_id="ListJobTeams",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_teams(
         self,
@@ -580,7 +574,6 @@ class JobController(Controller):
         "/{job:str}/teams",
         operation_id="AddJobTeams",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def add_teams(
         self,
@@ -606,7 +599,6 @@ class JobController(Controller):
         "/{job:str}/teams/{team:str}",
         operation_id="RemoveJobTeam",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def remove_team(
         self, system: SystemDep, principal: Caller, job: FromPath[str], team: FromPath[str]
@@ -619,7 +611,6 @@ class JobController(Controller):
         "/{job:str}/versions",
         operation_id="ListJobVersions",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_versions(
         self,
@@ -641,7 +632,6 @@ class JobController(Controller):
         "/{job:str}/versions",
         operation_id="CreateJobVersion",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def create_version(
         self,
@@ -662,7 +652,6 @@ class JobController(Controller):
         "/{job:str}/versions/{jobVersionNumber:int}",
         operation_id="DescribeJobVersion",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_version(
         self,
@@ -686,7 +675,6 @@ class JobController(Controller):
         "/{job:str}/versions/{jobVersionNumber:int}/diff",
         operation_id="DiffJobVersions",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def diff_versions(
         self,
@@ -742,7 +730,7 @@ class JobListsController(Controller):
     path = "/"
     tags = ["jobs"]
 
-    @get("/me/jobs", operation_id="ListMyJobs", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/me/jobs", operation_id="ListMyJobs", guards=[requires(VIEW)])
     def list_my_jobs(
         self,
         system: SystemDep,
@@ -771,7 +759,6 @@ class JobListsController(Controller):
         "/workloads/teams/{team:str}/jobs",
         operation_id="ListTeamJobs",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_team_jobs(
         self,
@@ -794,7 +781,6 @@ class JobListsController(Controller):
         "/workloads/clusters/{cluster:str}/jobs",
         operation_id="ListClusterJobs",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_cluster_jobs(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
 from sailplane.domain.errors import PermissionDeniedError
@@ -22,6 +22,7 @@ from sailplane.http.identity_shapes import (
     user_email,
 )
 from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.infra_adapters.mail import send_email
 from sailplane.system import System
@@ -105,12 +106,12 @@ class MeController(Controller):
     path = "/me"
     tags = ["me"]
 
-    @get("/", operation_id="GetCurrentIdentity", guards=OWN, sync_to_thread=True)
+    @get("/", operation_id="GetCurrentIdentity", guards=OWN)
     def get_me(self, system: SystemDep, principal: Caller) -> CurrentIdentity:
         """The caller: a user (signed in or with an API key) or a service account."""
         return current_identity(system, principal)
 
-    @patch("/", operation_id="UpdateCurrentIdentity", guards=OWN, sync_to_thread=True)
+    @patch("/", operation_id="UpdateCurrentIdentity", guards=OWN)
     def update_me(
         self, system: SystemDep, principal: Caller, data: JSONBody[ProfileUpdateRequest]
     ) -> CurrentIdentity:
@@ -126,7 +127,7 @@ class MeController(Controller):
         system.wait_for_views(position)
         return current_identity(system, principal)
 
-    @get("/emails", operation_id="ListMyEmails", guards=OWN, sync_to_thread=True)
+    @get("/emails", operation_id="ListMyEmails", guards=OWN)
     def list_emails(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[shapes.UserEmail]:
@@ -136,7 +137,7 @@ class MeController(Controller):
         rows, next_marker = system.directory.emails(principal.user_id, limit, marker)
         return MarkerListing(items=[user_email(r) for r in rows], marker=next_marker)
 
-    @post("/emails", operation_id="AddMyEmail", guards=OWN, sync_to_thread=True)
+    @post("/emails", operation_id="AddMyEmail", guards=OWN)
     def add_email(
         self,
         system: SystemDep,
@@ -164,7 +165,7 @@ class MeController(Controller):
         )
         return user_email(row)
 
-    @get("/logins", operation_id="ListMyLogins", guards=OWN, sync_to_thread=True)
+    @get("/logins", operation_id="ListMyLogins", guards=OWN)
     def list_logins(self, system: SystemDep, principal: Caller) -> LoginList:
         """The caller's active logins; `isCurrent` marks the one of this request."""
         if principal.user_id is None:
@@ -186,7 +187,7 @@ class MeController(Controller):
             ]
         )
 
-    @delete("/logins/{loginId:str}", operation_id="RevokeMyLogin", guards=OWN, sync_to_thread=True)
+    @delete("/logins/{loginId:str}", operation_id="RevokeMyLogin", guards=OWN)
     def revoke_login(self, system: SystemDep, principal: Caller, loginId: FromPath[str]) -> None:
         """Revoke one of the caller's logins; its token stops working at once."""
         position = system.authentication.revoke_login(
@@ -194,7 +195,7 @@ class MeController(Controller):
         )
         system.wait_for_views(position)
 
-    @get("/trusted-devices", operation_id="ListMyTrustedDevices", guards=OWN, sync_to_thread=True)
+    @get("/trusted-devices", operation_id="ListMyTrustedDevices", guards=OWN)
     def list_trusted_devices(self, system: SystemDep, principal: Caller) -> TrustedDeviceList:
         """The caller's trusted devices (they skip the MFA step until they expire)."""
         if principal.user_id is None:
@@ -218,7 +219,6 @@ class MeController(Controller):
         "/trusted-devices/{trustedDeviceId:str}",
         operation_id="RevokeMyTrustedDevice",
         guards=OWN,
-        sync_to_thread=True,
     )
     def revoke_trusted_device(
         self, system: SystemDep, principal: Caller, trustedDeviceId: FromPath[str]
@@ -229,7 +229,7 @@ class MeController(Controller):
         )
         system.wait_for_views(position)
 
-    @get("/teams", operation_id="ListMyTeams", guards=OWN, sync_to_thread=True)
+    @get("/teams", operation_id="ListMyTeams", guards=OWN)
     def list_teams(self, system: SystemDep, principal: Caller) -> TeamList:
         """The teams the caller belongs to."""
         if principal.kind != "member":
@@ -237,7 +237,7 @@ class MeController(Controller):
         rows = system.teams.teams_of_member(principal.organization_id, principal.id)
         return TeamList(items=[shapes.team(r) for r in rows])
 
-    @delete("/mfa", operation_id="ResetMyMfa", guards=OWN, sync_to_thread=True)
+    @delete("/mfa", operation_id="ResetMyMfa", guards=OWN)
     def reset_mfa(self, system: SystemDep, principal: Caller) -> None:
         """Delete the caller's TOTP and recovery codes and end all their logins."""
         position = system.identity.reset_mfa(
@@ -245,7 +245,7 @@ class MeController(Controller):
         )
         system.wait_for_views(position)
 
-    @post("/mfa/totp", operation_id="EnrollMyTotp", guards=OWN, sync_to_thread=True)
+    @post("/mfa/totp", operation_id="EnrollMyTotp", guards=OWN)
     def enroll_totp(self, system: SystemDep, principal: Caller) -> TotpEnrollment:
         """Start TOTP enrollment: a secret for the authenticator app (not active until verified)."""
         secret, uri, position = system.authentication.start_totp_enrollment(
@@ -259,7 +259,6 @@ class MeController(Controller):
         operation_id="VerifyMyTotp",
         status_code=200,
         guards=OWN,
-        sync_to_thread=True,
     )
     def verify_totp(
         self, system: SystemDep, principal: Caller, data: JSONBody[TotpVerifyRequest]

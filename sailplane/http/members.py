@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, put
+from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
@@ -36,6 +36,7 @@ from sailplane.http.pagination import (
     sort_of,
 )
 from sailplane.http.request_guard import NUL_MESSAGE
+from sailplane.http.routes import delete, get, patch, put
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
@@ -202,9 +203,7 @@ class MemberController(Controller):
     path = "/org/members"
     tags = ["members"]
 
-    @get(
-        "/", operation_id="SearchMembers", guards=[requires("CanViewMembers")], sync_to_thread=True
-    )
+    @get("/", operation_id="SearchMembers", guards=[requires("CanViewMembers")])
     def search_members(
         self,
         system: SystemDep,
@@ -231,7 +230,6 @@ class MemberController(Controller):
         "/{member:str}",
         operation_id="DescribeMember",
         guards=[requires("CanViewMembers")],
-        sync_to_thread=True,
     )
     def describe_member(
         self, system: SystemDep, principal: Caller, member: FromPath[str]
@@ -245,7 +243,6 @@ class MemberController(Controller):
         "/{member:str}",
         operation_id="UpdateMember",
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def update_member(
         self,
@@ -276,7 +273,6 @@ class MemberController(Controller):
         "/{member:str}",
         operation_id="RemoveMember",
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def remove_member(self, system: SystemDep, principal: Caller, member: FromPath[str]) -> None:
         """Remove a member with their roles, team memberships, keys and logins (not the last Owner)."""
@@ -287,7 +283,6 @@ class MemberController(Controller):
         operation_id="UpdateMemberRoles",
         status_code=204,
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def replace_roles(
         self,

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from litestar import Response, get
+from litestar import Response
 from litestar._asgi.utils import wrap_in_exception_handler
 from litestar.middleware.base import MiddlewareProtocol
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sailplane.http.access_log import redact_url
+from sailplane.http.routes import get
 from sailplane.observability import request_id
 from sailplane.storage import POSITIONS_TABLE, EventLog
 from sailplane.system import PROJECTIONS, System
@@ -183,7 +184,6 @@ def metrics_endpoint(metrics: Metrics) -> Any:
         opt={"exclude_from_auth": True},
         security=[],
         include_in_schema=False,
-        sync_to_thread=True,
     )
     def serve_metrics() -> Response[bytes]:
         """The Prometheus text exposition of this process's metrics."""

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.errors import (
@@ -27,6 +27,7 @@ from sailplane.domain.notifications import EVENT_TYPES, RULE_FIELDS
 from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import ItemList
 from sailplane.infra_adapters.notifier import channel_sender, probe_message
@@ -371,7 +372,6 @@ class NotificationController(Controller):
         "/channels",
         operation_id="ListNotificationChannels",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_channels(
         self,
@@ -398,7 +398,6 @@ class NotificationController(Controller):
         "/channels",
         operation_id="CreateNotificationChannel",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def create_channel(
         self, system: SystemDep, principal: Caller, data: JSONBody[ChannelCreateRequest]
@@ -425,7 +424,6 @@ class NotificationController(Controller):
         "/channels/{channel:str}",
         operation_id="DescribeNotificationChannel",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_channel(
         self, system: SystemDep, principal: Caller, channel: FromPath[str]
@@ -437,7 +435,6 @@ class NotificationController(Controller):
         "/channels/{channel:str}",
         operation_id="UpdateNotificationChannel",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def update_channel(
         self,
@@ -462,7 +459,6 @@ class NotificationController(Controller):
         "/channels/{channel:str}",
         operation_id="DeleteNotificationChannel",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def delete_channel(self, system: SystemDep, principal: Caller, channel: FromPath[str]) -> None:
         """Soft-delete a channel: it stops receiving, its deliveries stay in the log."""
@@ -474,7 +470,6 @@ class NotificationController(Controller):
         operation_id="TestNotificationChannel",
         guards=[requires(VIEW)],
         status_code=204,
-        sync_to_thread=True,
     )
     def test_channel(self, system: SystemDep, principal: Caller, channel: FromPath[str]) -> None:
         """Send a real test message; on success the channel's verifiedAt is set."""
@@ -494,7 +489,6 @@ class NotificationController(Controller):
         "/rules",
         operation_id="ListNotificationRules",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_rules(
         self,
@@ -525,7 +519,6 @@ class NotificationController(Controller):
         "/rules",
         operation_id="CreateNotificationRule",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def create_rule(
         self, system: SystemDep, principal: Caller, data: JSONBody[RuleCreateRequest]
@@ -549,7 +542,6 @@ class NotificationController(Controller):
         "/rules/{rule:str}",
         operation_id="DescribeNotificationRule",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_rule(self, system: SystemDep, principal: Caller, rule: FromPath[str]) -> RuleOut:
         """Describe a notification rule."""
@@ -559,7 +551,6 @@ class NotificationController(Controller):
         "/rules/{rule:str}",
         operation_id="UpdateNotificationRule",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def update_rule(
         self,
@@ -584,7 +575,6 @@ class NotificationController(Controller):
         "/rules/{rule:str}",
         operation_id="DeleteNotificationRule",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def delete_rule(self, system: SystemDep, principal: Caller, rule: FromPath[str]) -> None:
         """Delete a rule: later events no longer match it; its deliveries stay in the log."""
@@ -593,7 +583,7 @@ class NotificationController(Controller):
 
     # --- the delivery log and replay ---------------------------------------------------------
 
-    @get("/", operation_id="ListNotifications", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListNotifications", guards=[requires(VIEW)])
     def list_deliveries(
         self,
         system: SystemDep,
@@ -622,7 +612,6 @@ class NotificationController(Controller):
         operation_id="ReplayNotification",
         guards=[requires(VIEW)],
         status_code=202,
-        sync_to_thread=True,
     )
     def replay(self, system: SystemDep, principal: Caller, delivery: FromPath[str]) -> DeliveryOut:
         """Send a failed or skipped delivery again: it becomes pending and the notifier sends it."""
@@ -641,7 +630,6 @@ class NotificationController(Controller):
         operation_id="ReplayNotifications",
         guards=[requires(VIEW)],
         status_code=202,
-        sync_to_thread=True,
     )
     def replay_many(
         self, system: SystemDep, principal: Caller, data: JSONBody[ReplayRequest]

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import PolicyOut, policy
 from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.routes import delete, get, put
 from sailplane.system import System
 
 
@@ -34,9 +35,7 @@ class PolicyController(Controller):
     path = "/org/policies"
     tags = ["authorization-policies"]
 
-    @get(
-        "/", operation_id="ListPolicies", guards=[requires("CanViewPolicies")], sync_to_thread=True
-    )
+    @get("/", operation_id="ListPolicies", guards=[requires("CanViewPolicies")])
     def list_policies(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[PolicyOut]:
@@ -48,7 +47,6 @@ class PolicyController(Controller):
         "/{principalId:str}",
         operation_id="DescribePolicy",
         guards=[requires("CanViewPolicies")],
-        sync_to_thread=True,
     )
     def describe_policy(
         self, system: SystemDep, request: Request[Any, Any, Any], principalId: FromPath[str]
@@ -60,7 +58,6 @@ class PolicyController(Controller):
         "/{principalId:str}",
         operation_id="SetPolicy",
         guards=[requires("CanManagePolicies")],
-        sync_to_thread=True,
     )
     def set_policy(
         self,
@@ -81,7 +78,6 @@ class PolicyController(Controller):
         "/{principalId:str}",
         operation_id="DeletePolicy",
         guards=[requires("CanManagePolicies")],
-        sync_to_thread=True,
     )
     def delete_policy(
         self, system: SystemDep, request: Request[Any, Any, Any], principalId: FromPath[str]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, UnsetType
 
@@ -31,6 +31,7 @@ from sailplane.http.pagination import (
     page_of,
     sort_of,
 )
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import (
     ItemList,
@@ -202,7 +203,7 @@ class QueryController(Controller):
     path = "/workloads/queries"
     tags = ["queries"]
 
-    @get("/", operation_id="ListQueries", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/", operation_id="ListQueries", guards=[requires(VIEW)])
     def list_queries(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> QueryListing:
@@ -220,7 +221,7 @@ class QueryController(Controller):
             ),
         )
 
-    @post("/", operation_id="CreateQuery", guards=[requires(VIEW)], sync_to_thread=True)
+    @post("/", operation_id="CreateQuery", guards=[requires(VIEW)])
     def create_query(
         self, system: SystemDep, principal: Caller, data: JSONBody[QueryCreateRequest]
     ) -> Query:
@@ -244,7 +245,6 @@ class QueryController(Controller):
         "/{query_id:str}",
         operation_id="DescribeQuery",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def describe_query(
         self, system: SystemDep, principal: Caller, query_id: FromPath[str]
@@ -255,9 +255,7 @@ class QueryController(Controller):
         )
         return Described(item=items[0], included=included)
 
-    @patch(
-        "/{query_id:str}", operation_id="UpdateQuery", guards=[requires(VIEW)], sync_to_thread=True
-    )
+    @patch("/{query_id:str}", operation_id="UpdateQuery", guards=[requires(VIEW)])
     def update_query(
         self,
         system: SystemDep,
@@ -274,9 +272,7 @@ class QueryController(Controller):
         system.wait_for_views(position)
         return query_shape(query_row(system, principal, query_id))
 
-    @delete(
-        "/{query_id:str}", operation_id="DeleteQuery", guards=[requires(VIEW)], sync_to_thread=True
-    )
+    @delete("/{query_id:str}", operation_id="DeleteQuery", guards=[requires(VIEW)])
     def delete_query(self, system: SystemDep, principal: Caller, query_id: FromPath[str]) -> None:
         """Delete a saved query unless an active job version runs it (409)."""
         query_row(system, principal, query_id)
@@ -287,7 +283,6 @@ class QueryController(Controller):
         "/{query_id:str}/teams",
         operation_id="ListQueryTeams",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_query_teams(
         self,
@@ -310,7 +305,6 @@ class QueryController(Controller):
         "/{query_id:str}/teams",
         operation_id="AddQueryTeams",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def add_query_teams(
         self,
@@ -330,7 +324,6 @@ class QueryController(Controller):
         "/{query_id:str}/teams/{team:str}",
         operation_id="RemoveQueryTeam",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def remove_query_team(
         self, system: SystemDep, principal: Caller, query_id: FromPath[str], team: FromPath[str]
@@ -348,7 +341,7 @@ class QueryListsController(Controller):
     path = "/"
     tags = ["queries"]
 
-    @get("/me/queries", operation_id="ListMyQueries", guards=[requires(VIEW)], sync_to_thread=True)
+    @get("/me/queries", operation_id="ListMyQueries", guards=[requires(VIEW)])
     def list_my_queries(
         self,
         system: SystemDep,
@@ -377,7 +370,6 @@ class QueryListsController(Controller):
         "/workloads/teams/{team:str}/queries",
         operation_id="ListTeamQueries",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_team_queries(
         self,
@@ -401,7 +393,6 @@ class QueryListsController(Controller):
         operation_id="ListCatalogQueries",
         tags=["catalogs"],
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def list_catalog_queries(
         self,

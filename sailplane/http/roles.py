@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.params import FromPath, QueryParameter
 
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, Role
@@ -22,6 +22,7 @@ from sailplane.http.pagination import (
     PageNumber,
     SortDirection,
 )
+from sailplane.http.routes import get
 from sailplane.projections.query import decode_marker, encode_marker, invalid_marker
 from sailplane.system import System
 
@@ -147,7 +148,6 @@ class RoleController(Controller):
         "/roles",
         operation_id="ListOrganizationRoles",
         guards=[requires("CanViewMembers")],
-        sync_to_thread=True,
     )
     def list_roles(
         self,
@@ -175,7 +175,6 @@ class RoleController(Controller):
         "/roles/{role:str}",
         operation_id="DescribeOrganizationRole",
         guards=[requires("CanViewMembers")],
-        sync_to_thread=True,
     )
     def describe_role(
         self, system: SystemDep, principal: Caller, role: FromPath[str]
@@ -187,7 +186,6 @@ class RoleController(Controller):
         "/team-roles",
         operation_id="ListTeamRoles",
         guards=[requires("CanViewMembers")],
-        sync_to_thread=True,
     )
     def list_team_roles(
         self,
@@ -215,7 +213,6 @@ class RoleController(Controller):
         "/team-roles/{role:str}",
         operation_id="DescribeTeamRole",
         guards=[requires("CanViewMembers")],
-        sync_to_thread=True,
     )
     def describe_team_role(
         self, system: SystemDep, principal: Caller, role: FromPath[str]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.params import FromPath, QueryParameter
 
 from sailplane.domain.scheduling import CronSchedule
 from sailplane.http.auth import Caller, SystemDep, requires
 from sailplane.http.jobs import VIEW, job_row
+from sailplane.http.routes import get
 from sailplane.http.shapes import Shape, iso
 
 PreviewCount = Annotated[
@@ -45,7 +46,6 @@ class SchedulePreviewController(Controller):
         "/{job:str}/schedule/preview",
         operation_id="PreviewJobSchedule",
         guards=[requires(VIEW)],
-        sync_to_thread=True,
     )
     def preview(
         self, system: SystemDep, principal: Caller, job: FromPath[str], count: PreviewCount = 10

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -21,6 +21,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sailplane.domain.errors import InvalidValueError, NotFoundError, PermissionDeniedError
 from sailplane.http.auth import Caller, Principal, SystemDep
 from sailplane.http.pagination import Limit, Marker, NormalizedListing
+from sailplane.http.routes import delete, get, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
@@ -237,9 +238,7 @@ class SessionController(Controller):
     path = "/workloads/sessions"
     tags = ["sessions"]
 
-    @get(
-        "/", operation_id="ListSessions", guards=[requires_somewhere(SESSIONS)], sync_to_thread=True
-    )
+    @get("/", operation_id="ListSessions", guards=[requires_somewhere(SESSIONS)])
     def list_sessions(
         self,
         system: SystemDep,
@@ -305,7 +304,6 @@ class SessionController(Controller):
         "/",
         operation_id="CreateSession",
         guards=[requires_somewhere(SESSIONS)],
-        sync_to_thread=True,
     )
     def create_session(
         self, system: SystemDep, principal: Caller, data: JSONBody[SessionCreate]
@@ -335,7 +333,6 @@ class SessionController(Controller):
         "/{session:str}",
         operation_id="DescribeSession",
         guards=[requires_somewhere(SESSIONS)],
-        sync_to_thread=True,
     )
     def describe_session(
         self, system: SystemDep, principal: Caller, session: FromPath[str]
@@ -347,7 +344,6 @@ class SessionController(Controller):
         "/{session:str}",
         operation_id="CloseSession",
         guards=[requires_somewhere(SESSIONS)],
-        sync_to_thread=True,
     )
     def close_session(self, system: SystemDep, principal: Caller, session: FromPath[str]) -> None:
         """Close a session now (409 when it is already closed or failed)."""
@@ -358,7 +354,6 @@ class SessionController(Controller):
         "/{session:str}/token",
         operation_id="IssueSessionToken",
         guards=[requires_somewhere(SESSIONS)],
-        sync_to_thread=True,
     )
     def issue_token(
         self,
@@ -382,7 +377,6 @@ class SessionController(Controller):
         "/{session:str}/relaunch",
         operation_id="RelaunchSession",
         guards=[requires_somewhere(SESSIONS)],
-        sync_to_thread=True,
     )
     def relaunch_session(
         self, system: SystemDep, principal: Caller, session: FromPath[str]
@@ -402,7 +396,6 @@ class ComputeConfigController(Controller):
         "/",
         operation_id="ListComputeConfigs",
         guards=[requires_somewhere(CONFIGS)],
-        sync_to_thread=True,
     )
     def list_compute_configs(
         self,
@@ -425,7 +418,6 @@ class ComputeConfigController(Controller):
         "/",
         operation_id="CreateComputeConfig",
         guards=[requires_somewhere(CONFIGS)],
-        sync_to_thread=True,
     )
     def create_compute_config(
         self, system: SystemDep, principal: Caller, data: JSONBody[ComputeConfigCreate]
@@ -451,7 +443,6 @@ class ComputeConfigController(Controller):
         "/{workloadConfig:str}",
         operation_id="DescribeComputeConfig",
         guards=[requires_somewhere(CONFIGS)],
-        sync_to_thread=True,
     )
     def describe_compute_config(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, post, put
+from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
@@ -24,6 +24,7 @@ from sailplane.http.pagination import (
     page_of,
     sort_of,
 )
+from sailplane.http.routes import delete, get, patch, post, put
 from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
@@ -79,7 +80,7 @@ class TeamController(Controller):
     path = "/org/teams"
     tags = ["teams"]
 
-    @get("/", operation_id="ListTeams", guards=[requires("CanViewTeams")], sync_to_thread=True)
+    @get("/", operation_id="ListTeams", guards=[requires("CanViewTeams")])
     def list_teams(
         self,
         system: SystemDep,
@@ -101,7 +102,7 @@ class TeamController(Controller):
             total=total, items=[shapes.team_with_count(r) for r in rows], marker=next_marker
         )
 
-    @post("/", operation_id="CreateTeam", guards=[requires("CanManageTeams")], sync_to_thread=True)
+    @post("/", operation_id="CreateTeam", guards=[requires("CanManageTeams")])
     def create_team(
         self, system: SystemDep, principal: Caller, data: JSONBody[TeamCreateRequest]
     ) -> shapes.TeamWithMemberCount:
@@ -118,7 +119,6 @@ class TeamController(Controller):
         "/{team:str}",
         operation_id="DescribeTeam",
         guards=[requires("CanViewTeams")],
-        sync_to_thread=True,
     )
     def describe_team(
         self, system: SystemDep, principal: Caller, team: FromPath[str]
@@ -130,7 +130,6 @@ class TeamController(Controller):
         "/{team:str}",
         operation_id="UpdateTeam",
         guards=[requires("CanManageTeams")],
-        sync_to_thread=True,
     )
     def update_team(
         self,
@@ -150,7 +149,6 @@ class TeamController(Controller):
         "/{team:str}",
         operation_id="DeleteTeam",
         guards=[requires("CanManageTeams")],
-        sync_to_thread=True,
     )
     def delete_team(self, system: SystemDep, principal: Caller, team: FromPath[str]) -> None:
         """Delete a team and its member assignments."""
@@ -160,7 +158,6 @@ class TeamController(Controller):
         "/{team:str}/members",
         operation_id="ListTeamMembers",
         guards=[requires("CanViewTeams")],
-        sync_to_thread=True,
     )
     def list_team_members(
         self,
@@ -223,7 +220,6 @@ class TeamController(Controller):
         "/{team:str}/members/{member:str}",
         operation_id="AddTeamMember",
         guards=[requires("CanManageTeamMembers", or_in_team="team")],
-        sync_to_thread=True,
     )
     def add_team_member(
         self,
@@ -256,7 +252,6 @@ class TeamController(Controller):
         "/{team:str}/members/{member:str}",
         operation_id="RemoveTeamMember",
         guards=[requires("CanManageTeamMembers", or_in_team="team")],
-        sync_to_thread=True,
     )
     def remove_team_member(
         self, system: SystemDep, principal: Caller, team: FromPath[str], member: FromPath[str]
@@ -269,7 +264,6 @@ class TeamController(Controller):
         operation_id="UpdateTeamMemberRoles",
         guards=[requires("CanManageTeamMembers", or_in_team="team")],
         status_code=204,
-        sync_to_thread=True,
     )
     def replace_team_member_roles(
         self,

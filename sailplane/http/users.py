@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.params import FromPath, JSONBody
 
 from sailplane.domain.errors import PermissionDeniedError
@@ -14,6 +14,7 @@ from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user
 from sailplane.http.pagination import Limit, Marker, MarkerListing
+from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape
 from sailplane.system import System
 
@@ -53,7 +54,7 @@ class UserController(Controller):
     path = "/org/users"
     tags = ["users"]
 
-    @get("/", operation_id="ListUsers", guards=[requires("CanViewMembers")], sync_to_thread=True)
+    @get("/", operation_id="ListUsers", guards=[requires("CanViewMembers")])
     def list_users(
         self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[shapes.User]:
@@ -61,7 +62,7 @@ class UserController(Controller):
         rows, next_marker = system.directory.users(principal.organization_id, limit, marker)
         return MarkerListing(items=[user(r) for r in rows], marker=next_marker)
 
-    @post("/", operation_id="CreateUser", guards=[requires("CanManageUsers")], sync_to_thread=True)
+    @post("/", operation_id="CreateUser", guards=[requires("CanManageUsers")])
     def create_user(
         self, system: SystemDep, principal: Caller, data: JSONBody[UserCreateRequest]
     ) -> shapes.User:
@@ -80,7 +81,6 @@ class UserController(Controller):
         "/{user:str}",
         operation_id="DescribeUser",
         guards=[requires("CanViewMembers")],
-        sync_to_thread=True,
     )
     def describe_user(
         self, system: SystemDep, principal: Caller, user: FromPath[str]
@@ -92,7 +92,6 @@ class UserController(Controller):
         "/{user:str}",
         operation_id="UpdateUser",
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def update_user(
         self,
@@ -117,7 +116,6 @@ class UserController(Controller):
         "/{user:str}",
         operation_id="DeleteUser",
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def delete_user(self, system: SystemDep, principal: Caller, user: FromPath[str]) -> None:
         """Remove the user from the organization, ending their logins; the account goes when it
@@ -128,7 +126,6 @@ class UserController(Controller):
         "/{user:str}/mfa",
         operation_id="ResetUserMfa",
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def reset_mfa(self, system: SystemDep, principal: Caller, user: FromPath[str]) -> None:
         """Delete a user's TOTP and recovery codes and end all their logins."""
@@ -139,7 +136,6 @@ class UserController(Controller):
         operation_id="ChangePassword",
         status_code=204,
         guards=[requires("CanUseOwnAccount")],
-        sync_to_thread=True,
     )
     def change_password(
         self,
@@ -169,7 +165,6 @@ class UserController(Controller):
         operation_id="ResetPassword",
         status_code=200,
         guards=[requires("CanManageUsers")],
-        sync_to_thread=True,
     )
     def reset_password(
         self, system: SystemDep, principal: Caller, user: FromPath[str]
