@@ -208,12 +208,14 @@ class System:
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
         self.glue = GlueCatalogs(self.aws_connections)
+        self.clusters = ClustersView(self.pool)
         self.workloads = Workloads(
             self.event_log,
             clock=clock,
             secret_box=self.secret_box,
             catalog_backends=CatalogBackends(self.glue),
             query_usage=self.queries,
+            clusters=self.clusters,  # jobs run on the infrastructure's clusters
         )
         self.access = AccessView(self.pool)
         # Provider adapters by name: `local` (Sail servers on this host), `aws` and
@@ -232,7 +234,6 @@ class System:
                 "kubernetes": KubernetesAdapter(clock=clock, **poll),
             }
         )
-        self.clusters = ClustersView(self.pool)
         self.infra = Infra(
             self.event_log,
             providers=self.providers,
@@ -240,7 +241,6 @@ class System:
             lookup=self.clusters,
             clock=clock,
         )
-        self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
         self.notifications = Notifications(
