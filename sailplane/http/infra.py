@@ -20,6 +20,7 @@ import msgspec
 from litestar import Controller, Response
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.commands.ports import ClusterSpec, ConnectionSpec, Provider, resource_name
 from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.domain.infra import ACTIVE, UPDATING, wrong_state
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
@@ -35,7 +36,6 @@ from sailplane.http.pagination import (
 )
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Provider, resource_name
 from sailplane.system import System
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
