@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
@@ -44,6 +44,20 @@ class PlannedDelivery:
     target_summary: str
     skipped_because: str | None
     digest_at: datetime | None
+
+
+class Sent(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def message(self) -> str | None: ...
+
+
+class ChannelProbe(Protocol):
+    """Sends one test message to a channel (a view row) now; the notifier's sender does."""
+
+    def probe(self, channel: dict[str, Any], at: datetime) -> Sent: ...
 
 
 class Notifications(SailplaneApplication):
@@ -132,6 +146,17 @@ class Notifications(SailplaneApplication):
         channel = self._channel(channel_id, by)
         channel.verify(by=by, at=self.clock())
         return self._commit(channel)
+
+    def test_channel(self, channel: dict[str, Any], *, sender: ChannelProbe, by: Actor) -> int:
+        """Send a real test message to the channel; once it arrives, record that (verifiedAt).
+        409 when it could not be delivered."""
+        outcome = sender.probe(channel, self.clock())
+        if not outcome.ok:
+            raise ConflictError(
+                f"The test message could not be delivered: {outcome.message}.",
+                code="channel_test_failed",
+            )
+        return self.verify_channel(channel["id"], by=by)
 
     def channel_secret(self, sealed: str | None) -> str | None:
         return None if sealed is None else self.secret_box.open(sealed)
