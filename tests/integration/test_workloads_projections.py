@@ -123,6 +123,11 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
         name="theirs", provider="memory", config_write={}, team_ids=[other], by=owner
     )
     system.wait_for_views(position)
+    # Its team roles, read as authentication reads them for every request.
+    team_roles = {
+        team: tuple(roles)
+        for team, roles in system.teams.team_roles_of_member(org.id, member_id).items()
+    }
     # A caller whose organization roles grant nothing reaches resources only through teams.
     caller = Principal(
         organization_id=org.id,
@@ -131,6 +136,7 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
         credential_id="test",
         role_ids=(),
         permissions=frozenset(),
+        team_roles=team_roles,
     )
     assert reachable_team_ids(system, caller, "CanManageCatalogs") == [granted]
     teams = reachable_team_ids(system, caller, "CanViewCatalogs")
@@ -145,6 +151,7 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
         credential_id="test",
         role_ids=(MEMBER.id,),
         permissions=MEMBER.permissions,
+        team_roles=team_roles,
     )
     assert reachable_team_ids(system, member, "CanViewCatalogs") is None
     assert reachable_team_ids(system, member, "CanManageCatalogs") == [granted]
