@@ -21,6 +21,7 @@ from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.identity import FoundedOrganization, Identity
 from sailplane.commands.infra import Infra
 from sailplane.commands.notifications import Notifications
+from sailplane.commands.ports import Providers
 from sailplane.commands.requests import Requests
 from sailplane.commands.runs import Runs
 from sailplane.commands.sessions import Sessions
@@ -42,7 +43,7 @@ from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
 from sailplane.infra_adapters.notifier import Notifier, channel_sender
-from sailplane.infra_adapters.providers import ADAPTERS, Providers
+from sailplane.infra_adapters.oidc import OidcClient
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
 from sailplane.infra_adapters.replay_bodies import SealedReplayBodies
@@ -157,23 +158,6 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     ),
     "notifier": lambda system: Notifier(system),
 }
-# name -> builder of a worker that is more than one consumer (e.g. the dispatcher and its monitor).
-WORKERS: dict[str, Callable[[System], Worker]] = {}
-
-
-def _poll(system: System) -> dict[str, float]:
-    """The provider poll interval the System was given (tests shorten it), else the adapter's."""
-    seconds = system.provider_poll_seconds
-    return {} if seconds is None else {"poll_seconds": seconds}
-
-
-ADAPTERS["aws"] = lambda system: AwsAdapter(
-    endpoint_url=system.aws_endpoint_url,
-    principal=system.aws_principal,
-    clock=system.clock,
-    **_poll(system),
-)
-ADAPTERS["kubernetes"] = lambda system: KubernetesAdapter(clock=system.clock, **_poll(system))
 
 
 class System:
@@ -210,12 +194,12 @@ class System:
 
         self.secret_box = secret_box or FernetSecretBox.generate()
 
-        self.identity = Identity(self.event_log, clock=clock)
+        self.directory = DirectoryView(self.pool)
+        self.identity = Identity(self.event_log, clock=clock, lookup=self.directory)
         # Responses to replay are kept sealed outside the log (they can hold secrets).
         self.replay_bodies = SealedReplayBodies(self.pool, self.secret_box)
         self.requests = Requests(self.event_log, replay_bodies=self.replay_bodies, clock=clock)
 
-        self.directory = DirectoryView(self.pool)
         self.teams = TeamsView(self.pool)
         self.catalogs = CatalogsView(self.pool)
         self.queries = QueriesView(self.pool)
@@ -224,30 +208,39 @@ class System:
         # Which role an AWS connection holds: the connections context wires its lookup here.
         self.aws_connections: AwsConnections = NoAwsConnections()
         self.glue = GlueCatalogs(self.aws_connections)
+        self.clusters = ClustersView(self.pool)
         self.workloads = Workloads(
             self.event_log,
             clock=clock,
             secret_box=self.secret_box,
             catalog_backends=CatalogBackends(self.glue),
             query_usage=self.queries,
+            clusters=self.clusters,  # jobs run on the infrastructure's clusters
         )
         self.access = AccessView(self.pool)
-        # Provider adapters by name: `local` (Sail servers on this host) and any in ADAPTERS.
+        # Provider adapters by name: `local` (Sail servers on this host), `aws` and
+        # `kubernetes`, each with its settings (tests shorten the poll interval).
         self.aws_endpoint_url = aws_endpoint_url
         self.aws_principal = aws_principal
         self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
+        poll = {} if provider_poll_seconds is None else {"poll_seconds": provider_poll_seconds}
         self.providers = Providers(
-            {"local": LocalProvider(SailServers(sail_state, isolation=self.isolation))}
+            {
+                "local": LocalProvider(SailServers(sail_state, isolation=self.isolation)),
+                "aws": AwsAdapter(
+                    endpoint_url=aws_endpoint_url, principal=aws_principal, clock=clock, **poll
+                ),
+                "kubernetes": KubernetesAdapter(clock=clock, **poll),
+            }
         )
-        for builder in ADAPTERS.values():
-            self.providers.register(builder(self))
         self.infra = Infra(
-            self.event_log, providers=self.providers, secret_box=self.secret_box, clock=clock
+            self.event_log,
+            providers=self.providers,
+            secret_box=self.secret_box,
+            lookup=self.clusters,
+            clock=clock,
         )
-        self.clusters = ClustersView(self.pool)
-        self.infra.lookup = self.clusters
-        self.workloads.clusters = self.clusters  # jobs run on the infrastructure's clusters
         self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
         self.session_views = SessionsView(self.pool)
         self.notifications = Notifications(
@@ -273,12 +266,17 @@ class System:
         )
         self.executor_options: dict[str, Any] = {}  # LocalExecutor settings (tests shorten leases)
 
-        self.authentication = Authentication(self.event_log, clock=clock)
-        self.identity_providers = IdentityProviders(self.event_log, clock=clock)
-        self.authentication.secret_box = self.secret_box
-        self.identity_providers.secret_box = self.secret_box
-        self.identity.lookup = self.directory
-        self.authentication.lookup = self.directory
+        oidc = OidcClient()  # signs users in at identity providers, and tests and registers them
+        self.authentication = Authentication(
+            self.event_log,
+            clock=clock,
+            lookup=self.directory,
+            secret_box=self.secret_box,
+            oidc=oidc,
+        )
+        self.identity_providers = IdentityProviders(
+            self.event_log, clock=clock, secret_box=self.secret_box, oidc=oidc
+        )
         # Email (verification links, invitations) when SMTP is configured; the public URL
         # that links and the single sign-on callback use (else the request's own base URL).
         self.mailer = mailer
@@ -429,14 +427,16 @@ class System:
         if name in CONSUMERS:
             consumer = CONSUMERS[name](self)
             return ConsumerWorker(consumer, self._source_for(consumer), self.event_log)
-        if name in WORKERS:
-            return WORKERS[name](self)
+        if name == "dispatcher":
+            return dispatcher_worker(self)
+        if name == "scheduler":
+            return scheduler_worker(self)
         raise ValueError(f"unknown worker {name!r}; known: {', '.join(self.worker_names())}")
 
     @staticmethod
     def worker_names() -> list[str]:
         """Every `sailplane worker <name>`."""
-        return ["projections", "relay", *CONSUMERS, *WORKERS]
+        return ["projections", "relay", *CONSUMERS, "dispatcher", "scheduler"]
 
     def in_process_workers(self) -> list[Worker]:
         """What `serve` runs besides the API: everything, the relay only when Kafka is set."""
@@ -514,18 +514,12 @@ def dispatcher_worker(system: System) -> Worker:
     return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
 
 
-WORKERS["dispatcher"] = dispatcher_worker
-
-
 def scheduler_worker(system: System) -> Worker:
     """`sailplane worker scheduler`: turns due schedule slots into runs while it leads."""
     scheduler = Scheduler(
         system.schedules, RunsForScheduler(system.runs), system.clock, system.scheduler_settings
     )
     return SchedulerWorker(scheduler, Leadership(system.database, "scheduler"))
-
-
-WORKERS["scheduler"] = scheduler_worker
 
 
 class RelayWorker:

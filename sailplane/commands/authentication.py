@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.credentials import (
     hash_recovery_code,
     hash_token,
@@ -28,9 +29,11 @@ from sailplane.commands.credentials import (
 from sailplane.commands.identity import (
     ONE_TIME_CODE_PREFIX,
     Identity,
+    Lookup,
     compound_token,
     token_target,
 )
+from sailplane.commands.ports import IdentityProviderClient, OidcError, Pkce
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.access import MEMBER
 from sailplane.domain.base import Actor, SailplaneAggregate
@@ -49,7 +52,7 @@ from sailplane.domain.ids import new_id
 from sailplane.domain.invitations import Invitation
 from sailplane.domain.signin import Login, TrustedDevice
 from sailplane.domain.sso import IdentityProvider, SsoAttempt
-from sailplane.infra_adapters.oidc import OidcClient, OidcError, Pkce
+from sailplane.storage import EventLog
 
 LOGIN_TTL = timedelta(days=7)
 CHALLENGE_TTL = timedelta(minutes=5)
@@ -92,12 +95,23 @@ class LoginOutcome:
 class Authentication(Identity):
     """Sign-in shares the identity aggregates (users, members) and their helpers.
 
-    TOTP secrets and identity-provider client secrets are kept sealed by `secret_box`
-    (set by the composition root); they are opened only to check a code or sign in.
+    TOTP secrets and identity-provider client secrets are kept sealed by `secret_box`;
+    they are opened only to check a code or sign in. `oidc` signs users in at their
+    identity providers.
     """
 
-    oidc: OidcClient = OidcClient()
-    secret_box: SecretBox
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        clock: Clock = utc_now,
+        lookup: Lookup,
+        secret_box: SecretBox,
+        oidc: IdentityProviderClient,
+    ) -> None:
+        self.secret_box = secret_box
+        self.oidc = oidc
+        super().__init__(log, clock=clock, lookup=lookup)
 
     # --- password and one-time code --------------------------------------------------------
 

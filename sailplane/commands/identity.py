@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sailplane.commands.base import SailplaneApplication
+from sailplane.commands.base import Clock, SailplaneApplication, utc_now
 from sailplane.commands.credentials import (
     check_password,
     hash_password,
@@ -26,6 +26,7 @@ from sailplane.commands.credentials import (
     temporary_password,
     verify_password,
 )
+from sailplane.commands.ports import EmailOutcome
 from sailplane.domain.access import MEMBER, OWNER
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import (
@@ -49,7 +50,7 @@ from sailplane.domain.invitations import Invitation
 from sailplane.domain.policies import Policy, check_permissions
 from sailplane.domain.signin import Login, TrustedDevice
 from sailplane.domain.uniqueness import GLOBAL_SCOPE, UniqueKey
-from sailplane.infra_adapters.mail import EmailOutcome
+from sailplane.storage import EventLog
 
 __all__ = ["FoundedOrganization", "Identity", "hash_token", "new_api_token"]
 
@@ -112,11 +113,15 @@ class AcceptedInvitation:
 
 
 class Identity(SailplaneApplication):
-    lookup: Lookup | None = None  # the views, wired by the System
+    def __init__(
+        self, log: EventLog, *, clock: Clock = utc_now, lookup: Lookup | None = None
+    ) -> None:
+        self.lookup = lookup  # the directory view (the System passes it; writers alone need none)
+        super().__init__(log, clock=clock)
 
     def _views(self) -> Lookup:
         if self.lookup is None:
-            raise RuntimeError("Identity needs its lookup (System wires the directory view)")
+            raise RuntimeError("Identity needs its lookup (the System passes the directory view)")
         return self.lookup
 
     # --- organizations ---------------------------------------------------------------------

@@ -15,6 +15,17 @@ from typing import Any, Protocol, TypeVar
 from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import Clock, SailplaneApplication, utc_now
+from sailplane.commands.ports import (
+    ClusterSpec,
+    ConnectionSpec,
+    Health,
+    NetworkSpec,
+    Provider,
+    ProviderError,
+    Providers,
+    Template,
+    Unsupported,
+)
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
@@ -33,17 +44,6 @@ from sailplane.domain.infra import (
     Operation,
     check_provider,
     wrong_state,
-)
-from sailplane.infra_adapters.providers import (
-    ClusterSpec,
-    ConnectionSpec,
-    Health,
-    NetworkSpec,
-    Provider,
-    ProviderError,
-    Providers,
-    Template,
-    Unsupported,
 )
 from sailplane.storage import EventLog
 
@@ -103,13 +103,18 @@ class InfraLookup(Protocol):
 
 
 class Infra(SailplaneApplication):
-    lookup: InfraLookup | None = None  # the clusters view, wired by the System
-
     def __init__(
-        self, log: EventLog, *, providers: Providers, secret_box: SecretBox, clock: Clock = utc_now
+        self,
+        log: EventLog,
+        *,
+        providers: Providers,
+        secret_box: SecretBox,
+        lookup: InfraLookup,
+        clock: Clock = utc_now,
     ) -> None:
         self.providers = providers
         self.secret_box = secret_box
+        self.lookup = lookup  # the clusters view
         super().__init__(log, clock=clock)
 
     # --- the local cluster ---------------------------------------------------------------
@@ -269,7 +274,7 @@ class Infra(SailplaneApplication):
         self._refuse_builtin(connection.id, by, "delete")
         holding = [
             f"{c['kind']} {c['id']} ({c['status']})"
-            for c in self._lookup().live_children(by.organization_id, connection_id=connection.id)
+            for c in self.lookup.live_children(by.organization_id, connection_id=connection.id)
             if c["status"] not in (DESTROYED, PENDING)
         ]
         if holding:
@@ -412,7 +417,7 @@ class Infra(SailplaneApplication):
         self._refuse_builtin(network.id, by, "destroy")
         holding = [
             f"cluster {c['id']} ({c['status']})"
-            for c in self._lookup().live_children(by.organization_id, network_id=network.id)
+            for c in self.lookup.live_children(by.organization_id, network_id=network.id)
             if c["status"] not in (DESTROYED, PENDING)
         ]
         if holding:
@@ -640,11 +645,6 @@ class Infra(SailplaneApplication):
 
     def _seal(self, secrets: dict[str, str]) -> dict[str, str]:
         return {k: self.secret_box.seal(v) for k, v in secrets.items()}
-
-    def _lookup(self) -> InfraLookup:
-        if self.lookup is None:
-            raise RuntimeError("Infra needs its lookup (System wires the clusters view)")
-        return self.lookup
 
     def _operation(self, kind: str, resource_id: str, connection_id: str, by: Actor) -> Operation:
         return Operation.create(

@@ -16,6 +16,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import SailplaneApplication
+from sailplane.commands.ports import WebhookTargets
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
@@ -31,7 +32,6 @@ from sailplane.domain.notifications import (
     check_channel_config,
 )
 from sailplane.domain.workloads import merge_patch
-from sailplane.infra_adapters.webhooks import WebhookGuard
 from sailplane.storage import EventLog
 
 
@@ -66,12 +66,12 @@ class Notifications(SailplaneApplication):
         log: EventLog,
         *,
         secret_box: SecretBox,
-        webhook_guard: WebhookGuard | None = None,
+        webhook_guard: WebhookTargets,
         **kwargs: Any,
     ) -> None:
         self.secret_box = secret_box
         # Which webhook URLs may be called: checked on write here, and by the notifier at send.
-        self.webhook_guard = webhook_guard or WebhookGuard()
+        self.webhook_guard = webhook_guard
         super().__init__(log, **kwargs)
 
     # --- channels ------------------------------------------------------------------------

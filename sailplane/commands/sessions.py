@@ -19,6 +19,7 @@ from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import Clock, SailplaneApplication, utc_now
 from sailplane.commands.infra import Infra, cluster_spec, local_ids
+from sailplane.commands.ports import ProviderError
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import (
     ConflictError,
@@ -30,7 +31,6 @@ from sailplane.domain.identity import Team
 from sailplane.domain.ids import new_id
 from sailplane.domain.infra import ACTIVE, Cluster, Connection, ExternalCluster, Network
 from sailplane.domain.sessions import ComputeConfig, Session
-from sailplane.infra_adapters.providers import ProviderError
 from sailplane.storage import EventLog
 
 TOKEN_MIN_SECONDS = 60

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sailplane.commands.base import SailplaneApplication
+from sailplane.commands.base import Clock, SailplaneApplication, utc_now
+from sailplane.commands.ports import IdentityProviderClient, OidcError
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import InvalidValueError
@@ -17,7 +18,7 @@ from sailplane.domain.sso import (
     check_provider_type,
     check_url,
 )
-from sailplane.infra_adapters.oidc import OidcClient, OidcError
+from sailplane.storage import EventLog
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,19 @@ class ConnectionTest:
 
 
 class IdentityProviders(SailplaneApplication):
-    """Client secrets enter the log sealed by `secret_box` (set by the composition root)."""
+    """Client secrets enter the log sealed by `secret_box`; `oidc` tests and registers."""
 
-    oidc: OidcClient = OidcClient()
-    secret_box: SecretBox
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        clock: Clock = utc_now,
+        secret_box: SecretBox,
+        oidc: IdentityProviderClient,
+    ) -> None:
+        self.secret_box = secret_box
+        self.oidc = oidc
+        super().__init__(log, clock=clock)
 
     def _provider(self, provider_id: str, by: Actor) -> IdentityProvider:
         return self._load(

@@ -20,6 +20,7 @@ import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.commands.ports import resource_name
 from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.pagination import (
@@ -32,7 +33,6 @@ from sailplane.http.pagination import (
     page_of,
 )
 from sailplane.http.shapes import Shape, iso
-from sailplane.infra_adapters.providers import resource_name
 from sailplane.system import System
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"

@@ -1,6 +1,6 @@
 """The `aws` and `kubernetes` providers in the shape of the provider port.
 
-The port (`sailplane.infra_adapters.providers.Provider`) passes every call the connection
+The port (`sailplane.commands.ports.Provider`) passes every call the connection
 (and network or cluster) as plain snapshots with `id`, `config`, `secrets`, `region`,
 `outputs`, ... attributes, and runs each provisioning step to its end, reporting progress.
 `AwsProvider` and `KubernetesProvider` are bound to one connection and answer a step with
@@ -33,6 +33,14 @@ import msgspec
 import yaml
 
 from sailplane.commands.base import Clock, utc_now
+from sailplane.commands.ports import (
+    Health,
+    Progress,
+    ProviderError,
+    Template,
+    Unsupported,
+    Verification,
+)
 from sailplane.domain.errors import ConflictError, InvalidValueError
 from sailplane.infra_adapters.aws import AwsProvider
 from sailplane.infra_adapters.kubernetes_cluster import KubernetesProvider, parse_kubeconfig
@@ -44,14 +52,6 @@ from sailplane.infra_adapters.provider_types import (
     NodeGroupSpec,
     ProviderUnavailableError,
     StepStatus,
-)
-from sailplane.infra_adapters.providers import (
-    Health,
-    Progress,
-    ProviderError,
-    Template,
-    Unsupported,
-    Verification,
 )
 
 EXTERNAL_IDS = uuid.UUID("6f1c2a9e-5d43-4f6b-9a57-1c0de5a11b1e")

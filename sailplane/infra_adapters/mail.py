@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
+from sailplane.commands.ports import EmailOutcome
+
 log = logging.getLogger(__name__)
 
 
@@ -21,12 +23,6 @@ EMAIL_SENT = "sent"
 EMAIL_FAILED = "failed"
 EMAIL_NOT_CONFIGURED = "not_configured"
 NOT_CONFIGURED = "email is not configured on this server (SAILPLANE_SMTP_HOST)"
-
-
-@dataclass(frozen=True)
-class EmailOutcome:
-    status: str  # sent, failed or not_configured
-    message: str | None = None
 
 
 def send_email(mailer: Mailer | None, to: str, subject: str, body: str) -> EmailOutcome:

@@ -7,41 +7,23 @@ failed test result, a 422 or a refused sign-in, never a 500.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 import jwt
 
+from sailplane.commands.ports import OidcError
+
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
 
-class OidcError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Pkce:
-    verifier: str
-    challenge: str
-
-    @classmethod
-    def new(cls) -> Pkce:
-        verifier = secrets.token_urlsafe(48)
-        digest = hashlib.sha256(verifier.encode()).digest()
-        return cls(verifier, base64.urlsafe_b64encode(digest).decode().rstrip("="))
-
-
 class OidcClient:
-    """A small OpenID Connect relying party; one httpx client per call keeps it thread-safe."""
+    """A small OpenID Connect relying party (`sailplane.commands.ports.IdentityProviderClient`);
+    one httpx client per call keeps it thread-safe."""
 
     def __init__(self, *, timeout: float = 5.0) -> None:
         self.timeout = timeout

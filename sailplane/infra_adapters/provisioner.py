@@ -30,14 +30,7 @@ from typing import Any, Protocol
 from psycopg_pool import ConnectionPool
 
 from sailplane.commands.infra import Infra
-from sailplane.commands.sessions import Sessions
-from sailplane.domain.base import Actor
-from sailplane.domain.errors import DomainError, NotFoundError
-from sailplane.domain.identity import Organization
-from sailplane.domain.infra import Cluster, Operation
-from sailplane.domain.sessions import Session
-from sailplane.infra_adapters.consumers import Consumer, Delivery
-from sailplane.infra_adapters.providers import (
+from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
     NetworkSpec,
@@ -45,6 +38,13 @@ from sailplane.infra_adapters.providers import (
     ProviderError,
     Providers,
 )
+from sailplane.commands.sessions import Sessions
+from sailplane.domain.base import Actor
+from sailplane.domain.errors import DomainError, NotFoundError
+from sailplane.domain.identity import Organization
+from sailplane.domain.infra import Cluster, Operation
+from sailplane.domain.sessions import Session
+from sailplane.infra_adapters.consumers import Consumer, Delivery
 from sailplane.projections.runner import advisory_key
 from sailplane.storage import discarded_on_error
 

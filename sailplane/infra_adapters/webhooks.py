@@ -158,7 +158,8 @@ def _internal(address: str) -> bool:
 
 @dataclass(frozen=True)
 class WebhookGuard:
-    """Which webhook URLs Sailplane may call (see the module docstring)."""
+    """Which webhook URLs Sailplane may call (see the module docstring); the
+    `sailplane.commands.ports.WebhookTargets` of the notification use cases."""
 
     allow_private: bool = False
     resolve: Resolver = resolve_host

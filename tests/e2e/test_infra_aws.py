@@ -16,10 +16,10 @@ import httpx
 import pytest
 import yaml
 
+from sailplane.commands.ports import ClusterSpec, ConnectionSpec, Progress
 from sailplane.http.app import create_app
 from sailplane.infra_adapters.aws import cluster_stack_name, eks_cluster_name, network_stack_name
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, external_id_of
-from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Progress
 from sailplane.system import System
 from tests import services
 from tests.conftest import Org, found_org, http_client, running_system

@@ -16,6 +16,7 @@ import boto3
 import pytest
 import yaml
 
+from sailplane.commands.ports import ProviderError
 from sailplane.domain.errors import ConflictError, InvalidValueError
 from sailplane.infra_adapters.aws import network_stack_name
 from sailplane.infra_adapters.cloud_providers import (
@@ -25,7 +26,6 @@ from sailplane.infra_adapters.cloud_providers import (
     external_id_of,
 )
 from sailplane.infra_adapters.provider_types import ProviderUnavailableError, StepStatus
-from sailplane.infra_adapters.providers import ProviderError
 from sailplane.settings import Settings
 from sailplane.system import System
 from tests.k8s_double import KubernetesDouble, kubernetes_double

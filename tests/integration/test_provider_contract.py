@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from sailplane.infra_adapters.cloud_providers import KubernetesAdapter
-from sailplane.infra_adapters.providers import (
+from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
     NetworkSpec,
     Provider,
     Unsupported,
 )
+from sailplane.infra_adapters.cloud_providers import KubernetesAdapter
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from tests.k8s_double import kubernetes_double
 

@@ -12,9 +12,9 @@ from typing import Any
 import psutil
 import pytest
 
+from sailplane.commands.ports import ClusterSpec, ConnectionSpec, Progress, resource_name
 from sailplane.domain.infra import Operation
 from sailplane.infra_adapters.consumers import Delivery
-from sailplane.infra_adapters.providers import ClusterSpec, ConnectionSpec, Progress, resource_name
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers, spark_sql_ok
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from sailplane.commands.infra import Infra, cluster_spec
+from sailplane.commands.ports import ProviderError
 from sailplane.domain.errors import DomainError
 from sailplane.domain.infra import Cluster, Connection, ExternalCluster, Network
 from sailplane.infra_adapters.executors import Target
-from sailplane.infra_adapters.providers import ProviderError
 
 log = logging.getLogger(__name__)
 

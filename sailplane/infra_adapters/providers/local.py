@@ -33,9 +33,7 @@ from typing import Any
 
 import psutil
 
-from sailplane.domain.errors import InvalidValueError
-from sailplane.infra_adapters.isolation import Isolation
-from sailplane.infra_adapters.providers import (
+from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
     Health,
@@ -47,6 +45,8 @@ from sailplane.infra_adapters.providers import (
     Verification,
     resource_name,
 )
+from sailplane.domain.errors import InvalidValueError
+from sailplane.infra_adapters.isolation import Isolation
 
 log = logging.getLogger(__name__)
 

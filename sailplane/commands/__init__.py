@@ -1,0 +1,1 @@
+"""The use cases (application services) and the ports they need (`ports.py`)."""
