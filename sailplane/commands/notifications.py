@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import SailplaneApplication
-from sailplane.commands.ports import WebhookTargets
+from sailplane.commands.ports import ChannelProbe, WebhookTargets
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
@@ -44,20 +44,6 @@ class PlannedDelivery:
     target_summary: str
     skipped_because: str | None
     digest_at: datetime | None
-
-
-class Sent(Protocol):
-    @property
-    def ok(self) -> bool: ...
-
-    @property
-    def message(self) -> str | None: ...
-
-
-class ChannelProbe(Protocol):
-    """Sends one test message to a channel (a view row) now; the notifier's sender does."""
-
-    def probe(self, channel: dict[str, Any], at: datetime) -> Sent: ...
 
 
 class Notifications(SailplaneApplication):
