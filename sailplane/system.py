@@ -42,7 +42,7 @@ from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsCon
 from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Mailer, SmtpMailer
-from sailplane.infra_adapters.notifier import Notifier
+from sailplane.infra_adapters.notifier import Notifier, channel_sender
 from sailplane.infra_adapters.oidc import OidcClient
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
@@ -250,6 +250,8 @@ class System:
             webhook_guard=WebhookGuard(allow_private=webhook_allow_private),
         )
         self.notifications_view = NotificationsView(self.pool)
+        # Sends a channel's test message (the notifier sends deliveries with its own).
+        self.channel_sender = channel_sender(self)
 
         # Job runs: the job versions they copy (wired by the jobs context), where clusters
         # run work, their views and their logs.

@@ -9,6 +9,7 @@ resource's new status. The provisioner consumer then calls `start_operation`,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import Tracking
@@ -17,10 +18,12 @@ from sailplane.commands.base import Clock, SailplaneApplication, utc_now
 from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
+    Health,
     NetworkSpec,
     Provider,
     ProviderError,
     Providers,
+    Template,
     Unsupported,
 )
 from sailplane.commands.workloads import SecretBox
@@ -33,6 +36,7 @@ from sailplane.domain.infra import (
     DESTROYED,
     LOCAL,
     PENDING,
+    UPDATING,
     Cluster,
     Connection,
     ExternalCluster,
@@ -46,6 +50,7 @@ from sailplane.storage import EventLog
 A = TypeVar("A", bound=SailplaneAggregate)
 
 LOCAL_NAME = "local"
+RUNNING = (ACTIVE, UPDATING)  # a cluster in these states answers health, kubeconfig and metrics
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,25 @@ class LocalCluster:
     external_cluster_id: str
     cluster_id: str
     position: int  # when it existed already: the log's position now, which covers its creation
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    cluster_status: str  # the provisioned cluster's own status
+    health: Health  # what the provider reports now ("unknown" unless the cluster runs)
+
+
+@dataclass(frozen=True)
+class InstanceTypes:
+    provider: str
+    items: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Kubeconfig:
+    text: str
+    endpoint: str | None
+    certificate_authority: str | None
 
 
 def local_ids(organization_id: str) -> tuple[str, str, str, str]:
@@ -272,6 +296,79 @@ class Infra(SailplaneApplication):
             )
         operation = self._operation("sync_template", connection.id, connection.id, by)
         return operation.id, self._commit(operation)
+
+    # --- what the provider reports (reads of the provider, nothing saved) ------------------
+
+    def regions(self, connection_id: str, *, by: Actor) -> list[dict[str, Any]]:
+        adapter, spec = self._provider_of(connection_id, by)
+        return adapter.regions(spec)
+
+    def instance_types(
+        self,
+        connection_id: str,
+        *,
+        region: str | None,
+        architecture: str | None,
+        min_vcpus: int | None,
+        min_memory_mib: int | None,
+        by: Actor,
+    ) -> InstanceTypes:
+        """The provider's instance types in the region (default: the connection's), filtered."""
+        adapter, spec = self._provider_of(connection_id, by)
+        items = adapter.instance_types(
+            spec,
+            region=region or spec.config.get("region"),
+            architecture=architecture,
+            min_vcpus=min_vcpus,
+            min_memory_mib=min_memory_mib,
+        )
+        return InstanceTypes(provider=spec.provider, items=items)
+
+    def provider_networks(
+        self, connection_id: str, *, region: str | None, by: Actor
+    ) -> list[dict[str, Any]]:
+        adapter, spec = self._provider_of(connection_id, by)
+        return adapter.provider_networks(spec, region=region or spec.config.get("region"))
+
+    def template(self, connection_id: str, *, download_url: str, by: Actor) -> Template:
+        adapter, spec = self._provider_of(connection_id, by)
+        return adapter.template(spec, download_url=download_url)
+
+    def cluster_health(self, connection_id: str, external_id: str, *, by: Actor) -> ClusterHealth:
+        """The provider's check of the cluster now; "unknown" unless the cluster runs."""
+        adapter, connection, external, spec = self._cluster_of(connection_id, external_id, by)
+        if external.status not in RUNNING:
+            health = Health(status="unknown", message=f"The cluster is {external.status}.")
+        else:
+            health = adapter.health(connection, spec)
+        return ClusterHealth(cluster_status=external.status, health=health)
+
+    def kubeconfig(self, connection_id: str, external_id: str, *, by: Actor) -> Kubeconfig:
+        """A kubeconfig for a running cluster (409 otherwise, or for a provider without one)."""
+        adapter, connection, external, spec = self._cluster_of(connection_id, external_id, by)
+        if external.status not in RUNNING:
+            raise wrong_state(
+                "cluster", external_id, external.status, "get the kubeconfig of", RUNNING
+            )
+        return Kubeconfig(
+            text=adapter.kubeconfig(connection, spec),
+            endpoint=spec.outputs.get("clusterEndpoint"),
+            certificate_authority=spec.outputs.get("clusterCertificateAuthority"),
+        )
+
+    def cluster_metrics(
+        self, connection_id: str, external_id: str, *, window: timedelta, by: Actor
+    ) -> dict[str, list[dict[str, Any]]]:
+        """CPU and memory utilization over the window that ends now."""
+        adapter, connection, _, spec = self._cluster_of(connection_id, external_id, by)
+        end = self.clock()
+        return adapter.metrics(
+            connection,
+            spec,
+            start=end - window,
+            end=end,
+            period_seconds=max(60, int(window.total_seconds() // 60)),
+        )
 
     # --- networks ------------------------------------------------------------------------
 
@@ -524,6 +621,26 @@ class Infra(SailplaneApplication):
             provider=connection.provider,
             config=dict(connection.provider_config),
             secrets={k: self.secret_box.open(v) for k, v in connection.sealed_secrets.items()},
+        )
+
+    def _provider_of(self, connection_id: str, by: Actor) -> tuple[Provider, ConnectionSpec]:
+        connection = self._connection(connection_id, by)
+        return self.providers.get(connection.provider), self.connection_spec(connection)
+
+    def _cluster_of(
+        self, connection_id: str, external_id: str, by: Actor
+    ) -> tuple[Provider, ConnectionSpec, ExternalCluster, ClusterSpec]:
+        """The adapter and the snapshots of a provisioned cluster of the connection."""
+        adapter, connection = self._provider_of(connection_id, by)
+        external = self._external(external_id, by)
+        if external.connection_id != connection_id:
+            raise NotFoundError.of("cluster", external_id)
+        network = self._find(Network, external.network_id)
+        return (
+            adapter,
+            connection,
+            external,
+            cluster_spec(external, network.outputs if network else {}),
         )
 
     def _seal(self, secrets: dict[str, str]) -> dict[str, str]:

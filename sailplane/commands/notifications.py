@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import SailplaneApplication
-from sailplane.commands.ports import WebhookTargets
+from sailplane.commands.ports import ChannelProbe, WebhookTargets
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
@@ -132,6 +132,17 @@ class Notifications(SailplaneApplication):
         channel = self._channel(channel_id, by)
         channel.verify(by=by, at=self.clock())
         return self._commit(channel)
+
+    def test_channel(self, channel: dict[str, Any], *, sender: ChannelProbe, by: Actor) -> int:
+        """Send a real test message to the channel; once it arrives, record that (verifiedAt).
+        409 when it could not be delivered."""
+        outcome = sender.probe(channel, self.clock())
+        if not outcome.ok:
+            raise ConflictError(
+                f"The test message could not be delivered: {outcome.message}.",
+                code="channel_test_failed",
+            )
+        return self.verify_channel(channel["id"], by=by)
 
     def channel_secret(self, sealed: str | None) -> str | None:
         return None if sealed is None else self.secret_box.open(sealed)

@@ -8,6 +8,7 @@ adapters and passes them to the use cases' constructors. The commands never impo
 - Provider: where clusters run (`local`, `aws`, `kubernetes`).
 - IdentityProviderClient: an OpenID Connect relying party (discovery, registration, sign-in).
 - WebhookTargets: which webhook URLs Sailplane may call.
+- ChannelProbe: sends a notification channel its test message.
 - EmailOutcome: what became of an email the server meant to send.
 
 ## Provider
@@ -343,6 +344,21 @@ class WebhookTargets(Protocol):
         """Why `url` may not be called, or None. A host that does not resolve is refused
         unless `unresolvable_ok` (when a channel is written: it is checked again at send)."""
         ...
+
+
+class Sent(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def message(self) -> str | None: ...
+
+
+class ChannelProbe(Protocol):
+    """Sends one test message to a notification channel (a view row) now; the notifier's
+    sender does."""
+
+    def probe(self, channel: dict[str, Any], at: datetime) -> Sent: ...
 
 
 # --- email ---------------------------------------------------------------------------------

@@ -20,9 +20,8 @@ import msgspec
 from litestar import Controller, Response
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from sailplane.commands.ports import ClusterSpec, ConnectionSpec, Provider, resource_name
+from sailplane.commands.ports import resource_name
 from sailplane.domain.errors import InvalidValueError, NotFoundError
-from sailplane.domain.infra import ACTIVE, UPDATING, wrong_state
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
@@ -39,7 +38,6 @@ from sailplane.http.shapes import Shape, iso
 from sailplane.system import System
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
-RUNNING = (ACTIVE, UPDATING)
 ACCEPTED = 202
 
 
@@ -458,50 +456,6 @@ def _networks_included(system: System, org: str, rows: list[dict[str, Any]]) -> 
     )
 
 
-def _adapter_and_spec(
-    system: System, principal: Principal, connection_id: str
-) -> tuple[Provider, ConnectionSpec]:
-    row = connection_row(system, principal, connection_id)
-    spec = ConnectionSpec(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        provider=row["provider"],
-        config=row["provider_config"],
-        secrets={k: system.secret_box.open(v) for k, v in row["sealed_secrets"].items()},
-    )
-    return system.providers.get(row["provider"]), spec
-
-
-def _cluster_target(
-    system: System,
-    principal: Principal,
-    connection_id: str,
-    cluster_id: str,
-    *,
-    running_to: str | None = None,
-) -> tuple[Provider, ConnectionSpec, ClusterSpec]:
-    """The adapter, connection and cluster snapshots; with `running_to` (an action), 409
-    unless the cluster runs (active or updating)."""
-    adapter, connection = _adapter_and_spec(system, principal, connection_id)
-    row = external_row(system, principal, cluster_id, connection_id)
-    if running_to is not None and row["status"] not in RUNNING:
-        raise wrong_state("cluster", cluster_id, row["status"], running_to, RUNNING)
-    network = system.clusters.network(principal.organization_id, row["network_id"])
-    spec = ClusterSpec(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        connection_id=row["connection_id"],
-        network_id=row["network_id"],
-        cluster_id=row["cluster_id"],
-        name=row["name"],
-        region=row["region"],
-        config=row["config"],
-        outputs=row["iac_outputs"],
-        network_outputs=network["iac_outputs"] if network else {},
-    )
-    return adapter, connection, spec
-
-
 _PERIOD = re.compile(r"^(\d{1,4})([mhd])$")
 
 
@@ -640,8 +594,7 @@ class ConnectionController(Controller):
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
     ) -> Items:
         """List the provider's regions."""
-        adapter, spec = _adapter_and_spec(system, principal, connection)
-        return Items(items=adapter.regions(spec))
+        return Items(items=system.infra.regions(connection, by=principal.actor))
 
     @get(
         "/{connection:str}/instance-types",
@@ -660,15 +613,15 @@ class ConnectionController(Controller):
         min_memory_mib: MinMemory = None,
     ) -> InstanceTypes:
         """List the instance types the provider offers, filtered."""
-        adapter, spec = _adapter_and_spec(system, principal, connection)
-        items = adapter.instance_types(
-            spec,
-            region=region or spec.config.get("region"),
+        offered = system.infra.instance_types(
+            connection,
+            region=region,
             architecture=architecture,
             min_vcpus=min_vcpus,
             min_memory_mib=min_memory_mib,
+            by=principal.actor,
         )
-        return InstanceTypes(items=items[:limit], metadata={"provider": spec.provider})
+        return InstanceTypes(items=offered.items[:limit], metadata={"provider": offered.provider})
 
     @get(
         "/{connection:str}/provider-networks",
@@ -679,9 +632,8 @@ class ConnectionController(Controller):
         self, system: SystemDep, principal: Caller, connection: FromPath[str], region: Region = None
     ) -> Items:
         """List the networks that exist at the provider."""
-        adapter, spec = _adapter_and_spec(system, principal, connection)
         return Items(
-            items=adapter.provider_networks(spec, region=region or spec.config.get("region"))
+            items=system.infra.provider_networks(connection, region=region, by=principal.actor)
         )
 
     @get(
@@ -693,9 +645,8 @@ class ConnectionController(Controller):
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
     ) -> TemplateOut:
         """The connection's infrastructure template: its URLs and parameters."""
-        adapter, spec = _adapter_and_spec(system, principal, connection)
         download = f"/api/v1/infra/connections/{connection}/template/download"
-        template = adapter.template(spec, download_url=download)
+        template = system.infra.template(connection, download_url=download, by=principal.actor)
         return TemplateOut(
             template_url=template.template_url,
             quick_launch_url=template.quick_launch_url,
@@ -713,8 +664,7 @@ class ConnectionController(Controller):
         self, system: SystemDep, principal: Caller, connection: FromPath[str]
     ) -> Response[str]:
         """The template as YAML with the parameters' defaults filled in."""
-        adapter, spec = _adapter_and_spec(system, principal, connection)
-        template = adapter.template(spec, download_url="")
+        template = system.infra.template(connection, download_url="", by=principal.actor)
         return Response(
             template.body,
             media_type="text/yaml",
@@ -1080,22 +1030,16 @@ class ClusterController(Controller):
         cluster: FromPath[str],
     ) -> HealthOut:
         """Check the cluster now (a local cluster runs SELECT 1)."""
-        adapter, conn, spec = _cluster_target(system, principal, connection, cluster)
-        row = external_row(system, principal, cluster, connection)
-        if row["status"] not in ("active", "updating"):
-            health_status, message, checks = "unknown", f"The cluster is {row['status']}.", []
-        else:
-            health = adapter.health(conn, spec)
-            health_status, message, checks = health.status, health.message, health.checks
+        report = system.infra.cluster_health(connection, cluster, by=principal.actor)
         return HealthOut(
-            status=health_status,
-            provider_metadata={"status": row["status"], "checks": checks},
+            status=report.health.status,
+            provider_metadata={"status": report.cluster_status, "checks": report.health.checks},
             node_groups=[],
             system_pods=[],
             total_nodes=0,
             ready_nodes=0,
             last_checked_at=iso(system.clock()),
-            message=message,
+            message=report.health.message,
         )
 
     @get(
@@ -1111,14 +1055,11 @@ class ClusterController(Controller):
         cluster: FromPath[str],
     ) -> KubeconfigOut:
         """A kubeconfig for the cluster (409 for a provider without one)."""
-        adapter, conn, spec = _cluster_target(
-            system, principal, connection, cluster, running_to="get the kubeconfig of"
-        )
-        text = adapter.kubeconfig(conn, spec)
+        kubeconfig = system.infra.kubeconfig(connection, cluster, by=principal.actor)
         return KubeconfigOut(
-            kubeconfig=text,
-            cluster_endpoint=spec.outputs.get("clusterEndpoint"),
-            cluster_certificate_authority=spec.outputs.get("clusterCertificateAuthority"),
+            kubeconfig=kubeconfig.text,
+            cluster_endpoint=kubeconfig.endpoint,
+            cluster_certificate_authority=kubeconfig.certificate_authority,
         )
 
     @get(
@@ -1137,15 +1078,8 @@ class ClusterController(Controller):
         ] = "1h",
     ) -> dict[str, list[dict[str, Any]]]:
         """CPU and memory utilization over the period."""
-        window = _period(period)
-        adapter, conn, spec = _cluster_target(system, principal, connection, cluster)
-        end = system.clock()
-        return adapter.metrics(
-            conn,
-            spec,
-            start=end - window,
-            end=end,
-            period_seconds=max(60, int(window.total_seconds() // 60)),
+        return system.infra.cluster_metrics(
+            connection, cluster, window=_period(period), by=principal.actor
         )
 
 

@@ -13,7 +13,6 @@ import msgspec
 from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
 from sailplane.domain.errors import InvalidRequestError, InvalidValueError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, Principal, SystemDep, requires
@@ -38,6 +37,12 @@ from sailplane.http.pagination import (
 from sailplane.http.request_guard import NUL_MESSAGE
 from sailplane.http.routes import delete, get, patch, put
 from sailplane.http.shapes import Shape, iso
+from sailplane.projections import members as members_view
+from sailplane.projections.members import (
+    OrganizationRoleRelation,
+    Relation,
+    TeamMembershipRelation,
+)
 from sailplane.system import System
 
 MemberSortBy = Annotated[
@@ -116,81 +121,56 @@ def parse_filter(text: str | None) -> dict[str, Any]:
     return criteria
 
 
+def _relation(relation: Relation) -> dict[str, Any]:
+    audit = {
+        "createdAt": iso(relation.created_at),
+        "createdBy": relation.created_by,
+        "updatedAt": iso(relation.updated_at),
+        "updatedBy": relation.updated_by,
+    }
+    if isinstance(relation, OrganizationRoleRelation):
+        return {
+            "memberId": relation.member_id,
+            "organizationRoleId": relation.organization_role_id,
+            **audit,
+        }
+    if isinstance(relation, TeamMembershipRelation):
+        return {
+            "id": relation.id,
+            "memberId": relation.member_id,
+            "teamId": relation.team_id,
+            "isAutomatic": False,
+            **audit,
+        }
+    return {"memberTeamId": relation.member_team_id, "teamRoleId": relation.team_role_id, **audit}
+
+
 def member_listing(
     system: System, organization_id: str, rows: list[dict[str, Any]]
 ) -> tuple[list[MemberListItem], MembersIncluded]:
-    member_ids = [r["id"] for r in rows]
-    memberships = system.teams.memberships_of_members(organization_id, member_ids)
-    team_roles: dict[str, dict[str, list[str]]] = {}
-    for m in memberships:
-        team_roles.setdefault(m["member_id"], {})[m["team_id"]] = list(m["role_ids"])
-    user_ids = sorted({r["user_id"] for r in rows})
-    users = system.directory.users_by_id(organization_id, user_ids)
-    emails = system.directory.emails_of_users(user_ids)
-    organization = system.directory.organization(organization_id) or {
-        "id": organization_id,
-        "created_at": None,
-    }
-    role_counts = system.directory.role_member_counts(organization_id)
-    team_role_counts = system.teams.team_role_member_counts(organization_id)
-    teams = system.teams.teams_by_id(organization_id, sorted({m["team_id"] for m in memberships}))
-    org_role_ids = sorted({role for r in rows for role in r["role_ids"]})
-    team_role_ids = sorted({role for m in memberships for role in m["role_ids"]})
-    relations: list[dict[str, Any]] = []
-    for r in rows:
-        for role in r["role_ids"]:
-            relations.append(
-                {
-                    "memberId": r["id"],
-                    "organizationRoleId": role,
-                    "createdAt": iso(r["created_at"]),
-                    "createdBy": r["created_by"],
-                    "updatedAt": iso(r["updated_at"]),
-                    "updatedBy": r["updated_by"],
-                }
-            )
-    for m in memberships:
-        audit = {
-            "createdAt": iso(m["created_at"]),
-            "createdBy": m["created_by"],
-            "updatedAt": iso(m["updated_at"]),
-            "updatedBy": m["updated_by"],
-        }
-        relations.append(
-            {
-                "id": m["membership_id"],
-                "memberId": m["member_id"],
-                "teamId": m["team_id"],
-                "isAutomatic": False,
-                **audit,
-            }
-        )
-        for role in m["role_ids"]:
-            relations.append({"memberTeamId": m["membership_id"], "teamRoleId": role, **audit})
+    listing = members_view.member_listing(system.directory, system.teams, organization_id, rows)
     items = [
         MemberListItem(
             member_id=r["id"],
             user_id=r["user_id"],
             role_ids=list(r["role_ids"]),
-            team_role_ids=team_roles.get(r["id"], {}),
+            team_role_ids=listing.team_role_ids.get(r["id"], {}),
         )
-        for r in rows
+        for r in listing.members
     ]
     included = MembersIncluded(
-        members=[shapes.member(r) for r in rows],
-        users=[user_info(u, emails.get(u["id"], [])) for u in users],
+        members=[shapes.member(r) for r in listing.members],
+        users=[user_info(u, listing.emails.get(u["id"], [])) for u in listing.users],
         roles=[
-            organization_role_shape(r, organization, role_counts)
-            for r in org_role_ids
-            if r in ORGANIZATION_ROLES
+            organization_role_shape(r, listing.organization, listing.role_member_counts)
+            for r in listing.organization_role_ids
         ],
-        teams=[shapes.team_with_count(t) for t in teams],
+        teams=[shapes.team_with_count(t) for t in listing.teams],
         team_roles=[
-            team_role_shape(r, organization, team_role_counts)
-            for r in team_role_ids
-            if r in TEAM_ROLES
+            team_role_shape(r, listing.organization, listing.team_role_member_counts)
+            for r in listing.team_role_ids_held
         ],
-        entity_relations=relations,
+        entity_relations=[_relation(r) for r in listing.relations],
     )
     return items, included
 

@@ -19,7 +19,6 @@ from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.domain.errors import (
-    ConflictError,
     InvalidValueError,
     PermissionDeniedError,
 )
@@ -30,7 +29,6 @@ from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import ItemList
-from sailplane.infra_adapters.notifier import channel_sender, probe_message
 from sailplane.system import System
 
 VIEW, MANAGE = "CanViewNotifications", "CanManageNotifications"
@@ -475,13 +473,9 @@ class NotificationController(Controller):
         """Send a real test message; on success the channel's verifiedAt is set."""
         row = _channel_row(system, principal, channel)
         require_owner(system, principal, **_owner_of(row))
-        outcome = channel_sender(system).send(row, probe_message(row, system.clock()))
-        if not outcome.ok:
-            raise ConflictError(
-                f"The test message could not be delivered: {outcome.message}.",
-                code="channel_test_failed",
-            )
-        system.wait_for_views(system.notifications.verify_channel(channel, by=principal.actor))
+        system.wait_for_views(
+            system.notifications.test_channel(row, sender=system.channel_sender, by=principal.actor)
+        )
 
     # --- rules -----------------------------------------------------------------------------
 

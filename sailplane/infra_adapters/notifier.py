@@ -100,6 +100,10 @@ class ChannelSender:
         self.mailer = mailer
         self.webhooks = webhooks
 
+    def probe(self, channel: dict[str, Any], at: datetime) -> Outcome:
+        """Send the channel its test message."""
+        return self.send(channel, probe_message(channel, at))
+
     def send(self, channel: dict[str, Any], message: Message) -> Outcome:
         if channel["type"] == "webhook":
             url = channel["config"]["url"]
