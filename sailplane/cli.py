@@ -317,7 +317,7 @@ def export_events(settings: Settings, after: int) -> int:
             while True:
                 events, next_position = read_log(event_log, after=position, limit=500)
                 for e in events:
-                    record = {k: jsonable(v) for k, v in vars(e).items() if k != "kafka_topic"}
+                    record = {k: jsonable(v) for k, v in vars(e).items() if k != "context"}
                     print(json.dumps(record, separators=(",", ":")))
                 _bar("export", next_position, head)
                 if next_position == position:

@@ -98,7 +98,7 @@ def sample_run_finished(event: SampleRun.Finished, lookup: Lookup) -> Notable | 
 @pytest.fixture
 def runs(system: System, monkeypatch: pytest.MonkeyPatch) -> Iterator[SampleRuns]:
     """The sample run source, registered as the runs context will register its own."""
-    monkeypatch.setitem(event_log.CONTEXTS, __name__, ("runs", "sailplane.job-runs"))
+    monkeypatch.setitem(event_log.CONTEXTS, __name__, "runs")
     NOTIFICATION_SOURCES.register(SampleRun.Finished, sample_run_finished)
     try:
         yield SampleRuns(system.event_log)

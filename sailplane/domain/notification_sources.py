@@ -29,8 +29,9 @@ when given, else its latest state) or None: use it for what the event itself doe
 carry. The function must not write, send or read the clock. The notifier records the
 first answer for a source event (the notification event's id derives from the source
 event), so a redelivered message never notifies twice. Returning None means "not
-notable". The event's module must have its row in `projections/event_log.CONTEXTS` on a
-topic the notifier consumes (`sailplane.job-runs` or `sailplane.infra`).
+notable". The event's module must have its row in `projections/event_log.CONTEXTS` in a
+context whose topic (`infra_adapters/topics.py`) the notifier consumes (`sailplane.job-runs`
+or `sailplane.infra`).
 """
 
 from __future__ import annotations

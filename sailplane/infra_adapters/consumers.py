@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 from eventsourcing.persistence import StoredEvent, Tracking
 
 from sailplane.domain.errors import ConflictError
+from sailplane.infra_adapters.topics import TOPIC_BY_CONTEXT
 from sailplane.notices import Signal
 from sailplane.projections.event_log import context_of
 from sailplane.storage import EventLog
@@ -77,7 +78,7 @@ class LogEventSource:
         deliveries = []
         for n in notifications:
             context = context_of(n.topic)
-            if context is not None and context[1] in self.kafka_topics:
+            if context is not None and TOPIC_BY_CONTEXT[context] in self.kafka_topics:
                 event = self.event_log.mapper.to_domain_event(
                     StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)
                 )

@@ -27,8 +27,9 @@ from kafka.errors import TopicAlreadyExistsError
 from sailplane.infra_adapters import cloudevents
 from sailplane.infra_adapters.consumers import Delivery
 from sailplane.infra_adapters.scheduler import Leadership
+from sailplane.infra_adapters.topics import KAFKA_TOPICS, TOPIC_BY_CONTEXT
 from sailplane.notices import Signal
-from sailplane.projections.event_log import KAFKA_TOPICS, decode
+from sailplane.projections.event_log import decode
 from sailplane.storage import EventLog
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class KafkaRelay:
             if event is not None:
                 futures.append(
                     producer.send(
-                        event.kafka_topic,
+                        TOPIC_BY_CONTEXT[event.context],
                         key=event.aggregate_id.encode(),
                         value=cloudevents.encode(event),
                         headers=cloudevents.HEADERS,

@@ -24,21 +24,21 @@ log = logging.getLogger(__name__)
 
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a4e-3d5b-4c8e-9a7f-5e2d1c0b9a88")
 
-# Domain module -> (context name used in event types, Kafka topic).
-CONTEXTS: dict[str, tuple[str, str]] = {
-    "sailplane.domain.identity": ("identity", "sailplane.identity"),
-    "sailplane.domain.infra": ("infra", "sailplane.infra"),
-    "sailplane.domain.sessions": ("infra", "sailplane.infra"),
-    "sailplane.domain.workloads": ("workloads", "sailplane.workloads"),
-    "sailplane.domain.jobs": ("workloads", "sailplane.workloads"),
-    "sailplane.domain.runs": ("runs", "sailplane.job-runs"),
-    "sailplane.domain.notifications": ("notifications", "sailplane.notifications"),
-    "sailplane.domain.signin": ("identity", "sailplane.identity"),
-    "sailplane.domain.invitations": ("identity", "sailplane.identity"),
-    "sailplane.domain.policies": ("identity", "sailplane.identity"),
-    "sailplane.domain.sso": ("identity", "sailplane.identity"),
+# Domain module -> the context name used in event types (the Kafka topic of each context
+# is the relay's business: infra_adapters/topics.py).
+CONTEXTS: dict[str, str] = {
+    "sailplane.domain.identity": "identity",
+    "sailplane.domain.infra": "infra",
+    "sailplane.domain.sessions": "infra",
+    "sailplane.domain.workloads": "workloads",
+    "sailplane.domain.jobs": "workloads",
+    "sailplane.domain.runs": "runs",
+    "sailplane.domain.notifications": "notifications",
+    "sailplane.domain.signin": "identity",
+    "sailplane.domain.invitations": "identity",
+    "sailplane.domain.policies": "identity",
+    "sailplane.domain.sso": "identity",
 }
-KAFKA_TOPICS = tuple(topic for _, topic in CONTEXTS.values())
 ENVELOPE_FIELDS = frozenset(
     {
         "originator_id",
@@ -56,7 +56,7 @@ class LoggedEvent:
     position: int
     id: str
     type: str
-    kafka_topic: str
+    context: str
     aggregate_id: str
     aggregate_version: int
     organization_id: str
@@ -112,7 +112,7 @@ def event_id(aggregate_id: str, version: int) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{aggregate_id}/{version}"))
 
 
-def context_of(topic: str) -> tuple[str, str] | None:
+def context_of(topic: str) -> str | None:
     module = topic.partition(":")[0]
     return CONTEXTS.get(module)
 
@@ -137,15 +137,14 @@ def jsonable(value: Any) -> Any:
 
 
 def logged_event(position: int, topic: str, domain_event: Any) -> LoggedEvent | None:
-    context = context_of(topic)
-    if context is None:
+    name = context_of(topic)
+    if name is None:
         return None
-    name, kafka_topic = context
     return LoggedEvent(
         position=position,
         id=event_id(domain_event.originator_id, domain_event.originator_version),
         type=f"sailplane.{name}.{topic.partition(':')[2]}",
-        kafka_topic=kafka_topic,
+        context=name,
         aggregate_id=domain_event.originator_id,
         aggregate_version=domain_event.originator_version,
         organization_id=domain_event.organization_id,
@@ -186,12 +185,12 @@ def undecodable(
         notification.id,
         error,
     )
-    name, kafka_topic = context_of(notification.topic) or ("unknown", "")
+    name = context_of(notification.topic) or "unknown"
     return LoggedEvent(
         position=notification.id,
         id=event_id(str(notification.originator_id), notification.originator_version),
         type=f"sailplane.{name}.{notification.topic.partition(':')[2]}",
-        kafka_topic=kafka_topic,
+        context=name,
         aggregate_id=str(notification.originator_id),
         aggregate_version=notification.originator_version,
         organization_id=str(getattr(envelope, "organization_id", "")),

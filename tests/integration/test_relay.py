@@ -18,8 +18,8 @@ from sailplane.domain.base import Actor
 from sailplane.domain.ids import new_id
 from sailplane.infra_adapters import cloudevents
 from sailplane.infra_adapters.kafka import KafkaRelay, KafkaSettings, ensure_topics, new_topic
+from sailplane.infra_adapters.topics import KAFKA_TOPICS
 from sailplane.notices import advisory_key
-from sailplane.projections.event_log import KAFKA_TOPICS
 from sailplane.storage import MAX_EVENT_BYTES, Database, EventLog
 from tests.services import Broker
 

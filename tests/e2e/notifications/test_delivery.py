@@ -325,7 +325,7 @@ def test_notification_events_and_deliveries_are_published_on_their_topic(
     fail_run(runs, org, team)
     notifier.pump()
     events, _ = read_log(system.event_log, after=0, limit=1000, organization_id=org.id)
-    published = [e for e in events if e.kafka_topic == "sailplane.notifications"]
+    published = [e for e in events if e.context == "notifications"]
     types = [e.type for e in published]
     assert "sailplane.notifications.NotificationEvent.Raised" in types
     assert "sailplane.notifications.NotificationDelivery.Delivered" in types
