@@ -10,9 +10,9 @@ from litestar import Controller
 from litestar.params import FromPath, QueryParameter
 
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, Role
-from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
 from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import RoleDetailIncluded, RoleDetailItem, role_detail
 from sailplane.http.pagination import (
     Described,
@@ -115,9 +115,7 @@ class RoleKind:
     def detail(
         self, system: System, organization_id: str, role_id: str
     ) -> Described[RoleDetailItem, RoleDetailIncluded]:
-        role = self.roles.get(role_id)
-        if role is None:
-            raise NotFoundError.of(self.kind, role_id)
+        role = or_404(self.roles.get(role_id), self.kind, role_id)
         organization = _organization(system, organization_id)
         counts = self.counts(system, organization_id)
         item, included = role_detail(

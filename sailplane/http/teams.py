@@ -234,9 +234,7 @@ class TeamController(Controller):
             team, member, role_ids=data.role_ids if data else None, by=principal.actor
         )
         system.wait_for_views(position)
-        row = system.teams.membership(team, member)
-        if row is None:
-            raise NotFoundError.of("team_member", member)
+        row = or_404(system.teams.membership(team, member), "team_member", member)
         return TeamMembership(
             id=row["membership_id"],
             member_id=row["member_id"],

@@ -84,7 +84,9 @@ def test_organization_roles_list_and_describe(client: httpx.Client, org: Org) ->
     assert [b["id"] for b in detail["included"]["bundles"]] == item["bundleIds"]
     assert detail["included"]["roles"][0]["role"]["id"] == "MEMBER"
     assert client.get("/org/roles/TEAMADMIN").status_code == 404
-    assert client.get("/org/roles/NOSUCH").status_code == 404
+    missing = client.get("/org/roles/NOSUCH")
+    assert missing.status_code == 404
+    assert missing.json() == {"message": "Role NOSUCH was not found.", "code": "role_not_found"}
 
 
 def test_team_roles_list_and_describe(client: httpx.Client) -> None:
@@ -94,7 +96,9 @@ def test_team_roles_list_and_describe(client: httpx.Client) -> None:
     assert "allTeams" not in listed["items"][0]["role"]
     detail = client.get("/org/team-roles/TEAMMEMBER").json()
     assert set(detail["item"]["permissionIds"]) == TEAM_ROLES["TEAMMEMBER"].permissions
-    assert client.get("/org/team-roles/OWNER").status_code == 404
+    missing = client.get("/org/team-roles/OWNER")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "team_role_not_found"
 
 
 def test_a_policy_grants_a_member_an_organization_permission(
