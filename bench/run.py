@@ -64,7 +64,10 @@ def bench_commands(database: Any, n: int) -> dict[str, Any]:
     identity = Identity(event_log)
     founded = identity.found_organization(name="Bench", owner_email="b@example.com", owner_name="B")
     actor = Actor("member", founded.owner_member_id, founded.organization_id)
-    team_ids = [identity.create_team(name=f"bench-{i}", default_role_id=None, by=actor)[0] for i in range(width)]
+    team_ids = [
+        identity.create_team(name=f"bench-{i}", default_role_id=None, by=actor)[0]
+        for i in range(width)
+    ]
     roles = ["TEAMADMIN", "TEAMMEMBER"]
 
     def bare_loop() -> None:
@@ -75,7 +78,9 @@ def bench_commands(database: Any, n: int) -> dict[str, Any]:
 
     def ours_loop() -> None:
         for i in range(n):
-            identity.update_team(team_ids[i % width], name=None, default_role_id=roles[(i // width) % 2], by=actor)
+            identity.update_team(
+                team_ids[i % width], name=None, default_role_id=roles[(i // width) % 2], by=actor
+            )
 
     bare_loop()  # warm both paths (prepared statements, pools)
     ours_loop()
@@ -87,8 +92,11 @@ def bench_commands(database: Any, n: int) -> dict[str, Any]:
     baseline = (results["bare"] + results["bare_again"]) / 2
     event_log.close()
     bare.close()
-    return {"sailplane_saves_per_s": results["sailplane"], "bare_saves_per_s": baseline,
-            "ratio": results["sailplane"] / baseline}
+    return {
+        "sailplane_saves_per_s": results["sailplane"],
+        "bare_saves_per_s": baseline,
+        "ratio": results["sailplane"] / baseline,
+    }
 
 
 # --- 2. projection rebuild -----------------------------------------------------------------
@@ -108,11 +116,15 @@ def bench_rebuild(database: Any, teams: int) -> dict[str, Any]:
 
     event_log = EventLog(database)
     identity = Identity(event_log)
-    founded = identity.found_organization(name="Rebuild", owner_email="r@example.com", owner_name="R")
+    founded = identity.found_organization(
+        name="Rebuild", owner_email="r@example.com", owner_name="R"
+    )
     actor = Actor("member", founded.owner_member_id, founded.organization_id)
     batch = []
     for i in range(teams):
-        team = Team.create(id=new_id(), name=f"team-{i}", default_role_id=None, by=actor, at=identity.clock())
+        team = Team.create(
+            id=new_id(), name=f"team-{i}", default_role_id=None, by=actor, at=identity.clock()
+        )
         for j in range(3):
             team.update(name=f"team-{i}-{j}", default_role_id=None, by=actor, at=identity.clock())
         batch.append(team)
@@ -142,7 +154,9 @@ def bench_rebuild(database: Any, teams: int) -> dict[str, Any]:
         with pool.connection() as conn, conn.transaction(), conn.cursor() as cur, view.batch(cur):
             if TeamsProjection.handles(n.topic):
                 projection.process_event(
-                    event_log.mapper.to_domain_event(StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)),
+                    event_log.mapper.to_domain_event(
+                        StoredEvent(n.originator_id, n.originator_version, n.topic, n.state)
+                    ),
                     Tracking("sailplane", n.id),
                 )
             view.set_position(cur, n.id)
@@ -151,8 +165,12 @@ def bench_rebuild(database: Any, teams: int) -> dict[str, Any]:
         view.drop_tables(cur)
     pool.close()
     event_log.close()
-    return {"events": head, "rebuild_events_per_s": batched, "per_event_tx_events_per_s": per_event,
-            "ratio": batched / per_event}
+    return {
+        "events": head,
+        "rebuild_events_per_s": batched,
+        "per_event_tx_events_per_s": per_event,
+        "ratio": batched / per_event,
+    }
 
 
 # --- 3. read-your-writes ---------------------------------------------------------------------
@@ -169,7 +187,9 @@ def bench_read_your_writes(database: Any, n: int) -> dict[str, Any]:
         org = found_org(system)
         lags = []
         for i in range(n):
-            _, position = system.identity.create_team(name=f"ryw-{i}", default_role_id=None, by=org.owner)
+            _, position = system.identity.create_team(
+                name=f"ryw-{i}", default_role_id=None, by=org.owner
+            )
             saved = time.perf_counter()
             system.wait_for_views(position)
             lags.append((time.perf_counter() - saved) * 1000)
@@ -198,7 +218,9 @@ def bench_read_your_writes(database: Any, n: int) -> dict[str, Any]:
     }
 
 
-def _post_then_get(client: Any, post: Callable[[int], tuple[str, dict]], get: Callable[[dict], str], n: int) -> list[float]:
+def _post_then_get(
+    client: Any, post: Callable[[int], tuple[str, dict]], get: Callable[[dict], str], n: int
+) -> list[float]:
     timings = []
     with client:
         for i in range(n + 20):
@@ -222,7 +244,9 @@ def _bare_app(database: Any) -> Any:
 
     pool = database.pool(name="bare", max_size=10)
     with pool.connection() as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_rows (id text PRIMARY KEY, name text NOT NULL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_rows (id text PRIMARY KEY, name text NOT NULL)"
+        )
 
     class Row(msgspec.Struct):
         id: str
@@ -241,7 +265,9 @@ def _bare_app(database: Any) -> Any:
     @get("/rows/{row_id:str}", sync_to_thread=True)
     def describe(row_id: str) -> Row:
         with pool.connection() as conn:
-            found = conn.execute("SELECT id, name FROM bench_rows WHERE id = %s", (row_id,)).fetchone()
+            found = conn.execute(
+                "SELECT id, name FROM bench_rows WHERE id = %s", (row_id,)
+            ).fetchone()
         return Row(id=found["id"], name=found["name"])
 
     return Litestar([create, describe], signature_namespace={"NewRow": NewRow, "Row": Row})
@@ -259,10 +285,16 @@ def bench_describe_throughput(database: Any, seconds: float) -> dict[str, Any]:
 
     with running_system(database) as system:
         org = found_org(system)
-        team_id, position = system.identity.create_team(name="throughput", default_role_id=None, by=org.owner)
+        team_id, position = system.identity.create_team(
+            name="throughput", default_role_id=None, by=org.owner
+        )
         system.wait_for_views(position)
         with services.api_server(create_app(system)) as base:
-            ours = _load(base + f"/api/v1/org/teams/{team_id}", {"Authorization": f"Bearer {org.token}"}, seconds)
+            ours = _load(
+                base + f"/api/v1/org/teams/{team_id}",
+                {"Authorization": f"Bearer {org.token}"},
+                seconds,
+            )
         with services.api_server(_bare_app(database)) as base:
             row = httpx.post(base + "/rows", json={"name": "throughput"}).json()
             bare = _load(base + f"/rows/{row['id']}", {}, seconds)
@@ -296,7 +328,10 @@ def _load_worker(url: str, headers: dict[str, str], seconds: float, threads: int
 
 def _load(url: str, headers: dict[str, str], seconds: float) -> float:
     queue: Any = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_load_worker, args=(url, headers, seconds, 8, queue)) for _ in range(2)]
+    procs = [
+        multiprocessing.Process(target=_load_worker, args=(url, headers, seconds, 8, queue))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     total = sum(queue.get() for _ in procs)
@@ -316,7 +351,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller workloads, for a smoke run")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    }
     with services.postgres_server() as server:
         runs: list[tuple[str, Callable[[Any], dict[str, Any]]]] = [
             ("commands", lambda db: bench_commands(db, int(2000 * scale))),
@@ -334,17 +371,51 @@ def main() -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    c, r, w, t = results["commands"], results["rebuild"], results["read_your_writes"], results["describe_throughput"]
+    c, r, w, t = (
+        results["commands"],
+        results["rebuild"],
+        results["read_your_writes"],
+        results["describe_throughput"],
+    )
     rows = [
-        ("command saves/s (load, change, save)", f"{c['sailplane_saves_per_s']:.0f}", f"bare eventsourcing {c['bare_saves_per_s']:.0f}", f"{c['ratio']:.2f}"),
-        (f"view rebuild events/s ({r['events']} events)", f"{r['rebuild_events_per_s']:.0f}", f"one tx per event {r['per_event_tx_events_per_s']:.0f}", f"{r['ratio']:.1f}"),
-        ("save -> view visible, p50 / p99 ms", f"{w['view_lag_p50_ms']:.2f} / {w['view_lag_p99_ms']:.2f}", "", ""),
-        ("POST then GET over HTTP, p50 / p99 ms", f"{w['post_get_p50_ms']:.2f} / {w['post_get_p99_ms']:.2f}", f"bare Litestar {w['bare_post_get_p50_ms']:.2f} / {w['bare_post_get_p99_ms']:.2f}", f"{w['ratio_p50']:.2f}"),
-        ("GET describe requests/s", f"{t['sailplane_rps']:.0f}", f"bare Litestar {t['bare_rps']:.0f}", f"{t['ratio']:.2f}"),
+        (
+            "command saves/s (load, change, save)",
+            f"{c['sailplane_saves_per_s']:.0f}",
+            f"bare eventsourcing {c['bare_saves_per_s']:.0f}",
+            f"{c['ratio']:.2f}",
+        ),
+        (
+            f"view rebuild events/s ({r['events']} events)",
+            f"{r['rebuild_events_per_s']:.0f}",
+            f"one tx per event {r['per_event_tx_events_per_s']:.0f}",
+            f"{r['ratio']:.1f}",
+        ),
+        (
+            "save -> view visible, p50 / p99 ms",
+            f"{w['view_lag_p50_ms']:.2f} / {w['view_lag_p99_ms']:.2f}",
+            "",
+            "",
+        ),
+        (
+            "POST then GET over HTTP, p50 / p99 ms",
+            f"{w['post_get_p50_ms']:.2f} / {w['post_get_p99_ms']:.2f}",
+            f"bare Litestar {w['bare_post_get_p50_ms']:.2f} / {w['bare_post_get_p99_ms']:.2f}",
+            f"{w['ratio_p50']:.2f}",
+        ),
+        (
+            "GET describe requests/s",
+            f"{t['sailplane_rps']:.0f}",
+            f"bare Litestar {t['bare_rps']:.0f}",
+            f"{t['ratio']:.2f}",
+        ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in [("benchmark", "Sailplane", "baseline (same run)", "ratio"), *rows]:
-        print("  ".join(cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row)))
+        print(
+            "  ".join(
+                cell.ljust(widths[i]) if i < len(widths) else cell for i, cell in enumerate(row)
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,10 @@ def main() -> int:
         host.start(system.worker("dispatcher"), stop)
         try:
             job = versions.add(
-                ORG, JobVersionSnapshot(job_id="BENCHJOB01", version=1, cluster_id="L", sql_source="SELECT 1")
+                ORG,
+                JobVersionSnapshot(
+                    job_id="BENCHJOB01", version=1, cluster_id="L", sql_source="SELECT 1"
+                ),
             )
 
             def row(run_id: str) -> dict[str, Any] | None:
@@ -81,7 +84,9 @@ def main() -> int:
                 done = wait_until(
                     lambda r=run_id: (x := row(r)) and x["status"] == "completed" and x, timeout=120
                 )
-                latencies.append((done["runner_started_at"] - done["created_at"]).total_seconds() * 1000)
+                latencies.append(
+                    (done["runner_started_at"] - done["created_at"]).total_seconds() * 1000
+                )
             results["latency"] = {
                 "runs": args.latency,
                 "ready_to_running_p50_ms": percentile(latencies, 0.5),
@@ -92,11 +97,13 @@ def main() -> int:
             start = time.perf_counter()
             ids = [system.runs.create_run(job.job_id, by=member)[0] for _ in range(args.runs)]
             wait_until(
-                lambda: system.job_runs.fetch_one(
-                    "SELECT count(*) AS n FROM {job_runs} WHERE id = ANY(%s) AND status = 'completed'",
-                    (ids,),
-                )["n"]
-                == len(ids),
+                lambda: (
+                    system.job_runs.fetch_one(
+                        "SELECT count(*) AS n FROM {job_runs} WHERE id = ANY(%s) AND status = 'completed'",
+                        (ids,),
+                    )["n"]
+                    == len(ids)
+                ),
                 timeout=3600,
                 what="every run completed",
             )
@@ -142,7 +149,9 @@ def main() -> int:
     }
     (ROOT / "bench" / "runs-results.json").write_text(json.dumps(results, indent=2))
     lat, thr = results["latency"], results["throughput"]
-    print(f"ready -> running p50 / p99: {lat['ready_to_running_p50_ms']:.0f} / {lat['ready_to_running_p99_ms']:.0f} ms")
+    print(
+        f"ready -> running p50 / p99: {lat['ready_to_running_p50_ms']:.0f} / {lat['ready_to_running_p99_ms']:.0f} ms"
+    )
     print(
         f"{thr['runs']} runs created -> completed: {thr['sailplane_s']:.1f} s "
         f"(straight to Sail, same processes: {thr['straight_processes_s']:.1f} s, ratio "
