@@ -194,6 +194,21 @@ def test_a_job_config_nested_500_deep_is_400(client: httpx.Client, org: Org) -> 
     _error(response, 400, "too_deep")
 
 
+@pytest.mark.parametrize("version", [2**31, 2242114320703, 2**63 - 1])
+def test_a_job_version_beyond_any_integer_column_is_not_found(
+    client: httpx.Client, system: System, org: Org, version: int
+) -> None:
+    # Found by the stateful fuzzer: the run create cast the version to a 4-byte integer.
+    from tests.e2e.jobs.conftest import create_job
+
+    team = client.post("/org/teams", json={"name": f"big version {version}"}).json()["team"]
+    job = create_job(client, local_cluster_id(system, org.id), team["id"])
+    job_id = job["job"]["id"] if "job" in job else job["id"]
+    created = client.post(f"/workloads/jobs/{job_id}/runs", json={"jobVersion": version})
+    _error(created, 422, "job_version_not_found")
+    _error(client.post("/workloads/jobs/NOSUCHJOB0/runs", json={"jobVersion": version}), 404)
+
+
 @pytest.mark.parametrize(
     "content_type",
     [
