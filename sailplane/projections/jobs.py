@@ -126,9 +126,10 @@ class JobsView(SharedView):
             "SELECT v.*, j.job_key, ARRAY(SELECT g.team_id FROM {job_teams} g "
             "WHERE g.job_id = j.id ORDER BY g.created_at, g.team_id) AS team_ids "
             "FROM {jobs} j JOIN {job_versions} v ON v.job_id = j.id "
-            "AND v.version = COALESCE(%s::bigint, j.current_version) "
+            # numeric: a client may ask for any version number, even past 2^63 (no match).
+            "AND v.version = COALESCE(%s::numeric, j.current_version) "
             "WHERE j.organization_id = %s AND j.id = %s "
-            "AND (%s::bigint IS NULL OR v.status = 'published')",
+            "AND (%s::numeric IS NULL OR v.status = 'published')",
             (version, organization_id, job_id, version),
         )
 
