@@ -41,7 +41,7 @@ from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
-from sailplane.infra_adapters.mail import Mailer, SmtpMailer
+from sailplane.infra_adapters.mail import Email, Mailer, SmtpMailer
 from sailplane.infra_adapters.notifier import Notifier, channel_sender
 from sailplane.infra_adapters.oidc import OidcClient
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
@@ -195,7 +195,12 @@ class System:
         self.secret_box = secret_box or FernetSecretBox.generate()
 
         self.directory = DirectoryView(self.pool)
-        self.identity = Identity(self.event_log, clock=clock, lookup=self.directory)
+        # Email (verification links, invitations, notifications), through SMTP when it is
+        # configured; without it every email is recorded as `not_configured`.
+        self.email = Email(mailer)
+        self.identity = Identity(
+            self.event_log, clock=clock, lookup=self.directory, mail=self.email
+        )
         # Responses to replay are kept sealed outside the log (they can hold secrets).
         self.replay_bodies = SealedReplayBodies(self.pool, self.secret_box)
         self.requests = Requests(self.event_log, replay_bodies=self.replay_bodies, clock=clock)
@@ -277,9 +282,8 @@ class System:
         self.identity_providers = IdentityProviders(
             self.event_log, clock=clock, secret_box=self.secret_box, oidc=oidc
         )
-        # Email (verification links, invitations) when SMTP is configured; the public URL
-        # that links and the single sign-on callback use (else the request's own base URL).
-        self.mailer = mailer
+        # The public URL that links and the single sign-on callback use (else the request's
+        # own base URL).
         self.public_url = public_url
 
         # The scheduler: where each job's schedule stands, and its settings.

@@ -165,12 +165,12 @@ def smtp(system: System) -> Iterator[Mailbox]:
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
-    previous = system.mailer
-    system.mailer = SmtpMailer("127.0.0.1", controller.port, "sailplane@example.com")
+    previous = system.email.mailer
+    system.email.mailer = SmtpMailer("127.0.0.1", controller.port, "sailplane@example.com")
     try:
         yield mailbox
     finally:
-        system.mailer = previous
+        system.email.mailer = previous
         controller.stop()
 
 

@@ -26,7 +26,7 @@ from sailplane.commands.credentials import (
     temporary_password,
     verify_password,
 )
-from sailplane.commands.ports import EmailOutcome
+from sailplane.commands.ports import EmailOutcome, Mail
 from sailplane.domain.access import MEMBER, OWNER
 from sailplane.domain.base import Actor, SailplaneAggregate
 from sailplane.domain.errors import (
@@ -114,9 +114,17 @@ class AcceptedInvitation:
 
 class Identity(SailplaneApplication):
     def __init__(
-        self, log: EventLog, *, clock: Clock = utc_now, lookup: Lookup | None = None
+        self,
+        log: EventLog,
+        *,
+        clock: Clock = utc_now,
+        lookup: Lookup | None = None,
+        mail: Mail | None = None,
     ) -> None:
-        self.lookup = lookup  # the directory view (the System passes it; writers alone need none)
+        # The directory view and the mail port (the System passes both; a writer that
+        # neither touches memberships nor sends email needs neither).
+        self.lookup = lookup
+        self.mail = mail
         super().__init__(log, clock=clock)
 
     def _views(self) -> Lookup:
@@ -561,11 +569,14 @@ class Identity(SailplaneApplication):
         user.add_email(cleaned, hash_token(token), at + EMAIL_VERIFICATION_TTL, by=by, at=at)
         return cleaned, token, self._commit(user)
 
-    def record_verification_email(
-        self, user_id: str, email: str, outcome: EmailOutcome, *, by: Actor
-    ) -> int:
-        """Record what became of the email carrying an address's verification link."""
+    def send_verification_email(self, user_id: str, email: str, link: str, *, by: Actor) -> int:
+        """Send an address its verification link and record what became of the email."""
         user, _ = self.user_in_organization(user_id, by)
+        outcome = self._send(
+            email,
+            "Verify your email address for Sailplane",
+            f"Open this link to verify {email}:\n\n{link}\n\nThe link works for 24 hours.",
+        )
         user.record_verification_email(
             email, outcome.status, outcome.message, by=by, at=self.clock()
         )
@@ -640,15 +651,32 @@ class Identity(SailplaneApplication):
         )
         return invitation_id, token, self._commit(invitation)
 
-    def record_invitation_email(
-        self, invitation_id: str, outcome: EmailOutcome, *, by: Actor
+    def send_invitation_email(
+        self,
+        invitation_id: str,
+        *,
+        organization_name: str,
+        invite_url: str,
+        expires_at: str,
+        by: Actor,
     ) -> int:
-        """Record what became of the invitation's email."""
+        """Send the invitation to its email address and record what became of the email."""
         invitation = self._find(Invitation, invitation_id)
         if invitation is None or invitation.organization_id != by.organization_id:
             raise NotFoundError.of("invitation", invitation_id)
+        outcome = self._send(
+            invitation.email,
+            f"You are invited to {organization_name} on Sailplane",
+            f"Open this invitation to join {organization_name}:\n\n{invite_url}\n\n"
+            f"Accept it with POST {invite_url}/accept before {expires_at}.",
+        )
         invitation.record_email(outcome.status, outcome.message, by=by, at=self.clock())
         return self._commit(invitation)
+
+    def _send(self, to: str, subject: str, body: str) -> EmailOutcome:
+        if self.mail is None:
+            raise TypeError("this Identity was built without a mail port")
+        return self.mail.send(to, subject, body)
 
     def invitation_for(self, token: str) -> Invitation:
         """The invitation a token opens (404 for unknown or expired tokens, 409 once used)."""

@@ -9,7 +9,7 @@ adapters and passes them to the use cases' constructors. The commands never impo
 - IdentityProviderClient: an OpenID Connect relying party (discovery, registration, sign-in).
 - WebhookTargets: which webhook URLs Sailplane may call.
 - ChannelProbe: sends a notification channel its test message.
-- EmailOutcome: what became of an email the server meant to send.
+- Mail: sends one email and says what became of it (EmailOutcome).
 
 ## Provider
 The provider port: what Sailplane asks of a place clusters run (`local`, `aws`, `kubernetes`).
@@ -371,3 +371,10 @@ class EmailOutcome:
 
     status: str  # sent, failed or not_configured
     message: str | None = None
+
+
+class Mail(Protocol):
+    """Sends one plain-text email now and says what became of it (never raises for a
+    refused or unconfigured server: that is an outcome to record)."""
+
+    def send(self, to: str, subject: str, body: str) -> EmailOutcome: ...

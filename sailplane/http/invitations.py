@@ -16,7 +16,6 @@ from sailplane.http.authentication import PUBLIC, public_base
 from sailplane.http.identity_shapes import InviteOut, OrganizationOut, invite, organization, user
 from sailplane.http.routes import get, post
 from sailplane.http.shapes import Shape
-from sailplane.infra_adapters.mail import send_email
 from sailplane.system import System
 
 
@@ -101,16 +100,15 @@ class InvitationController(Controller):
         out = _invite(system, request, invitation_id, token)
         if not data.send_email:
             return out
-        outcome = send_email(
-            system.mailer,
-            out.email,
-            f"You are invited to {out.organization.name} on Sailplane",
-            f"Open this invitation to join {out.organization.name}:\n\n{out.invite_url}\n\n"
-            f"Accept it with POST {out.invite_url}/accept before {out.expires_at}.",
-        )
         # Recorded and shown (here and when the invitation is described), never dropped.
         system.wait_for_views(
-            system.identity.record_invitation_email(invitation_id, outcome, by=principal.actor)
+            system.identity.send_invitation_email(
+                invitation_id,
+                organization_name=out.organization.name,
+                invite_url=out.invite_url,
+                expires_at=out.expires_at,
+                by=principal.actor,
+            )
         )
         return _invite(system, request, invitation_id, token)
 

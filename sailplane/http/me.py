@@ -24,7 +24,6 @@ from sailplane.http.identity_shapes import (
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.infra_adapters.mail import send_email
 from sailplane.system import System
 
 OWN = [requires("CanUseOwnAccount")]
@@ -150,15 +149,9 @@ class MeController(Controller):
         email, token, position = system.identity.add_email(user_id, data.email, by=principal.actor)
         system.wait_for_views(position)
         link = f"{public_base(system, request)}/api/v1/auth/verify-email?token={token}"
-        outcome = send_email(
-            system.mailer,
-            email,
-            "Verify your email address for Sailplane",
-            f"Open this link to verify {email}:\n\n{link}\n\nThe link works for 24 hours.",
-        )
         # Recorded and shown with the address (`verificationEmailStatus`), never dropped.
         system.wait_for_views(
-            system.identity.record_verification_email(user_id, email, outcome, by=principal.actor)
+            system.identity.send_verification_email(user_id, email, link, by=principal.actor)
         )
         row = next(
             r for r in system.directory.emails_of_users([user_id])[user_id] if r["email"] == email

@@ -25,15 +25,22 @@ EMAIL_NOT_CONFIGURED = "not_configured"
 NOT_CONFIGURED = "email is not configured on this server (SAILPLANE_SMTP_HOST)"
 
 
-def send_email(mailer: Mailer | None, to: str, subject: str, body: str) -> EmailOutcome:
-    """Send one message if email is configured, and say what happened."""
-    if mailer is None:
-        return EmailOutcome(EMAIL_NOT_CONFIGURED, NOT_CONFIGURED)
-    if not mailer.send(to, subject, body):
-        return EmailOutcome(
-            EMAIL_FAILED, f"the SMTP server did not accept the message to {to} (see the server log)"
-        )
-    return EmailOutcome(EMAIL_SENT)
+class Email:
+    """The mail port (`commands.ports.Mail`): sends through the SMTP server when one is
+    configured, and says what happened either way."""
+
+    def __init__(self, mailer: Mailer | None) -> None:
+        self.mailer = mailer  # None: email is not configured (tests point it elsewhere)
+
+    def send(self, to: str, subject: str, body: str) -> EmailOutcome:
+        if self.mailer is None:
+            return EmailOutcome(EMAIL_NOT_CONFIGURED, NOT_CONFIGURED)
+        if not self.mailer.send(to, subject, body):
+            return EmailOutcome(
+                EMAIL_FAILED,
+                f"the SMTP server did not accept the message to {to} (see the server log)",
+            )
+        return EmailOutcome(EMAIL_SENT)
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sailplane.commands.notifications import Notifications, PlannedDelivery
+from sailplane.commands.ports import Mail
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError
 from sailplane.domain.ids import derived_id
 from sailplane.domain.notification_sources import NOTIFICATION_SOURCES, Notable, NotificationSources
 from sailplane.domain.notifications import DigestSchedule, NotificationDelivery
 from sailplane.infra_adapters.consumers import Consumer, Delivery
-from sailplane.infra_adapters.mail import NOT_CONFIGURED, Mailer
+from sailplane.infra_adapters.mail import EMAIL_NOT_CONFIGURED, EMAIL_SENT
 from sailplane.infra_adapters.webhooks import Backoff, Outcome, WebhookSender
 from sailplane.projections.event_log import event_id, jsonable
 from sailplane.projections.notifications import NotificationsView
@@ -92,12 +93,12 @@ class ChannelSender:
         self,
         view: NotificationsView,
         notifications: Notifications,
-        mailer: Callable[[], Mailer | None],
+        mail: Mail,
         webhooks: WebhookSender,
     ) -> None:
         self.view = view
         self.notifications = notifications
-        self.mailer = mailer
+        self.mail = mail
         self.webhooks = webhooks
 
     def probe(self, channel: dict[str, Any], at: datetime) -> Outcome:
@@ -123,10 +124,13 @@ class ChannelSender:
         return self._email(channel["config"]["addresses"], message)
 
     def _email(self, addresses: list[str], message: Message) -> Outcome:
-        mailer = self.mailer()
-        if mailer is None:
-            return Outcome(False, NOT_CONFIGURED, retryable=False)
-        refused = [a for a in addresses if not mailer.send(a, message.subject, message.text)]
+        refused = []
+        for address in addresses:
+            outcome = self.mail.send(address, message.subject, message.text)
+            if outcome.status == EMAIL_NOT_CONFIGURED:
+                return Outcome(False, outcome.message, retryable=False)
+            if outcome.status != EMAIL_SENT:
+                refused.append(address)
         if refused:
             return Outcome(False, f"the SMTP server did not accept mail to {', '.join(refused)}")
         return Outcome(True)
@@ -136,7 +140,7 @@ def channel_sender(system: System, webhooks: WebhookSender | None = None) -> Cha
     return ChannelSender(
         system.notifications_view,
         system.notifications,
-        lambda: system.mailer,
+        system.email,
         webhooks or WebhookSender(),
     )
 

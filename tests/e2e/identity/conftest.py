@@ -83,10 +83,10 @@ def smtp(system: System) -> Iterator[Mailbox]:
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
-    previous = system.mailer
-    system.mailer = SmtpMailer("127.0.0.1", port, "sailplane@example.com")
+    previous = system.email.mailer
+    system.email.mailer = SmtpMailer("127.0.0.1", port, "sailplane@example.com")
     try:
         yield mailbox
     finally:
-        system.mailer = previous
+        system.email.mailer = previous
         controller.stop()

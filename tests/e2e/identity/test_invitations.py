@@ -257,17 +257,17 @@ def test_an_invitation_email_that_fails_or_cannot_be_sent_is_recorded_and_shown(
     assert len(smtp.messages) == 1
     assert invite(send_email=False)["emailStatus"] == "not_requested"
 
-    working = system.mailer
+    working = system.email.mailer
     try:
-        system.mailer = None
+        system.email.mailer = None
         unconfigured = invite()
         assert unconfigured["emailStatus"] == "not_configured"
         assert "SAILPLANE_SMTP_HOST" in unconfigured["emailMessage"]
         # Nothing listens on this port: the SMTP connection is refused.
-        system.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+        system.email.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
         failed = invite()
     finally:
-        system.mailer = working
+        system.email.mailer = working
     assert failed["emailStatus"] == "failed"
     assert failed["email"] in failed["emailMessage"]
     assert described(failed["invitationToken"])["emailStatus"] == "failed"

@@ -140,20 +140,20 @@ def test_a_verification_email_that_fails_or_cannot_be_sent_is_recorded_and_shown
 
     who = person(system, org)
     sent, unconfigured, failed = (f"{k}-{uuid.uuid4().hex[:6]}@example.com" for k in "suf")
-    working = system.mailer
+    working = system.email.mailer
     with signed_in_client(api, who) as me:
         assert me.post("/me/emails", json={"email": sent}).json()["verificationEmailStatus"] == (
             "sent"
         )
         try:
-            system.mailer = None
+            system.email.mailer = None
             added = me.post("/me/emails", json={"email": unconfigured}).json()
             assert added["verificationEmailStatus"] == "not_configured"
             assert "SAILPLANE_SMTP_HOST" in added["verificationEmailMessage"]
-            system.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+            system.email.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
             added = me.post("/me/emails", json={"email": failed}).json()
         finally:
-            system.mailer = working
+            system.email.mailer = working
         assert added["verificationEmailStatus"] == "failed"
         listed = {e["email"]: e for e in me.get("/me/emails").json()["items"]}
     assert listed[sent]["verificationEmailStatus"] == "sent"
