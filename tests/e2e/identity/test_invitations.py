@@ -264,7 +264,9 @@ def test_an_invitation_email_that_fails_or_cannot_be_sent_is_recorded_and_shown(
         assert unconfigured["emailStatus"] == "not_configured"
         assert "SAILPLANE_SMTP_HOST" in unconfigured["emailMessage"]
         # Nothing listens on this port: the SMTP connection is refused.
-        system.email.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+        system.email.mailer = SmtpMailer(
+            "127.0.0.1", free_port(), "sailplane@example.com", timeout=5
+        )
         failed = invite()
     finally:
         system.email.mailer = working

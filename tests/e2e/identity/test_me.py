@@ -150,7 +150,9 @@ def test_a_verification_email_that_fails_or_cannot_be_sent_is_recorded_and_shown
             added = me.post("/me/emails", json={"email": unconfigured}).json()
             assert added["verificationEmailStatus"] == "not_configured"
             assert "SAILPLANE_SMTP_HOST" in added["verificationEmailMessage"]
-            system.email.mailer = SmtpMailer("127.0.0.1", free_port(), "sailplane@example.com", timeout=5)
+            system.email.mailer = SmtpMailer(
+                "127.0.0.1", free_port(), "sailplane@example.com", timeout=5
+            )
             added = me.post("/me/emails", json={"email": failed}).json()
         finally:
             system.email.mailer = working
