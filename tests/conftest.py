@@ -146,14 +146,33 @@ def member_client(api: str, system: System, org: Org) -> Iterator[httpx.Client]:
         yield c
 
 
+@contextlib.contextmanager
+def enterable_tmpdir(prefix: str = "sailplane-test-") -> Iterator[Path]:
+    """A fresh directory outside pytest's temporary root, which other users may enter.
+
+    The embedded PostgreSQL and the runs' work run as users of their own, and pytest makes
+    its root (`/tmp/pytest-of-<user>`) private again whenever any pytest session starts on
+    the machine: a data directory or a gate below `tmp_path` could be cut off mid-test."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
-def gate() -> Iterator[Path]:
+def open_tmp_path() -> Iterator[Path]:
+    """`tmp_path` for what other users must reach: a served data directory, a run's files."""
+    with enterable_tmpdir() as folder:
+        yield folder
+
+
+@pytest.fixture
+def gate(open_tmp_path: Path) -> Path:
     """A file the test creates to let a run's work go on (`runs_support.until_opened`), in a
     directory the work can see: it runs as another user, which cannot enter `tmp_path`."""
-    folder = Path(tempfile.mkdtemp(prefix="sailplane-gate-"))
-    folder.chmod(0o755)
-    yield folder / "gate"
-    shutil.rmtree(folder, ignore_errors=True)
+    return open_tmp_path / "gate"
 
 
 @pytest.fixture(scope="session")

@@ -106,9 +106,9 @@ def _all_team_names(client: httpx.Client) -> list[str]:
 
 
 def test_kill_9_mid_write_three_times_loses_nothing_and_leaves_nothing_running(
-    tmp_path: Path,
+    open_tmp_path: Path,
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = open_tmp_path / "data"
     acknowledged: set[str] = set()
     unanswered: set[str] = set()
     sail_pids: set[int] = set()

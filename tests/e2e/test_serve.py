@@ -76,8 +76,8 @@ def _postgres_running_in(data_dir: Path) -> bool:
     return False
 
 
-def test_serve_keeps_data_across_restarts_and_stops_its_database(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_serve_keeps_data_across_restarts_and_stops_its_database(open_tmp_path: Path) -> None:
+    data_dir = open_tmp_path / "data"
     with serving(data_dir) as client:
         created = client.post("/org/teams", json={"name": "Survives restarts"})
         assert created.status_code == 201

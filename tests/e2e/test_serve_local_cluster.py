@@ -21,8 +21,8 @@ def _sail_servers_on(port: int) -> list[int]:
     return found
 
 
-def test_first_start_has_an_active_local_cluster_that_runs_sessions(tmp_path: Path) -> None:
-    with serving(tmp_path / "data") as client:
+def test_first_start_has_an_active_local_cluster_that_runs_sessions(open_tmp_path: Path) -> None:
+    with serving(open_tmp_path / "data") as client:
         clusters = client.get("/me/clusters").json()
         (cluster,) = clusters["included"]["clusters"]
         assert (cluster["name"], cluster["externalStatus"]) == ("local", "active")

@@ -50,7 +50,7 @@ def script(found: list[tuple[str, str]]) -> str:
 
 
 @pytest.mark.timeout(900)
-def test_every_command_of_the_tutorial_works(tmp_path: Path) -> None:
+def test_every_command_of_the_tutorial_works(open_tmp_path: Path) -> None:
     found = blocks()
     [server_command] = [code for kind, code in found if kind == "server"]
     api_port, hook_port = free_port(), free_port()
@@ -59,7 +59,7 @@ def test_every_command_of_the_tutorial_works(tmp_path: Path) -> None:
         return text.replace("8000", str(api_port)).replace("9000", str(hook_port))
 
     # `sailplane` and `python3` as this test's interpreter has them (a venv or the user site).
-    bin_dir = tmp_path / "bin"
+    bin_dir = open_tmp_path / "bin"
     bin_dir.mkdir()
     for name, command in (("sailplane", "-m sailplane.cli "), ("python3", "")):
         (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" {command}"$@"\n')
@@ -72,12 +72,12 @@ def test_every_command_of_the_tutorial_works(tmp_path: Path) -> None:
     }
     env |= {
         "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-        "SAILPLANE_CONFIG": str(tmp_path / "profiles.json"),
-        "HOME": str(tmp_path),
+        "SAILPLANE_CONFIG": str(open_tmp_path / "profiles.json"),
+        "HOME": str(open_tmp_path),
     }
-    work = tmp_path / "work"
+    work = open_tmp_path / "work"
     work.mkdir()
-    server_log = tmp_path / "server.log"
+    server_log = open_tmp_path / "server.log"
     with server_log.open("wb") as out:
         server = subprocess.Popen(
             ["bash", "-c", ported(server_command)],
@@ -115,7 +115,7 @@ def test_every_command_of_the_tutorial_works(tmp_path: Path) -> None:
     notified = (work / "notifications.log").read_text().split()
     assert notified.count("sailplane.notification.job_run.completed") >= 2
     assert "409 run_finished" in out
-    assert stat_mode(tmp_path / "profiles.json") == 0o600
+    assert stat_mode(open_tmp_path / "profiles.json") == 0o600
 
     logged = server_log.read_text()
     assert f"sailplane login http://127.0.0.1:{api_port} --token sp_" in logged
@@ -124,7 +124,7 @@ def test_every_command_of_the_tutorial_works(tmp_path: Path) -> None:
     assert "missing_token" in hint["message"]
     requests = [line for line in lines if line["logger"] == "sailplane.http"]
     assert requests and all(len(line["request_id"]) == 32 for line in requests)
-    assert {"route", "status", "duration_ms"} <= set(requests[0])
+    assert {"method", "route", "status"} <= set(requests[0])
 
 
 def stat_mode(path: Path) -> int:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.conftest import enterable_tmpdir
 from tests.e2e.test_job_runs import Jobs
 from tests.e2e.test_serve import TOKEN, serving
 from tests.runs_support import until_opened, wait_until
@@ -59,17 +58,13 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    base = Path(tempfile.mkdtemp(prefix="sailplane-isolation-"))
-    base.chmod(0o755)
-    data_dir = base / "data"
-    try:
+    with enterable_tmpdir("sailplane-isolation-") as base:
+        data_dir = base / "data"
         with serving(data_dir, extra_env={CANARY: CANARY_VALUE}) as client:
             (cluster,) = client.get("/me/clusters").json()["included"]["clusters"]
             team = client.post("/org/teams", json={"name": "isolation"})
             assert team.status_code == 201, team.text
             yield Served(base, data_dir, Jobs(client, cluster["id"], team.json()["team"]["id"]))
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _finished(served: Served, job_fields: dict[str, str]) -> tuple[dict, list[str]]:
