@@ -58,10 +58,10 @@ def test_request_counters_and_latency_move_by_route_and_status(
     assert sample(after, counted, **missing) - sample(before, counted, **missing) == 1
     refused = {"method": "GET", "route": "/api/v1/org/teams", "status": "401"}
     assert sample(after, counted, **refused) - sample(before, counted, **refused) == 1
-    timed = {"method": "POST", "route": "/api/v1/org/teams"}
-    histogram = "sailplane_http_request_duration_seconds_count"
-    assert sample(after, histogram, **timed) - sample(before, histogram, **timed) == 3
-    assert sample(after, "sailplane_http_request_duration_seconds_bucket", le="+Inf", **timed) >= 3
+    # The latency histogram observes every request once: its sample count moves with them.
+    creates = {"method": "POST", "route": "/api/v1/org/teams"}
+    observed = "sailplane_http_request_duration_seconds_count"
+    assert sample(after, observed, **creates) - sample(before, observed, **creates) == 3
 
 
 def test_gauges_read_the_views(api: str, client: httpx.Client, org: Org) -> None:
