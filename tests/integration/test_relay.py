@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
+from sailplane.commands.identity import Identity
 from sailplane.domain.base import Actor
 from sailplane.domain.ids import new_id
 from sailplane.infra_adapters import cloudevents
@@ -68,21 +69,28 @@ def _wait(condition, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
-    fresh_db: Database, kafka: Broker
-) -> None:
-    from sailplane.commands.identity import Identity
-
-    event_log = EventLog(fresh_db)
+def _organization_with_teams(
+    database: Database, name: str, teams: int
+) -> tuple[EventLog, Identity, Actor, list[str]]:
+    """A founded organization with `teams` teams: a few hundred events for a relay to publish."""
+    event_log = EventLog(database)
     identity = Identity(event_log)
+    slug = name.lower().replace(" ", "-")
     founded = identity.found_organization(
-        name="Relay Org", owner_email="relay@example.com", owner_name="R"
+        name=name, owner_email=f"{slug}@example.com", owner_name=name[0]
     )
     actor = Actor("member", founded.owner_member_id, founded.organization_id)
     team_ids = [
-        identity.create_team(name=f"relay-{i}", default_role_id=None, by=actor)[0]
-        for i in range(300)
+        identity.create_team(name=f"{slug}-{i}", default_role_id=None, by=actor)[0]
+        for i in range(teams)
     ]
+    return event_log, identity, actor, team_ids
+
+
+def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
+    fresh_db: Database, kafka: Broker
+) -> None:
+    event_log, identity, actor, team_ids = _organization_with_teams(fresh_db, "Relay Org", 300)
     for round_number in range(3):
         for team_id in team_ids:
             identity.update_team(
@@ -107,7 +115,7 @@ def test_relay_killed_part_way_publishes_every_event_in_order_per_aggregate(
     consumer = _reader(kafka, *KAFKA_TOPICS)
     messages = [cloudevents.decode(record.value) for record in consumer]
     consumer.close()
-    ours = [m for m in messages if m.sailplaneorg == founded.organization_id]
+    ours = [m for m in messages if m.sailplaneorg == actor.organization_id]
 
     published = {}
     versions_seen = defaultdict(list)
@@ -176,16 +184,7 @@ def _lock_holder(database: Database, role: str) -> int | None:
 def test_a_relay_that_loses_its_lock_connection_never_moves_the_position_back(
     fresh_db: Database, kafka: Broker
 ) -> None:
-    from sailplane.commands.identity import Identity
-
-    event_log = EventLog(fresh_db)
-    identity = Identity(event_log)
-    founded = identity.found_organization(
-        name="Relay Lock Org", owner_email="lock@example.com", owner_name="L"
-    )
-    actor = Actor("member", founded.owner_member_id, founded.organization_id)
-    for i in range(40):
-        identity.create_team(name=f"lock-{i}", default_role_id=None, by=actor)
+    event_log, _, _, _ = _organization_with_teams(fresh_db, "Relay Lock Org", 40)
     head = event_log.head()
     settings = KafkaSettings(kafka.bootstrap_servers)
     ensure_topics(settings)
@@ -230,15 +229,7 @@ def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
 
     from cloudevents.v1.kafka import KafkaMessage, from_structured
 
-    from sailplane.commands.identity import Identity
-
-    event_log = EventLog(fresh_db)
-    identity = Identity(event_log)
-    founded = identity.found_organization(
-        name="Binding Org", owner_email="binding@example.com", owner_name="B"
-    )
-    actor = Actor("member", founded.owner_member_id, founded.organization_id)
-    team_id, _ = identity.create_team(name="Binding", default_role_id=None, by=actor)
+    event_log, _, actor, [team_id] = _organization_with_teams(fresh_db, "Binding Org", 1)
     settings = KafkaSettings(kafka.bootstrap_servers, retention_ms=-1)
     logging.getLogger("kafka").setLevel(logging.DEBUG)
     ensure_topics(settings)
@@ -262,12 +253,12 @@ def test_messages_follow_the_cloudevents_kafka_binding_in_structured_mode(
     assert dict(record.headers) == {"content-type": b"application/cloudevents+json"}
     event = from_structured(KafkaMessage(dict(record.headers), record.key, record.value))
     assert event["type"] == "sailplane.identity.Team.Created"
-    assert event["sailplaneorg"] == founded.organization_id
-    assert event.get_data() == {"name": "Binding", "defaultRoleId": "TEAMMEMBER"}
+    assert event["sailplaneorg"] == actor.organization_id
+    assert event.get_data() == {"name": "binding-org-0", "defaultRoleId": "TEAMMEMBER"}
     assert all(len(name) <= 20 for name in event.get_attributes())
     # Sailplane's own consumers still rebuild the event from the camelCase data.
     rebuilt = cloudevents.to_domain_event(cloudevents.decode(record.value))
-    assert (rebuilt.name, rebuilt.default_role_id) == ("Binding", "TEAMMEMBER")
+    assert (rebuilt.name, rebuilt.default_role_id) == ("binding-org-0", "TEAMMEMBER")
 
     # The topics were created with the retention setting (the broker accepted it).
     assert new_topic(settings, "sailplane.identity").topic_configs == {"retention.ms": "-1"}
