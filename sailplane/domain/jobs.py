@@ -17,6 +17,7 @@ who published it and which version it was based on.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,12 @@ JOB_STATUSES = ("active", "paused")
 DEPENDS_ON_MAX = 50
 # `config` and `sourceConfig`, each as compact UTF-8 JSON (the whole event has its own limit).
 CONFIG_MAX_BYTES = 1_000_000
+IMAGE_MAX = 512
+COMMAND_MAX = 16_384  # a shell command, or one argument
+COMMAND_ARGS_MAX = 256
+ENV_MAX = 256
+ENV_VALUE_MAX = 32_768
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 
 # The execution configuration a version holds: Python name -> API (camelCase) name.
 VERSION_FIELDS: dict[str, str] = {
@@ -165,9 +172,12 @@ def _config(value: Any) -> dict[str, Any]:
     python = value.get("python")
     if python is not None and not isinstance(python, dict):
         raise InvalidValueError("config.python must be an object.", field="config.python")
-    if sql is not None and python is not None:
+    container = value.get("container")
+    if container is not None:
+        check_container(container)
+    if sum(kind is not None for kind in (sql, python, container)) > 1:
         raise InvalidValueError(
-            "config names one kind of work: sql or python, not both.", field="config"
+            "config names one kind of work: sql, python or container, not two.", field="config"
         )
     lakesail = value.get("lakesail")
     if lakesail is not None:
@@ -182,6 +192,73 @@ def _config(value: Any) -> dict[str, Any]:
                 field="config.lakesail.maxRetries",
             )
     return dict(value)
+
+
+def check_container(value: Any) -> dict[str, Any]:
+    """`config.container`: an `image`, a `command` (an argument list, run as it is, or a
+    string, run by `/bin/sh -c`) and `env` (names to values). Sailplane sets the
+    `SAILPLANE_*` variables itself, so a job cannot."""
+    field = "config.container"
+    if not isinstance(value, dict):
+        raise InvalidValueError(f"{field} must be an object.", field=field)
+    unknown = sorted(set(value) - {"image", "command", "env"})
+    if unknown:
+        raise InvalidValueError(
+            f"{field} takes image, command and env; not {', '.join(unknown)}.", field=field
+        )
+    image = value.get("image")
+    if not isinstance(image, str) or not 0 < len(image) <= IMAGE_MAX or not image.isprintable():
+        raise InvalidValueError(
+            f"{field}.image must be an image reference of 1 to {IMAGE_MAX} characters.",
+            field=f"{field}.image",
+        )
+    command = value.get("command")
+    if isinstance(command, str):
+        if not command.strip() or len(command) > COMMAND_MAX:
+            raise InvalidValueError(
+                f"{field}.command must be a shell command of 1 to {COMMAND_MAX} characters.",
+                field=f"{field}.command",
+            )
+    elif isinstance(command, list):
+        if not command or len(command) > COMMAND_ARGS_MAX:
+            raise InvalidValueError(
+                f"{field}.command must list 1 to {COMMAND_ARGS_MAX} arguments.",
+                field=f"{field}.command",
+            )
+        if not all(isinstance(a, str) and len(a) <= COMMAND_MAX for a in command) or not command[0]:
+            raise InvalidValueError(
+                f"{field}.command must be strings of at most {COMMAND_MAX} characters, "
+                "the first one not empty.",
+                field=f"{field}.command",
+            )
+    else:
+        raise InvalidValueError(
+            f"{field}.command must be a list of arguments or a shell command string.",
+            field=f"{field}.command",
+        )
+    env = value.get("env") or {}
+    if not isinstance(env, dict) or len(env) > ENV_MAX:
+        raise InvalidValueError(
+            f"{field}.env must be an object of at most {ENV_MAX} variables.", field=f"{field}.env"
+        )
+    for name, text in env.items():
+        if not _ENV_NAME.fullmatch(name) or name.upper().startswith("SAILPLANE_"):
+            raise InvalidValueError(
+                f"{field}.env: {name[:64]!r} is not a variable name a job may set "
+                "(letters, digits and '_', not starting with a digit or SAILPLANE_).",
+                field=f"{field}.env",
+            )
+        if not isinstance(text, str) or len(text) > ENV_VALUE_MAX or "\0" in text:
+            raise InvalidValueError(
+                f"{field}.env.{name} must be a string of at most {ENV_VALUE_MAX} characters.",
+                field=f"{field}.env",
+            )
+    return {"image": image, "command": command, "env": dict(env)}
+
+
+def container_argv(command: str | list[str]) -> list[str]:
+    """The argument list a container's `command` runs as: a string through `/bin/sh -c`."""
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
 
 
 def _positive(field: str, minimum: int) -> Any:

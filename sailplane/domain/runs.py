@@ -96,6 +96,7 @@ class JobVersionSnapshot:
     sql_source: str | None = None
     sql_query_id: str | None = None
     python: dict[str, Any] | None = None  # config.python as the version holds it
+    container: dict[str, Any] | None = None  # config.container: image, command, env
     timeout_seconds: int | None = None
     max_retries: int = 0
     concurrency_policy: str = "allow"
@@ -112,7 +113,7 @@ class JobVersionSnapshot:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.sql_source or self.sql_query_id or self.python)
+        return bool(self.sql_source or self.sql_query_id or self.python or self.container)
 
     def to_dict(self) -> dict[str, Any]:
         value = asdict(self)

@@ -1,12 +1,13 @@
-"""A job's `config` as the API documents it: a union tagged by its key, `sql` or `python`.
+"""A job's `config` as the API documents it: a union tagged by its key.
 
     {"sql": {"source": "SELECT 1"}}                        the work is SQL (or a saved query)
     {"python": {"entryPoint": "pkg.mod:main"}}             the work is a Python entry point
+    {"container": {"image": "alpine", "command": [...]}}   the work is a command in an image
     {}                                                     no work set yet (a run fails)
 
 each with the optional `compute` and `lakesail` settings. The request and response fields
 stay JSON objects for the server (the domain checks them, `sailplane.domain.jobs`), and
-`JobConfigSchemaPlugin` documents them as `oneOf` the three variants, so generated clients
+`JobConfigSchemaPlugin` documents them as `oneOf` the four variants, so generated clients
 get one type per kind of work.
 """
 
@@ -43,6 +44,15 @@ class PythonWork(_Config):
     named_parameters: dict[str, str] | UnsetType = UNSET
 
 
+class ContainerWork(_Config):
+    """A command and the image it runs in: `command` is an argument list (run as it is) or
+    a string (run by `/bin/sh -c`); `env` the variables it gets besides Sailplane's own."""
+
+    image: str
+    command: list[str] | str
+    env: dict[str, str] | UnsetType = UNSET
+
+
 class LakesailSettings(_Config):
     execution_mode: str | UnsetType = UNSET
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] | UnsetType = UNSET
@@ -62,14 +72,20 @@ class PythonJobConfig(_Config):
     lakesail: LakesailSettings | UnsetType = UNSET
 
 
+class ContainerJobConfig(_Config):
+    container: ContainerWork
+    compute: dict[str, Any] | UnsetType = UNSET
+    lakesail: LakesailSettings | UnsetType = UNSET
+
+
 class NoWorkJobConfig(_Config):
-    """A configuration that names no work yet: neither `sql` nor `python`."""
+    """A configuration that names no work yet: no `sql`, `python` or `container`."""
 
     compute: dict[str, Any] | UnsetType = UNSET
     lakesail: LakesailSettings | UnsetType = UNSET
 
 
-VARIANTS = (SqlJobConfig, PythonJobConfig, NoWorkJobConfig)
+VARIANTS = (SqlJobConfig, PythonJobConfig, ContainerJobConfig, NoWorkJobConfig)
 
 
 class _Documented:
@@ -88,12 +104,14 @@ class JobConfigSchemaPlugin(OpenAPISchemaPlugin):
             schema_creator.for_field_definition(FieldDefinition.from_annotation(v))
             for v in VARIANTS
         ]
-        # Only a config without `sql` and `python` is one of no work: exactly one variant matches.
+        # Only a config without a kind of work is one of no work: exactly one variant matches.
         no_work = FieldDefinition.from_annotation(NoWorkJobConfig)
         schema_creator.schema_registry.get_schema_for_field_definition(
             no_work
         ).additional_properties = False
         return Schema(
             one_of=variants,
-            description="The job's work, tagged by its key: `sql` or `python` (or none yet).",
+            description=(
+                "The job's work, tagged by its key: `sql`, `python` or `container` (or none yet)."
+            ),
         )

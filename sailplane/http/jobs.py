@@ -276,7 +276,7 @@ def version_shape(version: dict[str, Any]) -> JobVersion:
         version=version["version"],
         based_on_version=version["based_on_version"],
         status=version["status"],
-        job_type="python" if config.get("python") else "sql",
+        job_type=next((kind for kind in ("python", "container") if config.get(kind)), "sql"),
         member_id=version["created_by"],
         created_at=iso(version["created_at"]),
         created_by=version["created_by"],

@@ -39,6 +39,7 @@ from sailplane.commands.base import Clock
 from sailplane.commands.runs import Runs
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError
+from sailplane.domain.jobs import container_argv
 from sailplane.domain.runs import (
     DISPATCHED,
     EXECUTION_FAILED,
@@ -237,6 +238,14 @@ class RunDispatcher(Consumer):
         if spec.sql_query_id:
             text = self.queries.text(organization_id, spec.sql_query_id)
             return Work(sql=text) if text else None
+        if spec.container:
+            return Work(
+                container={
+                    "image": spec.container["image"],
+                    "argv": container_argv(spec.container["command"]),
+                    "env": spec.container.get("env") or {},
+                }
+            )
         return Work(python=spec.python)
 
     def stop_execution(self, run_id: str) -> None:

@@ -379,6 +379,7 @@ class JobVersionsFromView:
             sql_source=sql.get("source") or None,
             sql_query_id=sql.get("queryId") or None,
             python=config.get("python") or None,
+            container=config.get("container") or None,
             timeout_seconds=row.get("timeout_seconds"),
             max_retries=int(lakesail.get("maxRetries") or 0),
             concurrency_policy=row.get("concurrency_policy") or "allow",

@@ -56,13 +56,20 @@ class Jobs:
         self.client, self.cluster, self.team = client, cluster, team
 
     def create(
-        self, *, sql: str | None = None, python: str | None = None, **fields: Any
+        self,
+        *,
+        sql: str | None = None,
+        python: str | None = None,
+        container: dict[str, Any] | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         config: dict[str, Any] = {"lakesail": {"maxRetries": fields.pop("max_retries", 0)}}
         if sql is not None:
             config["sql"] = {"source": sql}
         if python is not None:
             config["python"] = {"source": python}
+        if container is not None:
+            config["container"] = container
         created = self.client.post(
             "/workloads/jobs",
             json={

@@ -11,6 +11,8 @@ import pytest
 
 from sailplane.infra_adapters.executors import (
     FAILED,
+    IMAGE_PULL_FAILED,
+    OUT_OF_MEMORY,
     RUNNING,
     SUBMITTED,
     SUCCEEDED,
@@ -20,6 +22,7 @@ from sailplane.infra_adapters.executors import (
     Work,
 )
 from sailplane.infra_adapters.executors.kubernetes import (
+    DEFAULT_RESOURCES,
     KubernetesExecutor,
     job_manifest,
     job_name,
@@ -52,7 +55,7 @@ def submission(
         attempt=attempt,
         organization_id="ORG0000001",
         job_id="JOB0000001",
-        work=Work(sql="SELECT 1"),
+        work=kw.pop("work", Work(sql="SELECT 1")),  # type: ignore[arg-type]
         target=Target(
             executor="kubernetes",
             spark_remote="sc://sail.runs.svc:50051",
@@ -133,3 +136,92 @@ def test_cancel_deletes_the_job(double: KubernetesDouble, logs: RunLogs) -> None
     assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
     assert executor.status(sub.run_id, 1, sub.target).state == UNKNOWN
     executor.cancel(sub.run_id, 1, sub.target)  # already gone: nothing to do
+
+
+CONTAINER = Work(
+    container={
+        "image": "registry.example.com/etl:2",
+        "argv": ["/bin/sh", "-c", "echo hello"],
+        "env": {"STAGE": "prod"},
+    }
+)
+
+
+def test_a_container_jobs_pod_is_its_image_command_and_env(double: KubernetesDouble) -> None:
+    manifest = job_manifest(submission(double, run_id="RUNK8SCONT", work=CONTAINER))
+    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/etl:2"
+    assert container["command"] == ["/bin/sh", "-c", "echo hello"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"STAGE": "prod", "SAILPLANE_RUN_ID": "RUNK8SCONT", "SAILPLANE_RUN_ATTEMPT": "1"}
+    assert container["resources"] == DEFAULT_RESOURCES
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+    assert labels["sailplane.io/run-id"] == "RUNK8SCONT" and labels["sailplane.io/attempt"] == "1"
+
+
+def _container_ends(double: KubernetesDouble, sub: Submission, state: dict) -> None:
+    name = job_name(sub.run_id, sub.attempt)
+    (pod,) = double.pods_of_job(NS, name)
+    double.set_status(
+        "pods",
+        NS,
+        pod["metadata"]["name"],
+        {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "run",
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "x",
+                    "imageID": "",
+                    "state": state,
+                }
+            ],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("terminated", "message", "cause"),
+    [
+        ({"exitCode": 3, "reason": "Error"}, "Exited with status 3.", None),
+        ({"exitCode": 137, "reason": "OOMKilled"}, "ran out of memory", OUT_OF_MEMORY),
+    ],
+)
+def test_a_failed_container_reports_its_exit_code_and_an_out_of_memory_kill(
+    double: KubernetesDouble, logs: RunLogs, terminated: dict, message: str, cause: str | None
+) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id=f"RUNK8SX{terminated['exitCode']}", work=CONTAINER)
+    executor.submit(sub)
+    _container_ends(double, sub, {"terminated": terminated})
+    double.set_status("jobs", NS, job_name(sub.run_id, 1), {"failed": 1})
+    status = executor.status(sub.run_id, 1, sub.target)
+    assert (status.state, status.exit_code, status.cause) == (FAILED, terminated["exitCode"], cause)
+    assert message in (status.message or "")
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
+def test_an_image_that_cannot_be_pulled_fails_the_attempt_and_removes_its_job(
+    double: KubernetesDouble, logs: RunLogs, reason: str
+) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id=f"RUNK8S{reason.upper()[:4]}", work=CONTAINER)
+    executor.submit(sub)
+    _container_ends(double, sub, {"waiting": {"reason": reason, "message": "manifest unknown"}})
+    double.set_status("jobs", NS, job_name(sub.run_id, 1), {"active": 1})
+    status = executor.status(sub.run_id, 1, sub.target)
+    assert (status.state, status.cause) == (FAILED, IMAGE_PULL_FAILED)
+    assert reason in (status.message or "") and "manifest unknown" in (status.message or "")
+    assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
+
+
+def test_a_succeeded_container_exits_zero(double: KubernetesDouble, logs: RunLogs) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id="RUNK8SZERO", work=CONTAINER)
+    executor.submit(sub)
+    double.set_status("jobs", NS, job_name(sub.run_id, 1), {"succeeded": 1})
+    status = executor.status(sub.run_id, 1, sub.target)
+    assert (status.state, status.exit_code) == (SUCCEEDED, 0)

@@ -40,13 +40,15 @@ class Target:
 
 @dataclass(frozen=True)
 class Work:
-    """The work of one attempt: SQL text, or a Python entry point (`config.python`)."""
+    """The work of one attempt: SQL text, a Python entry point (`config.python`), or a
+    command with its image and environment (`config.container` as `{image, argv, env}`)."""
 
     sql: str | None = None
     python: dict[str, Any] | None = None
+    container: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sql": self.sql, "python": self.python}
+        return {"sql": self.sql, "python": self.python, "container": self.container}
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,20 @@ class Submission:
         return f"{self.run_id}-{self.attempt}"
 
 
+# Why an attempt failed, where the executor can tell the work's own failure from the rest.
+OUT_OF_MEMORY, IMAGE_PULL_FAILED, COMMAND_NOT_FOUND = (
+    "out_of_memory",
+    "image_pull_failed",
+    "command_not_found",
+)
+
+
 @dataclass(frozen=True)
 class Status:
     state: str
     message: str | None = None
+    exit_code: int | None = None  # the work's exit status, once it has one
+    cause: str | None = None  # OUT_OF_MEMORY, IMAGE_PULL_FAILED or COMMAND_NOT_FOUND
 
 
 class Executor(Protocol):

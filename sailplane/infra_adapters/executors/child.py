@@ -1,6 +1,8 @@
 """The process that runs one attempt's work: `python -m sailplane.infra_adapters.executors.child WORK.json`
 (local executor), or this file's source as `python -c` in a Kubernetes Job's container with
 the work in `SAILPLANE_WORK` (it needs only the Spark Connect client, not Sailplane).
+A container's command (`config.container`) runs in place of this process on the local
+host; on Kubernetes it is the container's own command and this file is not used.
 
 SQL runs through a Spark Connect session to `SPARK_REMOTE`; the result rows are printed
 (at most `MAX_ROWS`). A Python entry point (`config.python`) runs in this process with
@@ -61,6 +63,32 @@ def run_python(config: dict[str, Any]) -> None:
         runpy.run_module(entry, run_name="__main__", alter_sys=True)
 
 
+def run_command(container: dict[str, Any]) -> int:
+    """Replace this process by the container's command (`argv`), with only `PATH`, `HOME`,
+    the `SAILPLANE_*` variables and the job's own `env` (which may set `PATH`). The image is
+    not pulled here: on this host the command runs as a process of its own."""
+    argv = [str(a) for a in container["argv"]]
+    env = {
+        k: v for k, v in os.environ.items() if k in ("PATH", "HOME") or k.startswith("SAILPLANE_")
+    }
+    env.update({str(k): str(v) for k, v in (container.get("env") or {}).items()})
+    sys.stdout.flush()
+    try:
+        os.execvpe(argv[0], argv, env)
+    except FileNotFoundError:
+        print(f"error: command not found: {argv[0]}", file=sys.stderr, flush=True)
+        return 127
+    except PermissionError:
+        print(
+            f"error: permission denied: {argv[0]} cannot be executed", file=sys.stderr, flush=True
+        )
+        return 126
+    except OSError as error:
+        print(f"error: {argv[0]} cannot be executed: {error.strerror}", file=sys.stderr, flush=True)
+        return 126
+    return 0  # not reached: exec replaced the process
+
+
 def _flatten(values: list[Any]) -> list[Any]:
     flat: list[Any] = []
     for v in values:
@@ -75,6 +103,8 @@ def main(path: str | None) -> int:
         with open(path, encoding="utf-8") as handle:
             work = json.load(handle)
     try:
+        if work.get("container"):
+            return run_command(work["container"])
         if work.get("sql"):
             run_sql(work["sql"])
         else:

@@ -1,16 +1,20 @@
 """The Kubernetes executor: one batch/v1 Job per attempt, through the official client.
 
 The Job is named from the run id and the attempt (`sailplane-run-<id>-<attempt>`), so a
-second submission of one attempt meets `409 AlreadyExists` and executes nothing. Its
-single container runs `executors/child.py` (passed as `python -c`, so the image needs
-only Python and the Spark Connect client) with the work in `SAILPLANE_WORK` and
-`SPARK_REMOTE` pointing at the cluster's Sail server. Retries are Sailplane's own, so the
+second submission of one attempt meets `409 AlreadyExists` and executes nothing. For SQL
+and Python work its single container runs `executors/child.py` (passed as `python -c`,
+so the image needs only Python and the Spark Connect client) with the work in
+`SAILPLANE_WORK` and `SPARK_REMOTE` pointing at the cluster's Sail server; a container
+job's container is its own image, command and `env`. The pod's container states say how
+it ended: its exit code, `OOMKilled`, or an image that cannot be pulled (`ErrImagePull`,
+`ImagePullBackOff`, `InvalidImageName`: the Job is deleted and the attempt fails). Retries are Sailplane's own, so the
 Job has `backoffLimit: 0`; `timeoutSeconds` becomes `activeDeadlineSeconds` as a second
 fence. Status is read back from the Job; cancel deletes it (foreground, with a grace
 period for its pod). When an attempt finishes its pod's log becomes the run's logs.
 
 Target settings: `kubeconfig` (a dict), `namespace` (default `default`), `image`
-(default `python:3.11-slim`), `service_account` (optional).
+(default `python:3.11-slim`), `service_account` (optional), `resources` (the container's
+requests and limits; default `DEFAULT_RESOURCES`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from kubernetes.client.rest import ApiException
 
 from sailplane.infra_adapters.executors import (
     FAILED,
+    IMAGE_PULL_FAILED,
+    OUT_OF_MEMORY,
     RUNNING,
     SUBMITTED,
     SUCCEEDED,
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 CHILD_SOURCE = (Path(__file__).parent / "child.py").read_text(encoding="utf-8")
 DEFAULT_IMAGE = "python:3.11-slim"
 LABEL_RUN, LABEL_ATTEMPT = "sailplane.io/run-id", "sailplane.io/attempt"
+DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}}
+# Waiting reasons of a container whose image will not come: the attempt fails at once.
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 
 
 def job_name(run_id: str, attempt: int) -> str:
@@ -56,18 +65,33 @@ def job_manifest(submission: Submission) -> dict[str, Any]:
         LABEL_RUN: submission.run_id,
         LABEL_ATTEMPT: str(submission.attempt),
     }
+    run_variables = [
+        {"name": "SAILPLANE_RUN_ID", "value": submission.run_id},
+        {"name": "SAILPLANE_RUN_ATTEMPT", "value": str(submission.attempt)},
+    ]
+    work = submission.work.container
     container: dict[str, Any] = {
         "name": "run",
-        "image": settings.get("image", DEFAULT_IMAGE),
-        "command": ["python", "-c", CHILD_SOURCE],
-        "env": [
-            {"name": "SPARK_REMOTE", "value": submission.target.spark_remote or ""},
-            {"name": "SAILPLANE_WORK", "value": json.dumps(submission.work.to_dict())},
-            {"name": "SAILPLANE_RUN_ID", "value": submission.run_id},
-            {"name": "SAILPLANE_RUN_ATTEMPT", "value": str(submission.attempt)},
-            {"name": "PYTHONUNBUFFERED", "value": "1"},
-        ],
+        "resources": settings.get("resources", DEFAULT_RESOURCES),
     }
+    if work is not None:
+        container.update(
+            image=work["image"],
+            command=list(work["argv"]),
+            env=[{"name": k, "value": v} for k, v in (work.get("env") or {}).items()]
+            + run_variables,
+        )
+    else:
+        container.update(
+            image=settings.get("image", DEFAULT_IMAGE),
+            command=["python", "-c", CHILD_SOURCE],
+            env=[
+                {"name": "SPARK_REMOTE", "value": submission.target.spark_remote or ""},
+                {"name": "SAILPLANE_WORK", "value": json.dumps(submission.work.to_dict())},
+                *run_variables,
+                {"name": "PYTHONUNBUFFERED", "value": "1"},
+            ],
+        )
     # The work gets no Kubernetes API credentials: no service-account token in the pod.
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -108,6 +132,9 @@ class KubernetesExecutor:
     def _api(self, target: Target) -> client.BatchV1Api:
         return client.BatchV1Api(config.new_client_from_config_dict(target.settings["kubeconfig"]))
 
+    def _core(self, target: Target) -> client.CoreV1Api:
+        return client.CoreV1Api(config.new_client_from_config_dict(target.settings["kubeconfig"]))
+
     def _namespace(self, target: Target) -> str:
         return str(target.settings.get("namespace", "default"))
 
@@ -142,14 +169,45 @@ class KubernetesExecutor:
             return Status(SUBMITTED)
         if status.succeeded:
             self._collect_logs(target, run_id, attempt)
-            return Status(SUCCEEDED)
+            return Status(SUCCEEDED, exit_code=0)
         if status.failed:
             self._collect_logs(target, run_id, attempt)
+            ended = self._container_state(target, run_id, attempt, "terminated")
+            code = ended.exit_code if ended is not None else None
+            if ended is not None and ended.reason == "OOMKilled":
+                message = "The container ran out of memory (OOMKilled)."
+                return Status(FAILED, message, exit_code=code, cause=OUT_OF_MEMORY)
             reasons = [c.message or c.reason for c in status.conditions or [] if c.type == "Failed"]
-            return Status(FAILED, "; ".join(r for r in reasons if r) or "The Job's pod failed.")
+            if not reasons and code is not None:
+                reasons = [f"Exited with status {code}."]
+            message = "; ".join(r for r in reasons if r) or "The Job's pod failed."
+            return Status(FAILED, message, exit_code=code)
         if status.active:
+            waiting = self._container_state(target, run_id, attempt, "waiting")
+            if waiting is not None and waiting.reason in IMAGE_PULL_REASONS:
+                self.cancel(run_id, attempt, target)  # it would wait for the image for ever
+                detail = f": {waiting.message}" if waiting.message else ""
+                message = f"The image could not be pulled ({waiting.reason}){detail}"
+                return Status(FAILED, message, cause=IMAGE_PULL_FAILED)
             return Status(RUNNING)
         return Status(SUBMITTED)
+
+    def _container_state(self, target: Target, run_id: str, attempt: int, state: str) -> Any:
+        """The `terminated` or `waiting` state of the attempt's container, if it is in it."""
+        core = self._core(target)
+        try:
+            pods = core.list_namespaced_pod(
+                self._namespace(target), label_selector=f"job-name={job_name(run_id, attempt)}"
+            )
+        except ApiException:
+            log.warning("could not read the pods of %s attempt %s", run_id, attempt)
+            return None
+        for pod in pods.items:
+            for container in (pod.status and pod.status.container_statuses) or []:
+                found = getattr(container.state, state, None) if container.state else None
+                if found is not None:
+                    return found
+        return None
 
     def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
         target = target or self._where.get((run_id, attempt))
@@ -177,7 +235,7 @@ class KubernetesExecutor:
         if key in self._logged:
             return
         self._logged.add(key)
-        core = client.CoreV1Api(config.new_client_from_config_dict(target.settings["kubeconfig"]))
+        core = self._core(target)
         namespace = self._namespace(target)
         try:
             pods = core.list_namespaced_pod(
