@@ -187,7 +187,7 @@ def bench_read_your_writes(database: Any, n: int) -> dict[str, Any]:
         org = found_org(system)
         lags = []
         for i in range(n):
-            _, position = system.identity.create_team(
+            _, position = system.identity.commands.create_team(
                 name=f"ryw-{i}", default_role_id=None, by=org.owner
             )
             saved = time.perf_counter()
@@ -285,7 +285,7 @@ def bench_describe_throughput(database: Any, seconds: float) -> dict[str, Any]:
 
     with running_system(database) as system:
         org = found_org(system)
-        team_id, position = system.identity.create_team(
+        team_id, position = system.identity.commands.create_team(
             name="throughput", default_role_id=None, by=org.owner
         )
         system.wait_for_views(position)

@@ -57,12 +57,14 @@ def main() -> int:
         services.fresh_database(server, prefix="sailplane_bench") as database,
         services.sail_server() as sail,
     ):
-        system = System(database)
-        system.prepare()
         versions = GivenJobVersions()
-        system.runs.job_versions = versions
-        system.run_targets = FixedTarget(sail)
-        system.executor_options = {"max_parallel": parallel}
+        system = System(
+            database,
+            job_versions=versions,
+            run_targets=FixedTarget(sail),
+            executor_options={"max_parallel": parallel},
+        )
+        system.prepare()
         stop, host = threading.Event(), WorkerHost()
         host.start(system.worker("projections"), stop)
         host.start(system.worker("dispatcher"), stop)
@@ -75,11 +77,11 @@ def main() -> int:
             )
 
             def row(run_id: str) -> dict[str, Any] | None:
-                return system.job_runs.run(ORG, job.job_id, run_id)
+                return system.runs.view.run(ORG, job.job_id, run_id)
 
             latencies = []
             for _ in range(args.latency):
-                run_id, position = system.runs.create_run(job.job_id, by=member)
+                run_id, position = system.runs.commands.create_run(job.job_id, by=member)
                 system.wait_for_views(position)
                 done = wait_until(
                     lambda r=run_id: (x := row(r)) and x["status"] == "completed" and x, timeout=120
@@ -95,10 +97,12 @@ def main() -> int:
             print(f"latency done: {results['latency']}", file=sys.stderr, flush=True)
 
             start = time.perf_counter()
-            ids = [system.runs.create_run(job.job_id, by=member)[0] for _ in range(args.runs)]
+            ids = [
+                system.runs.commands.create_run(job.job_id, by=member)[0] for _ in range(args.runs)
+            ]
             wait_until(
                 lambda: (
-                    system.job_runs.fetch_one(
+                    system.runs.view.fetch_one(
                         "SELECT count(*) AS n FROM {job_runs} WHERE id = ANY(%s) AND status = 'completed'",
                         (ids,),
                     )["n"]

@@ -79,11 +79,13 @@ def main() -> int:
         try:
             org = found_org(system)
             cluster = local_cluster_id(system, org.id)
-            team, _ = system.identity.create_team(name="bench", default_role_id=None, by=org.owner)
+            team, _ = system.identity.commands.create_team(
+                name="bench", default_role_id=None, by=org.owner
+            )
             started = time.perf_counter()
             position = 0
             for i in range(n):
-                _, position = system.workloads.create_job(
+                _, position = system.workloads.commands.create_job(
                     job_key=f"job-{i}",
                     description=None,
                     status="active",
@@ -104,15 +106,17 @@ def main() -> int:
             baseline = []
             for i in range(200):
                 t0 = time.perf_counter()
-                system.runs.create_run(
-                    system.jobs.job_by_key(org.id, f"job-{i}")["id"],
+                system.runs.commands.create_run(
+                    system.workloads.jobs.job_by_key(org.id, f"job-{i}")["id"],
                     by=Actor.system("bench", org.id),
                     trigger="schedule",
                 )
                 baseline.append(time.perf_counter() - t0)
 
             # A new leader's full load of every schedule.
-            cold = Scheduler(system.schedules, RunsForScheduler(system.runs), clock)
+            cold = Scheduler(
+                system.workloads.schedules, RunsForScheduler(system.runs.commands), clock
+            )
             t0 = time.thread_time()
             cold.refresh()
             full_load_cpu = time.thread_time() - t0
@@ -141,7 +145,7 @@ def main() -> int:
                     ticks.append((time.thread_time() - t0, len(fired)))
                     return fired
 
-            scheduler = Measured(system.schedules, Timed(system.runs), clock)
+            scheduler = Measured(system.workloads.schedules, Timed(system.runs.commands), clock)
             worker = SchedulerWorker(scheduler, Leadership(database, "scheduler"))
 
             def jump_before_next_boundary() -> datetime:

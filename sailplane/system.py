@@ -23,12 +23,19 @@ from sailplane.commands.infra import Infra
 from sailplane.commands.notifications import Notifications
 from sailplane.commands.ports import Providers
 from sailplane.commands.requests import Requests
-from sailplane.commands.runs import Runs
+from sailplane.commands.runs import JobVersions, Runs
 from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import SecretBox, Workloads
+from sailplane.contexts import (
+    IdentityContext,
+    InfraContext,
+    NotificationsContext,
+    ReadYourWrites,
+    RunsContext,
+    WorkloadsContext,
+)
 from sailplane.domain.base import Actor
-from sailplane.domain.errors import ViewsBehindError
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
@@ -38,11 +45,11 @@ from sailplane.infra_adapters.executors.kubernetes import KubernetesExecutor
 from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
-from sailplane.infra_adapters.glue import AwsConnections, GlueCatalogs, NoAwsConnections
+from sailplane.infra_adapters.glue import GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Email, Mailer, SmtpMailer
-from sailplane.infra_adapters.notifier import Notifier, channel_sender
+from sailplane.infra_adapters.notifier import ChannelSender, Notifier
 from sailplane.infra_adapters.oidc import OidcClient
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
@@ -56,7 +63,7 @@ from sailplane.infra_adapters.scheduler import (
     scheduler_settings,
 )
 from sailplane.infra_adapters.secret_box import FernetSecretBox
-from sailplane.infra_adapters.webhooks import WebhookGuard
+from sailplane.infra_adapters.webhooks import WebhookGuard, WebhookSender
 from sailplane.notices import ChannelListener
 from sailplane.projections.access import AccessProjection, AccessView
 from sailplane.projections.base import Projection
@@ -89,8 +96,6 @@ from sailplane.settings import Settings
 from sailplane.storage import POSITIONS_TABLE, Database, EventLog, WriteTimeouts
 
 log = logging.getLogger(__name__)
-
-VIEWS_BEHIND_RETRY_AFTER = 2  # seconds a client waits before it reads or retries again
 
 PROJECTIONS: tuple[type[Projection[Any]], ...] = (
     DirectoryProjection,
@@ -149,18 +154,24 @@ class Worker(Protocol):
 # name -> builder of the consumer; each becomes `sailplane worker <name>`.
 CONSUMERS: dict[str, Callable[[System], Consumer]] = {
     "provisioner": lambda system: Provisioner(
-        system.infra,
-        system.sessions,
-        system.providers,
-        system.session_views,
+        system.infra.commands,
+        system.infra.sessions,
+        system.infra.providers,
+        system.infra.session_views,
         system.views_reached,
         system.pool,
     ),
-    "notifier": lambda system: Notifier(system),
+    "notifier": lambda system: Notifier(system.notifications),
 }
 
 
 class System:
+    """The composition root: builds the shared log, views and adapters, then each context
+    (identity, infra, workloads, runs, notifications) from them by constructor injection.
+
+    `create_app` hands each handler the contexts it declares; `worker(name)` hands each
+    worker what it uses. Tests pass adapters in through the keyword arguments."""
+
     def __init__(
         self,
         database: Database,
@@ -179,7 +190,11 @@ class System:
         webhook_allow_private: bool = False,
         write_timeouts: WriteTimeouts | None = None,
         isolation: Isolation | None = None,
+        job_versions: JobVersions | None = None,
+        run_targets: RunTargets | None = None,
+        executor_options: dict[str, Any] | None = None,
     ) -> None:
+        # --- shared: the log, the views' pool and positions, secrets, email ---------------
         self.database = database
         # How user work (job attempts, local Sail servers) is kept away from this server;
         # `isolation.describe()` is what the readiness report says about it.
@@ -188,49 +203,47 @@ class System:
         )
         self.clock = clock
         self.kafka = kafka
-        self.read_your_writes_timeout = read_your_writes_timeout
         self.event_log = EventLog(database, timeouts=write_timeouts)
         self.pool = database.pool(name="views", min_size=2, max_size=20)
-
+        self.positions = Positions(p.view_class.name for p in PROJECTIONS)
+        self.reads = ReadYourWrites(self.positions, read_your_writes_timeout)
         self.secret_box = secret_box or FernetSecretBox.generate()
-
-        self.directory = DirectoryView(self.pool)
         # Email (verification links, invitations, notifications), through SMTP when it is
         # configured; without it every email is recorded as `not_configured`.
         self.email = Email(mailer)
-        self.identity = Identity(
-            self.event_log, clock=clock, lookup=self.directory, mail=self.email
-        )
         # Responses to replay are kept sealed outside the log (they can hold secrets).
         self.replay_bodies = SealedReplayBodies(self.pool, self.secret_box)
         self.requests = Requests(self.event_log, replay_bodies=self.replay_bodies, clock=clock)
+        shared = {"clock": clock, "reads": self.reads}
 
-        self.teams = TeamsView(self.pool)
-        self.catalogs = CatalogsView(self.pool)
-        self.queries = QueriesView(self.pool)
-        self.jobs = JobsView(self.pool)
-
-        # Which role an AWS connection holds: the connections context wires its lookup here.
-        self.aws_connections: AwsConnections = NoAwsConnections()
-        self.glue = GlueCatalogs(self.aws_connections)
-        self.clusters = ClustersView(self.pool)
-        self.workloads = Workloads(
-            self.event_log,
-            clock=clock,
-            secret_box=self.secret_box,
-            catalog_backends=CatalogBackends(self.glue),
-            query_usage=self.queries,
-            clusters=self.clusters,  # jobs run on the infrastructure's clusters
+        # --- identity ---------------------------------------------------------------------
+        directory = DirectoryView(self.pool)
+        oidc = OidcClient()  # signs users in at identity providers, and tests and registers them
+        self.identity = IdentityContext(
+            commands=Identity(self.event_log, clock=clock, lookup=directory, mail=self.email),
+            authentication=Authentication(
+                self.event_log,
+                clock=clock,
+                lookup=directory,
+                secret_box=self.secret_box,
+                oidc=oidc,
+            ),
+            identity_providers=IdentityProviders(
+                self.event_log, clock=clock, secret_box=self.secret_box, oidc=oidc
+            ),
+            directory=directory,
+            teams=TeamsView(self.pool),
+            access=AccessView(self.pool),
+            public_url=public_url,
+            **shared,
         )
-        self.access = AccessView(self.pool)
-        # Provider adapters by name: `local` (Sail servers on this host), `aws` and
-        # `kubernetes`, each with its settings (tests shorten the poll interval).
+
+        # --- infra: provider adapters by name (`local`: Sail servers on this host, `aws`,
+        # `kubernetes`), each with its settings (tests shorten the poll interval) ---------
         self.aws_endpoint_url = aws_endpoint_url
-        self.aws_principal = aws_principal
-        self.provider_poll_seconds = provider_poll_seconds
         sail_state = (data_dir or Path(tempfile.mkdtemp(prefix="sailplane-"))) / "sail"
         poll = {} if provider_poll_seconds is None else {"poll_seconds": provider_poll_seconds}
-        self.providers = Providers(
+        providers = Providers(
             {
                 "local": LocalProvider(SailServers(sail_state, isolation=self.isolation)),
                 "aws": AwsAdapter(
@@ -239,58 +252,76 @@ class System:
                 "kubernetes": KubernetesAdapter(clock=clock, **poll),
             }
         )
-        self.infra = Infra(
+        clusters = ClustersView(self.pool)
+        infra = Infra(
             self.event_log,
-            providers=self.providers,
+            providers=providers,
             secret_box=self.secret_box,
-            lookup=self.clusters,
+            lookup=clusters,
             clock=clock,
         )
-        self.sessions = Sessions(self.event_log, infra=self.infra, clock=clock)
-        self.session_views = SessionsView(self.pool)
-        self.notifications = Notifications(
+        self.infra = InfraContext(
+            commands=infra,
+            sessions=Sessions(self.event_log, infra=infra, clock=clock),
+            providers=providers,
+            clusters=clusters,
+            session_views=SessionsView(self.pool),
+            **shared,
+        )
+
+        # --- workloads: catalogs (Glue through AWS connections), queries, jobs ------------
+        queries = QueriesView(self.pool)
+        self.workloads = WorkloadsContext(
+            commands=Workloads(
+                self.event_log,
+                clock=clock,
+                secret_box=self.secret_box,
+                catalog_backends=CatalogBackends(GlueCatalogs(NoAwsConnections())),
+                query_usage=queries,
+                clusters=clusters,  # jobs run on the infrastructure's clusters
+            ),
+            catalogs=CatalogsView(self.pool),
+            queries=queries,
+            jobs=JobsView(self.pool),
+            schedules=SchedulesView(self.pool),
+            **shared,
+        )
+
+        # --- runs: the job versions they copy, where clusters run work, logs --------------
+        run_view = RunsView(self.pool)
+        self.runs = RunsContext(
+            commands=Runs(
+                self.event_log,
+                job_versions=job_versions or JobVersionsFromView(self.workloads.jobs),
+                history=run_view,
+                clock=clock,
+            ),
+            view=run_view,
+            logs=RunLogs(database, pool=self.pool),
+            targets=run_targets or InfraRunTargets(infra),
+            **shared,
+        )
+        self.executor_options = executor_options or {}  # LocalExecutor settings (tests: leases)
+
+        # --- notifications ----------------------------------------------------------------
+        notifications = Notifications(
             self.event_log,
             clock=clock,
             secret_box=self.secret_box,
             webhook_guard=WebhookGuard(allow_private=webhook_allow_private),
         )
-        self.notifications_view = NotificationsView(self.pool)
-        # Sends a channel's test message (the notifier sends deliveries with its own).
-        self.channel_sender = channel_sender(self)
-
-        # Job runs: the job versions they copy (wired by the jobs context), where clusters
-        # run work, their views and their logs.
-        self.job_runs = RunsView(self.pool)
-        self.run_logs = RunLogs(database, pool=self.pool)
-        self.run_targets: RunTargets = InfraRunTargets(self.infra)
-        self.runs = Runs(
-            self.event_log,
-            job_versions=JobVersionsFromView(self.jobs),
-            history=self.job_runs,
-            clock=clock,
+        notifications_view = NotificationsView(self.pool)
+        self.notifications = NotificationsContext(
+            commands=notifications,
+            view=notifications_view,
+            mail=self.email,
+            # Sends a channel's test message (the notifier sends deliveries with its own).
+            sender=ChannelSender(notifications_view, notifications, self.email, WebhookSender()),
+            **shared,
         )
-        self.executor_options: dict[str, Any] = {}  # LocalExecutor settings (tests shorten leases)
 
-        oidc = OidcClient()  # signs users in at identity providers, and tests and registers them
-        self.authentication = Authentication(
-            self.event_log,
-            clock=clock,
-            lookup=self.directory,
-            secret_box=self.secret_box,
-            oidc=oidc,
-        )
-        self.identity_providers = IdentityProviders(
-            self.event_log, clock=clock, secret_box=self.secret_box, oidc=oidc
-        )
-        # The public URL that links and the single sign-on callback use (else the request's
-        # own base URL).
-        self.public_url = public_url
-
-        # The scheduler: where each job's schedule stands, and its settings.
-        self.schedules = SchedulesView(self.pool)
+        # --- the scheduler's settings; following the log and the views ---------------------
         self.scheduler_settings = scheduler or SchedulerSettings()
-
-        self.positions = Positions(p.view_class.name for p in PROJECTIONS)
         self.listener = ChannelListener(database, [self.event_log.channel, VIEWS_CHANNEL])
         self.listener.payload_handlers[VIEWS_CHANNEL] = self.positions.advance_from_payload
         # Positions notified while the listener was away are read again (which also
@@ -363,31 +394,18 @@ class System:
                 log.error("view %s was not rebuilt: %s", projection_class.view_class.name, exc)
                 self.positions.stop(exc)
         self.positions.load(self.pool)
-        self.run_logs.create_table()
+        self.runs.logs.create_table()
         self.replay_bodies.create_table()
         self.replay_bodies.expire(self.clock())
         self.listener.start()
 
     def views_reached(self, position: int) -> bool:
-        """Block (bounded) until every view has processed `position`; say whether they did.
-
-        For workers, which go on either way and meet the change on a later event.
-        """
-        return self.positions.wait_for(position, timeout=self.read_your_writes_timeout)
+        """Block (bounded) until every view has processed `position`; say whether they did."""
+        return self.reads.views_reached(position)
 
     def wait_for_views(self, position: int) -> None:
-        """Read-your-writes for a request: its answer reads views that hold its change.
-
-        Raises `ViewsBehindError` (503 with `Retry-After`) when they do not within the
-        timeout, rather than answering from views that miss the change (a 404 for what
-        was just created).
-        """
-        if not self.views_reached(position):
-            raise ViewsBehindError(
-                "The change was saved, but the views that answer this request have not caught "
-                "up with it yet; read it again (or retry) shortly.",
-                retry_after=VIEWS_BEHIND_RETRY_AFTER,
-            )
+        """Read-your-writes: `ViewsBehindError` (503) when the views do not reach `position`."""
+        self.reads.wait_for_views(position)
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -423,11 +441,11 @@ class System:
 
     def worker(self, name: str) -> Worker:
         if name == "projections":
-            return ProjectionsWorker(self)
+            return ProjectionsWorker(self.event_log, self.pool, self.positions, self.new_events)
         if name == "relay":
             if self.kafka is None:
                 raise ValueError("the relay publishes to Kafka: set KAFKA_BOOTSTRAP_SERVERS")
-            return RelayWorker(self)
+            return RelayWorker(self.event_log, self.kafka, self.new_events)
         if name in CONSUMERS:
             consumer = CONSUMERS[name](self)
             return ConsumerWorker(consumer, self._source_for(consumer), self.event_log)
@@ -464,7 +482,7 @@ class System:
         )
 
     def close(self) -> None:
-        self.providers.close()
+        self.infra.providers.close()
         self.listener.stop()
         self.pool.close()
         self.event_log.close()
@@ -476,44 +494,33 @@ class ProjectionsWorker:
 
     name = "projections"
 
-    def __init__(self, system: System) -> None:
-        self.system = system
+    def __init__(self, event_log: EventLog, pool: Any, positions: Positions, new_events: Any):
+        self.new_events = new_events
         self.runner = ProjectionRunner(
-            system.event_log,
-            [p(p.view_class(system.pool)) for p in PROJECTIONS],
-            positions=system.positions,
+            event_log, [p(p.view_class(pool)) for p in PROJECTIONS], positions=positions
         )
 
     def run(self, stop: threading.Event) -> None:
-        self.runner.run_forever(stop, self.system.new_events)
-
-
-class SystemTargets:
-    """The system's current `run_targets` (wired after start-up by the infrastructure context)."""
-
-    def __init__(self, system: System) -> None:
-        self.system = system
-
-    def target(self, organization_id: str, cluster_id: str | None) -> Any:
-        return self.system.run_targets.target(organization_id, cluster_id)
+        self.runner.run_forever(stop, self.new_events)
 
 
 def dispatcher_worker(system: System) -> Worker:
     """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
+    runs = system.runs
     local = LocalExecutor(
-        system.database, system.run_logs, isolation=system.isolation, **system.executor_options
+        system.database, runs.logs, isolation=system.isolation, **system.executor_options
     )
     local.create_table()
     dispatcher = RunDispatcher(
-        runs=system.runs,
-        view=system.job_runs,
-        executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(system.run_logs)},
-        targets=SystemTargets(system),
-        queries=QueryTexts(system.queries.query),
-        logs=system.run_logs,
+        runs=runs.commands,
+        view=runs.view,
+        executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(runs.logs)},
+        targets=runs.targets,
+        queries=QueryTexts(system.workloads.queries.query),
+        logs=runs.logs,
         pool=system.pool,
-        catch_up=lambda: system.views_reached(system.event_log.head()),
-        clock=system.clock,
+        catch_up=lambda: runs.views_reached(system.event_log.head()),
+        clock=runs.clock,
     )
     return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
 
@@ -521,7 +528,10 @@ def dispatcher_worker(system: System) -> Worker:
 def scheduler_worker(system: System) -> Worker:
     """`sailplane worker scheduler`: turns due schedule slots into runs while it leads."""
     scheduler = Scheduler(
-        system.schedules, RunsForScheduler(system.runs), system.clock, system.scheduler_settings
+        system.workloads.schedules,
+        RunsForScheduler(system.runs.commands),
+        system.clock,
+        system.scheduler_settings,
     )
     return SchedulerWorker(scheduler, Leadership(system.database, "scheduler"))
 
@@ -529,13 +539,12 @@ def scheduler_worker(system: System) -> Worker:
 class RelayWorker:
     name = "relay"
 
-    def __init__(self, system: System) -> None:
-        assert system.kafka is not None
-        self.system = system
-        self.relay = KafkaRelay(system.event_log, system.kafka)
+    def __init__(self, event_log: EventLog, kafka: KafkaSettings, new_events: Any) -> None:
+        self.new_events = new_events
+        self.relay = KafkaRelay(event_log, kafka)
 
     def run(self, stop: threading.Event) -> None:
-        self.relay.run(stop, self.system.new_events)
+        self.relay.run(stop, self.new_events)
 
 
 class WorkerHost:
@@ -575,7 +584,7 @@ StartupHook = Callable[[System, Settings], None]
 
 
 def bootstrap_organization(system: System, settings: Settings) -> None:
-    founded: FoundedOrganization | None = system.identity.bootstrap(
+    founded: FoundedOrganization | None = system.identity.commands.bootstrap(
         name=settings.organization_name,
         owner_email=settings.owner_email,
         owner_name=settings.owner_name,
@@ -588,7 +597,7 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
     system.views_reached(founded.position)
     if settings.owner_password:
         system.views_reached(
-            system.identity.change_password(
+            system.identity.commands.change_password(
                 founded.owner_user_id,
                 current_password=None,
                 new_password=settings.owner_password,
@@ -617,8 +626,9 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
 
 def ensure_local_clusters(system: System, settings: Settings) -> None:
     """Every organization has its `local` connection, network and active cluster (derived ids)."""
-    for organization_id in system.clusters.organizations_without_local_cluster():
-        system.views_reached(system.infra.ensure_local_cluster(organization_id).position)
+    infra = system.infra
+    for organization_id in infra.clusters.organizations_without_local_cluster():
+        infra.views_reached(infra.commands.ensure_local_cluster(organization_id).position)
 
 
 def report_isolation(system: System, settings: Settings) -> None:

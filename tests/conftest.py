@@ -62,31 +62,35 @@ class Org:
 
 
 def found_org(system: System, name: str = "Test Org") -> Org:
-    founded = system.identity.found_organization(
+    founded = system.identity.commands.found_organization(
         name=name, owner_email=f"owner-{uuid.uuid4().hex[:8]}@example.com", owner_name="Owner"
     )
     system.wait_for_views(founded.position)
     # Every organization has its active `local` cluster (the start-up hook does this in serve).
-    system.wait_for_views(system.infra.ensure_local_cluster(founded.organization_id).position)
+    system.wait_for_views(
+        system.infra.commands.ensure_local_cluster(founded.organization_id).position
+    )
     return Org(founded.organization_id, founded.owner_member_id, founded.token)
 
 
 def local_cluster_id(system: System, organization_id: str) -> str:
     """The id of the organization's active `local` workload cluster."""
-    local = system.infra.ensure_local_cluster(organization_id)
+    local = system.infra.commands.ensure_local_cluster(organization_id)
     system.wait_for_views(local.position)
     return local.cluster_id
 
 
 def add_member_with_token(system: System, org: Org, role_ids: list[str]) -> tuple[str, str]:
     """A new member of `org` with the given roles, and an API key for them."""
-    member_id, _ = system.identity.add_member(
+    member_id, _ = system.identity.commands.add_member(
         email=f"member-{uuid.uuid4().hex[:8]}@example.com",
         display_name="Member",
         role_ids=role_ids,
         by=org.owner,
     )
-    token, position = system.identity.issue_api_key(member_id=member_id, name="test", by=org.owner)
+    token, position = system.identity.commands.issue_api_key(
+        member_id=member_id, name="test", by=org.owner
+    )
     system.wait_for_views(position)
     return member_id, token
 

@@ -20,10 +20,13 @@ from tests.integration.test_consumers import TwiceSource
 
 def main(conninfo: str, servers: str, sail: str, twice: bool) -> int:
     kafka = KafkaSettings(servers, partitions=1, session_timeout_ms=2000, heartbeat_interval_ms=500)
-    system = System(Database(conninfo=conninfo), kafka=kafka)
+    system = System(
+        Database(conninfo=conninfo),
+        kafka=kafka,
+        run_targets=FixedTarget(sail),
+        executor_options={"grace_seconds": 1.0, "lease_seconds": 2.0, "heartbeat_seconds": 0.2},
+    )
     system.prepare()
-    system.run_targets = FixedTarget(sail)
-    system.executor_options = {"grace_seconds": 1.0, "lease_seconds": 2.0, "heartbeat_seconds": 0.2}
     worker = system.worker("dispatcher")
     if twice:
         worker.consumer.source = TwiceSource(worker.consumer.source)  # type: ignore[attr-defined]

@@ -207,7 +207,7 @@ class NotifierDriver:
         self.system.wait_for_views(self.system.event_log.recorder.max_notification_id() or 0)
 
     def next_retry_at(self) -> datetime | None:
-        row = self.system.notifications_view.fetch_one(
+        row = self.system.notifications.view.fetch_one(
             "SELECT min(next_attempt_at) AS at FROM {notification_deliveries} "
             "WHERE status = 'delivering'"
         )
@@ -228,7 +228,9 @@ class NotifierDriver:
 @pytest.fixture
 def notifier(system: System) -> NotifierDriver:
     clock = MovableClock()
-    notifier = Notifier(system, clock=clock, rng=lambda: 0.5, backoff=Backoff(max_attempts=4))
+    notifier = Notifier(
+        system.notifications, clock=clock, rng=lambda: 0.5, backoff=Backoff(max_attempts=4)
+    )
     source = LogEventSource(
         system.event_log,
         consumer=notifier.name,

@@ -20,7 +20,7 @@ One adapter per provider name, each in its own module of `sailplane.infra_adapte
 the commands (validation, verify, regions, instance types,
 provider networks, templates), the provisioner consumer (provision, update, destroy,
 template sync), the HTTP layer (health, metrics, kubeconfig) and sessions (the Spark
-Connect endpoint) all reach an adapter through `system.providers.get(name)`.
+Connect endpoint) all reach an adapter through `Providers.get(name)`.
 
 Contracts every adapter keeps:
 - Inputs are plain snapshots (`ConnectionSpec`, `NetworkSpec`, `ClusterSpec`) built from

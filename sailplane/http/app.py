@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Response, Router
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 
+from sailplane.contexts import (
+    IdentityContext,
+    InfraContext,
+    NotificationsContext,
+    RunsContext,
+    WorkloadsContext,
+)
 from sailplane.http.auth import (
     BearerAuthMiddleware,
     Principal,
@@ -47,6 +53,7 @@ from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
 from sailplane.http.users import UserController
+from sailplane.storage import EventLog
 from sailplane.system import System
 
 API_PREFIX = "/api/v1"
@@ -135,28 +142,48 @@ def readyz(system: SystemDep) -> Response[dict[str, Any]]:
     )
 
 
+def provide(value: Any) -> Provide:
+    """A dependency that is always the one object the System built."""
+    return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
     metrics = Metrics(system)
     app = Litestar(
         route_handlers=[api, healthz, livez, readyz, assets_router(), metrics_endpoint(metrics)],
-        state=State({"system": system}),  # for guards that look beyond the caller's roles
+        # Each handler declares the contexts it uses (`runs: RunsDep`, http/auth.py).
         dependencies={
-            "system": Provide(lambda: system, use_cache=True, sync_to_thread=False),
+            "identity": provide(system.identity),
+            "infra": provide(system.infra),
+            "workloads": provide(system.workloads),
+            "runs": provide(system.runs),
+            "notifications": provide(system.notifications),
+            "event_log": provide(system.event_log),  # the audit log's reader
+            "system": provide(system),  # the server's own endpoints (/readyz)
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        signature_namespace={"System": System, "Principal": Principal},
+        signature_namespace={
+            "System": System,
+            "Principal": Principal,
+            "IdentityContext": IdentityContext,
+            "InfraContext": InfraContext,
+            "WorkloadsContext": WorkloadsContext,
+            "RunsContext": RunsContext,
+            "NotificationsContext": NotificationsContext,
+            "EventLog": EventLog,
+        },
         # Authentication first, then the request guard, before anything reads the body.
         middleware=[
             DefineMiddleware(RequestMiddleware, metrics=metrics),
             DefineMiddleware(
                 BearerAuthMiddleware,
-                system=system,
+                identity=system.identity,
                 principals=PrincipalCache(system.positions),
                 exclude=["^/schema", "^/healthz", "^/livez", "^/readyz", "^/metrics"],
             ),
             RequestGuardMiddleware,
-            DefineMiddleware(IdempotencyMiddleware, system=system),
+            DefineMiddleware(IdempotencyMiddleware, requests=system.requests),
         ],
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -41,10 +41,18 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import ASGIApp
 
 from sailplane.commands.credentials import hash_token
+from sailplane.contexts import (
+    IdentityContext,
+    InfraContext,
+    NotificationsContext,
+    RunsContext,
+    WorkloadsContext,
+)
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, permissions_of
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
 from sailplane.projections.runner import Positions
+from sailplane.storage import EventLog
 from sailplane.system import System
 
 log = logging.getLogger(__name__)
@@ -156,10 +164,10 @@ KEY_HINT = KeyHint()
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     def __init__(
-        self, app: ASGIApp, system: System, principals: PrincipalCache, **kwargs: Any
+        self, app: ASGIApp, identity: IdentityContext, principals: PrincipalCache, **kwargs: Any
     ) -> None:
         super().__init__(app, **kwargs)
-        self.system = system
+        self.identity = identity
         self.principals = principals
 
     async def authenticate_request(
@@ -195,7 +203,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
                 return None
             credential = read
             self.principals.put(token_hash, stamp, credential)
-        now = self.system.clock()
+        now = self.identity.clock()
         if credential.expires_at is not None and credential.expires_at <= now:
             return None
         if not credential.is_enabled:
@@ -207,7 +215,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         ):
             # A concurrent request of the same login may have recorded it already.
             with contextlib.suppress(ConflictError):
-                self.system.authentication.touch_login(principal.credential_id)
+                self.identity.authentication.touch_login(principal.credential_id)
             # Until the views show the recorded use, this process knows it already (kept
             # at the stamp it was read at, so no change since is hidden).
             self.principals.put(token_hash, stamp, replace(credential, last_used_at=now))
@@ -215,18 +223,18 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 
     def _read(self, token_hash: str) -> CachedCredential | None:
         """The credential, its principal's roles, policies and team roles, from the views."""
-        row = self.system.directory.credential(token_hash)
+        row = self.identity.directory.credential(token_hash)
         if row is None:
             return None
         organization_id, principal_id = row["organization_id"], row["principal_id"]
         role_ids = tuple(row["role_ids"] or ())
         permissions = permissions_of(ORGANIZATION_ROLES, role_ids) | (
-            self.system.access.policy_permissions(organization_id, principal_id)
+            self.identity.access.policy_permissions(organization_id, principal_id)
         )
         team_roles = (
             {
                 team: tuple(roles)
-                for team, roles in self.system.teams.team_roles_of_member(
+                for team, roles in self.identity.teams.team_roles_of_member(
                     organization_id, principal_id
                 ).items()
             }
@@ -253,11 +261,11 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 def require_access(
-    system: System, principal: Principal, permission: str, *, granted_team_ids: Iterable[str]
+    principal: Principal, permission: str, *, granted_team_ids: Iterable[str]
 ) -> None:
     """Resource-level check: the permission through an organization role, or through a
     team role in one of the teams the resource is granted to (403 otherwise)."""
-    if not can_access(system, principal, permission, granted_team_ids=granted_team_ids):
+    if not can_access(principal, permission, granted_team_ids=granted_team_ids):
         raise PermissionDeniedError(
             f"This needs the {permission} permission on this resource, which neither your roles "
             "nor your teams grant.",
@@ -265,9 +273,7 @@ def require_access(
         )
 
 
-def can_access(
-    system: System, principal: Principal, permission: str, *, granted_team_ids: Iterable[str]
-) -> bool:
+def can_access(principal: Principal, permission: str, *, granted_team_ids: Iterable[str]) -> bool:
     if principal.can(permission):
         return True
     return not set(principal.teams_granting(permission)).isdisjoint(granted_team_ids)
@@ -289,7 +295,6 @@ def requires(permission: str, *, or_in_team: str | None = None) -> Any:
         if principal.can(permission):
             return
         if or_in_team is not None and can_access(
-            connection.app.state["system"],
             principal,
             permission,
             granted_team_ids=[str(connection.path_params.get(or_in_team, ""))],
@@ -304,6 +309,13 @@ def requires(permission: str, *, or_in_team: str | None = None) -> Any:
     return guard
 
 
-# Handler parameters, declared explicitly: `system: SystemDep, principal: Caller`.
-SystemDep: TypeAlias = NamedDependency[System]
+# Handler parameters, declared explicitly: the caller (`principal: Caller`) and the contexts
+# the handler uses (`runs: RunsDep`); `create_app` provides one of each.
+SystemDep: TypeAlias = NamedDependency[System]  # only the server's own endpoints (/readyz)
+IdentityDep: TypeAlias = NamedDependency[IdentityContext]
+InfraDep: TypeAlias = NamedDependency[InfraContext]
+WorkloadsDep: TypeAlias = NamedDependency[WorkloadsContext]
+RunsDep: TypeAlias = NamedDependency[RunsContext]
+NotificationsDep: TypeAlias = NamedDependency[NotificationsContext]
+EventLogDep: TypeAlias = NamedDependency[EventLog]
 Caller: TypeAlias = NamedDependency[Principal]

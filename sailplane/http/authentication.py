@@ -15,14 +15,14 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 
 from sailplane.commands.authentication import Client, LoginOutcome
+from sailplane.contexts import IdentityContext
 from sailplane.domain.access import PERMISSIONS
 from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.http import shapes
-from sailplane.http.auth import ORGANIZATION_HEADER, Caller, SystemDep, requires
+from sailplane.http.auth import ORGANIZATION_HEADER, Caller, IdentityDep, requires
 from sailplane.http.identity_shapes import PermissionOut, permission, user_email
 from sailplane.http.routes import get, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.system import System
 
 # No bearer token: the auth middleware skips these routes, and the OpenAPI document says so
 # with an empty security requirement (`[{}]`: Litestar drops an empty list, which would
@@ -80,8 +80,8 @@ def client_of(
     )
 
 
-def login_result(system: System, outcome: LoginOutcome) -> LoginResult:
-    system.wait_for_views(outcome.position)
+def login_result(identity: IdentityContext, outcome: LoginOutcome) -> LoginResult:
+    identity.wait_for_views(outcome.position)
     return LoginResult(
         mfa_required=outcome.mfa_required,
         token=outcome.token,
@@ -97,13 +97,13 @@ def login_result(system: System, outcome: LoginOutcome) -> LoginResult:
     )
 
 
-def public_base(system: System, request: Request[Any, Any, Any]) -> str:
+def public_base(identity: IdentityContext, request: Request[Any, Any, Any]) -> str:
     """Where people reach this server: SAILPLANE_PUBLIC_URL, else the request's own base."""
-    return (system.public_url or str(request.base_url)).rstrip("/")
+    return (identity.public_url or str(request.base_url)).rstrip("/")
 
 
-def sso_callback_url(system: System, request: Request[Any, Any, Any]) -> str:
-    return public_base(system, request) + "/api/v1/auth/sso/callback"
+def sso_callback_url(identity: IdentityContext, request: Request[Any, Any, Any]) -> str:
+    return public_base(identity, request) + "/api/v1/auth/sso/callback"
 
 
 class AuthController(Controller):
@@ -117,7 +117,7 @@ class AuthController(Controller):
 
     @post("/login", operation_id="Login", status_code=200, **PUBLIC)
     def login(
-        self, system: SystemDep, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
+        self, identity: IdentityDep, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
     ) -> LoginResult:
         """Sign in with email and password (or an invitation's one-time code); MFA may follow."""
         organization_id = data.organization_id or request.headers.get(ORGANIZATION_HEADER.lower())
@@ -127,30 +127,30 @@ class AuthController(Controller):
                 raise InvalidValueError(
                     "Send either a password or a one-time code, not both.", field="otaCode"
                 )
-            outcome = system.authentication.login_with_code(
+            outcome = identity.authentication.login_with_code(
                 data.ota_code, organization_id=organization_id, client=client
             )
         else:
             if not data.email or data.password is None:
                 raise InvalidValueError("Send an email and a password.", field="password")
-            outcome = system.authentication.login_with_password(
+            outcome = identity.authentication.login_with_password(
                 data.email, data.password, organization_id=organization_id, client=client
             )
-        return login_result(system, outcome)
+        return login_result(identity, outcome)
 
     @post("/login/mfa", operation_id="CompleteLoginMfa", status_code=200, **PUBLIC)
     def complete_mfa(
-        self, system: SystemDep, request: Request[Any, Any, Any], data: JSONBody[MfaRequest]
+        self, identity: IdentityDep, request: Request[Any, Any, Any], data: JSONBody[MfaRequest]
     ) -> LoginResult:
         """The second sign-in step: an authenticator code or a recovery code for the MFA token."""
-        outcome = system.authentication.complete_mfa(
+        outcome = identity.authentication.complete_mfa(
             data.mfa_token,
             code=data.code,
             recovery_code=data.recovery_code,
             trust_device=data.trust_device,
             client=client_of(request),
         )
-        return login_result(system, outcome)
+        return login_result(identity, outcome)
 
     @post(
         "/logout",
@@ -158,24 +158,26 @@ class AuthController(Controller):
         status_code=204,
         guards=[requires("CanUseOwnAccount")],
     )
-    def logout(self, system: SystemDep, principal: Caller) -> None:
+    def logout(self, identity: IdentityDep, principal: Caller) -> None:
         """End the login this request is authenticated with; its token stops working at once."""
-        system.wait_for_views(
-            system.authentication.logout(principal.credential_id, by=principal.actor)
+        identity.wait_for_views(
+            identity.authentication.logout(principal.credential_id, by=principal.actor)
         )
 
     @get("/sso/{idp:str}/authorize", operation_id="StartSingleSignOn", **PUBLIC)
     def start_sso(
-        self, system: SystemDep, request: Request[Any, Any, Any], idp: FromPath[str]
+        self, identity: IdentityDep, request: Request[Any, Any, Any], idp: FromPath[str]
     ) -> Redirect:
         """Redirect to the identity provider (authorization code flow with PKCE)."""
-        url = system.authentication.begin_sso(idp, redirect_uri=sso_callback_url(system, request))
+        url = identity.authentication.begin_sso(
+            idp, redirect_uri=sso_callback_url(identity, request)
+        )
         return Redirect(path=url, status_code=302)
 
     @get("/sso/callback", operation_id="FinishSingleSignOn", **PUBLIC)
     def finish_sso(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         request: Request[Any, Any, Any],
         sso_state: Annotated[
             str, QueryParameter(name="state", description="The state of the sign-in attempt.")
@@ -188,24 +190,24 @@ class AuthController(Controller):
         ] = None,
     ) -> LoginResult:
         """The identity provider's redirect back: verifies the ID token and signs the user in."""
-        outcome = system.authentication.finish_sso(
+        outcome = identity.authentication.finish_sso(
             state=sso_state, code=code, error=error, client=client_of(request)
         )
-        return login_result(system, outcome)
+        return login_result(identity, outcome)
 
     @get("/verify-email", operation_id="VerifyEmail", **PUBLIC)
     def verify_email(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         token: Annotated[str, QueryParameter(description="The token from the verification email.")],
     ) -> shapes.UserEmail:
         """The link a verification email carries: marks that address verified."""
-        user_id, email, position = system.identity.verify_email(token)
-        system.wait_for_views(position)
+        user_id, email, position = identity.commands.verify_email(token)
+        identity.wait_for_views(position)
         row = next(
             (
                 r
-                for r in system.directory.emails_of_users([user_id]).get(user_id, [])
+                for r in identity.directory.emails_of_users([user_id]).get(user_id, [])
                 if r["email"] == email
             ),
             None,

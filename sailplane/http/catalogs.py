@@ -14,9 +14,17 @@ import msgspec
 from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.contexts import WorkloadsContext
 from sailplane.domain.workloads import provider_of
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.auth import (
+    Caller,
+    IdentityDep,
+    Principal,
+    WorkloadsDep,
+    require_access,
+    requires,
+)
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Limit,
@@ -40,7 +48,6 @@ from sailplane.http.sharing import (
     require_team,
 )
 from sailplane.projections.query import Page, Sort
-from sailplane.system import System
 
 VIEW, MANAGE = "CanViewCatalogs", "CanManageCatalogs"
 
@@ -131,12 +138,12 @@ def catalog_summary(row: dict[str, Any]) -> CatalogSummary:
 
 
 def catalog_listing(
-    system: System,
+    workloads: WorkloadsContext,
     organization_id: str,
     page: tuple[int, list[dict[str, Any]], str | None],
 ) -> CatalogListing:
     total, rows, marker = page
-    team_ids = system.catalogs.team_ids_by_resource([r["id"] for r in rows])
+    team_ids = workloads.catalogs.team_ids_by_resource([r["id"] for r in rows])
     return CatalogListing(
         total=total,
         items=[
@@ -146,7 +153,7 @@ def catalog_listing(
         included=CatalogsIncluded(
             catalogs=[catalog_summary(r) for r in rows],
             teams=included_teams(
-                system.catalogs, organization_id, [t for ts in team_ids.values() for t in ts]
+                workloads.catalogs, organization_id, [t for ts in team_ids.values() for t in ts]
             ),
             external_catalogs=[],
         ),
@@ -154,19 +161,21 @@ def catalog_listing(
     )
 
 
-def catalog_row(system: System, principal: Principal, catalog_id: str) -> dict[str, Any]:
+def catalog_row(
+    workloads: WorkloadsContext, principal: Principal, catalog_id: str
+) -> dict[str, Any]:
     return or_404(
-        system.catalogs.catalog(principal.organization_id, catalog_id), "catalog", catalog_id
+        workloads.catalogs.catalog(principal.organization_id, catalog_id), "catalog", catalog_id
     )
 
 
 def _links(
-    system: System, catalog_id: str, team_ids: set[str] | None = None
+    workloads: WorkloadsContext, catalog_id: str, team_ids: set[str] | None = None
 ) -> ItemList[CatalogTeam]:
     return ItemList(
         items=[
             CatalogTeam(catalog_id=catalog_id, **link_fields(r))
-            for r in system.catalogs.grants([catalog_id])
+            for r in workloads.catalogs.grants([catalog_id])
             if team_ids is None or r["team_id"] in team_ids
         ]
     )
@@ -178,37 +187,37 @@ class CatalogController(Controller):
 
     @get("/", operation_id="ListCatalogs", guards=[requires(VIEW)])
     def list_catalogs(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, workloads: WorkloadsDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> CatalogListing:
         """List the catalogs the caller may view, by name."""
         org = principal.organization_id
         return catalog_listing(
-            system,
+            workloads,
             org,
-            system.catalogs.catalogs(
+            workloads.catalogs.catalogs(
                 org,
                 Page(limit=limit),
                 Sort("name"),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
             ),
         )
 
     @post("/", operation_id="CreateCatalog", guards=[requires(VIEW)])
     def create_catalog(
-        self, system: SystemDep, principal: Caller, data: JSONBody[CatalogCreateRequest]
+        self, workloads: WorkloadsDep, principal: Caller, data: JSONBody[CatalogCreateRequest]
     ) -> CatalogSummary:
         """Create a catalog; its name is unique in the organization (409)."""
-        require_access(system, principal, MANAGE, granted_team_ids=data.team_ids)
-        catalog_id, position = system.workloads.create_catalog(
+        require_access(principal, MANAGE, granted_team_ids=data.team_ids)
+        catalog_id, position = workloads.commands.create_catalog(
             name=data.name,
             provider=data.provider,
             config_write=data.config_write,
             team_ids=data.team_ids,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return catalog_summary(catalog_row(system, principal, catalog_id))
+        workloads.wait_for_views(position)
+        return catalog_summary(catalog_row(workloads, principal, catalog_id))
 
     @get(
         "/{catalog:str}",
@@ -216,10 +225,10 @@ class CatalogController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_catalog(
-        self, system: SystemDep, principal: Caller, catalog: FromPath[str]
+        self, workloads: WorkloadsDep, principal: Caller, catalog: FromPath[str]
     ) -> CatalogDetails:
         """Describe a catalog; secret settings show only as `<name>Configured`."""
-        row = catalog_row(system, principal, catalog)
+        row = catalog_row(workloads, principal, catalog)
         return CatalogDetails(**_catalog_fields(row), config_write=dict(row["config"]))
 
     @patch(
@@ -229,30 +238,32 @@ class CatalogController(Controller):
     )
     def update_catalog(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         catalog: FromPath[str],
         data: JSONBody[CatalogUpdateRequest],
     ) -> CatalogSummary:
         """Rename a catalog or change its settings (`configWrite` is a JSON merge patch)."""
-        catalog_row(system, principal, catalog)
-        require_manage(system, principal, system.catalogs, catalog, MANAGE)
-        position = system.workloads.update_catalog(
+        catalog_row(workloads, principal, catalog)
+        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        position = workloads.commands.update_catalog(
             catalog, name=data.name, config_patch=data.config_write, by=principal.actor
         )
-        system.wait_for_views(position)
-        return catalog_summary(catalog_row(system, principal, catalog))
+        workloads.wait_for_views(position)
+        return catalog_summary(catalog_row(workloads, principal, catalog))
 
     @delete(
         "/{catalog:str}",
         operation_id="DeleteCatalog",
         guards=[requires(VIEW)],
     )
-    def delete_catalog(self, system: SystemDep, principal: Caller, catalog: FromPath[str]) -> None:
+    def delete_catalog(
+        self, workloads: WorkloadsDep, principal: Caller, catalog: FromPath[str]
+    ) -> None:
         """Delete a catalog and its team grants; queries keep their catalogId."""
-        catalog_row(system, principal, catalog)
-        require_manage(system, principal, system.catalogs, catalog, MANAGE)
-        system.wait_for_views(system.workloads.delete_catalog(catalog, by=principal.actor))
+        catalog_row(workloads, principal, catalog)
+        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        workloads.wait_for_views(workloads.commands.delete_catalog(catalog, by=principal.actor))
 
     @get(
         "/{catalog:str}/teams",
@@ -260,11 +271,11 @@ class CatalogController(Controller):
         guards=[requires(VIEW)],
     )
     def list_catalog_teams(
-        self, system: SystemDep, principal: Caller, catalog: FromPath[str]
+        self, workloads: WorkloadsDep, principal: Caller, catalog: FromPath[str]
     ) -> ItemList[CatalogTeam]:
         """List the teams a catalog is granted to."""
-        catalog_row(system, principal, catalog)
-        return _links(system, catalog)
+        catalog_row(workloads, principal, catalog)
+        return _links(workloads, catalog)
 
     @post(
         "/{catalog:str}/teams",
@@ -273,17 +284,19 @@ class CatalogController(Controller):
     )
     def add_catalog_teams(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         catalog: FromPath[str],
         data: JSONBody[TeamIdsRequest],
     ) -> ItemList[CatalogTeam]:
         """Grant teams access to a catalog; returns the grants of the teams named."""
-        catalog_row(system, principal, catalog)
-        require_manage(system, principal, system.catalogs, catalog, MANAGE)
-        position = system.workloads.grant_catalog_teams(catalog, data.team_ids, by=principal.actor)
-        system.wait_for_views(position)
-        return _links(system, catalog, set(data.team_ids))
+        catalog_row(workloads, principal, catalog)
+        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        position = workloads.commands.grant_catalog_teams(
+            catalog, data.team_ids, by=principal.actor
+        )
+        workloads.wait_for_views(position)
+        return _links(workloads, catalog, set(data.team_ids))
 
     @delete(
         "/{catalog:str}/teams/{team:str}",
@@ -291,13 +304,17 @@ class CatalogController(Controller):
         guards=[requires(VIEW)],
     )
     def remove_catalog_team(
-        self, system: SystemDep, principal: Caller, catalog: FromPath[str], team: FromPath[str]
+        self,
+        workloads: WorkloadsDep,
+        principal: Caller,
+        catalog: FromPath[str],
+        team: FromPath[str],
     ) -> None:
         """Revoke a team's access to a catalog."""
-        catalog_row(system, principal, catalog)
-        require_manage(system, principal, system.catalogs, catalog, MANAGE)
-        position = system.workloads.revoke_catalog_team(catalog, team, by=principal.actor)
-        system.wait_for_views(position)
+        catalog_row(workloads, principal, catalog)
+        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        position = workloads.commands.revoke_catalog_team(catalog, team, by=principal.actor)
+        workloads.wait_for_views(position)
 
 
 class CatalogListsController(Controller):
@@ -309,7 +326,7 @@ class CatalogListsController(Controller):
     @get("/me/catalogs", operation_id="ListMyCatalogs", guards=[requires(VIEW)])
     def list_my_catalogs(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -320,14 +337,14 @@ class CatalogListsController(Controller):
         """List the catalogs the caller reaches, through an organization role or a team."""
         org = principal.organization_id
         return catalog_listing(
-            system,
+            workloads,
             org,
-            system.catalogs.catalogs(
+            workloads.catalogs.catalogs(
                 org,
                 page_of(page, limit),
                 sort_of(sort_by, sort_direction),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
             ),
         )
 
@@ -338,7 +355,8 @@ class CatalogListsController(Controller):
     )
     def list_team_catalogs(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         team: FromPath[str],
         limit: Limit = 100,
@@ -346,9 +364,11 @@ class CatalogListsController(Controller):
     ) -> CatalogListing:
         """List the catalogs granted to a team, by name."""
         org = principal.organization_id
-        require_team(system, principal, team)
+        require_team(identity, principal, team)
         return catalog_listing(
-            system,
+            workloads,
             org,
-            system.catalogs.catalogs(org, Page(limit=limit), Sort("name"), marker, team_ids=[team]),
+            workloads.catalogs.catalogs(
+                org, Page(limit=limit), Sort("name"), marker, team_ids=[team]
+            ),
         )

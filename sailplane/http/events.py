@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller
 from litestar.params import QueryParameter
 
-from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.auth import Caller, EventLogDep, requires
 from sailplane.http.pagination import Limit
 from sailplane.http.routes import get
 from sailplane.http.shapes import Shape
@@ -41,11 +41,11 @@ class EventLogController(Controller):
 
     @get("/", operation_id="ListEvents", guards=[requires("CanViewAuditLog")])
     def list_events(
-        self, system: SystemDep, principal: Caller, after: After = 0, limit: Limit = 100
+        self, event_log: EventLogDep, principal: Caller, after: After = 0, limit: Limit = 100
     ) -> EventPage:
         """Page through the organization's events in log order (owners and admins)."""
         events, position = read_log(
-            system.event_log, after=after, limit=limit, organization_id=principal.organization_id
+            event_log, after=after, limit=limit, organization_id=principal.organization_id
         )
         return EventPage(
             items=[

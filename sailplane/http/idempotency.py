@@ -22,10 +22,10 @@ import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from sailplane.commands.base import RequestFence, current_request
+from sailplane.commands.requests import Requests
 from sailplane.domain.requests import ClaimOutcome
 from sailplane.http.auth import Principal
 from sailplane.http.errors import error_body
-from sailplane.system import System
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HEADER = b"idempotency-key"
@@ -33,9 +33,9 @@ MAX_KEY_LENGTH = 255
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, system: System) -> None:
+    def __init__(self, app: ASGIApp, requests: Requests) -> None:
         self.app = app
-        self.system = system
+        self.requests = requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in MUTATING:
@@ -68,7 +68,7 @@ class IdempotencyMiddleware:
                 ]
             )
         ).hexdigest()
-        requests = self.system.requests
+        requests = self.requests
         claim = await anyio.to_thread.run_sync(
             lambda: requests.claim(key, fingerprint, by=principal.actor)
         )

@@ -12,14 +12,14 @@ import msgspec
 from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.sso import PROVIDER_TYPES, ProviderType
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.authentication import sso_callback_url
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.system import System
 
 # The catalog of provider types is part of this release, not of an organization's data.
 TYPES_RELEASED_AT = "2026-01-01T00:00:00.000Z"
@@ -232,9 +232,9 @@ def full(row: dict[str, Any]) -> IdentityProviderOut:
     )
 
 
-def _row(system: System, principal: Principal, idp: str) -> dict[str, Any]:
+def _row(identity: IdentityContext, principal: Principal, idp: str) -> dict[str, Any]:
     return or_404(
-        system.access.identity_provider(principal.organization_id, idp), "identity_provider", idp
+        identity.access.identity_provider(principal.organization_id, idp), "identity_provider", idp
     )
 
 
@@ -260,10 +260,10 @@ class IdentityProviderController(Controller):
         guards=[requires("CanViewIdentityProviders")],
     )
     def list_idps(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, identity: IdentityDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[IdentityProviderSummary]:
         """List the organization's identity providers."""
-        rows, next_marker = system.access.identity_providers(
+        rows, next_marker = identity.access.identity_providers(
             principal.organization_id, limit, marker
         )
         return MarkerListing(items=[summary(r) for r in rows], marker=next_marker)
@@ -274,11 +274,11 @@ class IdentityProviderController(Controller):
         guards=[requires("CanManageIdentityProviders")],
     )
     def create_idp(
-        self, system: SystemDep, principal: Caller, data: JSONBody[IdpCreateRequest]
+        self, identity: IdentityDep, principal: Caller, data: JSONBody[IdpCreateRequest]
     ) -> IdentityProviderOut:
         """Configure an OpenID Connect provider for single sign-on."""
         oidc = data.config_write.oidc
-        provider_id, position = system.identity_providers.create(
+        provider_id, position = identity.identity_providers.create(
             type_id=data.identity_provider_type_id,
             name=data.name,
             issuer=oidc.issuer or "",
@@ -287,8 +287,8 @@ class IdentityProviderController(Controller):
             scopes=oidc.scopes,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return full(_row(system, principal, provider_id))
+        identity.wait_for_views(position)
+        return full(_row(identity, principal, provider_id))
 
     @post(
         "/idps/auto-setup",
@@ -297,22 +297,22 @@ class IdentityProviderController(Controller):
     )
     def auto_setup(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         request: Request[Any, Any, Any],
         data: JSONBody[AutoSetupRequest],
     ) -> IdentityProviderSummary:
         """Discover the provider and register Sailplane with Dynamic Client Registration (RFC 7591)."""
-        provider_id, position = system.identity_providers.auto_setup(
+        provider_id, position = identity.identity_providers.auto_setup(
             name=data.name,
             provider_url=data.provider_url,
             provider_type=data.provider_type,
             initial_access_token=data.initial_access_token,
-            redirect_uri=sso_callback_url(system, request),
+            redirect_uri=sso_callback_url(identity, request),
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return summary(_row(system, principal, provider_id))
+        identity.wait_for_views(position)
+        return summary(_row(identity, principal, provider_id))
 
     @get(
         "/idps/{idp:str}",
@@ -320,10 +320,10 @@ class IdentityProviderController(Controller):
         guards=[requires("CanViewIdentityProviders")],
     )
     def describe_idp(
-        self, system: SystemDep, principal: Caller, idp: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, idp: FromPath[str]
     ) -> IdentityProviderOut:
         """Describe an identity provider (never its client secret)."""
-        return full(_row(system, principal, idp))
+        return full(_row(identity, principal, idp))
 
     @patch(
         "/idps/{idp:str}",
@@ -332,14 +332,14 @@ class IdentityProviderController(Controller):
     )
     def update_idp(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         idp: FromPath[str],
         data: JSONBody[IdpUpdateRequest],
     ) -> IdentityProviderSummary:
         """Change an identity provider's name or OIDC settings (next sign-ins use them)."""
         oidc = data.config_write.oidc if data.config_write else OidcConfigWrite()
-        position = system.identity_providers.update(
+        position = identity.identity_providers.update(
             idp,
             by=principal.actor,
             name=data.name,
@@ -348,17 +348,17 @@ class IdentityProviderController(Controller):
             client_secret=oidc.client_secret,
             scopes=oidc.scopes,
         )
-        system.wait_for_views(position)
-        return summary(_row(system, principal, idp))
+        identity.wait_for_views(position)
+        return summary(_row(identity, principal, idp))
 
     @delete(
         "/idps/{idp:str}",
         operation_id="DeleteIdentityProvider",
         guards=[requires("CanManageIdentityProviders")],
     )
-    def delete_idp(self, system: SystemDep, principal: Caller, idp: FromPath[str]) -> None:
+    def delete_idp(self, identity: IdentityDep, principal: Caller, idp: FromPath[str]) -> None:
         """Remove an identity provider; its users need another way to sign in."""
-        system.wait_for_views(system.identity_providers.delete(idp, by=principal.actor))
+        identity.wait_for_views(identity.identity_providers.delete(idp, by=principal.actor))
 
     @post(
         "/idps/{idp:str}/rotate-secret",
@@ -368,17 +368,17 @@ class IdentityProviderController(Controller):
     )
     def rotate_secret(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         idp: FromPath[str],
         data: JSONBody[RotateSecretRequest],
     ) -> IdentityProviderSummary:
         """Replace the client secret with one issued by the provider's console."""
-        position = system.identity_providers.rotate_secret(
+        position = identity.identity_providers.rotate_secret(
             idp, data.client_secret, by=principal.actor
         )
-        system.wait_for_views(position)
-        return summary(_row(system, principal, idp))
+        identity.wait_for_views(position)
+        return summary(_row(identity, principal, idp))
 
     @post(
         "/idps/{idp:str}/test-connection",
@@ -387,11 +387,11 @@ class IdentityProviderController(Controller):
         guards=[requires("CanManageIdentityProviders")],
     )
     def test_connection(
-        self, system: SystemDep, principal: Caller, idp: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, idp: FromPath[str]
     ) -> ConnectionTestResult:
         """Fetch the provider's OpenID configuration and JWKS; report success or what failed."""
-        _row(system, principal, idp)
-        result = system.identity_providers.test_connection(idp, by=principal.actor)
+        _row(identity, principal, idp)
+        result = identity.identity_providers.test_connection(idp, by=principal.actor)
         details = result.details
         endpoints = details.get("endpoints")
         return ConnectionTestResult(

@@ -21,8 +21,9 @@ from litestar import Controller, Response
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.commands.ports import resource_name
+from sailplane.contexts import InfraContext
 from sailplane.domain.errors import InvalidValueError, NotFoundError
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.auth import Caller, InfraDep, Principal, requires
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Described,
@@ -35,7 +36,6 @@ from sailplane.http.pagination import (
 )
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.system import System
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
 ACCEPTED = 202
@@ -367,92 +367,96 @@ def operation_out(row: dict[str, Any]) -> OperationOut:
     )
 
 
-def connection_row(system: System, principal: Principal, connection_id: str) -> dict[str, Any]:
+def connection_row(infra: InfraContext, principal: Principal, connection_id: str) -> dict[str, Any]:
     return or_404(
-        system.clusters.connection(principal.organization_id, connection_id),
+        infra.clusters.connection(principal.organization_id, connection_id),
         "connection",
         connection_id,
     )
 
 
 def network_row(
-    system: System, principal: Principal, network_id: str, connection_id: str | None = None
+    infra: InfraContext, principal: Principal, network_id: str, connection_id: str | None = None
 ) -> dict[str, Any]:
-    row = system.clusters.network(principal.organization_id, network_id)
+    row = infra.clusters.network(principal.organization_id, network_id)
     if row is not None and connection_id is not None and row["connection_id"] != connection_id:
         row = None
     return or_404(row, "network", network_id)
 
 
 def external_row(
-    system: System, principal: Principal, cluster_id: str, connection_id: str | None = None
+    infra: InfraContext, principal: Principal, cluster_id: str, connection_id: str | None = None
 ) -> dict[str, Any]:
-    row = system.clusters.external_cluster(principal.organization_id, cluster_id)
+    row = infra.clusters.external_cluster(principal.organization_id, cluster_id)
     if row is not None and connection_id is not None and row["connection_id"] != connection_id:
         row = None
     return or_404(row, "cluster", cluster_id)
 
 
 def accepted(
-    system: System, principal: Principal, started: tuple[str, int]
+    infra: InfraContext, principal: Principal, started: tuple[str, int]
 ) -> Response[OperationOut]:
     """202 with the operation a use case started, once the views show it."""
     operation_id, position = started
-    system.wait_for_views(position)
+    infra.wait_for_views(position)
     row = or_404(
-        system.clusters.operation(principal.organization_id, operation_id),
+        infra.clusters.operation(principal.organization_id, operation_id),
         "operation",
         operation_id,
     )
     return Response(operation_out(row), status_code=ACCEPTED)
 
 
-def _operations(system: System, org: str, ids: list[str | None]) -> list[OperationOut]:
+def _operations(infra: InfraContext, org: str, ids: list[str | None]) -> list[OperationOut]:
     wanted = sorted({i for i in ids if i})
     return (
-        [operation_out(r) for r in system.clusters.operations_by_id(org, wanted)] if wanted else []
+        [operation_out(r) for r in infra.clusters.operations_by_id(org, wanted)] if wanted else []
     )
 
 
-def _clusters_included(system: System, org: str, rows: list[dict[str, Any]]) -> ClustersIncluded:
-    connections = system.clusters.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
+def _clusters_included(
+    infra: InfraContext, org: str, rows: list[dict[str, Any]]
+) -> ClustersIncluded:
+    connections = infra.clusters.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
     return ClustersIncluded(
         clusters=[external_cluster_out(r) for r in rows],
         connections=[connection_out(c) for c in connections],
-        operations=_operations(system, org, [r["operation_id"] for r in rows]),
+        operations=_operations(infra, org, [r["operation_id"] for r in rows]),
     )
 
 
 def _cluster_listing(
-    system: System, org: str, page: tuple[int, list[dict[str, Any]], str | None]
+    infra: InfraContext, org: str, page: tuple[int, list[dict[str, Any]], str | None]
 ) -> Any:
     total, rows, marker = page
     return NormalizedListing(
         total=total,
         items=[ClusterRef(id=r["id"], connection_id=r["connection_id"]) for r in rows],
-        included=_clusters_included(system, org, rows),
+        included=_clusters_included(infra, org, rows),
         marker=marker,
     )
 
 
 def _network_listing(
-    system: System, org: str, rows: list[dict[str, Any]], marker: str | None
+    infra: InfraContext, org: str, rows: list[dict[str, Any]], marker: str | None
 ) -> NetworkListing:
     return NetworkListing(
         items=[network_out(r) for r in rows],
-        included=_networks_included(system, org, rows),
+        included=_networks_included(infra, org, rows),
         marker=marker,
     )
 
 
-def _networks_included(system: System, org: str, rows: list[dict[str, Any]]) -> NetworksIncluded:
-    connections = system.clusters.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
-    clusters = system.clusters.external_clusters_in_networks(org, [r["id"] for r in rows])
+def _networks_included(
+    infra: InfraContext, org: str, rows: list[dict[str, Any]]
+) -> NetworksIncluded:
+    connections = infra.clusters.connections_by_id(org, sorted({r["connection_id"] for r in rows}))
+    clusters = infra.clusters.external_clusters_in_networks(org, [r["id"] for r in rows])
     return NetworksIncluded(
         networks=[network_out(r) for r in rows],
         connections=[connection_out(c) for c in connections],
         clusters=[external_cluster_out(c) for c in clusters],
-        operations=_operations(system, org, [r["operation_id"] for r in rows]),
+        operations=_operations(infra, org, [r["operation_id"] for r in rows]),
     )
 
 
@@ -498,10 +502,10 @@ class ConnectionController(Controller):
 
     @get("/", operation_id="ListConnections", guards=[requires(VIEW)])
     def list_connections(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, infra: InfraDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> ConnectionListing:
         """List the organization's connections, oldest first."""
-        _, rows, next_marker = system.clusters.connections(
+        _, rows, next_marker = infra.clusters.connections(
             principal.organization_id, limit=limit, marker=marker
         )
         return ConnectionListing(
@@ -512,17 +516,17 @@ class ConnectionController(Controller):
 
     @post("/", operation_id="CreateConnection", guards=[requires(MANAGE)])
     def create_connection(
-        self, system: SystemDep, principal: Caller, data: JSONBody[ConnectionCreate]
+        self, infra: InfraDep, principal: Caller, data: JSONBody[ConnectionCreate]
     ) -> ConnectionOut:
         """Create a connection (`aws`, `kubernetes` or `local`)."""
-        connection_id, position = system.infra.create_connection(
+        connection_id, position = infra.commands.create_connection(
             name=data.name,
             provider=data.provider,
             provider_config=data.provider_config,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return connection_out(connection_row(system, principal, connection_id))
+        infra.wait_for_views(position)
+        return connection_out(connection_row(infra, principal, connection_id))
 
     @get(
         "/{connection:str}",
@@ -530,10 +534,10 @@ class ConnectionController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_connection(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+        self, infra: InfraDep, principal: Caller, connection: FromPath[str]
     ) -> ConnectionOut:
         """Describe a connection; secret settings are never shown."""
-        return connection_out(connection_row(system, principal, connection))
+        return connection_out(connection_row(infra, principal, connection))
 
     @patch(
         "/{connection:str}",
@@ -542,18 +546,18 @@ class ConnectionController(Controller):
     )
     def update_connection(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         data: JSONBody[ConnectionUpdate],
     ) -> ConnectionOut:
         """Rename a connection or replace its providerConfig."""
-        system.wait_for_views(
-            system.infra.update_connection(
+        infra.wait_for_views(
+            infra.commands.update_connection(
                 connection, name=data.name, provider_config=data.provider_config, by=principal.actor
             )
         )
-        return connection_out(connection_row(system, principal, connection))
+        return connection_out(connection_row(infra, principal, connection))
 
     @delete(
         "/{connection:str}",
@@ -561,10 +565,10 @@ class ConnectionController(Controller):
         guards=[requires(MANAGE)],
     )
     def delete_connection(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+        self, infra: InfraDep, principal: Caller, connection: FromPath[str]
     ) -> None:
         """Delete a connection whose networks and clusters are destroyed (409 otherwise)."""
-        system.wait_for_views(system.infra.delete_connection(connection, by=principal.actor))
+        infra.wait_for_views(infra.commands.delete_connection(connection, by=principal.actor))
 
     @post(
         "/{connection:str}/verify",
@@ -574,27 +578,25 @@ class ConnectionController(Controller):
     )
     def verify_connection(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         data: JSONBody[VerifyRequest],
     ) -> ConnectionOut:
         """Check the connection with its provider: `active` when it works, `failed` with the reason."""
-        system.wait_for_views(
-            system.infra.verify_connection(connection, role_arn=data.role_arn, by=principal.actor)
+        infra.wait_for_views(
+            infra.commands.verify_connection(connection, role_arn=data.role_arn, by=principal.actor)
         )
-        return connection_out(connection_row(system, principal, connection))
+        return connection_out(connection_row(infra, principal, connection))
 
     @get(
         "/{connection:str}/regions",
         operation_id="ListConnectionRegions",
         guards=[requires(VIEW)],
     )
-    def list_regions(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str]
-    ) -> Items:
+    def list_regions(self, infra: InfraDep, principal: Caller, connection: FromPath[str]) -> Items:
         """List the provider's regions."""
-        return Items(items=system.infra.regions(connection, by=principal.actor))
+        return Items(items=infra.commands.regions(connection, by=principal.actor))
 
     @get(
         "/{connection:str}/instance-types",
@@ -603,7 +605,7 @@ class ConnectionController(Controller):
     )
     def list_instance_types(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         region: Region = None,
@@ -613,7 +615,7 @@ class ConnectionController(Controller):
         min_memory_mib: MinMemory = None,
     ) -> InstanceTypes:
         """List the instance types the provider offers, filtered."""
-        offered = system.infra.instance_types(
+        offered = infra.commands.instance_types(
             connection,
             region=region,
             architecture=architecture,
@@ -629,11 +631,11 @@ class ConnectionController(Controller):
         guards=[requires(VIEW)],
     )
     def list_provider_networks(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str], region: Region = None
+        self, infra: InfraDep, principal: Caller, connection: FromPath[str], region: Region = None
     ) -> Items:
         """List the networks that exist at the provider."""
         return Items(
-            items=system.infra.provider_networks(connection, region=region, by=principal.actor)
+            items=infra.commands.provider_networks(connection, region=region, by=principal.actor)
         )
 
     @get(
@@ -642,11 +644,11 @@ class ConnectionController(Controller):
         guards=[requires(MANAGE)],
     )
     def get_template(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+        self, infra: InfraDep, principal: Caller, connection: FromPath[str]
     ) -> TemplateOut:
         """The connection's infrastructure template: its URLs and parameters."""
         download = f"/api/v1/infra/connections/{connection}/template/download"
-        template = system.infra.template(connection, download_url=download, by=principal.actor)
+        template = infra.commands.template(connection, download_url=download, by=principal.actor)
         return TemplateOut(
             template_url=template.template_url,
             quick_launch_url=template.quick_launch_url,
@@ -661,10 +663,10 @@ class ConnectionController(Controller):
         media_type="text/yaml",
     )
     def download_template(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+        self, infra: InfraDep, principal: Caller, connection: FromPath[str]
     ) -> Response[str]:
         """The template as YAML with the parameters' defaults filled in."""
-        template = system.infra.template(connection, download_url="", by=principal.actor)
+        template = infra.commands.template(connection, download_url="", by=principal.actor)
         return Response(
             template.body,
             media_type="text/yaml",
@@ -680,11 +682,11 @@ class ConnectionController(Controller):
         status_code=ACCEPTED,
     )
     def sync_template(
-        self, system: SystemDep, principal: Caller, connection: FromPath[str]
+        self, infra: InfraDep, principal: Caller, connection: FromPath[str]
     ) -> Response[OperationOut]:
         """Update the connection's stack to the latest template (an operation)."""
         return accepted(
-            system, principal, system.infra.sync_template(connection, by=principal.actor)
+            infra, principal, infra.commands.sync_template(connection, by=principal.actor)
         )
 
 
@@ -694,23 +696,23 @@ class NetworkController(Controller):
 
     @get("/networks", operation_id="ListNetworks", guards=[requires(VIEW)])
     def list_networks(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, infra: InfraDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> NetworkListing:
         """List every network of the organization, oldest first."""
         org = principal.organization_id
-        _, rows, next_marker = system.clusters.networks(
+        _, rows, next_marker = infra.clusters.networks(
             org, connection_id=None, limit=limit, marker=marker
         )
-        return _network_listing(system, org, rows, next_marker)
+        return _network_listing(infra, org, rows, next_marker)
 
     @delete(
         "/networks/{network:str}",
         operation_id="DeleteNetwork",
         guards=[requires(MANAGE)],
     )
-    def delete_network(self, system: SystemDep, principal: Caller, network: FromPath[str]) -> None:
+    def delete_network(self, infra: InfraDep, principal: Caller, network: FromPath[str]) -> None:
         """Delete a destroyed or never-provisioned network record (409 otherwise)."""
-        system.wait_for_views(system.infra.delete_network(network, by=principal.actor))
+        infra.wait_for_views(infra.commands.delete_network(network, by=principal.actor))
 
     @get(
         "/connections/{connection:str}/networks",
@@ -719,7 +721,7 @@ class NetworkController(Controller):
     )
     def list_connection_networks(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         limit: Limit = 100,
@@ -727,11 +729,11 @@ class NetworkController(Controller):
     ) -> NetworkListing:
         """List a connection's networks, oldest first."""
         org = principal.organization_id
-        connection_row(system, principal, connection)
-        _, rows, next_marker = system.clusters.networks(
+        connection_row(infra, principal, connection)
+        _, rows, next_marker = infra.clusters.networks(
             org, connection_id=connection, limit=limit, marker=marker
         )
-        return _network_listing(system, org, rows, next_marker)
+        return _network_listing(infra, org, rows, next_marker)
 
     @post(
         "/connections/{connection:str}/networks",
@@ -740,18 +742,18 @@ class NetworkController(Controller):
     )
     def create_network(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         data: JSONBody[NetworkCreate],
     ) -> NetworkOut:
         """Create a network (pending) in an active connection."""
         _body_connection(data.connection_id, connection)
-        network_id, position = system.infra.create_network(
+        network_id, position = infra.commands.create_network(
             connection, name=data.name, region=data.region, config=data.config, by=principal.actor
         )
-        system.wait_for_views(position)
-        return network_out(network_row(system, principal, network_id))
+        infra.wait_for_views(position)
+        return network_out(network_row(infra, principal, network_id))
 
     @get(
         "/connections/{connection:str}/networks/{network:str}",
@@ -760,17 +762,17 @@ class NetworkController(Controller):
     )
     def describe_network(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         network: FromPath[str],
     ) -> Described[ClusterRef, NetworksIncluded]:
         """Describe a network with its connection, clusters and last operation."""
-        connection_row(system, principal, connection)
-        row = network_row(system, principal, network, connection)
+        connection_row(infra, principal, connection)
+        row = network_row(infra, principal, network, connection)
         return Described(
             item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
-            included=_networks_included(system, principal.organization_id, [row]),
+            included=_networks_included(infra, principal.organization_id, [row]),
         )
 
     @patch(
@@ -780,7 +782,7 @@ class NetworkController(Controller):
     )
     def update_network(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         network: FromPath[str],
@@ -789,15 +791,15 @@ class NetworkController(Controller):
         """Rename a network (metadata only; its configuration is fixed once created)."""
         if (
             data.config is not None
-            and data.config != network_row(system, principal, network, connection)["config"]
+            and data.config != network_row(infra, principal, network, connection)["config"]
         ):
             raise InvalidValueError(
                 "A network's config cannot change; create another network.", field="config"
             )
-        system.wait_for_views(
-            system.infra.update_network(connection, network, name=data.name, by=principal.actor)
+        infra.wait_for_views(
+            infra.commands.update_network(connection, network, name=data.name, by=principal.actor)
         )
-        return network_out(network_row(system, principal, network, connection))
+        return network_out(network_row(infra, principal, network, connection))
 
     @delete(
         "/connections/{connection:str}/networks/{network:str}",
@@ -807,14 +809,16 @@ class NetworkController(Controller):
     )
     def destroy_network(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         network: FromPath[str],
     ) -> Response[OperationOut]:
         """Destroy a network's infrastructure (an operation); the record stays."""
         return accepted(
-            system, principal, system.infra.destroy_network(connection, network, by=principal.actor)
+            infra,
+            principal,
+            infra.commands.destroy_network(connection, network, by=principal.actor),
         )
 
     @post(
@@ -825,16 +829,16 @@ class NetworkController(Controller):
     )
     def provision_network(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         network: FromPath[str],
     ) -> Response[OperationOut]:
         """Provision a pending (or failed) network (an operation)."""
         return accepted(
-            system,
+            infra,
             principal,
-            system.infra.provision_network(connection, network, by=principal.actor),
+            infra.commands.provision_network(connection, network, by=principal.actor),
         )
 
 
@@ -855,14 +859,14 @@ class ClusterController(Controller):
         guards=[requires(VIEW)],
     )
     def list_clusters(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, infra: InfraDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> NormalizedListing[ClusterRef, ClustersIncluded]:
         """List every provisioned cluster of the organization, oldest first."""
         org = principal.organization_id
         return _cluster_listing(
-            system,
+            infra,
             org,
-            system.clusters.external_clusters(org, connection_id=None, limit=limit, marker=marker),
+            infra.clusters.external_clusters(org, connection_id=None, limit=limit, marker=marker),
         )
 
     @get(
@@ -871,13 +875,13 @@ class ClusterController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_cluster(
-        self, system: SystemDep, principal: Caller, cluster: FromPath[str]
+        self, infra: InfraDep, principal: Caller, cluster: FromPath[str]
     ) -> Described[ClusterRef, ClustersIncluded]:
         """Describe a provisioned cluster with its connection and last operation."""
-        row = external_row(system, principal, cluster)
+        row = external_row(infra, principal, cluster)
         return Described(
             item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
-            included=_clusters_included(system, principal.organization_id, [row]),
+            included=_clusters_included(infra, principal.organization_id, [row]),
         )
 
     @delete(
@@ -885,9 +889,9 @@ class ClusterController(Controller):
         operation_id="DeleteExternalCluster",
         guards=[requires(MANAGE)],
     )
-    def delete_cluster(self, system: SystemDep, principal: Caller, cluster: FromPath[str]) -> None:
+    def delete_cluster(self, infra: InfraDep, principal: Caller, cluster: FromPath[str]) -> None:
         """Delete a destroyed or never-provisioned cluster record and its workload cluster (409 otherwise)."""
-        system.wait_for_views(system.infra.delete_cluster(cluster, by=principal.actor))
+        infra.wait_for_views(infra.commands.delete_cluster(cluster, by=principal.actor))
 
     @get(
         "/connections/{connection:str}/clusters",
@@ -896,7 +900,7 @@ class ClusterController(Controller):
     )
     def list_connection_clusters(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         limit: Limit = 100,
@@ -904,11 +908,11 @@ class ClusterController(Controller):
     ) -> NormalizedListing[ClusterRef, ClustersIncluded]:
         """List a connection's provisioned clusters, oldest first."""
         org = principal.organization_id
-        connection_row(system, principal, connection)
+        connection_row(infra, principal, connection)
         return _cluster_listing(
-            system,
+            infra,
             org,
-            system.clusters.external_clusters(
+            infra.clusters.external_clusters(
                 org, connection_id=connection, limit=limit, marker=marker
             ),
         )
@@ -920,14 +924,14 @@ class ClusterController(Controller):
     )
     def create_cluster(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         data: JSONBody[ClusterCreate],
     ) -> ExternalClusterOut:
         """Create a cluster (pending) on an active network, with its workload cluster."""
         _body_connection(data.connection_id, connection)
-        cluster_id, position = system.infra.create_cluster(
+        cluster_id, position = infra.commands.create_cluster(
             connection,
             network_id=data.network_id,
             name=data.name,
@@ -935,8 +939,8 @@ class ClusterController(Controller):
             config=data.config,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return external_cluster_out(external_row(system, principal, cluster_id))
+        infra.wait_for_views(position)
+        return external_cluster_out(external_row(infra, principal, cluster_id))
 
     @get(
         "/connections/{connection:str}/clusters/{cluster:str}",
@@ -945,17 +949,17 @@ class ClusterController(Controller):
     )
     def describe_connection_cluster(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
     ) -> Described[ClusterRef, ClustersIncluded]:
         """Describe a provisioned cluster of a connection."""
-        connection_row(system, principal, connection)
-        row = external_row(system, principal, cluster, connection)
+        connection_row(infra, principal, connection)
+        row = external_row(infra, principal, cluster, connection)
         return Described(
             item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
-            included=_clusters_included(system, principal.organization_id, [row]),
+            included=_clusters_included(infra, principal.organization_id, [row]),
         )
 
     @post(
@@ -966,18 +970,18 @@ class ClusterController(Controller):
     )
     def update_cluster(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
         data: JSONBody[ClusterUpdate],
     ) -> ExternalClusterOut:
         """Rename a cluster, or change its configuration (an update operation; active only)."""
-        _, position = system.infra.update_cluster(
+        _, position = infra.commands.update_cluster(
             connection, cluster, name=data.name, config=data.config, by=principal.actor
         )
-        system.wait_for_views(position)
-        return external_cluster_out(external_row(system, principal, cluster, connection))
+        infra.wait_for_views(position)
+        return external_cluster_out(external_row(infra, principal, cluster, connection))
 
     @delete(
         "/connections/{connection:str}/clusters/{cluster:str}",
@@ -987,14 +991,16 @@ class ClusterController(Controller):
     )
     def destroy_cluster(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
     ) -> Response[OperationOut]:
         """Destroy an active or failed cluster's infrastructure (an operation); the record stays."""
         return accepted(
-            system, principal, system.infra.destroy_cluster(connection, cluster, by=principal.actor)
+            infra,
+            principal,
+            infra.commands.destroy_cluster(connection, cluster, by=principal.actor),
         )
 
     @post(
@@ -1005,16 +1011,16 @@ class ClusterController(Controller):
     )
     def provision_cluster(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
     ) -> Response[OperationOut]:
         """Provision a pending (or failed) cluster (an operation)."""
         return accepted(
-            system,
+            infra,
             principal,
-            system.infra.provision_cluster(connection, cluster, by=principal.actor),
+            infra.commands.provision_cluster(connection, cluster, by=principal.actor),
         )
 
     @get(
@@ -1024,13 +1030,13 @@ class ClusterController(Controller):
     )
     def cluster_health(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
     ) -> HealthOut:
         """Check the cluster now (a local cluster runs SELECT 1)."""
-        report = system.infra.cluster_health(connection, cluster, by=principal.actor)
+        report = infra.commands.cluster_health(connection, cluster, by=principal.actor)
         return HealthOut(
             status=report.health.status,
             provider_metadata={"status": report.cluster_status, "checks": report.health.checks},
@@ -1038,7 +1044,7 @@ class ClusterController(Controller):
             system_pods=[],
             total_nodes=0,
             ready_nodes=0,
-            last_checked_at=iso(system.clock()),
+            last_checked_at=iso(infra.clock()),
             message=report.health.message,
         )
 
@@ -1049,13 +1055,13 @@ class ClusterController(Controller):
     )
     def cluster_kubeconfig(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
     ) -> KubeconfigOut:
         """A kubeconfig for the cluster (409 for a provider without one)."""
-        kubeconfig = system.infra.kubeconfig(connection, cluster, by=principal.actor)
+        kubeconfig = infra.commands.kubeconfig(connection, cluster, by=principal.actor)
         return KubeconfigOut(
             kubeconfig=kubeconfig.text,
             cluster_endpoint=kubeconfig.endpoint,
@@ -1069,7 +1075,7 @@ class ClusterController(Controller):
     )
     def cluster_metrics(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         connection: FromPath[str],
         cluster: FromPath[str],
@@ -1078,7 +1084,7 @@ class ClusterController(Controller):
         ] = "1h",
     ) -> dict[str, list[dict[str, Any]]]:
         """CPU and memory utilization over the period."""
-        return system.infra.cluster_metrics(
+        return infra.commands.cluster_metrics(
             connection, cluster, window=_period(period), by=principal.actor
         )
 
@@ -1094,12 +1100,12 @@ class OperationController(Controller):
     )
     def get_operation(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         operationId: FromPath[str],
     ) -> OperationOut:
         """The status, progress, result and error of a long-running operation."""
-        row = system.clusters.operation(principal.organization_id, operationId)
+        row = infra.clusters.operation(principal.organization_id, operationId)
         return operation_out(or_404(row, "operation", operationId))
 
 
@@ -1115,7 +1121,7 @@ class MyClustersController(Controller):
     @get("/", operation_id="ListMyClusters", guards=[requires(VIEW)])
     def list_my_clusters(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         limit: Limit = 100,
         page: PageNumber = 1,
@@ -1125,7 +1131,7 @@ class MyClustersController(Controller):
     ) -> NormalizedListing[MyClusterRef, MyClustersIncluded]:
         """List the workload clusters the caller can run jobs and sessions on, by name."""
         org = principal.organization_id
-        total, rows, next_marker = system.clusters.reachable_clusters(
+        total, rows, next_marker = infra.clusters.reachable_clusters(
             org,
             everything=principal.can("CanUseClusters"),
             page=page_of(page, limit),
@@ -1135,7 +1141,7 @@ class MyClustersController(Controller):
         return NormalizedListing(
             total=total,
             items=[_my_ref(r) for r in rows],
-            included=_my_included(system, org, rows),
+            included=_my_included(infra, org, rows),
             marker=next_marker,
         )
 
@@ -1145,14 +1151,14 @@ class MyClustersController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_my_cluster(
-        self, system: SystemDep, principal: Caller, cluster: FromPath[str]
+        self, infra: InfraDep, principal: Caller, cluster: FromPath[str]
     ) -> Described[MyClusterRef, MyClustersIncluded]:
         """Describe a workload cluster the caller can reach (404 otherwise)."""
-        row = system.clusters.cluster(principal.organization_id, cluster)
+        row = infra.clusters.cluster(principal.organization_id, cluster)
         if row is None or not (principal.can("CanUseClusters") or row["open_to_all_members"]):
             raise NotFoundError.of("cluster", cluster)
         return Described(
-            item=_my_ref(row), included=_my_included(system, principal.organization_id, [row])
+            item=_my_ref(row), included=_my_included(infra, principal.organization_id, [row])
         )
 
 
@@ -1164,8 +1170,8 @@ def _my_ref(row: dict[str, Any]) -> MyClusterRef:
     )
 
 
-def _my_included(system: System, org: str, rows: list[dict[str, Any]]) -> MyClustersIncluded:
-    view = system.clusters
+def _my_included(infra: InfraContext, org: str, rows: list[dict[str, Any]]) -> MyClustersIncluded:
+    view = infra.clusters
     return MyClustersIncluded(
         clusters=[workload_cluster_out(r) for r in rows],
         connections=[

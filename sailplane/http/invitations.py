@@ -8,15 +8,15 @@ import msgspec
 from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.access import MEMBER
 from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, requires
 from sailplane.http.authentication import PUBLIC, public_base
 from sailplane.http.identity_shapes import InviteOut, OrganizationOut, invite, organization, user
 from sailplane.http.routes import get, post
 from sailplane.http.shapes import Shape
-from sailplane.system import System
 
 
 class TeamAssignment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
@@ -52,18 +52,18 @@ class InviteAcceptResult(Shape):
     next_step: str  # "sign_in" (password set) or "set_password"
 
 
-def invite_url(system: System, request: Request[Any, Any, Any], token: str) -> str:
-    return f"{public_base(system, request)}/api/v1/org/invites/{token}"
+def invite_url(identity: IdentityContext, request: Request[Any, Any, Any], token: str) -> str:
+    return f"{public_base(identity, request)}/api/v1/org/invites/{token}"
 
 
 def _invite(
-    system: System, request: Request[Any, Any, Any], invitation_id: str, token: str
+    identity: IdentityContext, request: Request[Any, Any, Any], invitation_id: str, token: str
 ) -> InviteOut:
-    row = system.access.invitation(invitation_id)
-    org = system.directory.organization(row["organization_id"]) if row else None
+    row = identity.access.invitation(invitation_id)
+    org = identity.directory.organization(row["organization_id"]) if row else None
     if row is None or org is None:
         raise NotFoundError("This invitation was not found.", code="invitation_not_found")
-    return invite(row, token, org, invite_url(system, request, token))
+    return invite(row, token, org, invite_url(identity, request, token))
 
 
 class InvitationController(Controller):
@@ -77,7 +77,7 @@ class InvitationController(Controller):
     )
     def create_invitation(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         request: Request[Any, Any, Any],
         data: JSONBody[InviteCreateRequest],
@@ -85,7 +85,7 @@ class InvitationController(Controller):
         """Invite a person by email with a role and team assignments; the token is shown once."""
         if data.organization_id is not None and data.organization_id != principal.organization_id:
             raise NotFoundError.of("organization", data.organization_id)
-        invitation_id, token, position = system.identity.create_invitation(
+        invitation_id, token, position = identity.commands.create_invitation(
             email=data.email,
             name=data.name,
             organization_role_id=data.organization_role_id,
@@ -96,13 +96,13 @@ class InvitationController(Controller):
             send_email=data.send_email,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        out = _invite(system, request, invitation_id, token)
+        identity.wait_for_views(position)
+        out = _invite(identity, request, invitation_id, token)
         if not data.send_email:
             return out
         # Recorded and shown (here and when the invitation is described), never dropped.
-        system.wait_for_views(
-            system.identity.send_invitation_email(
+        identity.wait_for_views(
+            identity.commands.send_invitation_email(
                 invitation_id,
                 organization_name=out.organization.name,
                 invite_url=out.invite_url,
@@ -110,35 +110,35 @@ class InvitationController(Controller):
                 by=principal.actor,
             )
         )
-        return _invite(system, request, invitation_id, token)
+        return _invite(identity, request, invitation_id, token)
 
     @get("/{token:str}", operation_id="DescribeInvitation", **PUBLIC)
     def describe_invitation(
-        self, system: SystemDep, request: Request[Any, Any, Any], token: FromPath[str]
+        self, identity: IdentityDep, request: Request[Any, Any, Any], token: FromPath[str]
     ) -> InviteOut:
         """A pending invitation (no bearer token needed; 404 when expired, 409 when used)."""
-        invitation = system.identity.invitation_for(token)
-        return _invite(system, request, invitation.id, token)
+        invitation = identity.commands.invitation_for(token)
+        return _invite(identity, request, invitation.id, token)
 
     @post("/{token:str}/accept", operation_id="AcceptInvitation", status_code=200, **PUBLIC)
     def accept_invitation(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         token: FromPath[str],
         data: JSONBody[InviteAcceptRequest | None] = None,
     ) -> InviteAcceptResult:
         """Join the organization: links the account with the invited email or creates it."""
         person = data.user if data and data.user else InvitedUser()
-        accepted = system.identity.accept_invitation(
+        accepted = identity.commands.accept_invitation(
             token,
             email=person.email,
             given_name=person.given_name,
             family_name=person.family_name,
             password=person.password,
         )
-        system.wait_for_views(accepted.position)
-        org = system.directory.organization(accepted.organization_id)
-        row = system.directory.user(accepted.organization_id, accepted.user_id)
+        identity.wait_for_views(accepted.position)
+        org = identity.directory.organization(accepted.organization_id)
+        row = identity.directory.user(accepted.organization_id, accepted.user_id)
         if org is None or row is None:
             raise NotFoundError.of("user", accepted.user_id)
         return InviteAcceptResult(

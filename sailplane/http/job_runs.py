@@ -20,15 +20,22 @@ from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from sailplane.contexts import RunsContext
 from sailplane.domain.errors import InvalidRequestError, InvalidValueError, NotFoundError
 from sailplane.domain.runs import TERMINAL
-from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.auth import (
+    Caller,
+    Principal,
+    RunsDep,
+    can_access,
+    require_access,
+    requires,
+)
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import reachable_team_ids
-from sailplane.system import System
 
 VIEW, RUN, MANAGE = "CanViewJobs", "CanRunJobs", "CanManageJobs"
 STREAM_POLL_SECONDS = 0.25
@@ -156,34 +163,36 @@ def log_shape(row: dict[str, Any]) -> JobRunLogLine:
 # --- access ---------------------------------------------------------------------------------
 
 
-def _job_team_ids(system: System, principal: Principal, job_id: str) -> list[str]:
+def _job_team_ids(runs: RunsContext, principal: Principal, job_id: str) -> list[str]:
     """The teams the job is granted to (404 when the organization has no such job)."""
-    snapshot = system.runs.job_versions.snapshot(principal.organization_id, job_id)
+    snapshot = runs.commands.job_versions.snapshot(principal.organization_id, job_id)
     return list(or_404(snapshot, "job", job_id).team_ids)
 
 
-def _visible_run(system: System, principal: Principal, job_id: str, run_id: str) -> dict[str, Any]:
-    row = system.job_runs.run(principal.organization_id, job_id, run_id)
-    if row is None or not can_access(system, principal, VIEW, granted_team_ids=row["team_ids"]):
+def _visible_run(
+    runs: RunsContext, principal: Principal, job_id: str, run_id: str
+) -> dict[str, Any]:
+    row = runs.view.run(principal.organization_id, job_id, run_id)
+    if row is None or not can_access(principal, VIEW, granted_team_ids=row["team_ids"]):
         raise NotFoundError.of("job_run", run_id)
     return row
 
 
 def _changeable_run(
-    system: System, principal: Principal, job_id: str, run_id: str, permission: str
+    runs: RunsContext, principal: Principal, job_id: str, run_id: str, permission: str
 ) -> dict[str, Any]:
-    row = _visible_run(system, principal, job_id, run_id)
-    require_access(system, principal, permission, granted_team_ids=row["team_ids"])
+    row = _visible_run(runs, principal, job_id, run_id)
+    require_access(principal, permission, granted_team_ids=row["team_ids"])
     return row
 
 
 def _act(
-    system: System, principal: Principal, job_id: str, run_id: str, use_case: Callable[..., int]
+    runs: RunsContext, principal: Principal, job_id: str, run_id: str, use_case: Callable[..., int]
 ) -> JobRun:
     """A `CanRunJobs` action on a run: check, call the use case, read the run back."""
-    _changeable_run(system, principal, job_id, run_id, RUN)
-    system.wait_for_views(use_case(job_id, run_id, by=principal.actor))
-    return run_shape(_visible_run(system, principal, job_id, run_id))
+    _changeable_run(runs, principal, job_id, run_id, RUN)
+    runs.wait_for_views(use_case(job_id, run_id, by=principal.actor))
+    return run_shape(_visible_run(runs, principal, job_id, run_id))
 
 
 def _after(marker: str | None) -> int:
@@ -209,24 +218,24 @@ class JobRunController(Controller):
     @get("/", operation_id="ListJobRuns", guards=[requires(VIEW)])
     def list_runs(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         job: FromPath[str],
         limit: Limit = 100,
         marker: Marker = None,
     ) -> JobRunListing:
         """List a job's runs, newest first."""
-        teams = _job_team_ids(system, principal, job)
-        if not can_access(system, principal, VIEW, granted_team_ids=teams):
+        teams = _job_team_ids(runs, principal, job)
+        if not can_access(principal, VIEW, granted_team_ids=teams):
             raise NotFoundError.of("job", job)
         return _listing(
-            system.job_runs.runs(principal.organization_id, job_id=job, limit=limit, marker=marker)
+            runs.view.runs(principal.organization_id, job_id=job, limit=limit, marker=marker)
         )
 
     @post("/", operation_id="CreateJobRun", guards=[requires(VIEW)])
     def create_run(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[JobRunCreateRequest | None] = None,
@@ -239,12 +248,12 @@ class JobRunController(Controller):
             )
         # One read of the version to run; when there is none, the create below reads again
         # to say why (after the access check, so a hidden job stays a 404).
-        spec = system.runs.job_versions.snapshot(principal.organization_id, job, data.job_version)
-        teams = list(spec.team_ids) if spec else _job_team_ids(system, principal, job)
-        if not can_access(system, principal, VIEW, granted_team_ids=teams):
+        spec = runs.commands.job_versions.snapshot(principal.organization_id, job, data.job_version)
+        teams = list(spec.team_ids) if spec else _job_team_ids(runs, principal, job)
+        if not can_access(principal, VIEW, granted_team_ids=teams):
             raise NotFoundError.of("job", job)
-        require_access(system, principal, RUN, granted_team_ids=teams)
-        run_id, position = system.runs.create_run(
+        require_access(principal, RUN, granted_team_ids=teams)
+        run_id, position = runs.commands.create_run(
             job,
             spec=spec,
             by=principal.actor,
@@ -253,24 +262,24 @@ class JobRunController(Controller):
             job_version=data.job_version,
             resource_cleanup_mode=data.resource_cleanup_mode,
         )
-        system.wait_for_views(position)
-        return run_shape(_visible_run(system, principal, job, run_id))
+        runs.wait_for_views(position)
+        return run_shape(_visible_run(runs, principal, job, run_id))
 
     @get("/{jobRun:str}", operation_id="DescribeJobRun", guards=[requires(VIEW)])
     def describe_run(
-        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+        self, runs: RunsDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Describe a run: status, why it is not running, timing, attempt."""
-        return run_shape(_visible_run(system, principal, job, jobRun))
+        return run_shape(_visible_run(runs, principal, job, jobRun))
 
     @delete("/{jobRun:str}", operation_id="DeleteJobRun", guards=[requires(VIEW)])
     def delete_run(
-        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+        self, runs: RunsDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> None:
         """Delete a finished run (409 while it is pending, ready, dispatched or running)."""
-        _changeable_run(system, principal, job, jobRun, MANAGE)
-        system.wait_for_views(system.runs.delete_run(job, jobRun, by=principal.actor))
-        system.run_logs.delete(jobRun)
+        _changeable_run(runs, principal, job, jobRun, MANAGE)
+        runs.wait_for_views(runs.commands.delete_run(job, jobRun, by=principal.actor))
+        runs.logs.delete(jobRun)
 
     @post(
         "/{jobRun:str}/ready",
@@ -279,10 +288,10 @@ class JobRunController(Controller):
         guards=[requires(VIEW)],
     )
     def release_run(
-        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+        self, runs: RunsDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Release a pending run: it becomes ready (409 unless pending)."""
-        return _act(system, principal, job, jobRun, system.runs.release_run)
+        return _act(runs, principal, job, jobRun, runs.commands.release_run)
 
     @post(
         "/{jobRun:str}/retry",
@@ -292,7 +301,7 @@ class JobRunController(Controller):
     )
     def retry_run(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         job: FromPath[str],
         jobRun: FromPath[str],
@@ -300,7 +309,7 @@ class JobRunController(Controller):
     ) -> JobRun:
         """Run a failed, timed-out, cancelled or dead-lettered run again under its id."""
         hold = data.hold if data is not None else False
-        return _act(system, principal, job, jobRun, partial(system.runs.retry_run, hold=hold))
+        return _act(runs, principal, job, jobRun, partial(runs.commands.retry_run, hold=hold))
 
     @post(
         "/{jobRun:str}/cancel",
@@ -309,10 +318,10 @@ class JobRunController(Controller):
         guards=[requires(VIEW)],
     )
     def cancel_run(
-        self, system: SystemDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
+        self, runs: RunsDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Cancel an unfinished run; its running work is stopped (409 when finished)."""
-        return _act(system, principal, job, jobRun, system.runs.cancel_run)
+        return _act(runs, principal, job, jobRun, runs.commands.cancel_run)
 
     @get(
         "/{jobRun:str}/logs",
@@ -321,7 +330,7 @@ class JobRunController(Controller):
     )
     def list_logs(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         job: FromPath[str],
         jobRun: FromPath[str],
@@ -329,8 +338,8 @@ class JobRunController(Controller):
         marker: Marker = None,
     ) -> MarkerListing[JobRunLogLine]:
         """The run's log lines in order; pass `marker` back for the lines after these."""
-        _visible_run(system, principal, job, jobRun)
-        rows = system.run_logs.page(jobRun, after=_after(marker), limit=limit)
+        _visible_run(runs, principal, job, jobRun)
+        rows = runs.logs.page(jobRun, after=_after(marker), limit=limit)
         return MarkerListing(
             items=[log_shape(r) for r in rows], marker=str(rows[-1]["seq"]) if rows else marker
         )
@@ -342,7 +351,7 @@ class JobRunController(Controller):
     )
     def list_events(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         job: FromPath[str],
         jobRun: FromPath[str],
@@ -350,8 +359,8 @@ class JobRunController(Controller):
         marker: Marker = None,
     ) -> MarkerListing[JobRunEvent]:
         """Every transition of the run with its time, cause and reason code."""
-        _visible_run(system, principal, job, jobRun)
-        rows = system.job_runs.events(
+        _visible_run(runs, principal, job, jobRun)
+        rows = runs.view.events(
             principal.organization_id, jobRun, after=_after(marker), limit=limit
         )
         return MarkerListing(
@@ -362,7 +371,7 @@ class JobRunController(Controller):
     @get("/{jobRun:str}/stream", operation_id="StreamJobRun", guards=[requires(VIEW)])
     async def stream(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         request: Request[Any, Any, Any],
         job: FromPath[str],
@@ -370,9 +379,9 @@ class JobRunController(Controller):
     ) -> ServerSentEvent:
         """Server-Sent Events of the run's transitions (`status`) and log lines (`log`),
         resumable with `Last-Event-ID`; the stream ends once the run has finished."""
-        await anyio.to_thread.run_sync(_visible_run, system, principal, job, jobRun)
+        await anyio.to_thread.run_sync(_visible_run, runs, principal, job, jobRun)
         cursor = _parse_cursor(request.headers.get("last-event-id"))
-        return ServerSentEvent(_follow(system, principal.organization_id, job, jobRun, cursor))
+        return ServerSentEvent(_follow(runs, principal.organization_id, job, jobRun, cursor))
 
 
 def _parse_cursor(value: str | None) -> tuple[int, int]:
@@ -395,15 +404,15 @@ def _log_message(row: dict[str, Any], seen_event: int) -> ServerSentEventMessage
 
 
 async def _follow(
-    system: System, organization_id: str, job_id: str, run_id: str, cursor: tuple[int, int]
+    runs: RunsContext, organization_id: str, job_id: str, run_id: str, cursor: tuple[int, int]
 ) -> AsyncIterator[ServerSentEventMessage]:
     seen_event, seen_log = cursor
     while True:
         events = await anyio.to_thread.run_sync(
-            partial(system.job_runs.events, organization_id, run_id, after=seen_event, limit=100)
+            partial(runs.view.events, organization_id, run_id, after=seen_event, limit=100)
         )
         lines = await anyio.to_thread.run_sync(
-            partial(system.run_logs.page, run_id, after=seen_log, limit=500)
+            partial(runs.logs.page, run_id, after=seen_log, limit=500)
         )
         for row in events:
             seen_event = row["version"]
@@ -417,12 +426,12 @@ async def _follow(
             yield _log_message(row, seen_event)
         if not events and not lines:
             run = await anyio.to_thread.run_sync(
-                lambda: system.job_runs.run(organization_id, job_id, run_id)
+                lambda: runs.view.run(organization_id, job_id, run_id)
             )
             if run is None or (run["status"] in TERMINAL and run["version"] <= seen_event):
                 # Lines written just before the end are read once more before closing.
                 tail = await anyio.to_thread.run_sync(
-                    partial(system.run_logs.page, run_id, after=seen_log, limit=500)
+                    partial(runs.logs.page, run_id, after=seen_log, limit=500)
                 )
                 for row in tail:
                     yield _log_message(row, seen_event)
@@ -436,14 +445,14 @@ class JobRunListsController(Controller):
 
     @get("/", operation_id="ListMyJobRuns", guards=[requires(VIEW)])
     def list_my_runs(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, runs: RunsDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> JobRunListing:
         """List the runs of every job the caller can view, newest first."""
         return _listing(
-            system.job_runs.runs(
+            runs.view.runs(
                 principal.organization_id,
                 limit=limit,
                 marker=marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
             )
         )

@@ -22,11 +22,21 @@ from litestar import Controller
 from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
+from sailplane.contexts import InfraContext, RunsContext, WorkloadsContext
 from sailplane.domain.errors import InvalidRequestError, NotFoundError
 from sailplane.domain.jobs import VERSION_FIELDS, diff_specs, spec_of
 from sailplane.domain.schedule import next_fire
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.auth import (
+    Caller,
+    IdentityDep,
+    InfraDep,
+    Principal,
+    RunsDep,
+    WorkloadsDep,
+    require_access,
+    requires,
+)
 from sailplane.http.errors import or_404
 from sailplane.http.job_config import JobConfig
 from sailplane.http.job_runs import run_shape
@@ -53,7 +63,6 @@ from sailplane.http.sharing import (
     require_team,
 )
 from sailplane.projections.query import Page, Sort
-from sailplane.system import System
 
 VIEW, MANAGE = "CanViewJobs", "CanManageJobs"
 
@@ -95,11 +104,11 @@ class JobVersionWriteRequest(
     max_concurrent_runs: Positive | UnsetType = UNSET
     missed_schedule_policy: MissedSchedulePolicy | UnsetType = UNSET
 
-    def fields(self, system: System, principal: Principal) -> dict[str, Any]:
+    def fields(self, infra: InfraContext, principal: Principal) -> dict[str, Any]:
         """The fields sent; a provisioned cluster's `id` stands for its workload cluster."""
         sent = _sent(self, VERSION_FIELDS)
         if "cluster_id" in sent:
-            sent["cluster_id"] = system.clusters.workload_cluster_id(
+            sent["cluster_id"] = infra.clusters.workload_cluster_id(
                 principal.organization_id, sent["cluster_id"]
             )
         return sent
@@ -232,7 +241,7 @@ def _version_fields(version: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_shape(
-    system: System,
+    workloads: WorkloadsContext,
     job: dict[str, Any],
     version: dict[str, Any],
     last_scheduled: dict[str, datetime] | None = None,
@@ -242,10 +251,10 @@ def job_shape(
     `last_scheduled`: the jobs' `lastScheduledAt` by id, when the caller read them for many.
     """
     if last_scheduled is None:
-        last_scheduled = system.schedules.last_scheduled(job["organization_id"], [job["id"]])
+        last_scheduled = workloads.schedules.last_scheduled(job["organization_id"], [job["id"]])
     cron = version["cron_expression"]
     next_run = (
-        next_fire(cron, version["cron_timezone"], system.clock())
+        next_fire(cron, version["cron_timezone"], workloads.clock())
         if cron and job["status"] == "active" and version["version"] == job["current_version"]
         else None
     )
@@ -288,34 +297,40 @@ def version_shape(version: dict[str, Any]) -> JobVersion:
     )
 
 
-def job_entities(system: System, organization_id: str, rows: list[dict[str, Any]]) -> list[Job]:
+def job_entities(
+    workloads: WorkloadsContext, organization_id: str, rows: list[dict[str, Any]]
+) -> list[Job]:
     """Job shapes of job rows, each with its active version."""
-    versions = system.jobs.versions_of(
+    versions = workloads.jobs.versions_of(
         organization_id, [(r["id"], r["current_version"]) for r in rows]
     )
-    last_scheduled = system.schedules.last_scheduled(organization_id, [r["id"] for r in rows])
+    last_scheduled = workloads.schedules.last_scheduled(organization_id, [r["id"] for r in rows])
     return [
-        job_shape(system, r, versions[(r["id"], r["current_version"])], last_scheduled)
+        job_shape(workloads, r, versions[(r["id"], r["current_version"])], last_scheduled)
         for r in rows
     ]
 
 
-def jobs_by_id(system: System, organization_id: str, job_ids: list[str]) -> list[Job]:
+def jobs_by_id(workloads: WorkloadsContext, organization_id: str, job_ids: list[str]) -> list[Job]:
     """For other groups' `included.jobs` (saved queries)."""
     if not job_ids:
         return []
-    _, rows, _ = system.jobs.jobs(
+    _, rows, _ = workloads.jobs.jobs(
         organization_id, Page(limit=len(job_ids)), Sort("jobKey"), job_ids=job_ids
     )
-    return job_entities(system, organization_id, rows)
+    return job_entities(workloads, organization_id, rows)
 
 
 def _included(
-    system: System, organization_id: str, jobs: list[Job], team_ids: dict[str, list[str]]
+    workloads: WorkloadsContext,
+    runs: RunsContext,
+    organization_id: str,
+    jobs: list[Job],
+    team_ids: dict[str, list[str]],
 ) -> tuple[list[JobListItem], JobsIncluded]:
     wanted = sorted({t for ts in team_ids.values() for t in ts})
-    teams = system.jobs.teams(organization_id, wanted) if wanted else []
-    latest = system.job_runs.latest_runs(organization_id, [j.id for j in jobs])
+    teams = workloads.jobs.teams(organization_id, wanted) if wanted else []
+    latest = runs.view.latest_runs(organization_id, [j.id for j in jobs])
     items = [
         JobListItem(
             job_id=j.id,
@@ -324,34 +339,45 @@ def _included(
         )
         for j in jobs
     ]
-    runs = [msgspec.to_builtins(run_shape(latest[j.id])) for j in jobs if j.id in latest]
-    return items, JobsIncluded(jobs=jobs, job_runs=runs, teams=[shapes.team(t) for t in teams])
+    latest_runs = [msgspec.to_builtins(run_shape(latest[j.id])) for j in jobs if j.id in latest]
+    return items, JobsIncluded(
+        jobs=jobs, job_runs=latest_runs, teams=[shapes.team(t) for t in teams]
+    )
 
 
 def job_listing(
-    system: System, organization_id: str, page: tuple[int, list[dict[str, Any]], str | None]
+    workloads: WorkloadsContext,
+    runs: RunsContext,
+    organization_id: str,
+    page: tuple[int, list[dict[str, Any]], str | None],
 ) -> JobListing:
     total, rows, marker = page
-    jobs = job_entities(system, organization_id, rows)
+    jobs = job_entities(workloads, organization_id, rows)
     items, included = _included(
-        system, organization_id, jobs, system.jobs.team_ids_by_resource([r["id"] for r in rows])
+        workloads,
+        runs,
+        organization_id,
+        jobs,
+        workloads.jobs.team_ids_by_resource([r["id"] for r in rows]),
     )
     return JobListing(total=total, items=items, included=included, marker=marker)
 
 
-def job_row(system: System, principal: Principal, job_id: str) -> dict[str, Any]:
-    return or_404(system.jobs.job(principal.organization_id, job_id), "job", job_id)
+def job_row(workloads: WorkloadsContext, principal: Principal, job_id: str) -> dict[str, Any]:
+    return or_404(workloads.jobs.job(principal.organization_id, job_id), "job", job_id)
 
 
-def _job(system: System, principal: Principal, job_id: str) -> Job:
-    row = job_row(system, principal, job_id)
-    version = system.jobs.version(principal.organization_id, job_id, row["current_version"])
+def _job(workloads: WorkloadsContext, principal: Principal, job_id: str) -> Job:
+    row = job_row(workloads, principal, job_id)
+    version = workloads.jobs.version(principal.organization_id, job_id, row["current_version"])
     assert version is not None, f"job {job_id} without its active version"
-    return job_shape(system, row, version)
+    return job_shape(workloads, row, version)
 
 
-def _published(system: System, principal: Principal, job_id: str, number: int) -> dict[str, Any]:
-    version = system.jobs.version(principal.organization_id, job_id, number)
+def _published(
+    workloads: WorkloadsContext, principal: Principal, job_id: str, number: int
+) -> dict[str, Any]:
+    version = workloads.jobs.version(principal.organization_id, job_id, number)
     if version is None or version["status"] != "published":
         raise NotFoundError(
             f"Job {job_id} has no published version {number}.", code="job_version_not_found"
@@ -359,22 +385,22 @@ def _published(system: System, principal: Principal, job_id: str, number: int) -
     return version
 
 
-def _draft(system: System, principal: Principal, job_id: str) -> JobVersion:
-    job_row(system, principal, job_id)
-    draft = system.jobs.draft(principal.organization_id, job_id)
+def _draft(workloads: WorkloadsContext, principal: Principal, job_id: str) -> JobVersion:
+    job_row(workloads, principal, job_id)
+    draft = workloads.jobs.draft(principal.organization_id, job_id)
     if draft is None:
         raise NotFoundError(f"Job {job_id} has no draft.", code="job_draft_not_found")
     return version_shape(draft)
 
 
-def _my_team_ids(system: System, principal: Principal) -> list[str]:
+def _my_team_ids(principal: Principal) -> list[str]:
     """The teams in which the caller's team roles let them view jobs."""
     return principal.teams_granting(VIEW)
 
 
-def _manage(system: System, principal: Principal, job_id: str) -> None:
-    job_row(system, principal, job_id)
-    require_manage(system, principal, system.jobs, job_id, MANAGE)
+def _manage(workloads: WorkloadsContext, principal: Principal, job_id: str) -> None:
+    job_row(workloads, principal, job_id)
+    require_manage(principal, workloads.jobs, job_id, MANAGE)
 
 
 class JobController(Controller):
@@ -383,30 +409,40 @@ class JobController(Controller):
 
     @get("/", operation_id="ListJobs", guards=[requires(VIEW)])
     def list_jobs(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self,
+        workloads: WorkloadsDep,
+        runs: RunsDep,
+        principal: Caller,
+        limit: Limit = 100,
+        marker: Marker = None,
     ) -> JobListing:
         """List the jobs the caller may view, by jobKey, with their active versions."""
         org = principal.organization_id
         return job_listing(
-            system,
+            workloads,
+            runs,
             org,
-            system.jobs.jobs(
+            workloads.jobs.jobs(
                 org,
                 Page(limit=limit),
                 Sort("jobKey"),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
             ),
         )
 
     @post("/", operation_id="CreateJob", guards=[requires(VIEW)])
     def create_job(
-        self, system: SystemDep, principal: Caller, data: JSONBody[JobCreateRequest]
+        self,
+        infra: InfraDep,
+        workloads: WorkloadsDep,
+        principal: Caller,
+        data: JSONBody[JobCreateRequest],
     ) -> Job:
         """Create a job with version 1 published and active; needs an active cluster and a team."""
-        require_access(system, principal, MANAGE, granted_team_ids=data.team_ids)
-        spec = data.fields(system, principal)
-        job_id, position = system.workloads.create_job(
+        require_access(principal, MANAGE, granted_team_ids=data.team_ids)
+        spec = data.fields(infra, principal)
+        job_id, position = workloads.commands.create_job(
             job_key=data.job_key,
             description=spec.pop("description", None),
             status=data.status,
@@ -414,47 +450,48 @@ class JobController(Controller):
             team_ids=data.team_ids,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return _job(system, principal, job_id)
+        infra.wait_for_views(position)
+        return _job(workloads, principal, job_id)
 
     @get("/{job:str}", operation_id="DescribeJob", guards=[requires(VIEW)])
     def describe_job(
-        self, system: SystemDep, principal: Caller, job: FromPath[str]
+        self, workloads: WorkloadsDep, runs: RunsDep, principal: Caller, job: FromPath[str]
     ) -> Described[JobListItem, JobsIncluded]:
         """Describe a job with its active version, teams and latest run."""
-        found = _job(system, principal, job)
+        found = _job(workloads, principal, job)
         items, included = _included(
-            system,
+            workloads,
+            runs,
             principal.organization_id,
             [found],
-            system.jobs.team_ids_by_resource([job]),
+            workloads.jobs.team_ids_by_resource([job]),
         )
         return Described(item=items[0], included=included)
 
     @patch("/{job:str}", operation_id="UpdateJob", guards=[requires(VIEW)])
     def update_job(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[JobUpdateRequest],
     ) -> Job:
         """Change a job's jobKey, description or status; never its version."""
-        _manage(system, principal, job)
-        position = system.workloads.update_job(
+        _manage(workloads, principal, job)
+        position = workloads.commands.update_job(
             job,
             _sent(data, ("job_key", "description", "status")),
             expected_version=None if data.version is UNSET else data.version,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return _job(system, principal, job)
+        workloads.wait_for_views(position)
+        return _job(workloads, principal, job)
 
     @delete("/{job:str}", operation_id="DeleteJob", guards=[requires(VIEW)])
-    def delete_job(self, system: SystemDep, principal: Caller, job: FromPath[str]) -> None:
+    def delete_job(self, workloads: WorkloadsDep, principal: Caller, job: FromPath[str]) -> None:
         """Delete a job with its versions and grants; its pending and active runs are cancelled."""
-        _manage(system, principal, job)
-        system.wait_for_views(system.workloads.delete_job(job, by=principal.actor))
+        _manage(workloads, principal, job)
+        workloads.wait_for_views(workloads.commands.delete_job(job, by=principal.actor))
 
     @post(
         "/{job:str}/activate-version",
@@ -464,16 +501,16 @@ class JobController(Controller):
     )
     def activate_version(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[ActivateVersionRequest],
     ) -> Job:
         """Make a published version the active one (409 while a draft exists)."""
-        _manage(system, principal, job)
-        position = system.workloads.activate_job_version(job, data.version, by=principal.actor)
-        system.wait_for_views(position)
-        return _job(system, principal, job)
+        _manage(workloads, principal, job)
+        position = workloads.commands.activate_job_version(job, data.version, by=principal.actor)
+        workloads.wait_for_views(position)
+        return _job(workloads, principal, job)
 
     @get(
         "/{job:str}/draft",
@@ -481,10 +518,10 @@ class JobController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_draft(
-        self, system: SystemDep, principal: Caller, job: FromPath[str]
+        self, workloads: WorkloadsDep, principal: Caller, job: FromPath[str]
     ) -> JobVersion:
         """Describe the job's draft version (404 when it has none)."""
-        return _draft(system, principal, job)
+        return _draft(workloads, principal, job)
 
     @post(
         "/{job:str}/draft",
@@ -493,18 +530,19 @@ class JobController(Controller):
     )
     def create_draft(
         self,
-        system: SystemDep,
+        infra: InfraDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[JobVersionWriteRequest],
     ) -> JobVersion:
         """Create the draft: a copy of the active version with the fields sent (409 if one exists)."""
-        _manage(system, principal, job)
-        position = system.workloads.create_job_draft(
-            job, data.fields(system, principal), by=principal.actor
+        _manage(workloads, principal, job)
+        position = workloads.commands.create_job_draft(
+            job, data.fields(infra, principal), by=principal.actor
         )
-        system.wait_for_views(position)
-        return _draft(system, principal, job)
+        infra.wait_for_views(position)
+        return _draft(workloads, principal, job)
 
     @patch(
         "/{job:str}/draft",
@@ -513,28 +551,29 @@ class JobController(Controller):
     )
     def update_draft(
         self,
-        system: SystemDep,
+        infra: InfraDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[JobVersionWriteRequest],
     ) -> JobVersion:
         """Change the fields sent of the draft (404 when there is none)."""
-        _manage(system, principal, job)
-        position = system.workloads.update_job_draft(
-            job, data.fields(system, principal), by=principal.actor
+        _manage(workloads, principal, job)
+        position = workloads.commands.update_job_draft(
+            job, data.fields(infra, principal), by=principal.actor
         )
-        system.wait_for_views(position)
-        return _draft(system, principal, job)
+        infra.wait_for_views(position)
+        return _draft(workloads, principal, job)
 
     @delete(
         "/{job:str}/draft",
         operation_id="DiscardJobDraft",
         guards=[requires(VIEW)],
     )
-    def discard_draft(self, system: SystemDep, principal: Caller, job: FromPath[str]) -> None:
+    def discard_draft(self, workloads: WorkloadsDep, principal: Caller, job: FromPath[str]) -> None:
         """Discard the draft; the active version is unchanged (404 when there is none)."""
-        _manage(system, principal, job)
-        system.wait_for_views(system.workloads.discard_job_draft(job, by=principal.actor))
+        _manage(workloads, principal, job)
+        workloads.wait_for_views(workloads.commands.discard_job_draft(job, by=principal.actor))
 
     @post(
         "/{job:str}/draft/publish",
@@ -542,11 +581,11 @@ class JobController(Controller):
         guards=[requires(VIEW)],
         status_code=200,
     )
-    def publish_draft(self, system: SystemDep, principal: Caller, job: FromPath[str]) -> Job:
+    def publish_draft(self, workloads: WorkloadsDep, principal: Caller, job: FromPath[str]) -> Job:
         """Publish the draft as the active version (400 when there is none)."""
-        _manage(system, principal, job)
-        system.wait_for_views(system.workloads.publish_job_draft(job, by=principal.actor))
-        return _job(system, principal, job)
+        _manage(workloads, principal, job)
+        workloads.wait_for_views(workloads.commands.publish_job_draft(job, by=principal.actor))
+        return _job(workloads, principal, job)
 
     @get(
         "/{job:str}/teams",
@@ -555,15 +594,15 @@ class JobController(Controller):
     )
     def list_teams(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         limit: Limit = 100,
         marker: Marker = None,
     ) -> Listing[shapes.TeamWithMemberCount]:
         """List the teams a job is granted to, with their member counts."""
-        job_row(system, principal, job)
-        total, rows, next_marker = system.jobs.granted_teams(
+        job_row(workloads, principal, job)
+        total, rows, next_marker = workloads.jobs.granted_teams(
             principal.organization_id, job, limit=limit, marker=marker
         )
         return Listing(
@@ -577,20 +616,20 @@ class JobController(Controller):
     )
     def add_teams(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[TeamIdsRequest],
     ) -> ItemList[JobTeam]:
         """Grant teams access to a job; returns the grants of the teams named."""
-        _manage(system, principal, job)
-        position = system.workloads.grant_job_teams(job, data.team_ids, by=principal.actor)
-        system.wait_for_views(position)
+        _manage(workloads, principal, job)
+        position = workloads.commands.grant_job_teams(job, data.team_ids, by=principal.actor)
+        workloads.wait_for_views(position)
         wanted = set(data.team_ids)
         return ItemList(
             items=[
                 JobTeam(job_id=job, **link_fields(r))
-                for r in system.jobs.grants([job])
+                for r in workloads.jobs.grants([job])
                 if r["team_id"] in wanted
             ]
         )
@@ -601,11 +640,11 @@ class JobController(Controller):
         guards=[requires(VIEW)],
     )
     def remove_team(
-        self, system: SystemDep, principal: Caller, job: FromPath[str], team: FromPath[str]
+        self, workloads: WorkloadsDep, principal: Caller, job: FromPath[str], team: FromPath[str]
     ) -> None:
         """Revoke a team's access to a job."""
-        _manage(system, principal, job)
-        system.wait_for_views(system.workloads.revoke_job_team(job, team, by=principal.actor))
+        _manage(workloads, principal, job)
+        workloads.wait_for_views(workloads.commands.revoke_job_team(job, team, by=principal.actor))
 
     @get(
         "/{job:str}/versions",
@@ -614,7 +653,7 @@ class JobController(Controller):
     )
     def list_versions(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         limit: Limit = 100,
@@ -622,8 +661,8 @@ class JobController(Controller):
         marker: Marker = None,
     ) -> Listing[JobVersion]:
         """List the published versions of a job by number (drafts are not listed)."""
-        job_row(system, principal, job)
-        total, rows, next_marker = system.jobs.published_versions(
+        job_row(workloads, principal, job)
+        total, rows, next_marker = workloads.jobs.published_versions(
             principal.organization_id, job, page_of(page, limit), marker
         )
         return Listing(total=total, items=[version_shape(r) for r in rows], marker=next_marker)
@@ -635,18 +674,19 @@ class JobController(Controller):
     )
     def create_version(
         self,
-        system: SystemDep,
+        infra: InfraDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         data: JSONBody[JobVersionWriteRequest],
     ) -> JobVersion:
         """Create and publish a version in one step (409 while a draft exists)."""
-        _manage(system, principal, job)
-        number, position = system.workloads.create_job_version(
-            job, data.fields(system, principal), by=principal.actor
+        _manage(workloads, principal, job)
+        number, position = workloads.commands.create_job_version(
+            job, data.fields(infra, principal), by=principal.actor
         )
-        system.wait_for_views(position)
-        return version_shape(_published(system, principal, job, number))
+        infra.wait_for_views(position)
+        return version_shape(_published(workloads, principal, job, number))
 
     @get(
         "/{job:str}/versions/{jobVersionNumber:int}",
@@ -655,19 +695,21 @@ class JobController(Controller):
     )
     def describe_version(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
+        runs: RunsDep,
         principal: Caller,
         job: FromPath[str],
         jobVersionNumber: VersionInPath,
     ) -> Described[JobListItem, JobsIncluded]:
         """Describe a job as one of its published versions configures it."""
-        row = job_row(system, principal, job)
-        version = _published(system, principal, job, jobVersionNumber)
+        row = job_row(workloads, principal, job)
+        version = _published(workloads, principal, job, jobVersionNumber)
         items, included = _included(
-            system,
+            workloads,
+            runs,
             principal.organization_id,
-            [job_shape(system, row, version)],
-            system.jobs.team_ids_by_resource([job]),
+            [job_shape(workloads, row, version)],
+            workloads.jobs.team_ids_by_resource([job]),
         )
         return Described(item=items[0], included=included)
 
@@ -678,7 +720,7 @@ class JobController(Controller):
     )
     def diff_versions(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         job: FromPath[str],
         jobVersionNumber: VersionInPath,
@@ -692,9 +734,9 @@ class JobController(Controller):
         ] = None,
     ) -> JobVersionDiff:
         """The fields a version changes compared with another one (drafts included)."""
-        job_row(system, principal, job)
+        job_row(workloads, principal, job)
         org = principal.organization_id
-        version = system.jobs.version(org, job, jobVersionNumber)
+        version = workloads.jobs.version(org, job, jobVersionNumber)
         if version is None:
             raise NotFoundError(
                 f"Job {job} has no version {jobVersionNumber}.", code="job_version_not_found"
@@ -706,7 +748,7 @@ class JobController(Controller):
                 "`against`.",
                 code="diff_needs_against",
             )
-        other = system.jobs.version(org, job, base)
+        other = workloads.jobs.version(org, job, base)
         if other is None:
             raise NotFoundError(f"Job {job} has no version {base}.", code="job_version_not_found")
         return JobVersionDiff(
@@ -733,7 +775,8 @@ class JobListsController(Controller):
     @get("/me/jobs", operation_id="ListMyJobs", guards=[requires(VIEW)])
     def list_my_jobs(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
+        runs: RunsDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -744,14 +787,15 @@ class JobListsController(Controller):
         """List the jobs granted to the caller's teams (whatever their organization role)."""
         org = principal.organization_id
         return job_listing(
-            system,
+            workloads,
+            runs,
             org,
-            system.jobs.jobs(
+            workloads.jobs.jobs(
                 org,
                 page_of(page, limit),
                 sort_of(sort_by, sort_direction),
                 marker,
-                team_ids=_my_team_ids(system, principal),
+                team_ids=_my_team_ids(principal),
             ),
         )
 
@@ -762,7 +806,9 @@ class JobListsController(Controller):
     )
     def list_team_jobs(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
+        workloads: WorkloadsDep,
+        runs: RunsDep,
         principal: Caller,
         team: FromPath[str],
         limit: Limit = 100,
@@ -770,11 +816,12 @@ class JobListsController(Controller):
     ) -> JobListing:
         """List the jobs granted to a team, by jobKey."""
         org = principal.organization_id
-        require_team(system, principal, team)
+        require_team(identity, principal, team)
         return job_listing(
-            system,
+            workloads,
+            runs,
             org,
-            system.jobs.jobs(org, Page(limit=limit), Sort("jobKey"), marker, team_ids=[team]),
+            workloads.jobs.jobs(org, Page(limit=limit), Sort("jobKey"), marker, team_ids=[team]),
         )
 
     @get(
@@ -784,7 +831,8 @@ class JobListsController(Controller):
     )
     def list_cluster_jobs(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
+        runs: RunsDep,
         principal: Caller,
         cluster: FromPath[str],
         limit: Limit = 100,
@@ -792,16 +840,17 @@ class JobListsController(Controller):
     ) -> JobListing:
         """List the jobs whose active version runs on a cluster, by jobKey."""
         org = principal.organization_id
-        or_404(system.workloads.clusters.cluster(org, cluster), "cluster", cluster)
+        or_404(workloads.commands.clusters.cluster(org, cluster), "cluster", cluster)
         return job_listing(
-            system,
+            workloads,
+            runs,
             org,
-            system.jobs.jobs(
+            workloads.jobs.jobs(
                 org,
                 Page(limit=limit),
                 Sort("jobKey"),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
                 cluster_id=cluster,
             ),
         )

@@ -8,9 +8,10 @@ import msgspec
 from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.errors import PermissionDeniedError
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.authentication import public_base
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import (
@@ -24,7 +25,6 @@ from sailplane.http.identity_shapes import (
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.system import System
 
 OWN = [requires("CanUseOwnAccount")]
 
@@ -79,9 +79,9 @@ def user_id_of(principal: Principal) -> str:
     return principal.user_id
 
 
-def current_identity(system: System, principal: Principal) -> CurrentIdentity:
+def current_identity(identity: IdentityContext, principal: Principal) -> CurrentIdentity:
     if principal.kind == "service_account":
-        row = system.directory.service_account(principal.organization_id, principal.id)
+        row = identity.directory.service_account(principal.organization_id, principal.id)
         account = (
             ServiceAccountOut(
                 id=row["id"],
@@ -97,7 +97,7 @@ def current_identity(system: System, principal: Principal) -> CurrentIdentity:
         )
         return CurrentIdentity(root=None, user=None, service_account=account)
     user_id = user_id_of(principal)
-    row = or_404(system.directory.user(principal.organization_id, user_id), "user", user_id)
+    row = or_404(identity.directory.user(principal.organization_id, user_id), "user", user_id)
     return CurrentIdentity(root=None, user=user(row), service_account=None)
 
 
@@ -106,16 +106,16 @@ class MeController(Controller):
     tags = ["me"]
 
     @get("/", operation_id="GetCurrentIdentity", guards=OWN)
-    def get_me(self, system: SystemDep, principal: Caller) -> CurrentIdentity:
+    def get_me(self, identity: IdentityDep, principal: Caller) -> CurrentIdentity:
         """The caller: a user (signed in or with an API key) or a service account."""
-        return current_identity(system, principal)
+        return current_identity(identity, principal)
 
     @patch("/", operation_id="UpdateCurrentIdentity", guards=OWN)
     def update_me(
-        self, system: SystemDep, principal: Caller, data: JSONBody[ProfileUpdateRequest]
+        self, identity: IdentityDep, principal: Caller, data: JSONBody[ProfileUpdateRequest]
     ) -> CurrentIdentity:
         """Change the caller's own profile (names, primary email)."""
-        position = system.identity.update_user(
+        position = identity.commands.update_user(
             user_id_of(principal),
             by=principal.actor,
             email=data.email,
@@ -123,47 +123,49 @@ class MeController(Controller):
             family_name=data.family_name,
             display_name=data.display_name,
         )
-        system.wait_for_views(position)
-        return current_identity(system, principal)
+        identity.wait_for_views(position)
+        return current_identity(identity, principal)
 
     @get("/emails", operation_id="ListMyEmails", guards=OWN)
     def list_emails(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, identity: IdentityDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[shapes.UserEmail]:
         """The caller's email addresses with their verification status."""
         if principal.user_id is None:
             return MarkerListing(items=[], marker=None)
-        rows, next_marker = system.directory.emails(principal.user_id, limit, marker)
+        rows, next_marker = identity.directory.emails(principal.user_id, limit, marker)
         return MarkerListing(items=[user_email(r) for r in rows], marker=next_marker)
 
     @post("/emails", operation_id="AddMyEmail", guards=OWN)
     def add_email(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         request: Request[Any, Any, Any],
         data: JSONBody[AddEmailRequest],
     ) -> shapes.UserEmail:
         """Add an unverified email and send it a verification link (when SMTP is configured)."""
         user_id = user_id_of(principal)
-        email, token, position = system.identity.add_email(user_id, data.email, by=principal.actor)
-        system.wait_for_views(position)
-        link = f"{public_base(system, request)}/api/v1/auth/verify-email?token={token}"
+        email, token, position = identity.commands.add_email(
+            user_id, data.email, by=principal.actor
+        )
+        identity.wait_for_views(position)
+        link = f"{public_base(identity, request)}/api/v1/auth/verify-email?token={token}"
         # Recorded and shown with the address (`verificationEmailStatus`), never dropped.
-        system.wait_for_views(
-            system.identity.send_verification_email(user_id, email, link, by=principal.actor)
+        identity.wait_for_views(
+            identity.commands.send_verification_email(user_id, email, link, by=principal.actor)
         )
         row = next(
-            r for r in system.directory.emails_of_users([user_id])[user_id] if r["email"] == email
+            r for r in identity.directory.emails_of_users([user_id])[user_id] if r["email"] == email
         )
         return user_email(row)
 
     @get("/logins", operation_id="ListMyLogins", guards=OWN)
-    def list_logins(self, system: SystemDep, principal: Caller) -> LoginList:
+    def list_logins(self, identity: IdentityDep, principal: Caller) -> LoginList:
         """The caller's active logins; `isCurrent` marks the one of this request."""
         if principal.user_id is None:
             return LoginList(items=[])
-        rows = system.directory.logins_of_user(principal.user_id, system.clock())
+        rows = identity.directory.logins_of_user(principal.user_id, identity.clock())
         return LoginList(
             items=[
                 LoginOut(
@@ -181,19 +183,21 @@ class MeController(Controller):
         )
 
     @delete("/logins/{loginId:str}", operation_id="RevokeMyLogin", guards=OWN)
-    def revoke_login(self, system: SystemDep, principal: Caller, loginId: FromPath[str]) -> None:
+    def revoke_login(
+        self, identity: IdentityDep, principal: Caller, loginId: FromPath[str]
+    ) -> None:
         """Revoke one of the caller's logins; its token stops working at once."""
-        position = system.authentication.revoke_login(
+        position = identity.authentication.revoke_login(
             loginId, user_id=user_id_of(principal), by=principal.actor
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
 
     @get("/trusted-devices", operation_id="ListMyTrustedDevices", guards=OWN)
-    def list_trusted_devices(self, system: SystemDep, principal: Caller) -> TrustedDeviceList:
+    def list_trusted_devices(self, identity: IdentityDep, principal: Caller) -> TrustedDeviceList:
         """The caller's trusted devices (they skip the MFA step until they expire)."""
         if principal.user_id is None:
             return TrustedDeviceList(items=[])
-        rows = system.directory.trusted_devices_of_user(principal.user_id, system.clock())
+        rows = identity.directory.trusted_devices_of_user(principal.user_id, identity.clock())
         return TrustedDeviceList(
             items=[
                 TrustedDeviceOut(
@@ -214,37 +218,37 @@ class MeController(Controller):
         guards=OWN,
     )
     def revoke_trusted_device(
-        self, system: SystemDep, principal: Caller, trustedDeviceId: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, trustedDeviceId: FromPath[str]
     ) -> None:
         """Forget a trusted device: its next sign-in asks for the MFA code again."""
-        position = system.authentication.revoke_trusted_device(
+        position = identity.authentication.revoke_trusted_device(
             trustedDeviceId, user_id=user_id_of(principal), by=principal.actor
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
 
     @get("/teams", operation_id="ListMyTeams", guards=OWN)
-    def list_teams(self, system: SystemDep, principal: Caller) -> TeamList:
+    def list_teams(self, identity: IdentityDep, principal: Caller) -> TeamList:
         """The teams the caller belongs to."""
         if principal.kind != "member":
             return TeamList(items=[])
-        rows = system.teams.teams_of_member(principal.organization_id, principal.id)
+        rows = identity.teams.teams_of_member(principal.organization_id, principal.id)
         return TeamList(items=[shapes.team(r) for r in rows])
 
     @delete("/mfa", operation_id="ResetMyMfa", guards=OWN)
-    def reset_mfa(self, system: SystemDep, principal: Caller) -> None:
+    def reset_mfa(self, identity: IdentityDep, principal: Caller) -> None:
         """Delete the caller's TOTP and recovery codes and end all their logins."""
-        position = system.identity.reset_mfa(
+        position = identity.commands.reset_mfa(
             user_id_of(principal), by=principal.actor, check_owner=False
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
 
     @post("/mfa/totp", operation_id="EnrollMyTotp", guards=OWN)
-    def enroll_totp(self, system: SystemDep, principal: Caller) -> TotpEnrollment:
+    def enroll_totp(self, identity: IdentityDep, principal: Caller) -> TotpEnrollment:
         """Start TOTP enrollment: a secret for the authenticator app (not active until verified)."""
-        secret, uri, position = system.authentication.start_totp_enrollment(
+        secret, uri, position = identity.authentication.start_totp_enrollment(
             user_id_of(principal), by=principal.actor
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
         return TotpEnrollment(secret=secret, otpauth_uri=uri)
 
     @post(
@@ -254,11 +258,11 @@ class MeController(Controller):
         guards=OWN,
     )
     def verify_totp(
-        self, system: SystemDep, principal: Caller, data: JSONBody[TotpVerifyRequest]
+        self, identity: IdentityDep, principal: Caller, data: JSONBody[TotpVerifyRequest]
     ) -> RecoveryCodes:
         """Enable TOTP with a current code; returns the recovery codes once."""
-        codes, position = system.authentication.verify_totp_enrollment(
+        codes, position = identity.authentication.verify_totp_enrollment(
             user_id_of(principal), data.code, by=principal.actor
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
         return RecoveryCodes(recovery_codes=codes)

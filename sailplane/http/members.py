@@ -13,9 +13,10 @@ import msgspec
 from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.errors import InvalidRequestError, InvalidValueError
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import (
     MemberUpdateResult,
@@ -43,7 +44,6 @@ from sailplane.projections.members import (
     Relation,
     TeamMembershipRelation,
 )
-from sailplane.system import System
 
 MemberSortBy = Annotated[
     Literal["name", "email"], QueryParameter(name="sortBy", description="The field to sort by.")
@@ -146,9 +146,9 @@ def _relation(relation: Relation) -> dict[str, Any]:
 
 
 def member_listing(
-    system: System, organization_id: str, rows: list[dict[str, Any]]
+    identity: IdentityContext, organization_id: str, rows: list[dict[str, Any]]
 ) -> tuple[list[MemberListItem], MembersIncluded]:
-    listing = members_view.member_listing(system.directory, system.teams, organization_id, rows)
+    listing = members_view.member_listing(identity.directory, identity.teams, organization_id, rows)
     items = [
         MemberListItem(
             member_id=r["id"],
@@ -175,8 +175,8 @@ def member_listing(
     return items, included
 
 
-def _member_row(system: System, principal: Principal, member: str) -> dict[str, Any]:
-    return or_404(system.directory.member(principal.organization_id, member), "member", member)
+def _member_row(identity: IdentityContext, principal: Principal, member: str) -> dict[str, Any]:
+    return or_404(identity.directory.member(principal.organization_id, member), "member", member)
 
 
 class MemberController(Controller):
@@ -186,7 +186,7 @@ class MemberController(Controller):
     @get("/", operation_id="SearchMembers", guards=[requires("CanViewMembers")])
     def search_members(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -196,14 +196,14 @@ class MemberController(Controller):
         marker: Marker = None,
     ) -> NormalizedListing[MemberListItem, MembersIncluded]:
         """Search the organization's members (filter, page or marker, sort by name or email)."""
-        total, rows, next_marker = system.directory.search_members(
+        total, rows, next_marker = identity.directory.search_members(
             principal.organization_id,
             parse_filter(filter),
             page_of(page, limit),
             sort_of(sort_by, sort_direction),
             marker,
         )
-        items, included = member_listing(system, principal.organization_id, rows)
+        items, included = member_listing(identity, principal.organization_id, rows)
         return NormalizedListing(total=total, items=items, included=included, marker=next_marker)
 
     @get(
@@ -212,11 +212,11 @@ class MemberController(Controller):
         guards=[requires("CanViewMembers")],
     )
     def describe_member(
-        self, system: SystemDep, principal: Caller, member: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, member: FromPath[str]
     ) -> Described[MemberListItem, MembersIncluded]:
         """A member with their user, roles and team memberships."""
-        row = _member_row(system, principal, member)
-        items, included = member_listing(system, principal.organization_id, [row])
+        row = _member_row(identity, principal, member)
+        items, included = member_listing(identity, principal.organization_id, [row])
         return Described(item=items[0], included=included)
 
     @patch(
@@ -226,7 +226,7 @@ class MemberController(Controller):
     )
     def update_member(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         member: FromPath[str],
         data: JSONBody[MemberUpdateRequest],
@@ -238,7 +238,7 @@ class MemberController(Controller):
                 "POST /org/invites/{token}/accept.",
                 field="invitationToken",
             )
-        position = system.identity.update_member(
+        position = identity.commands.update_member(
             member,
             by=principal.actor,
             name=data.name,
@@ -246,17 +246,19 @@ class MemberController(Controller):
             preferences=data.preferences,
             is_enabled=data.is_enabled,
         )
-        system.wait_for_views(position)
-        return member_update_result(_member_row(system, principal, member))
+        identity.wait_for_views(position)
+        return member_update_result(_member_row(identity, principal, member))
 
     @delete(
         "/{member:str}",
         operation_id="RemoveMember",
         guards=[requires("CanManageUsers")],
     )
-    def remove_member(self, system: SystemDep, principal: Caller, member: FromPath[str]) -> None:
+    def remove_member(
+        self, identity: IdentityDep, principal: Caller, member: FromPath[str]
+    ) -> None:
         """Remove a member with their roles, team memberships, keys and logins (not the last Owner)."""
-        system.wait_for_views(system.identity.remove_member(member, by=principal.actor))
+        identity.wait_for_views(identity.commands.remove_member(member, by=principal.actor))
 
     @put(
         "/{member:str}/roles",
@@ -266,11 +268,11 @@ class MemberController(Controller):
     )
     def replace_roles(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         member: FromPath[str],
         data: JSONBody[MemberRolesRequest],
     ) -> None:
         """Replace all of a member's organization roles (at least one; the last Owner keeps Owner)."""
-        position = system.identity.replace_member_roles(member, data.role_ids, by=principal.actor)
-        system.wait_for_views(position)
+        position = identity.commands.replace_member_roles(member, data.role_ids, by=principal.actor)
+        identity.wait_for_views(position)

@@ -104,7 +104,7 @@ class SystemCollector(Collector):
             gauge.add_metric([row["name"]], max(head - int(row["position"] or 0), 0))
         yield lag
         yield consumer_lag
-        counts = self.system.job_runs.counts_by_status()
+        counts = self.system.runs.view.counts_by_status()
         runs = GaugeMetricFamily("sailplane_runs", "Job runs by status.", labels=["status"])
         for status in sorted(counts):
             runs.add_metric([status], counts[status])

@@ -18,18 +18,25 @@ import msgspec
 from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.contexts import IdentityContext, NotificationsContext
 from sailplane.domain.errors import (
     InvalidValueError,
     PermissionDeniedError,
 )
 from sailplane.domain.notifications import EVENT_TYPES, RULE_FIELDS
-from sailplane.http.auth import Caller, Principal, SystemDep, require_access, requires
+from sailplane.http.auth import (
+    Caller,
+    IdentityDep,
+    NotificationsDep,
+    Principal,
+    require_access,
+    requires,
+)
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 from sailplane.http.sharing import ItemList
-from sailplane.system import System
 
 VIEW, MANAGE = "CanViewNotifications", "CanManageNotifications"
 T = TypeVar("T")
@@ -290,44 +297,48 @@ def _listing(
 # --- access ----------------------------------------------------------------------------------
 
 
-def require_owner(
-    system: System, principal: Principal, *, team_id: str | None, member_id: str | None
-) -> None:
+def require_owner(principal: Principal, *, team_id: str | None, member_id: str | None) -> None:
     """403 unless the caller may manage what this team or member owns."""
     if member_id is not None and principal.kind == "member" and principal.id == member_id:
         return
-    require_access(system, principal, MANAGE, granted_team_ids=[team_id] if team_id else [])
+    require_access(principal, MANAGE, granted_team_ids=[team_id] if team_id else [])
 
 
-def _check_member(system: System, principal: Principal, member_id: str | None) -> None:
+def _check_member(identity: IdentityContext, principal: Principal, member_id: str | None) -> None:
     if (
         member_id is not None
-        and system.directory.member(principal.organization_id, member_id) is None
+        and identity.directory.member(principal.organization_id, member_id) is None
     ):
         raise InvalidValueError(
             f"Member {member_id} does not exist.", field="memberId", code="unknown_member"
         )
 
 
-def _channel_row(system: System, principal: Principal, channel_id: str) -> dict[str, Any]:
+def _channel_row(
+    notifications: NotificationsContext, principal: Principal, channel_id: str
+) -> dict[str, Any]:
     return or_404(
-        system.notifications_view.channel(principal.organization_id, channel_id),
+        notifications.view.channel(principal.organization_id, channel_id),
         "notification_channel",
         channel_id,
     )
 
 
-def _rule_row(system: System, principal: Principal, rule_id: str) -> dict[str, Any]:
+def _rule_row(
+    notifications: NotificationsContext, principal: Principal, rule_id: str
+) -> dict[str, Any]:
     return or_404(
-        system.notifications_view.rule(principal.organization_id, rule_id),
+        notifications.view.rule(principal.organization_id, rule_id),
         "notification_rule",
         rule_id,
     )
 
 
-def _delivery_row(system: System, principal: Principal, delivery_id: str) -> dict[str, Any]:
+def _delivery_row(
+    notifications: NotificationsContext, principal: Principal, delivery_id: str
+) -> dict[str, Any]:
     return or_404(
-        system.notifications_view.delivery(principal.organization_id, delivery_id),
+        notifications.view.delivery(principal.organization_id, delivery_id),
         "notification_delivery",
         delivery_id,
     )
@@ -373,7 +384,7 @@ class NotificationController(Controller):
     )
     def list_channels(
         self,
-        system: SystemDep,
+        notifications: NotificationsDep,
         principal: Caller,
         limit: Limit = 100,
         marker: Marker = None,
@@ -382,7 +393,7 @@ class NotificationController(Controller):
     ) -> MarkerListing[ChannelSummary]:
         """List the organization's notification channels, by name, optionally by owner."""
         return _listing(
-            system.notifications_view.channels(
+            notifications.view.channels(
                 principal.organization_id,
                 team_id=team_id,
                 member_id=member_id,
@@ -398,15 +409,19 @@ class NotificationController(Controller):
         guards=[requires(VIEW)],
     )
     def create_channel(
-        self, system: SystemDep, principal: Caller, data: JSONBody[ChannelCreateRequest]
+        self,
+        identity: IdentityDep,
+        notifications: NotificationsDep,
+        principal: Caller,
+        data: JSONBody[ChannelCreateRequest],
     ) -> ChannelDetails:
         """Create an email, webhook or member channel owned by a team or a member."""
         member_id = data.member_id
         if data.team_id is None and member_id is None and principal.kind == "member":
             member_id = principal.id
-        require_owner(system, principal, team_id=data.team_id, member_id=member_id)
-        _check_member(system, principal, member_id)
-        channel_id, position = system.notifications.create_channel(
+        require_owner(principal, team_id=data.team_id, member_id=member_id)
+        _check_member(identity, principal, member_id)
+        channel_id, position = notifications.commands.create_channel(
             channel_type=data.type,
             name=data.name,
             team_id=data.team_id,
@@ -415,8 +430,8 @@ class NotificationController(Controller):
             status=data.status,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return _channel_details(_channel_row(system, principal, channel_id))
+        identity.wait_for_views(position)
+        return _channel_details(_channel_row(notifications, principal, channel_id))
 
     @get(
         "/channels/{channel:str}",
@@ -424,10 +439,10 @@ class NotificationController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_channel(
-        self, system: SystemDep, principal: Caller, channel: FromPath[str]
+        self, notifications: NotificationsDep, principal: Caller, channel: FromPath[str]
     ) -> ChannelDetails:
         """Describe a channel; a webhook's secret shows only as `secretConfigured`."""
-        return _channel_details(_channel_row(system, principal, channel))
+        return _channel_details(_channel_row(notifications, principal, channel))
 
     @patch(
         "/channels/{channel:str}",
@@ -436,32 +451,36 @@ class NotificationController(Controller):
     )
     def update_channel(
         self,
-        system: SystemDep,
+        notifications: NotificationsDep,
         principal: Caller,
         channel: FromPath[str],
         data: JSONBody[ChannelUpdateRequest],
     ) -> ChannelDetails:
         """Rename, reconfigure (`configWrite` is a JSON merge patch) or enable/disable a channel."""
-        require_owner(system, principal, **_owner_of(_channel_row(system, principal, channel)))
-        position = system.notifications.update_channel(
+        require_owner(principal, **_owner_of(_channel_row(notifications, principal, channel)))
+        position = notifications.commands.update_channel(
             channel,
             name=data.name,
             config_patch=data.config_write,
             status=data.status,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return _channel_details(_channel_row(system, principal, channel))
+        notifications.wait_for_views(position)
+        return _channel_details(_channel_row(notifications, principal, channel))
 
     @delete(
         "/channels/{channel:str}",
         operation_id="DeleteNotificationChannel",
         guards=[requires(VIEW)],
     )
-    def delete_channel(self, system: SystemDep, principal: Caller, channel: FromPath[str]) -> None:
+    def delete_channel(
+        self, notifications: NotificationsDep, principal: Caller, channel: FromPath[str]
+    ) -> None:
         """Soft-delete a channel: it stops receiving, its deliveries stay in the log."""
-        require_owner(system, principal, **_owner_of(_channel_row(system, principal, channel)))
-        system.wait_for_views(system.notifications.delete_channel(channel, by=principal.actor))
+        require_owner(principal, **_owner_of(_channel_row(notifications, principal, channel)))
+        notifications.wait_for_views(
+            notifications.commands.delete_channel(channel, by=principal.actor)
+        )
 
     @post(
         "/channels/{channel:str}/test",
@@ -469,12 +488,16 @@ class NotificationController(Controller):
         guards=[requires(VIEW)],
         status_code=204,
     )
-    def test_channel(self, system: SystemDep, principal: Caller, channel: FromPath[str]) -> None:
+    def test_channel(
+        self, notifications: NotificationsDep, principal: Caller, channel: FromPath[str]
+    ) -> None:
         """Send a real test message; on success the channel's verifiedAt is set."""
-        row = _channel_row(system, principal, channel)
-        require_owner(system, principal, **_owner_of(row))
-        system.wait_for_views(
-            system.notifications.test_channel(row, sender=system.channel_sender, by=principal.actor)
+        row = _channel_row(notifications, principal, channel)
+        require_owner(principal, **_owner_of(row))
+        notifications.wait_for_views(
+            notifications.commands.test_channel(
+                row, sender=notifications.sender, by=principal.actor
+            )
         )
 
     # --- rules -----------------------------------------------------------------------------
@@ -486,7 +509,7 @@ class NotificationController(Controller):
     )
     def list_rules(
         self,
-        system: SystemDep,
+        notifications: NotificationsDep,
         principal: Caller,
         limit: Limit = 100,
         marker: Marker = None,
@@ -497,7 +520,7 @@ class NotificationController(Controller):
     ) -> MarkerListing[RuleOut]:
         """List the organization's notification rules, by name, with the documented filters."""
         return _listing(
-            system.notifications_view.rules(
+            notifications.view.rules(
                 principal.organization_id,
                 team_id=team_id,
                 member_id=member_id,
@@ -515,7 +538,11 @@ class NotificationController(Controller):
         guards=[requires(VIEW)],
     )
     def create_rule(
-        self, system: SystemDep, principal: Caller, data: JSONBody[RuleCreateRequest]
+        self,
+        identity: IdentityDep,
+        notifications: NotificationsDep,
+        principal: Caller,
+        data: JSONBody[RuleCreateRequest],
     ) -> RuleOut:
         """Create a rule: event types (shortcuts expanded now) to channels, for a scope."""
         fields = {f: getattr(data, f) for f in RULE_FIELDS}
@@ -524,22 +551,24 @@ class NotificationController(Controller):
         if fields["scope_type"] is None:
             fields["scope_type"] = "team" if fields["team_id"] else "own_resources"
             fields["scope_id"] = fields["scope_id"] or fields["team_id"]
-        require_owner(system, principal, team_id=fields["team_id"], member_id=fields["member_id"])
-        _check_member(system, principal, fields["member_id"])
+        require_owner(principal, team_id=fields["team_id"], member_id=fields["member_id"])
+        _check_member(identity, principal, fields["member_id"])
         _require_scope(principal, fields["scope_type"])
-        _require_channels(system, principal, fields["channel_ids"])
-        rule_id, position = system.notifications.create_rule(fields, by=principal.actor)
-        system.wait_for_views(position)
-        return _rule_out(_rule_row(system, principal, rule_id))
+        _require_channels(notifications, principal, fields["channel_ids"])
+        rule_id, position = notifications.commands.create_rule(fields, by=principal.actor)
+        identity.wait_for_views(position)
+        return _rule_out(_rule_row(notifications, principal, rule_id))
 
     @get(
         "/rules/{rule:str}",
         operation_id="DescribeNotificationRule",
         guards=[requires(VIEW)],
     )
-    def describe_rule(self, system: SystemDep, principal: Caller, rule: FromPath[str]) -> RuleOut:
+    def describe_rule(
+        self, notifications: NotificationsDep, principal: Caller, rule: FromPath[str]
+    ) -> RuleOut:
         """Describe a notification rule."""
-        return _rule_out(_rule_row(system, principal, rule))
+        return _rule_out(_rule_row(notifications, principal, rule))
 
     @patch(
         "/rules/{rule:str}",
@@ -548,39 +577,41 @@ class NotificationController(Controller):
     )
     def update_rule(
         self,
-        system: SystemDep,
+        notifications: NotificationsDep,
         principal: Caller,
         rule: FromPath[str],
         data: JSONBody[RuleUpdateRequest],
     ) -> RuleOut:
         """Change a rule: event types, channels, enable/disable, mute, digest settings."""
-        row = _rule_row(system, principal, rule)
-        require_owner(system, principal, **_owner_of(row))
+        row = _rule_row(notifications, principal, rule)
+        require_owner(principal, **_owner_of(row))
         if not isinstance(data.channel_ids, msgspec.UnsetType):
-            _require_channels(system, principal, data.channel_ids)
+            _require_channels(notifications, principal, data.channel_ids)
         changes = {
             f: v for f in data.__struct_fields__ if (v := getattr(data, f)) is not msgspec.UNSET
         }
-        position = system.notifications.update_rule(rule, changes, by=principal.actor)
-        system.wait_for_views(position)
-        return _rule_out(_rule_row(system, principal, rule))
+        position = notifications.commands.update_rule(rule, changes, by=principal.actor)
+        notifications.wait_for_views(position)
+        return _rule_out(_rule_row(notifications, principal, rule))
 
     @delete(
         "/rules/{rule:str}",
         operation_id="DeleteNotificationRule",
         guards=[requires(VIEW)],
     )
-    def delete_rule(self, system: SystemDep, principal: Caller, rule: FromPath[str]) -> None:
+    def delete_rule(
+        self, notifications: NotificationsDep, principal: Caller, rule: FromPath[str]
+    ) -> None:
         """Delete a rule: later events no longer match it; its deliveries stay in the log."""
-        require_owner(system, principal, **_owner_of(_rule_row(system, principal, rule)))
-        system.wait_for_views(system.notifications.delete_rule(rule, by=principal.actor))
+        require_owner(principal, **_owner_of(_rule_row(notifications, principal, rule)))
+        notifications.wait_for_views(notifications.commands.delete_rule(rule, by=principal.actor))
 
     # --- the delivery log and replay ---------------------------------------------------------
 
     @get("/", operation_id="ListNotifications", guards=[requires(VIEW)])
     def list_deliveries(
         self,
-        system: SystemDep,
+        notifications: NotificationsDep,
         principal: Caller,
         limit: Limit = 100,
         marker: Marker = None,
@@ -590,7 +621,7 @@ class NotificationController(Controller):
     ) -> MarkerListing[DeliveryOut]:
         """The delivery log, newest first, filtered by channel, rule or status."""
         return _listing(
-            system.notifications_view.deliveries(
+            notifications.view.deliveries(
                 principal.organization_id,
                 channel_id=channel_id,
                 rule_id=rule_id,
@@ -607,17 +638,19 @@ class NotificationController(Controller):
         guards=[requires(VIEW)],
         status_code=202,
     )
-    def replay(self, system: SystemDep, principal: Caller, delivery: FromPath[str]) -> DeliveryOut:
+    def replay(
+        self, notifications: NotificationsDep, principal: Caller, delivery: FromPath[str]
+    ) -> DeliveryOut:
         """Send a failed or skipped delivery again: it becomes pending and the notifier sends it."""
-        row = _delivery_row(system, principal, delivery)
-        channel = system.notifications_view.channel(
+        row = _delivery_row(notifications, principal, delivery)
+        channel = notifications.view.channel(
             principal.organization_id, row["channel_id"], with_deleted=True
         )
-        require_owner(
-            system, principal, **_owner_of(channel or {"team_id": None, "member_id": None})
+        require_owner(principal, **_owner_of(channel or {"team_id": None, "member_id": None}))
+        notifications.wait_for_views(
+            notifications.commands.replay_delivery(delivery, by=principal.actor)
         )
-        system.wait_for_views(system.notifications.replay_delivery(delivery, by=principal.actor))
-        return _delivery_out(_delivery_row(system, principal, delivery))
+        return _delivery_out(_delivery_row(notifications, principal, delivery))
 
     @post(
         "/replay",
@@ -626,34 +659,36 @@ class NotificationController(Controller):
         status_code=202,
     )
     def replay_many(
-        self, system: SystemDep, principal: Caller, data: JSONBody[ReplayRequest]
+        self, notifications: NotificationsDep, principal: Caller, data: JSONBody[ReplayRequest]
     ) -> ItemList[DeliveryOut]:
         """Replay every delivery matching the filters (default: failed), up to `limit`."""
-        require_access(system, principal, MANAGE, granted_team_ids=[])
+        require_access(principal, MANAGE, granted_team_ids=[])
         if data.status not in ("failed", "skipped"):
             raise InvalidValueError(
                 "Only failed or skipped deliveries can be replayed.", field="status"
             )
-        ids = system.notifications_view.delivery_ids(
+        ids = notifications.view.delivery_ids(
             principal.organization_id,
             channel_id=data.channel_id,
             rule_id=data.rule_id,
             status=data.status,
             limit=data.limit,
         )
-        replayed, position = system.notifications.replay_deliveries(ids, by=principal.actor)
-        system.wait_for_views(position)
+        replayed, position = notifications.commands.replay_deliveries(ids, by=principal.actor)
+        notifications.wait_for_views(position)
         return ItemList(
-            items=[_delivery_out(_delivery_row(system, principal, d)) for d in replayed]
+            items=[_delivery_out(_delivery_row(notifications, principal, d)) for d in replayed]
         )
 
 
-def _require_channels(system: System, principal: Principal, channel_ids: list[str]) -> None:
+def _require_channels(
+    notifications: NotificationsContext, principal: Principal, channel_ids: list[str]
+) -> None:
     """A rule may send only to channels the caller may manage (unknown ones are 422 later)."""
     for channel_id in channel_ids:
-        row = system.notifications_view.channel(principal.organization_id, channel_id)
+        row = notifications.view.channel(principal.organization_id, channel_id)
         if row is not None:
-            require_owner(system, principal, **_owner_of(row))
+            require_owner(principal, **_owner_of(row))
 
 
 def _require_scope(principal: Principal, scope_type: str | None) -> None:

@@ -13,21 +13,21 @@ import msgspec
 from litestar import Controller, Request
 from litestar.params import FromPath, JSONBody
 
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.contexts import IdentityContext
+from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import PolicyOut, policy
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, put
-from sailplane.system import System
 
 
 class PolicySetRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     permissions: list[str]
 
 
-def _policy(system: System, principal: Principal, principal_id: str) -> dict[str, Any]:
+def _policy(identity: IdentityContext, principal: Principal, principal_id: str) -> dict[str, Any]:
     return or_404(
-        system.access.policy(principal.organization_id, principal_id), "policy", principal_id
+        identity.access.policy(principal.organization_id, principal_id), "policy", principal_id
     )
 
 
@@ -37,10 +37,10 @@ class PolicyController(Controller):
 
     @get("/", operation_id="ListPolicies", guards=[requires("CanViewPolicies")])
     def list_policies(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, identity: IdentityDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[PolicyOut]:
         """Every organization-level policy: which principal holds which extra permissions."""
-        rows, next_marker = system.access.policies(principal.organization_id, limit, marker)
+        rows, next_marker = identity.access.policies(principal.organization_id, limit, marker)
         return MarkerListing(items=[policy(r) for r in rows], marker=next_marker)
 
     @get(
@@ -49,10 +49,10 @@ class PolicyController(Controller):
         guards=[requires("CanViewPolicies")],
     )
     def describe_policy(
-        self, system: SystemDep, request: Request[Any, Any, Any], principalId: FromPath[str]
+        self, identity: IdentityDep, request: Request[Any, Any, Any], principalId: FromPath[str]
     ) -> PolicyOut:
         """The organization-level policy of a member, team or service account."""
-        return policy(_policy(system, request.user, principalId))
+        return policy(_policy(identity, request.user, principalId))
 
     @put(
         "/{principalId:str}",
@@ -61,18 +61,18 @@ class PolicyController(Controller):
     )
     def set_policy(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         request: Request[Any, Any, Any],
         principalId: FromPath[str],
         data: JSONBody[PolicySetRequest],
     ) -> PolicyOut:
         """Replace a principal's organization-level permissions (only ones you hold yourself)."""
         caller: Principal = request.user
-        position = system.identity.set_policy(
+        position = identity.commands.set_policy(
             principalId, data.permissions, by=caller.actor, caller_permissions=caller.permissions
         )
-        system.wait_for_views(position)
-        return policy(_policy(system, caller, principalId))
+        identity.wait_for_views(position)
+        return policy(_policy(identity, caller, principalId))
 
     @delete(
         "/{principalId:str}",
@@ -80,8 +80,8 @@ class PolicyController(Controller):
         guards=[requires("CanManagePolicies")],
     )
     def delete_policy(
-        self, system: SystemDep, request: Request[Any, Any, Any], principalId: FromPath[str]
+        self, identity: IdentityDep, request: Request[Any, Any, Any], principalId: FromPath[str]
     ) -> None:
         """Revoke a principal's organization-level permissions (roles and resource grants stay)."""
         caller: Principal = request.user
-        system.wait_for_views(system.identity.delete_policy(principalId, by=caller.actor))
+        identity.wait_for_views(identity.commands.delete_policy(principalId, by=caller.actor))

@@ -15,10 +15,19 @@ from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, UnsetType
 
+from sailplane.contexts import WorkloadsContext
 from sailplane.domain.errors import NotFoundError
 from sailplane.domain.workloads import QUERY_FIELDS
 from sailplane.http import catalogs, jobs, shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.auth import (
+    Caller,
+    IdentityDep,
+    Principal,
+    WorkloadsDep,
+    can_access,
+    require_access,
+    requires,
+)
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Described,
@@ -44,7 +53,6 @@ from sailplane.http.sharing import (
     require_team,
 )
 from sailplane.projections.query import Page, Sort
-from sailplane.system import System
 
 VIEW, MANAGE = "CanViewQueries", "CanManageQueries"
 
@@ -136,11 +144,11 @@ def query_shape(row: dict[str, Any]) -> Query:
 
 
 def _normalized(
-    system: System, organization_id: str, rows: list[dict[str, Any]]
+    workloads: WorkloadsContext, organization_id: str, rows: list[dict[str, Any]]
 ) -> tuple[list[QueryListItem], QueriesIncluded]:
     ids = [r["id"] for r in rows]
-    team_ids = system.queries.team_ids_by_resource(ids)
-    job_ids = system.queries.job_ids_by_query(ids)
+    team_ids = workloads.queries.team_ids_by_resource(ids)
+    job_ids = workloads.queries.job_ids_by_query(ids)
     catalog_ids = sorted({r["catalog_id"] for r in rows if r["catalog_id"]})
     items = [
         QueryListItem(
@@ -155,45 +163,49 @@ def _normalized(
         queries=[query_shape(r) for r in rows],
         catalogs=[
             catalogs.catalog_summary(c)
-            for c in system.catalogs.catalogs_by_id(organization_id, catalog_ids)
+            for c in workloads.catalogs.catalogs_by_id(organization_id, catalog_ids)
         ],
         teams=included_teams(
-            system.queries, organization_id, [t for ts in team_ids.values() for t in ts]
+            workloads.queries, organization_id, [t for ts in team_ids.values() for t in ts]
         ),
         jobs=jobs.jobs_by_id(
-            system, organization_id, sorted({j for js in job_ids.values() for j in js})
+            workloads, organization_id, sorted({j for js in job_ids.values() for j in js})
         ),
     )
     return items, included
 
 
 def query_listing(
-    system: System, organization_id: str, page: tuple[int, list[dict[str, Any]], str | None]
+    workloads: WorkloadsContext,
+    organization_id: str,
+    page: tuple[int, list[dict[str, Any]], str | None],
 ) -> QueryListing:
     total, rows, marker = page
-    items, included = _normalized(system, organization_id, rows)
+    items, included = _normalized(workloads, organization_id, rows)
     return QueryListing(total=total, items=items, included=included, marker=marker)
 
 
-def query_row(system: System, principal: Principal, query_id: str) -> dict[str, Any]:
-    return or_404(system.queries.query(principal.organization_id, query_id), "query", query_id)
+def query_row(workloads: WorkloadsContext, principal: Principal, query_id: str) -> dict[str, Any]:
+    return or_404(workloads.queries.query(principal.organization_id, query_id), "query", query_id)
 
 
-def _check_catalog(system: System, principal: Principal, catalog_id: str | None) -> None:
+def _check_catalog(
+    workloads: WorkloadsContext, principal: Principal, catalog_id: str | None
+) -> None:
     """A query may name only a catalog the caller can see (404 otherwise)."""
     if catalog_id is None:
         return
-    catalogs.catalog_row(system, principal, catalog_id)
-    granted = system.catalogs.team_ids_by_resource([catalog_id])[catalog_id]
-    if not can_access(system, principal, catalogs.VIEW, granted_team_ids=granted):
+    catalogs.catalog_row(workloads, principal, catalog_id)
+    granted = workloads.catalogs.team_ids_by_resource([catalog_id])[catalog_id]
+    if not can_access(principal, catalogs.VIEW, granted_team_ids=granted):
         raise NotFoundError.of("catalog", catalog_id)
 
 
-def _links(system: System, query_id: str, team_ids: set[str]) -> ItemList[QueryTeam]:
+def _links(workloads: WorkloadsContext, query_id: str, team_ids: set[str]) -> ItemList[QueryTeam]:
     return ItemList(
         items=[
             QueryTeam(query_id=query_id, **link_fields(r))
-            for r in system.queries.grants([query_id])
+            for r in workloads.queries.grants([query_id])
             if r["team_id"] in team_ids
         ]
     )
@@ -205,30 +217,30 @@ class QueryController(Controller):
 
     @get("/", operation_id="ListQueries", guards=[requires(VIEW)])
     def list_queries(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, workloads: WorkloadsDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> QueryListing:
         """List the saved queries the caller may view, by name."""
         org = principal.organization_id
         return query_listing(
-            system,
+            workloads,
             org,
-            system.queries.queries(
+            workloads.queries.queries(
                 org,
                 Page(limit=limit),
                 Sort("name"),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
             ),
         )
 
     @post("/", operation_id="CreateQuery", guards=[requires(VIEW)])
     def create_query(
-        self, system: SystemDep, principal: Caller, data: JSONBody[QueryCreateRequest]
+        self, workloads: WorkloadsDep, principal: Caller, data: JSONBody[QueryCreateRequest]
     ) -> Query:
         """Save a reusable SQL query, optionally with its catalog and schema."""
-        require_access(system, principal, MANAGE, granted_team_ids=data.team_ids)
-        _check_catalog(system, principal, data.catalog_id)
-        query_id, position = system.workloads.create_query(
+        require_access(principal, MANAGE, granted_team_ids=data.team_ids)
+        _check_catalog(workloads, principal, data.catalog_id)
+        query_id, position = workloads.commands.create_query(
             name=data.name,
             description=data.description,
             catalog_schema=data.catalog_schema,
@@ -238,8 +250,8 @@ class QueryController(Controller):
             team_ids=data.team_ids,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return query_shape(query_row(system, principal, query_id))
+        workloads.wait_for_views(position)
+        return query_shape(query_row(workloads, principal, query_id))
 
     @get(
         "/{query_id:str}",
@@ -247,37 +259,39 @@ class QueryController(Controller):
         guards=[requires(VIEW)],
     )
     def describe_query(
-        self, system: SystemDep, principal: Caller, query_id: FromPath[str]
+        self, workloads: WorkloadsDep, principal: Caller, query_id: FromPath[str]
     ) -> Described[QueryListItem, QueriesIncluded]:
         """Describe a saved query with its catalog, teams and jobs."""
         items, included = _normalized(
-            system, principal.organization_id, [query_row(system, principal, query_id)]
+            workloads, principal.organization_id, [query_row(workloads, principal, query_id)]
         )
         return Described(item=items[0], included=included)
 
     @patch("/{query_id:str}", operation_id="UpdateQuery", guards=[requires(VIEW)])
     def update_query(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         query_id: FromPath[str],
         data: JSONBody[QueryUpdateRequest],
     ) -> Query:
         """Change the fields sent of a saved query."""
-        query_row(system, principal, query_id)
-        require_manage(system, principal, system.queries, query_id, MANAGE)
+        query_row(workloads, principal, query_id)
+        require_manage(principal, workloads.queries, query_id, MANAGE)
         fields = {f: getattr(data, f) for f in QUERY_FIELDS if getattr(data, f) is not UNSET}
-        _check_catalog(system, principal, fields.get("catalog_id"))
-        position = system.workloads.update_query(query_id, fields, by=principal.actor)
-        system.wait_for_views(position)
-        return query_shape(query_row(system, principal, query_id))
+        _check_catalog(workloads, principal, fields.get("catalog_id"))
+        position = workloads.commands.update_query(query_id, fields, by=principal.actor)
+        workloads.wait_for_views(position)
+        return query_shape(query_row(workloads, principal, query_id))
 
     @delete("/{query_id:str}", operation_id="DeleteQuery", guards=[requires(VIEW)])
-    def delete_query(self, system: SystemDep, principal: Caller, query_id: FromPath[str]) -> None:
+    def delete_query(
+        self, workloads: WorkloadsDep, principal: Caller, query_id: FromPath[str]
+    ) -> None:
         """Delete a saved query unless an active job version runs it (409)."""
-        query_row(system, principal, query_id)
-        require_manage(system, principal, system.queries, query_id, MANAGE)
-        system.wait_for_views(system.workloads.delete_query(query_id, by=principal.actor))
+        query_row(workloads, principal, query_id)
+        require_manage(principal, workloads.queries, query_id, MANAGE)
+        workloads.wait_for_views(workloads.commands.delete_query(query_id, by=principal.actor))
 
     @get(
         "/{query_id:str}/teams",
@@ -286,15 +300,15 @@ class QueryController(Controller):
     )
     def list_query_teams(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         query_id: FromPath[str],
         limit: Limit = 100,
         marker: Marker = None,
     ) -> Listing[shapes.TeamWithMemberCount]:
         """List the teams a saved query is granted to, with their member counts."""
-        query_row(system, principal, query_id)
-        total, rows, next_marker = system.queries.granted_teams(
+        query_row(workloads, principal, query_id)
+        total, rows, next_marker = workloads.queries.granted_teams(
             principal.organization_id, query_id, limit=limit, marker=marker
         )
         return Listing(
@@ -308,17 +322,17 @@ class QueryController(Controller):
     )
     def add_query_teams(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         query_id: FromPath[str],
         data: JSONBody[TeamIdsRequest],
     ) -> ItemList[QueryTeam]:
         """Grant teams access to a saved query; returns the grants of the teams named."""
-        query_row(system, principal, query_id)
-        require_manage(system, principal, system.queries, query_id, MANAGE)
-        position = system.workloads.grant_query_teams(query_id, data.team_ids, by=principal.actor)
-        system.wait_for_views(position)
-        return _links(system, query_id, set(data.team_ids))
+        query_row(workloads, principal, query_id)
+        require_manage(principal, workloads.queries, query_id, MANAGE)
+        position = workloads.commands.grant_query_teams(query_id, data.team_ids, by=principal.actor)
+        workloads.wait_for_views(position)
+        return _links(workloads, query_id, set(data.team_ids))
 
     @delete(
         "/{query_id:str}/teams/{team:str}",
@@ -326,13 +340,17 @@ class QueryController(Controller):
         guards=[requires(VIEW)],
     )
     def remove_query_team(
-        self, system: SystemDep, principal: Caller, query_id: FromPath[str], team: FromPath[str]
+        self,
+        workloads: WorkloadsDep,
+        principal: Caller,
+        query_id: FromPath[str],
+        team: FromPath[str],
     ) -> None:
         """Revoke a team's access to a saved query."""
-        query_row(system, principal, query_id)
-        require_manage(system, principal, system.queries, query_id, MANAGE)
-        position = system.workloads.revoke_query_team(query_id, team, by=principal.actor)
-        system.wait_for_views(position)
+        query_row(workloads, principal, query_id)
+        require_manage(principal, workloads.queries, query_id, MANAGE)
+        position = workloads.commands.revoke_query_team(query_id, team, by=principal.actor)
+        workloads.wait_for_views(position)
 
 
 class QueryListsController(Controller):
@@ -344,7 +362,7 @@ class QueryListsController(Controller):
     @get("/me/queries", operation_id="ListMyQueries", guards=[requires(VIEW)])
     def list_my_queries(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -355,14 +373,14 @@ class QueryListsController(Controller):
         """List the saved queries the caller reaches, through an organization role or a team."""
         org = principal.organization_id
         return query_listing(
-            system,
+            workloads,
             org,
-            system.queries.queries(
+            workloads.queries.queries(
                 org,
                 page_of(page, limit),
                 sort_of(sort_by, sort_direction),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
             ),
         )
 
@@ -373,7 +391,8 @@ class QueryListsController(Controller):
     )
     def list_team_queries(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         team: FromPath[str],
         limit: Limit = 100,
@@ -381,11 +400,13 @@ class QueryListsController(Controller):
     ) -> QueryListing:
         """List the saved queries granted to a team, by name."""
         org = principal.organization_id
-        require_team(system, principal, team)
+        require_team(identity, principal, team)
         return query_listing(
-            system,
+            workloads,
             org,
-            system.queries.queries(org, Page(limit=limit), Sort("name"), marker, team_ids=[team]),
+            workloads.queries.queries(
+                org, Page(limit=limit), Sort("name"), marker, team_ids=[team]
+            ),
         )
 
     @get(
@@ -396,7 +417,7 @@ class QueryListsController(Controller):
     )
     def list_catalog_queries(
         self,
-        system: SystemDep,
+        workloads: WorkloadsDep,
         principal: Caller,
         catalog: FromPath[str],
         limit: Limit = 100,
@@ -404,16 +425,16 @@ class QueryListsController(Controller):
     ) -> QueryListing:
         """List the saved queries that use a catalog, by name."""
         org = principal.organization_id
-        catalogs.catalog_row(system, principal, catalog)
+        catalogs.catalog_row(workloads, principal, catalog)
         return query_listing(
-            system,
+            workloads,
             org,
-            system.queries.queries(
+            workloads.queries.queries(
                 org,
                 Page(limit=limit),
                 Sort("name"),
                 marker,
-                team_ids=reachable_team_ids(system, principal, VIEW),
+                team_ids=reachable_team_ids(principal, VIEW),
                 catalog_id=catalog,
             ),
         )

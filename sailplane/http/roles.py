@@ -9,9 +9,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from litestar import Controller
 from litestar.params import FromPath, QueryParameter
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, Role
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import RoleDetailIncluded, RoleDetailItem, role_detail
 from sailplane.http.pagination import (
@@ -24,7 +25,6 @@ from sailplane.http.pagination import (
 )
 from sailplane.http.routes import get
 from sailplane.projections.query import decode_marker, encode_marker, invalid_marker
-from sailplane.system import System
 
 RoleSortBy = Annotated[
     Literal["name"], QueryParameter(name="sortBy", description="The field to sort by.")
@@ -73,8 +73,8 @@ def page_roles(
     return Listing(total=len(found), items=[shape(r) for r in chosen], marker=next_marker)
 
 
-def _organization(system: System, organization_id: str) -> dict[str, Any]:
-    return system.directory.organization(organization_id) or {
+def _organization(identity: IdentityContext, organization_id: str) -> dict[str, Any]:
+    return identity.directory.organization(organization_id) or {
         "id": organization_id,
         "created_at": None,
     }
@@ -86,12 +86,12 @@ class RoleKind:
 
     roles: dict[str, Role]
     kind: str  # for "... was not found"
-    counts: Callable[[System, str], dict[str, int]]
+    counts: Callable[[IdentityContext, str], dict[str, int]]
     shape: Callable[[Role, dict[str, Any], int], Any]
 
     def listing(
         self,
-        system: System,
+        identity: IdentityContext,
         organization_id: str,
         *,
         search: str,
@@ -100,8 +100,8 @@ class RoleKind:
         descending: bool,
         marker: str | None,
     ) -> Listing[Any]:
-        organization = _organization(system, organization_id)
-        counts = self.counts(system, organization_id)
+        organization = _organization(identity, organization_id)
+        counts = self.counts(identity, organization_id)
         return page_roles(
             list(self.roles.values()),
             search=search,
@@ -113,11 +113,11 @@ class RoleKind:
         )
 
     def detail(
-        self, system: System, organization_id: str, role_id: str
+        self, identity: IdentityContext, organization_id: str, role_id: str
     ) -> Described[RoleDetailItem, RoleDetailIncluded]:
         role = or_404(self.roles.get(role_id), self.kind, role_id)
-        organization = _organization(system, organization_id)
-        counts = self.counts(system, organization_id)
+        organization = _organization(identity, organization_id)
+        counts = self.counts(identity, organization_id)
         item, included = role_detail(
             role, organization, self.shape(role, organization, counts.get(role_id, 0))
         )
@@ -127,13 +127,13 @@ class RoleKind:
 ORGANIZATION = RoleKind(
     ORGANIZATION_ROLES,
     "role",
-    lambda system, org: system.directory.role_member_counts(org),
+    lambda identity, org: identity.directory.role_member_counts(org),
     shapes.organization_role,
 )
 TEAM = RoleKind(
     TEAM_ROLES,
     "team_role",
-    lambda system, org: system.teams.team_role_member_counts(org),
+    lambda identity, org: identity.teams.team_role_member_counts(org),
     shapes.team_role,
 )
 
@@ -149,7 +149,7 @@ class RoleController(Controller):
     )
     def list_roles(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -160,7 +160,7 @@ class RoleController(Controller):
     ) -> Listing[shapes.OrganizationRoleWithCounts]:
         """The organization roles with their member and permission counts."""
         return ORGANIZATION.listing(
-            system,
+            identity,
             principal.organization_id,
             search=search,
             page=page,
@@ -175,10 +175,10 @@ class RoleController(Controller):
         guards=[requires("CanViewMembers")],
     )
     def describe_role(
-        self, system: SystemDep, principal: Caller, role: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, role: FromPath[str]
     ) -> Described[RoleDetailItem, RoleDetailIncluded]:
         """An organization role with its permissions and permission bundles."""
-        return ORGANIZATION.detail(system, principal.organization_id, role)
+        return ORGANIZATION.detail(identity, principal.organization_id, role)
 
     @get(
         "/team-roles",
@@ -187,7 +187,7 @@ class RoleController(Controller):
     )
     def list_team_roles(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -198,7 +198,7 @@ class RoleController(Controller):
     ) -> Listing[shapes.TeamRoleWithCounts]:
         """The team roles with their member and permission counts."""
         return TEAM.listing(
-            system,
+            identity,
             principal.organization_id,
             search=search,
             page=page,
@@ -213,7 +213,7 @@ class RoleController(Controller):
         guards=[requires("CanViewMembers")],
     )
     def describe_team_role(
-        self, system: SystemDep, principal: Caller, role: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, role: FromPath[str]
     ) -> Described[RoleDetailItem, RoleDetailIncluded]:
         """A team role with its permissions and permission bundles."""
-        return TEAM.detail(system, principal.organization_id, role)
+        return TEAM.detail(identity, principal.organization_id, role)

@@ -12,7 +12,7 @@ from litestar import Controller
 from litestar.params import FromPath, QueryParameter
 
 from sailplane.domain.scheduling import CronSchedule
-from sailplane.http.auth import Caller, SystemDep, requires
+from sailplane.http.auth import Caller, WorkloadsDep, requires
 from sailplane.http.jobs import VIEW, job_row
 from sailplane.http.routes import get
 from sailplane.http.shapes import Shape, iso
@@ -48,15 +48,19 @@ class SchedulePreviewController(Controller):
         guards=[requires(VIEW)],
     )
     def preview(
-        self, system: SystemDep, principal: Caller, job: FromPath[str], count: PreviewCount = 10
+        self,
+        workloads: WorkloadsDep,
+        principal: Caller,
+        job: FromPath[str],
+        count: PreviewCount = 10,
     ) -> SchedulePreview:
         """List the next fire times of the job's active schedule, in UTC and local time."""
-        row = job_row(system, principal, job)
-        version = system.jobs.version(principal.organization_id, job, row["current_version"])
+        row = job_row(workloads, principal, job)
+        version = workloads.jobs.version(principal.organization_id, job, row["current_version"])
         assert version is not None, f"job {job} without its active version"
         cron, zone = version["cron_expression"], version["cron_timezone"] or "UTC"
         schedule = CronSchedule(cron, zone) if cron else None
-        slots = schedule.fire_times_after(system.clock(), count) if schedule else []
+        slots = schedule.fire_times_after(workloads.clock(), count) if schedule else []
         return SchedulePreview(
             job_id=job,
             status=row["status"],

@@ -18,18 +18,18 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.contexts import InfraContext
 from sailplane.domain.errors import InvalidValueError, NotFoundError, PermissionDeniedError
-from sailplane.http.auth import Caller, Principal, SystemDep
+from sailplane.http.auth import Caller, InfraDep, Principal
 from sailplane.http.pagination import Limit, Marker, NormalizedListing
 from sailplane.http.routes import delete, get, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.system import System
 
 SESSIONS, CONFIGS = "CanManageSessions", "CanUseClusters"
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")]
 
 
-def _teams_granting(system: System, principal: Principal, permission: str) -> list[str]:
+def _teams_granting(principal: Principal, permission: str) -> list[str]:
     return principal.teams_granting(permission)
 
 
@@ -38,9 +38,7 @@ def requires_somewhere(permission: str) -> Any:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal: Principal = connection.user
-        if principal.can(permission) or _teams_granting(
-            connection.app.state["system"], principal, permission
-        ):
+        if principal.can(permission) or _teams_granting(principal, permission):
             return
         raise PermissionDeniedError(
             f"This needs the {permission} permission, which neither your roles nor your teams grant.",
@@ -51,12 +49,10 @@ def requires_somewhere(permission: str) -> Any:
     return guard
 
 
-def _require_in_team(
-    system: System, principal: Principal, permission: str, team_id: str | None
-) -> None:
+def _require_in_team(principal: Principal, permission: str, team_id: str | None) -> None:
     if principal.can(permission):
         return
-    if team_id is None or team_id not in _teams_granting(system, principal, permission):
+    if team_id is None or team_id not in _teams_granting(principal, permission):
         raise PermissionDeniedError(
             f"This needs the {permission} permission in team {team_id or '(none named)'}.",
             code="forbidden",
@@ -212,25 +208,25 @@ def _is_owner(principal: Principal, row: dict[str, Any]) -> bool:
     return principal.id in (row["member_id"], row["service_account_id"])
 
 
-def _visible_session(system: System, principal: Principal, session_id: str) -> dict[str, Any]:
+def _visible_session(infra: InfraContext, principal: Principal, session_id: str) -> dict[str, Any]:
     """The session if the caller may see it: owner, team admin of its team, or org-wide permission."""
-    row = system.session_views.session(principal.organization_id, session_id)
+    row = infra.session_views.session(principal.organization_id, session_id)
     if row is None or not (
         principal.can(SESSIONS)
         or _is_owner(principal, row)
-        or (row["team_id"] is not None and row["team_id"] in _team_admin_teams(system, principal))
+        or (row["team_id"] is not None and row["team_id"] in _team_admin_teams(principal))
     ):
         raise NotFoundError.of("session", session_id)
     return row
 
 
-def _team_admin_teams(system: System, principal: Principal) -> list[str]:
+def _team_admin_teams(principal: Principal) -> list[str]:
     """Teams whose sessions the caller sees: those where a team role lets them manage members."""
-    return _teams_granting(system, principal, "CanManageTeamMembers")
+    return _teams_granting(principal, "CanManageTeamMembers")
 
 
-def _describe(system: System, principal: Principal, session_id: str) -> SessionOut:
-    row = _visible_session(system, principal, session_id)
+def _describe(infra: InfraContext, principal: Principal, session_id: str) -> SessionOut:
+    row = _visible_session(infra, principal, session_id)
     return session_out(row, owner_view=_is_owner(principal, row) or principal.can(SESSIONS))
 
 
@@ -241,7 +237,7 @@ class SessionController(Controller):
     @get("/", operation_id="ListSessions", guards=[requires_somewhere(SESSIONS)])
     def list_sessions(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         team_id: Annotated[
             Id | None, QueryParameter(name="teamId", description="Filter sessions by team.")
@@ -259,12 +255,8 @@ class SessionController(Controller):
     ) -> NormalizedListing[SessionRef, SessionsIncluded]:
         """List the sessions the caller may see, oldest first, with filters."""
         org = principal.organization_id
-        visible = (
-            None
-            if principal.can(SESSIONS)
-            else (principal.id, _team_admin_teams(system, principal))
-        )
-        total, rows, next_marker = system.session_views.sessions(
+        visible = None if principal.can(SESSIONS) else (principal.id, _team_admin_teams(principal))
+        total, rows, next_marker = infra.session_views.sessions(
             org,
             visible_to=visible,
             team_id=team_id,
@@ -273,7 +265,7 @@ class SessionController(Controller):
             limit=limit,
             marker=marker,
         )
-        configs = system.session_views.compute_configs_by_id(
+        configs = infra.session_views.compute_configs_by_id(
             org, sorted({r["workload_config_id"] for r in rows})
         )
         return NormalizedListing(
@@ -306,17 +298,17 @@ class SessionController(Controller):
         guards=[requires_somewhere(SESSIONS)],
     )
     def create_session(
-        self, system: SystemDep, principal: Caller, data: JSONBody[SessionCreate]
+        self, infra: InfraDep, principal: Caller, data: JSONBody[SessionCreate]
     ) -> SessionOut:
         """Open a session on its config's active cluster; it starts pending and becomes active."""
-        _require_in_team(system, principal, SESSIONS, data.team_id)
+        _require_in_team(principal, SESSIONS, data.team_id)
         for field, value, kind in (
             ("memberId", data.member_id, "member"),
             ("serviceAccountId", data.service_account_id, "service_account"),
         ):
             if value is not None and (value != principal.id or principal.kind != kind):
                 raise InvalidValueError(f"{field} can only name the caller.", field=field)
-        session_id, position = system.sessions.create_session(
+        session_id, position = infra.sessions.create_session(
             name=data.name,
             endpoint_type=data.endpoint_type,
             team_id=data.team_id,
@@ -326,8 +318,8 @@ class SessionController(Controller):
             metadata=data.metadata,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return _describe(system, principal, session_id)
+        infra.wait_for_views(position)
+        return _describe(infra, principal, session_id)
 
     @get(
         "/{session:str}",
@@ -335,20 +327,20 @@ class SessionController(Controller):
         guards=[requires_somewhere(SESSIONS)],
     )
     def describe_session(
-        self, system: SystemDep, principal: Caller, session: FromPath[str]
+        self, infra: InfraDep, principal: Caller, session: FromPath[str]
     ) -> SessionOut:
         """Describe a session; its owner also sees connectionInfo."""
-        return _describe(system, principal, session)
+        return _describe(infra, principal, session)
 
     @delete(
         "/{session:str}",
         operation_id="CloseSession",
         guards=[requires_somewhere(SESSIONS)],
     )
-    def close_session(self, system: SystemDep, principal: Caller, session: FromPath[str]) -> None:
+    def close_session(self, infra: InfraDep, principal: Caller, session: FromPath[str]) -> None:
         """Close a session now (409 when it is already closed or failed)."""
-        _visible_session(system, principal, session)
-        system.wait_for_views(system.sessions.close_session(session, by=principal.actor))
+        _visible_session(infra, principal, session)
+        infra.wait_for_views(infra.sessions.close_session(session, by=principal.actor))
 
     @post(
         "/{session:str}/token",
@@ -357,18 +349,18 @@ class SessionController(Controller):
     )
     def issue_token(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         session: FromPath[str],
         data: JSONBody[TokenRequest],
     ) -> TokenOut:
         """A short-lived signed bearer token for the session's endpoint (owner or org admin)."""
-        row = _visible_session(system, principal, session)
+        row = _visible_session(infra, principal, session)
         if not (_is_owner(principal, row) or principal.can(SESSIONS)):
             raise PermissionDeniedError(
                 "Only the session's owner or an admin can issue its token.", code="forbidden"
             )
-        issued = system.sessions.issue_token(
+        issued = infra.sessions.issue_token(
             session, duration_seconds=data.duration_seconds, by=principal.actor
         )
         return TokenOut(token=issued.token, expires_at=iso(issued.expires_at))
@@ -379,13 +371,13 @@ class SessionController(Controller):
         guards=[requires_somewhere(SESSIONS)],
     )
     def relaunch_session(
-        self, system: SystemDep, principal: Caller, session: FromPath[str]
+        self, infra: InfraDep, principal: Caller, session: FromPath[str]
     ) -> SessionOut:
         """Start a new session with a closed or failed session's configuration (owner only)."""
-        _visible_session(system, principal, session)
-        new_id, position = system.sessions.relaunch_session(session, by=principal.actor)
-        system.wait_for_views(position)
-        return _describe(system, principal, new_id)
+        _visible_session(infra, principal, session)
+        new_id, position = infra.sessions.relaunch_session(session, by=principal.actor)
+        infra.wait_for_views(position)
+        return _describe(infra, principal, new_id)
 
 
 class ComputeConfigController(Controller):
@@ -399,7 +391,7 @@ class ComputeConfigController(Controller):
     )
     def list_compute_configs(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         team_id: Annotated[
             Id | None, QueryParameter(name="teamId", description="Filter workload configs by team.")
@@ -408,8 +400,8 @@ class ComputeConfigController(Controller):
         marker: Marker = None,
     ) -> ComputeConfigListing:
         """List the named compute configs of the caller's teams (all with the organization permission)."""
-        teams = None if principal.can(CONFIGS) else _teams_granting(system, principal, CONFIGS)
-        _, rows, next_marker = system.session_views.compute_configs(
+        teams = None if principal.can(CONFIGS) else _teams_granting(principal, CONFIGS)
+        _, rows, next_marker = infra.session_views.compute_configs(
             principal.organization_id, team_ids=teams, team_id=team_id, limit=limit, marker=marker
         )
         return ComputeConfigListing(items=[compute_config_out(r) for r in rows], marker=next_marker)
@@ -420,15 +412,15 @@ class ComputeConfigController(Controller):
         guards=[requires_somewhere(CONFIGS)],
     )
     def create_compute_config(
-        self, system: SystemDep, principal: Caller, data: JSONBody[ComputeConfigCreate]
+        self, infra: InfraDep, principal: Caller, data: JSONBody[ComputeConfigCreate]
     ) -> ComputeConfigOut:
         """Create a named compute config for a team; instance types are checked against the cluster's connection."""
-        _require_in_team(system, principal, CONFIGS, data.team_id)
-        config_id, position = system.sessions.create_compute_config(
+        _require_in_team(principal, CONFIGS, data.team_id)
+        config_id, position = infra.sessions.create_compute_config(
             name=data.name,
             workload_type=data.workload_type,
             # The provisioned cluster's id stands for its workload cluster, as for jobs.
-            cluster_id=system.clusters.workload_cluster_id(
+            cluster_id=infra.clusters.workload_cluster_id(
                 principal.organization_id, data.cluster_id
             ),
             team_id=data.team_id,
@@ -436,8 +428,8 @@ class ComputeConfigController(Controller):
             endpoint_limits=data.endpoint_limits,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return compute_config_out(_config_row(system, principal, config_id))
+        infra.wait_for_views(position)
+        return compute_config_out(_config_row(infra, principal, config_id))
 
     @get(
         "/{workloadConfig:str}",
@@ -446,18 +438,18 @@ class ComputeConfigController(Controller):
     )
     def describe_compute_config(
         self,
-        system: SystemDep,
+        infra: InfraDep,
         principal: Caller,
         workloadConfig: FromPath[str],
     ) -> ComputeConfigOut:
         """Describe a compute config."""
-        return compute_config_out(_config_row(system, principal, workloadConfig))
+        return compute_config_out(_config_row(infra, principal, workloadConfig))
 
 
-def _config_row(system: System, principal: Principal, config_id: str) -> dict[str, Any]:
-    row = system.session_views.compute_config(principal.organization_id, config_id)
+def _config_row(infra: InfraContext, principal: Principal, config_id: str) -> dict[str, Any]:
+    row = infra.session_views.compute_config(principal.organization_id, config_id)
     if row is None or not (
-        principal.can(CONFIGS) or row["team_id"] in _teams_granting(system, principal, CONFIGS)
+        principal.can(CONFIGS) or row["team_id"] in _teams_granting(principal, CONFIGS)
     ):
         raise NotFoundError.of("workload_config", config_id)
     return row

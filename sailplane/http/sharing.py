@@ -9,11 +9,11 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
+from sailplane.contexts import IdentityContext
 from sailplane.http import shapes
 from sailplane.http.auth import Principal, require_access
 from sailplane.http.errors import or_404
 from sailplane.projections.workloads import SharedView
-from sailplane.system import System
 
 TeamId = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class ItemList(msgspec.Struct, Generic[T], kw_only=True):
     items: list[T]
 
 
-def reachable_team_ids(system: System, principal: Principal, permission: str) -> list[str] | None:
+def reachable_team_ids(principal: Principal, permission: str) -> list[str] | None:
     """The teams through which the caller reaches resources, or None when an organization
     role grants `permission` and so every resource of the organization is reachable."""
     if principal.can(permission):
@@ -38,16 +38,16 @@ def reachable_team_ids(system: System, principal: Principal, permission: str) ->
 
 
 def require_manage(
-    system: System, principal: Principal, view: SharedView, resource_id: str, permission: str
+    principal: Principal, view: SharedView, resource_id: str, permission: str
 ) -> None:
     """403 unless the caller holds `permission` in the organization or in a team the
     resource is granted to."""
     granted = view.team_ids_by_resource([resource_id])[resource_id]
-    require_access(system, principal, permission, granted_team_ids=granted)
+    require_access(principal, permission, granted_team_ids=granted)
 
 
-def require_team(system: System, principal: Principal, team_id: str) -> None:
-    or_404(system.teams.team(principal.organization_id, team_id), "team", team_id)
+def require_team(identity: IdentityContext, principal: Principal, team_id: str) -> None:
+    or_404(identity.teams.team(principal.organization_id, team_id), "team", team_id)
 
 
 def included_teams(

@@ -8,10 +8,11 @@ import msgspec
 from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
 from sailplane.domain.errors import NotFoundError
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user_info
 from sailplane.http.pagination import (
@@ -26,7 +27,6 @@ from sailplane.http.pagination import (
 )
 from sailplane.http.routes import delete, get, patch, post, put
 from sailplane.http.shapes import Shape, iso
-from sailplane.system import System
 
 TeamSortBy = Annotated[
     Literal["name", "email"], QueryParameter(name="sortBy", description="The field to sort by.")
@@ -83,7 +83,7 @@ class TeamController(Controller):
     @get("/", operation_id="ListTeams", guards=[requires("CanViewTeams")])
     def list_teams(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         page: PageNumber = 1,
         limit: Limit = 100,
@@ -92,7 +92,7 @@ class TeamController(Controller):
         marker: Marker = None,
     ) -> Listing[shapes.TeamWithMemberCount]:
         """List the organization's teams with their member counts (page or marker pagination)."""
-        total, rows, next_marker = system.teams.teams(
+        total, rows, next_marker = identity.teams.teams(
             principal.organization_id,
             page_of(page, limit),
             sort_of(sort_by, sort_direction),
@@ -104,16 +104,16 @@ class TeamController(Controller):
 
     @post("/", operation_id="CreateTeam", guards=[requires("CanManageTeams")])
     def create_team(
-        self, system: SystemDep, principal: Caller, data: JSONBody[TeamCreateRequest]
+        self, identity: IdentityDep, principal: Caller, data: JSONBody[TeamCreateRequest]
     ) -> shapes.TeamWithMemberCount:
         """Create a team; its name is unique in the organization."""
         if data.organization_id is not None and data.organization_id != principal.organization_id:
             raise NotFoundError.of("organization", data.organization_id)
-        team_id, position = system.identity.create_team(
+        team_id, position = identity.commands.create_team(
             name=data.name, default_role_id=data.default_role_id, by=principal.actor
         )
-        system.wait_for_views(position)
-        return _describe(system, principal, team_id)
+        identity.wait_for_views(position)
+        return _describe(identity, principal, team_id)
 
     @get(
         "/{team:str}",
@@ -121,10 +121,10 @@ class TeamController(Controller):
         guards=[requires("CanViewTeams")],
     )
     def describe_team(
-        self, system: SystemDep, principal: Caller, team: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, team: FromPath[str]
     ) -> shapes.TeamWithMemberCount:
         """Describe a team and its member count."""
-        return _describe(system, principal, team)
+        return _describe(identity, principal, team)
 
     @patch(
         "/{team:str}",
@@ -133,26 +133,26 @@ class TeamController(Controller):
     )
     def update_team(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         team: FromPath[str],
         data: JSONBody[TeamUpdateRequest],
     ) -> shapes.TeamWithMemberCount:
         """Change a team's name or default role."""
-        position = system.identity.update_team(
+        position = identity.commands.update_team(
             team, name=data.name, default_role_id=data.default_role_id, by=principal.actor
         )
-        system.wait_for_views(position)
-        return _describe(system, principal, team)
+        identity.wait_for_views(position)
+        return _describe(identity, principal, team)
 
     @delete(
         "/{team:str}",
         operation_id="DeleteTeam",
         guards=[requires("CanManageTeams")],
     )
-    def delete_team(self, system: SystemDep, principal: Caller, team: FromPath[str]) -> None:
+    def delete_team(self, identity: IdentityDep, principal: Caller, team: FromPath[str]) -> None:
         """Delete a team and its member assignments."""
-        system.wait_for_views(system.identity.delete_team(team, by=principal.actor))
+        identity.wait_for_views(identity.commands.delete_team(team, by=principal.actor))
 
     @get(
         "/{team:str}/members",
@@ -161,7 +161,7 @@ class TeamController(Controller):
     )
     def list_team_members(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         team: FromPath[str],
         page: PageNumber = 1,
@@ -172,17 +172,17 @@ class TeamController(Controller):
     ) -> NormalizedListing[TeamMemberListItem, TeamMembersIncluded]:
         """List a team's members with their organization and team roles."""
         org = principal.organization_id
-        _describe(system, principal, team)
-        total, rows, next_marker = system.teams.team_members(
+        _describe(identity, principal, team)
+        total, rows, next_marker = identity.teams.team_members(
             org, team, page_of(page, limit), sort_of(sort_by, sort_direction), marker
         )
         member_ids = [r["member_id"] for r in rows]
-        members = system.directory.members_by_id(org, member_ids)
-        users = system.directory.users_by_id(org, sorted({m["user_id"] for m in members}))
-        emails = system.directory.emails_of_users([u["id"] for u in users])
-        organization = system.directory.organization(org) or {"id": org, "created_at": None}
-        role_counts = system.directory.role_member_counts(org)
-        team_role_counts = system.teams.team_role_member_counts(org)
+        members = identity.directory.members_by_id(org, member_ids)
+        users = identity.directory.users_by_id(org, sorted({m["user_id"] for m in members}))
+        emails = identity.directory.emails_of_users([u["id"] for u in users])
+        organization = identity.directory.organization(org) or {"id": org, "created_at": None}
+        role_counts = identity.directory.role_member_counts(org)
+        team_role_counts = identity.teams.team_role_member_counts(org)
         org_role_ids = sorted({role for r in rows for role in r["role_ids"]})
         team_role_ids = sorted({role for r in rows for role in r["team_role_ids"]})
         return NormalizedListing(
@@ -223,18 +223,18 @@ class TeamController(Controller):
     )
     def add_team_member(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         team: FromPath[str],
         member: FromPath[str],
         data: JSONBody[TeamMemberRolesRequest | None] = None,
     ) -> TeamMembership:
         """Add an organization member to the team (with the team's default role when none is given)."""
-        _, position = system.identity.add_team_member(
+        _, position = identity.commands.add_team_member(
             team, member, role_ids=data.role_ids if data else None, by=principal.actor
         )
-        system.wait_for_views(position)
-        row = or_404(system.teams.membership(team, member), "team_member", member)
+        identity.wait_for_views(position)
+        row = or_404(identity.teams.membership(team, member), "team_member", member)
         return TeamMembership(
             id=row["membership_id"],
             member_id=row["member_id"],
@@ -252,10 +252,12 @@ class TeamController(Controller):
         guards=[requires("CanManageTeamMembers", or_in_team="team")],
     )
     def remove_team_member(
-        self, system: SystemDep, principal: Caller, team: FromPath[str], member: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, team: FromPath[str], member: FromPath[str]
     ) -> None:
         """Remove a member from the team."""
-        system.wait_for_views(system.identity.remove_team_member(team, member, by=principal.actor))
+        identity.wait_for_views(
+            identity.commands.remove_team_member(team, member, by=principal.actor)
+        )
 
     @put(
         "/{team:str}/members/{member:str}/roles",
@@ -265,20 +267,22 @@ class TeamController(Controller):
     )
     def replace_team_member_roles(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         team: FromPath[str],
         member: FromPath[str],
         data: JSONBody[TeamMemberRolesRequest],
     ) -> None:
         """Replace all of a member's team roles (at least one)."""
-        position = system.identity.replace_team_member_roles(
+        position = identity.commands.replace_team_member_roles(
             team, member, role_ids=data.role_ids or [], by=principal.actor
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
 
 
-def _describe(system: System, principal: Principal, team_id: str) -> shapes.TeamWithMemberCount:
+def _describe(
+    identity: IdentityContext, principal: Principal, team_id: str
+) -> shapes.TeamWithMemberCount:
     return shapes.team_with_count(
-        or_404(system.teams.team(principal.organization_id, team_id), "team", team_id)
+        or_404(identity.teams.team(principal.organization_id, team_id), "team", team_id)
     )

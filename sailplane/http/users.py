@@ -8,15 +8,15 @@ import msgspec
 from litestar import Controller
 from litestar.params import FromPath, JSONBody
 
+from sailplane.contexts import IdentityContext
 from sailplane.domain.errors import PermissionDeniedError
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, Principal, SystemDep, requires
+from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape
-from sailplane.system import System
 
 Name = Annotated[str, msgspec.Meta(max_length=100)]
 
@@ -46,8 +46,10 @@ class ResetPasswordResult(Shape):
     password: str
 
 
-def _user(system: System, principal: Principal, user_id: str) -> shapes.User:
-    return user(or_404(system.directory.user(principal.organization_id, user_id), "user", user_id))
+def _user(identity: IdentityContext, principal: Principal, user_id: str) -> shapes.User:
+    return user(
+        or_404(identity.directory.user(principal.organization_id, user_id), "user", user_id)
+    )
 
 
 class UserController(Controller):
@@ -56,26 +58,26 @@ class UserController(Controller):
 
     @get("/", operation_id="ListUsers", guards=[requires("CanViewMembers")])
     def list_users(
-        self, system: SystemDep, principal: Caller, limit: Limit = 100, marker: Marker = None
+        self, identity: IdentityDep, principal: Caller, limit: Limit = 100, marker: Marker = None
     ) -> MarkerListing[shapes.User]:
         """The user accounts of the organization's members, by email."""
-        rows, next_marker = system.directory.users(principal.organization_id, limit, marker)
+        rows, next_marker = identity.directory.users(principal.organization_id, limit, marker)
         return MarkerListing(items=[user(r) for r in rows], marker=next_marker)
 
     @post("/", operation_id="CreateUser", guards=[requires("CanManageUsers")])
     def create_user(
-        self, system: SystemDep, principal: Caller, data: JSONBody[UserCreateRequest]
+        self, identity: IdentityDep, principal: Caller, data: JSONBody[UserCreateRequest]
     ) -> shapes.User:
         """Create a user account that joins the organization as a Member (no password yet)."""
-        user_id, position = system.identity.create_user(
+        user_id, position = identity.commands.create_user(
             email=data.email,
             given_name=data.given_name,
             family_name=data.family_name,
             display_name=data.display_name,
             by=principal.actor,
         )
-        system.wait_for_views(position)
-        return _user(system, principal, user_id)
+        identity.wait_for_views(position)
+        return _user(identity, principal, user_id)
 
     @get(
         "/{user:str}",
@@ -83,10 +85,10 @@ class UserController(Controller):
         guards=[requires("CanViewMembers")],
     )
     def describe_user(
-        self, system: SystemDep, principal: Caller, user: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, user: FromPath[str]
     ) -> shapes.User:
         """A user account of one of the organization's members."""
-        return _user(system, principal, user)
+        return _user(identity, principal, user)
 
     @patch(
         "/{user:str}",
@@ -95,13 +97,13 @@ class UserController(Controller):
     )
     def update_user(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         user: FromPath[str],
         data: JSONBody[UserUpdateRequest],
     ) -> shapes.User:
         """Change a user's names or email."""
-        position = system.identity.update_user(
+        position = identity.commands.update_user(
             user,
             by=principal.actor,
             email=data.email,
@@ -109,27 +111,27 @@ class UserController(Controller):
             family_name=data.family_name,
             display_name=data.display_name,
         )
-        system.wait_for_views(position)
-        return _user(system, principal, user)
+        identity.wait_for_views(position)
+        return _user(identity, principal, user)
 
     @delete(
         "/{user:str}",
         operation_id="DeleteUser",
         guards=[requires("CanManageUsers")],
     )
-    def delete_user(self, system: SystemDep, principal: Caller, user: FromPath[str]) -> None:
+    def delete_user(self, identity: IdentityDep, principal: Caller, user: FromPath[str]) -> None:
         """Remove the user from the organization, ending their logins; the account goes when it
         belongs to no other organization."""
-        system.wait_for_views(system.identity.delete_user(user, by=principal.actor))
+        identity.wait_for_views(identity.commands.delete_user(user, by=principal.actor))
 
     @delete(
         "/{user:str}/mfa",
         operation_id="ResetUserMfa",
         guards=[requires("CanManageUsers")],
     )
-    def reset_mfa(self, system: SystemDep, principal: Caller, user: FromPath[str]) -> None:
+    def reset_mfa(self, identity: IdentityDep, principal: Caller, user: FromPath[str]) -> None:
         """Delete a user's TOTP and recovery codes and end all their logins."""
-        system.wait_for_views(system.identity.reset_mfa(user, by=principal.actor))
+        identity.wait_for_views(identity.commands.reset_mfa(user, by=principal.actor))
 
     @post(
         "/{user:str}/password",
@@ -139,26 +141,26 @@ class UserController(Controller):
     )
     def change_password(
         self,
-        system: SystemDep,
+        identity: IdentityDep,
         principal: Caller,
         user: FromPath[str],
         data: JSONBody[ChangePasswordRequest],
     ) -> None:
         """Change a password; the current one is required when the user has one."""
         if user != principal.user_id and not principal.can("CanManageUsers"):
-            system.identity.user_in_organization(user, principal.actor)  # 404 before 403
+            identity.commands.user_in_organization(user, principal.actor)  # 404 before 403
             raise PermissionDeniedError(
                 "Changing another user's password needs the CanManageUsers permission.",
                 code="forbidden",
             )
-        position = system.identity.change_password(
+        position = identity.commands.change_password(
             user,
             current_password=data.current_password,
             new_password=data.new_password,
             by=principal.actor,
             keep_login=principal.credential_id,
         )
-        system.wait_for_views(position)
+        identity.wait_for_views(position)
 
     @post(
         "/{user:str}/password/reset",
@@ -167,9 +169,9 @@ class UserController(Controller):
         guards=[requires("CanManageUsers")],
     )
     def reset_password(
-        self, system: SystemDep, principal: Caller, user: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, user: FromPath[str]
     ) -> ResetPasswordResult:
         """Give a user a new temporary password (shown once) and end all their logins."""
-        password, position = system.identity.reset_password(user, by=principal.actor)
-        system.wait_for_views(position)
+        password, position = identity.commands.reset_password(user, by=principal.actor)
+        identity.wait_for_views(position)
         return ResetPasswordResult(password=password)

@@ -48,7 +48,7 @@ from sailplane.projections.event_log import event_id, jsonable
 from sailplane.projections.notifications import NotificationsView
 
 if TYPE_CHECKING:
-    from sailplane.system import System
+    from sailplane.contexts import NotificationsContext
 
 log = logging.getLogger(__name__)
 COMPONENT = "notifier"
@@ -134,15 +134,6 @@ class ChannelSender:
         if refused:
             return Outcome(False, f"the SMTP server did not accept mail to {', '.join(refused)}")
         return Outcome(True)
-
-
-def channel_sender(system: System, webhooks: WebhookSender | None = None) -> ChannelSender:
-    return ChannelSender(
-        system.notifications_view,
-        system.notifications,
-        system.email,
-        webhooks or WebhookSender(),
-    )
 
 
 def target_summary(channel: dict[str, Any]) -> str:
@@ -233,7 +224,7 @@ class Notifier(Consumer):
 
     def __init__(
         self,
-        system: System,
+        notifications: NotificationsContext,
         *,
         sources: NotificationSources = NOTIFICATION_SOURCES,
         clock: Callable[[], datetime] | None = None,
@@ -241,15 +232,18 @@ class Notifier(Consumer):
         backoff: Backoff | None = None,
         webhooks: WebhookSender | None = None,
     ) -> None:
-        self.system = system
-        self.notifications = system.notifications
-        self.view = system.notifications_view
+        self.context = notifications
+        self.notifications = notifications.commands
+        self.view = notifications.view
         self.sources = sources
-        self.clock = clock or system.clock
+        self.clock = clock or notifications.clock
         self.rng = rng
         self.backoff = backoff or Backoff()
-        self.sender = channel_sender(
-            system, webhooks or WebhookSender(clock=lambda: self.clock().timestamp())
+        self.sender = ChannelSender(
+            self.view,
+            self.notifications,
+            notifications.mail,
+            webhooks or WebhookSender(clock=lambda: self.clock().timestamp()),
         )
 
     # --- events in -------------------------------------------------------------------------
@@ -269,7 +263,7 @@ class Notifier(Consumer):
             tracking=delivery.tracking(self.name),
         )
         if position:
-            self.system.views_reached(position)
+            self.context.views_reached(position)
             self.send_due()
 
     def plan(self, organization_id: str, notable: Notable) -> list[PlannedDelivery]:
@@ -321,7 +315,7 @@ class Notifier(Consumer):
                     ),
                 )
         if resumed:
-            self.system.views_reached(resumed)
+            self.context.views_reached(resumed)
         self.send_due()
 
     def send_due(self) -> None:

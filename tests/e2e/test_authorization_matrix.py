@@ -57,13 +57,13 @@ def _lacking(world: World, permission: str) -> httpx.Client:
     if permission not in MEMBER.permissions:
         _, token = add_member_with_token(world.system, world.org, [MEMBER.id])
         return http_client(world.api, token)
-    account_id, _ = world.system.identity.create_service_account(
+    account_id, _ = world.system.identity.commands.create_service_account(
         username=f"bare-{uuid.uuid4().hex[:8]}",
         description="no role",
         role_ids=[],
         by=world.org.owner,
     )
-    token, position = world.system.identity.issue_service_account_key(
+    token, position = world.system.identity.commands.issue_service_account_key(
         service_account_id=account_id, name="matrix", by=world.org.owner
     )
     world.system.wait_for_views(position)

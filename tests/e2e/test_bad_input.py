@@ -247,7 +247,7 @@ def test_the_event_log_pages_over_an_event_nested_500_deep(
     nested: Any = "leaf"
     for _ in range(500):
         nested = {"d": nested}
-    position = system.identity.update_member(
+    position = system.identity.commands.update_member(
         org.owner_member_id, preferences={"nested": nested}, by=org.owner
     )
     system.wait_for_views(position)

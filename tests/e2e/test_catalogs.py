@@ -475,8 +475,10 @@ def test_members_view_catalogs_but_change_only_those_of_teams_they_administer(
 ) -> None:
     admin_team, member_team = _team(client), _team(client)
     member_id, token = add_member_with_token(system, org, ["MEMBER"])
-    system.identity.add_team_member(admin_team, member_id, role_ids=["TEAMADMIN"], by=org.owner)
-    _, position = system.identity.add_team_member(
+    system.identity.commands.add_team_member(
+        admin_team, member_id, role_ids=["TEAMADMIN"], by=org.owner
+    )
+    _, position = system.identity.commands.add_team_member(
         member_team, member_id, role_ids=["TEAMMEMBER"], by=org.owner
     )
     system.wait_for_views(position)

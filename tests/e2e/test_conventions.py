@@ -228,7 +228,7 @@ def test_idempotency_key_replays_a_recorded_4xx_too(client: httpx.Client) -> Non
 def views_held(system: System) -> Iterator[None]:
     """The projections stand still: this connection holds the teams view's lock."""
     with psycopg.connect(system.database.conninfo, autocommit=True) as conn:
-        key = advisory_key("view:" + system.teams.tracking_name)
+        key = advisory_key("view:" + system.identity.teams.tracking_name)
         conn.execute("SELECT pg_advisory_lock(%s)", (key,))
         try:
             yield

@@ -22,7 +22,7 @@ class ServerStopped(Exception):
 
 def _teams_named(system: System, name: str) -> int:
     system.wait_for_views(system.event_log.head())
-    return len(system.teams.fetch_all("SELECT id FROM {teams} WHERE name = %s", (name,)))
+    return len(system.identity.teams.fetch_all("SELECT id FROM {teams} WHERE name = %s", (name,)))
 
 
 def test_a_retry_after_the_lease_of_a_crashed_request_does_not_run_it_again(
@@ -71,7 +71,7 @@ def test_a_request_whose_claim_was_taken_over_cannot_save_its_change(
     def run_as(claim_request: object, team_name: str) -> None:
         token = current_request.set(RequestFence(claim_request, org.owner))  # type: ignore[arg-type]
         try:
-            system.identity.create_team(name=team_name, default_role_id=None, by=org.owner)
+            system.identity.commands.create_team(name=team_name, default_role_id=None, by=org.owner)
         finally:
             current_request.reset(token)
 

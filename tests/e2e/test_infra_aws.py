@@ -325,9 +325,9 @@ def test_a_provisioner_killed_mid_operation_leaves_one_stack_per_resource(
     assert started.status_code == 202, started.text
     operation_id = started.json()["id"]
 
-    real = system.providers.adapters["aws"]
+    real = system.infra.providers.adapters["aws"]
     assert isinstance(real, AwsAdapter)
-    system.providers.adapters["aws"] = DiesMidStep(real)  # type: ignore[arg-type,assignment]
+    system.infra.providers.adapters["aws"] = DiesMidStep(real)  # type: ignore[arg-type,assignment]
     try:
         host, stop = run_provisioner(system)
         eventually(lambda: stop.is_set(), bool)  # the worker died
@@ -335,12 +335,12 @@ def test_a_provisioner_killed_mid_operation_leaves_one_stack_per_resource(
             host.join(timeout=10)
     finally:
         real.close()
-    assert system.infra.repository.get(operation_id).status == "running"
+    assert system.infra.commands.repository.get(operation_id).status == "running"
     assert live_stacks(moto, cluster_stack_name(external_id_)) == 1
 
     # A restarted process: a fresh adapter finds the stack, the EKS cluster and the node
     # group by their names and finishes the operation, once.
-    system.providers.adapters["aws"] = AwsAdapter(
+    system.infra.providers.adapters["aws"] = AwsAdapter(
         endpoint_url=system.aws_endpoint_url, principal=PRINCIPAL, poll_seconds=0.05
     )
     host, stop = run_provisioner(system)
@@ -350,7 +350,7 @@ def test_a_provisioner_killed_mid_operation_leaves_one_stack_per_resource(
         stop.set()
         host.join(timeout=30)
     assert operation["status"] == "succeeded", operation
-    kinds = [type(e).__name__ for e in system.infra.events.get(operation_id)]
+    kinds = [type(e).__name__ for e in system.infra.commands.events.get(operation_id)]
     assert kinds.count("Started") == 1
     assert kinds.count("Succeeded") == 1 and "Failed" not in kinds
     external = client.get(f"/infra/clusters/{external_id_}").json()["included"]["clusters"][0]

@@ -318,7 +318,9 @@ def test_deleting_a_job_cancels_its_unfinished_runs_and_deletes_them(
     for run in (running, held):
         # The run was cancelled (the notifier sees job_run.cancelled), then deleted with the job.
         ended = wait_until(
-            lambda r=run: (x := system.runs.run_state(r["id"])) is not None and x.deleted and x,
+            lambda r=run: (
+                (x := system.runs.commands.run_state(r["id"])) is not None and x.deleted and x
+            ),
             what="the run cancelled and deleted",
         )
         assert (ended.status, ended.status_reason) == ("cancelled", "job_deleted")

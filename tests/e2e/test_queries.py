@@ -283,7 +283,7 @@ def test_team_members_manage_the_queries_of_their_teams_only(
 ) -> None:
     team = _team(client)
     member_id, token = add_member_with_token(system, org, ["MEMBER"])
-    _, position = system.identity.add_team_member(
+    _, position = system.identity.commands.add_team_member(
         team, member_id, role_ids=["TEAMMEMBER"], by=org.owner
     )
     system.wait_for_views(position)

@@ -161,5 +161,5 @@ def test_deleting_a_team_removes_its_member_assignments(
     member_id, _ = add_member_with_token(system, org, ["MEMBER"])
     client.post(f"/org/teams/{team['id']}/members/{member_id}", json={})
     client.delete(f"/org/teams/{team['id']}")
-    assert system.teams.teams_of_member(org.id, member_id) == []
+    assert system.identity.teams.teams_of_member(org.id, member_id) == []
     assert client.get(f"/org/teams/{team['id']}/members").status_code == 404

@@ -356,14 +356,14 @@ def test_the_system_builds_both_adapters_from_the_settings(fresh_db: Any, tmp_pa
     )
     system = System.from_settings(settings, fresh_db)
     try:
-        aws = system.providers.get("aws")
+        aws = system.infra.providers.get("aws")
         assert isinstance(aws, AwsAdapter)
         assert (aws.endpoint_url, aws.principal) == (
             "http://127.0.0.1:5000",
             "arn:aws:iam::111122223333:role/sailplane",
         )
         assert aws.poll_seconds == 15.0  # production default: no poll interval given
-        assert isinstance(system.providers.get("kubernetes"), KubernetesAdapter)
+        assert isinstance(system.infra.providers.get("kubernetes"), KubernetesAdapter)
     finally:
         system.close()
     unset = Settings.from_env({})

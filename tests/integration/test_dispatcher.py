@@ -49,14 +49,12 @@ def runs_db(pg_server: Database) -> Iterator[Database]:
 
 @pytest.fixture(scope="module")
 def system(runs_db: Database, sail: str) -> Iterator[System]:
-    with running_system(runs_db) as system:
-        system.runs.job_versions = GivenJobVersions()
-        system.run_targets = FixedTarget(sail)
-        system.executor_options = {
-            "grace_seconds": 1.0,
-            "lease_seconds": 2.0,
-            "heartbeat_seconds": 0.2,
-        }
+    with running_system(
+        runs_db,
+        job_versions=GivenJobVersions(),
+        run_targets=FixedTarget(sail),
+        executor_options={"grace_seconds": 1.0, "lease_seconds": 2.0, "heartbeat_seconds": 0.2},
+    ) as system:
         yield system
 
 
@@ -80,7 +78,7 @@ def running(system: System) -> Iterator[Any]:
 
 
 def job(system: System, **fields: Any) -> JobVersionSnapshot:
-    versions: GivenJobVersions = system.runs.job_versions  # type: ignore[assignment]
+    versions: GivenJobVersions = system.runs.commands.job_versions  # type: ignore[assignment]
     return versions.add(
         ORG,
         JobVersionSnapshot(
@@ -96,13 +94,13 @@ def job(system: System, **fields: Any) -> JobVersionSnapshot:
 
 
 def create(system: System, spec: JobVersionSnapshot, **kwargs: Any) -> str:
-    run_id, position = system.runs.create_run(spec.job_id, by=MEMBER, **kwargs)
+    run_id, position = system.runs.commands.create_run(spec.job_id, by=MEMBER, **kwargs)
     system.wait_for_views(position)
     return run_id
 
 
 def row(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, Any]:
-    found = system.job_runs.run(ORG, spec.job_id, run_id)
+    found = system.runs.view.run(ORG, spec.job_id, run_id)
     assert found is not None
     return found
 
@@ -134,8 +132,8 @@ def test_select_1_completes_with_logs_and_events(system: System, running: Any) -
     run_id = create(system, spec)
     done = until_status(system, spec, run_id, "completed")
     assert done["runner_started_at"] and done["runner_completed_at"] and done["finished_at"]
-    assert [r["line"] for r in system.run_logs.page(run_id)][:2] == ["one", "1"]
-    types = [e["type"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
+    assert [r["line"] for r in system.runs.logs.page(run_id)][:2] == ["one", "1"]
+    types = [e["type"] for e in system.runs.view.events(ORG, run_id, after=0, limit=100)]
     assert types == ["created", "dispatched", "started", "completed"]
     assert executions(system.database, run_id) == {1: 1}
 
@@ -146,11 +144,13 @@ def test_bad_sql_retries_with_backoff_then_fails(system: System, running: Any) -
     failed = until_status(system, spec, run_id, "failed")
     assert failed["attempt"] == 2 and failed["status_reason"] == "execution_failed"
     assert "SELEC" in failed["status_message"]
-    reasons = [e["reason"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
+    reasons = [e["reason"] for e in system.runs.view.events(ORG, run_id, after=0, limit=100)]
     assert "retry_backoff" in reasons
     assert executions(system.database, run_id) == {1: 1, 2: 1}
     # A manual retry runs it again under the same id.
-    system.wait_for_views(system.runs.retry_run(spec.job_id, run_id, hold=False, by=MEMBER))
+    system.wait_for_views(
+        system.runs.commands.retry_run(spec.job_id, run_id, hold=False, by=MEMBER)
+    )
     again = until_status(system, spec, run_id, "failed")
     # Automatic retries are counted afresh after a manual one: attempts 3 and 4.
     assert again["attempt"] == 4 and again["trigger"] == "retry"
@@ -163,7 +163,7 @@ def test_held_run_waits_until_released(system: System, running: Any) -> None:
         "pending",
         "held",
     )
-    system.wait_for_views(system.runs.release_run(spec.job_id, run_id, by=MEMBER))
+    system.wait_for_views(system.runs.commands.release_run(spec.job_id, run_id, by=MEMBER))
     until_status(system, spec, run_id, "completed")
 
 
@@ -181,7 +181,7 @@ def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> Non
     run_id = create(system, spec)
     until_status(system, spec, run_id, "running")
     pid = pid_of(system, run_id)
-    system.wait_for_views(system.runs.cancel_run(spec.job_id, run_id, by=MEMBER))
+    system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, run_id, by=MEMBER))
     assert row(system, spec, run_id)["status"] == "cancelled"
     wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
@@ -225,7 +225,7 @@ def test_skip_and_replace_policies(system: System, running: Any) -> None:
     assert until_status(system, replace, old, "cancelled")["status_reason"] == "replaced"
     until_status(system, replace, new, "running")
     for spec, run_id in ((skip, first), (replace, new)):
-        system.wait_for_views(system.runs.cancel_run(spec.job_id, run_id, by=MEMBER))
+        system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, run_id, by=MEMBER))
 
 
 def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
@@ -244,15 +244,15 @@ def test_a_dead_dispatcher_s_attempt_is_retried_once(system: System) -> None:
             what="attempt 2 running",
         )
         assert retried["trigger"] == "manual"
-        system.wait_for_views(system.runs.cancel_run(spec.job_id, run_id, by=MEMBER))
+        system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, run_id, by=MEMBER))
     assert executions(system.database, run_id) == {1: 1, 2: 1}
-    reasons = [e["reason"] for e in system.job_runs.events(ORG, run_id, after=0, limit=100)]
+    reasons = [e["reason"] for e in system.runs.view.events(ORG, run_id, after=0, limit=100)]
     assert "retry_backoff" in reasons
 
 
 def test_an_organizations_local_cluster_runs_work_on_its_own_sail_server(system: System) -> None:
     org = found_org(system, "Runs Targets")
-    targets = InfraRunTargets(system.infra)
+    targets = InfraRunTargets(system.infra.commands)
     target = targets.target(org.id, local_cluster_id(system, org.id))
     assert target is not None and target.executor == "local"
     assert target.spark_remote is not None and target.spark_remote.startswith("sc://127.0.0.1:")
@@ -274,13 +274,13 @@ def test_a_run_waits_for_its_dependencies_then_runs(system: System, running: Any
     assert (first["status"], first["status_reason"]) == ("pending", "waiting_for_dependencies")
     until_status(system, upstream, create(system, upstream), "completed")
     released = until_status(system, downstream, waiting, "completed")
-    reasons = [e["reason"] for e in system.job_runs.events(ORG, waiting, after=0, limit=100)]
+    reasons = [e["reason"] for e in system.runs.view.events(ORG, waiting, after=0, limit=100)]
     assert reasons[:2] == ["waiting_for_dependencies", "dependencies_completed"]
     assert released["status_reason"] == "succeeded"
     # Completed since the downstream job's last run: a new downstream run waits again.
     again = create(system, downstream)
     assert row(system, downstream, again)["status"] == "pending"
-    system.wait_for_views(system.runs.cancel_run(downstream.job_id, again, by=MEMBER))
+    system.wait_for_views(system.runs.commands.cancel_run(downstream.job_id, again, by=MEMBER))
 
 
 def test_the_rebuilt_runs_view_equals_the_live_one(system: System, running: Any) -> None:
@@ -288,8 +288,8 @@ def test_the_rebuilt_runs_view_equals_the_live_one(system: System, running: Any)
     done = create(system, spec)
     held = create(system, spec, hold=True)
     until_status(system, spec, done, "completed")
-    system.wait_for_views(system.runs.cancel_run(spec.job_id, held, by=MEMBER))
-    system.wait_for_views(system.runs.retry_run(spec.job_id, held, hold=True, by=MEMBER))
+    system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, held, by=MEMBER))
+    system.wait_for_views(system.runs.commands.retry_run(spec.job_id, held, hold=True, by=MEMBER))
 
     def snapshot() -> dict[str, list[dict[str, Any]]]:
         with system.pool.connection() as conn, conn.cursor() as cur:

@@ -49,11 +49,14 @@ def clock() -> Clock:
 def system(pg_server: Database, sail: str, clock: Clock) -> Iterator[System]:
     with (
         services.fresh_database(pg_server) as database,
-        running_system(database, clock=clock) as system,
+        running_system(
+            database,
+            clock=clock,
+            job_versions=GivenJobVersions(),
+            run_targets=FixedTarget(sail),
+            executor_options={"grace_seconds": 1.0},
+        ) as system,
     ):
-        system.runs.job_versions = GivenJobVersions()
-        system.run_targets = FixedTarget(sail)
-        system.executor_options = {"grace_seconds": 1.0}
         stop, host = threading.Event(), WorkerHost()
         host.start(system.worker("dispatcher"), stop)
         try:
@@ -64,17 +67,17 @@ def system(pg_server: Database, sail: str, clock: Clock) -> Iterator[System]:
 
 
 def start(system: System, **fields: Any) -> tuple[JobVersionSnapshot, str]:
-    versions: GivenJobVersions = system.runs.job_versions  # type: ignore[assignment]
+    versions: GivenJobVersions = system.runs.commands.job_versions  # type: ignore[assignment]
     spec = versions.add(
         ORG, JobVersionSnapshot(**{"job_id": new_id(), "version": 1, "cluster_id": "L", **fields})
     )
-    run_id, position = system.runs.create_run(spec.job_id, by=MEMBER)
+    run_id, position = system.runs.commands.create_run(spec.job_id, by=MEMBER)
     system.wait_for_views(position)
     return spec, run_id
 
 
 def row(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, Any]:
-    found = system.job_runs.run(ORG, spec.job_id, run_id)
+    found = system.runs.view.run(ORG, spec.job_id, run_id)
     assert found is not None
     return found
 

@@ -54,9 +54,8 @@ def system(pg_server: Database, broker: services.Broker) -> Iterator[System]:
         broker.bootstrap_servers, partitions=1, session_timeout_ms=2000, heartbeat_interval_ms=500
     )
     with services.fresh_database(pg_server) as database:
-        system = System(database, kafka=kafka)
+        system = System(database, kafka=kafka, job_versions=GivenJobVersions())
         system.prepare()
-        system.runs.job_versions = GivenJobVersions()
         stop = threading.Event()
         host = WorkerHost()
         host.start(system.worker("projections"), stop)
@@ -99,7 +98,7 @@ def dispatcher_process(
 
 
 def job(system: System, **fields: Any) -> JobVersionSnapshot:
-    versions: GivenJobVersions = system.runs.job_versions  # type: ignore[assignment]
+    versions: GivenJobVersions = system.runs.commands.job_versions  # type: ignore[assignment]
     return versions.add(
         ORG,
         JobVersionSnapshot(
@@ -109,13 +108,13 @@ def job(system: System, **fields: Any) -> JobVersionSnapshot:
 
 
 def create(system: System, spec: JobVersionSnapshot) -> str:
-    run_id, position = system.runs.create_run(spec.job_id, by=MEMBER)
+    run_id, position = system.runs.commands.create_run(spec.job_id, by=MEMBER)
     system.wait_for_views(position)
     return run_id
 
 
 def status(system: System, spec: JobVersionSnapshot, run_id: str) -> dict[str, Any]:
-    row = system.job_runs.run(ORG, spec.job_id, run_id)
+    row = system.runs.view.run(ORG, spec.job_id, run_id)
     assert row is not None
     return row
 
@@ -162,7 +161,7 @@ def test_duplicate_delivery_and_a_killed_dispatcher_execute_each_attempt_once(
     for run_id in quick_runs:
         assert executions(system.database, run_id) == {1: 1}
         assert status(system, quick, run_id)["attempt"] == 1
-    reasons = [e["reason"] for e in system.job_runs.events(ORG, slow_run, after=0, limit=100)]
+    reasons = [e["reason"] for e in system.runs.view.events(ORG, slow_run, after=0, limit=100)]
     assert "retry_backoff" in reasons
 
 
@@ -182,21 +181,23 @@ def test_the_run_rules_through_kafka(
         # Bad SQL fails; a retry runs it again under the same id.
         failed = create(system, bad)
         wait_until(lambda: status(system, bad, failed)["status"] == "failed", what="failed")
-        system.wait_for_views(system.runs.retry_run(bad.job_id, failed, hold=False, by=MEMBER))
+        system.wait_for_views(
+            system.runs.commands.retry_run(bad.job_id, failed, hold=False, by=MEMBER)
+        )
         wait_until(
             lambda: (r := status(system, bad, failed))["status"] == "failed" and r["attempt"] == 2,
             what="failed again",
         )
         # A held run waits until released.
-        held, position = system.runs.create_run(held_job.job_id, by=MEMBER, hold=True)
+        held, position = system.runs.commands.create_run(held_job.job_id, by=MEMBER, hold=True)
         system.wait_for_views(position)
         assert status(system, held_job, held)["status"] == "pending"
-        system.wait_for_views(system.runs.release_run(held_job.job_id, held, by=MEMBER))
+        system.wait_for_views(system.runs.commands.release_run(held_job.job_id, held, by=MEMBER))
         wait_until(lambda: status(system, held_job, held)["status"] == "completed", what="released")
         # Cancel stops a running entry point.
         cancelled = create(system, long)
         wait_until(lambda: status(system, long, cancelled)["status"] == "running", what="running")
-        system.wait_for_views(system.runs.cancel_run(long.job_id, cancelled, by=MEMBER))
+        system.wait_for_views(system.runs.commands.cancel_run(long.job_id, cancelled, by=MEMBER))
         wait_until(
             lambda: (
                 executions(system.database, cancelled) == {1: 1}

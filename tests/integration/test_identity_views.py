@@ -32,7 +32,7 @@ def _snapshot(system: System) -> dict[str, list[dict[str, Any]]]:
 def _identity_history(system: System) -> None:
     org = found_org(system)
     owner = org.owner
-    identity, auth = system.identity, system.authentication
+    identity, auth = system.identity.commands, system.identity.authentication
     member_id, _ = identity.add_member(
         email="ada@example.com", display_name="Ada", role_ids=["ADMIN"], by=owner
     )
@@ -42,7 +42,7 @@ def _identity_history(system: System) -> None:
         )[1]
     )
     ada = identity.user_by_email("ada@example.com")
-    bob_member = system.directory.search_members(org.id, {"email": "bob@"}, *_page())[1][0]
+    bob_member = system.identity.directory.search_members(org.id, {"email": "bob@"}, *_page())[1][0]
     identity.change_password(ada.id, current_password=None, new_password="ada password", by=owner)
     identity.update_user(ada.id, display_name="Ada L.", email="ada.l@example.com", by=owner)
     identity.update_member(member_id, name="Ada (ops)", preferences={"theme": "dark"}, by=owner)
@@ -105,7 +105,7 @@ def _identity_history(system: System) -> None:
         expires_in=timedelta(days=1),
     )
     # Identity providers and service accounts.
-    idp, _ = system.identity_providers.create(
+    idp, _ = system.identity.identity_providers.create(
         type_id="oidc",
         name="SSO",
         issuer="https://sso.example.com",
@@ -114,9 +114,11 @@ def _identity_history(system: System) -> None:
         scopes=None,
         by=owner,
     )
-    system.identity_providers.update(idp, by=owner, name="SSO 2", scopes=["openid", "email"])
-    system.identity_providers.rotate_secret(idp, "s", by=owner)
-    other, _ = system.identity_providers.create(
+    system.identity.identity_providers.update(
+        idp, by=owner, name="SSO 2", scopes=["openid", "email"]
+    )
+    system.identity.identity_providers.rotate_secret(idp, "s", by=owner)
+    other, _ = system.identity.identity_providers.create(
         type_id="google",
         name="G",
         issuer="https://accounts.google.com",
@@ -125,7 +127,7 @@ def _identity_history(system: System) -> None:
         scopes=None,
         by=owner,
     )
-    system.identity_providers.delete(other, by=owner)
+    system.identity.identity_providers.delete(other, by=owner)
     account, _ = identity.create_service_account(
         username="ci", description="CI", role_ids=["MEMBER"], by=owner
     )

@@ -118,7 +118,7 @@ def test_the_server_forgets_the_bootstrap_token_once_used(
         bootstrap_organization(system, settings)
         assert "SAILPLANE_BOOTSTRAP_TOKEN" not in os.environ
         # It was used: the organization and its owner exist.
-        assert system.directory.first_owner() is not None
+        assert system.identity.directory.first_owner() is not None
 
 
 # Run by an unprivileged server: the sandbox hides `secret_dir` and the first workspace

@@ -29,19 +29,19 @@ def _snapshot(system: System) -> dict[str, list[dict[str, Any]]]:
 def _pending_cluster(system: System, owner: Actor) -> str:
     """A cluster that exists but is not provisioned: a draft may name it, not publish it."""
     connection, network, _, _ = local_ids(owner.organization_id)
-    external_id, position = system.infra.create_cluster(
+    external_id, position = system.infra.commands.create_cluster(
         connection, network_id=network, name="pending", region=None, config={}, by=owner
     )
     system.wait_for_views(position)
-    row = system.clusters.external_cluster(owner.organization_id, external_id)
+    row = system.infra.clusters.external_cluster(owner.organization_id, external_id)
     assert row is not None
     return row["cluster_id"]
 
 
 def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> None:
-    w = system.workloads
+    w = system.workloads.commands
     teams = [
-        system.identity.create_team(name=f"team-{i}", default_role_id=None, by=owner)[0]
+        system.identity.commands.create_team(name=f"team-{i}", default_role_id=None, by=owner)[0]
         for i in range(3)
     ]
     query, _ = w.create_query(
@@ -84,7 +84,7 @@ def _history(system: System, owner: Actor, cluster: str, other_cluster: str) -> 
     w.grant_job_teams(jobs[0], teams[1:], by=owner)
     w.revoke_job_team(jobs[2], teams[0], by=owner)
     w.create_job_version(jobs[0], {}, by=owner)
-    system.identity.delete_team(teams[2], by=owner)
+    system.identity.commands.delete_team(teams[2], by=owner)
     assert system.views_reached(w.delete_job(jobs[3], by=owner))
 
 
@@ -104,8 +104,8 @@ def test_rebuilt_job_views_equal_the_live_ones(fresh_db: Database) -> None:
 def test_the_active_version_as_the_runs_context_reads_it(system: System) -> None:
     org = found_org(system)
     owner = org.owner
-    team, _ = system.identity.create_team(name="runs", default_role_id=None, by=owner)
-    w = system.workloads
+    team, _ = system.identity.commands.create_team(name="runs", default_role_id=None, by=owner)
+    w = system.workloads.commands
     upstream, _ = w.create_job(
         job_key=f"up-{org.id}",
         description=None,
@@ -131,7 +131,7 @@ def test_the_active_version_as_the_runs_context_reads_it(system: System) -> None
     )
     w.create_job_version(job_id, {"timeout_seconds": 900}, by=owner)
     assert system.views_reached(w.activate_job_version(job_id, 1, by=owner))
-    active = system.jobs.active_version(org.id, job_id)
+    active = system.workloads.jobs.active_version(org.id, job_id)
     assert active is not None
     assert (active["version"], active["timeout_seconds"], active["job_status"]) == (
         1,
@@ -142,6 +142,6 @@ def test_the_active_version_as_the_runs_context_reads_it(system: System) -> None
     assert active["config"]["lakesail"]["maxRetries"] == 2
     assert (active["concurrency_policy"], active["max_concurrent_runs"]) == ("queue", 3)
     assert active["depends_on"] == [{"jobKey": f"up-{org.id}"}]
-    assert system.jobs.job_by_key(org.id, f"up-{org.id}")["id"] == upstream
+    assert system.workloads.jobs.job_by_key(org.id, f"up-{org.id}")["id"] == upstream
     assert system.views_reached(w.delete_job(job_id, by=owner))
-    assert system.jobs.active_version(org.id, job_id) is None
+    assert system.workloads.jobs.active_version(org.id, job_id) is None

@@ -30,25 +30,25 @@ def _snapshot(system: System) -> dict[str, list[dict[str, Any]]]:
 def _some_history(system: System, org_actor: Actor) -> None:
     ids = []
     for i in range(30):
-        team_id, _ = system.identity.create_team(
+        team_id, _ = system.identity.commands.create_team(
             name=f"history-{i}", default_role_id=None, by=org_actor
         )
         ids.append(team_id)
-    member_id, _ = system.identity.add_member(
+    member_id, _ = system.identity.commands.add_member(
         email="h@example.com", display_name="H", role_ids=["MEMBER"], by=org_actor
     )
     for team_id in ids[:10]:
-        system.identity.add_team_member(team_id, member_id, role_ids=None, by=org_actor)
+        system.identity.commands.add_team_member(team_id, member_id, role_ids=None, by=org_actor)
     for team_id in ids[10:15]:
-        system.identity.update_team(
+        system.identity.commands.update_team(
             team_id, name=f"renamed-{team_id}", default_role_id="TEAMADMIN", by=org_actor
         )
     for team_id in ids[15:18]:
-        system.identity.delete_team(team_id, by=org_actor)
-    system.identity.replace_team_member_roles(
+        system.identity.commands.delete_team(team_id, by=org_actor)
+    system.identity.commands.replace_team_member_roles(
         ids[0], member_id, role_ids=["TEAMADMIN"], by=org_actor
     )
-    position = system.identity.remove_team_member(ids[1], member_id, by=org_actor)
+    position = system.identity.commands.remove_team_member(ids[1], member_id, by=org_actor)
     assert system.views_reached(position)
 
 
@@ -65,7 +65,7 @@ def test_rebuilt_views_equal_the_views_built_live_row_for_row(fresh_db: Database
             # Reads go on against the live tables while the rebuild runs and swaps.
             while not stop_reads.is_set():
                 try:
-                    system.teams.team(org.id, live["teams"][0]["id"])
+                    system.identity.teams.team(org.id, live["teams"][0]["id"])
                 except BaseException as exc:  # pragma: no cover - reported below
                     read_failures.append(exc)
 
@@ -105,7 +105,7 @@ def test_a_changed_view_definition_is_rebuilt_at_start(
 def test_batches_are_one_transaction_and_never_double_process(system: System) -> None:
     org = found_org(system)
     for i in range(12):
-        system.identity.create_team(name=f"batch-{i}", default_role_id=None, by=org.owner)
+        system.identity.commands.create_team(name=f"batch-{i}", default_role_id=None, by=org.owner)
     # A second runner on the same view (another process would do the same) finds nothing to do
     # twice: the advisory lock and the tracking row make batches exclusive and ordered.
     from sailplane.projections.identity import TeamsProjection, TeamsView
@@ -118,7 +118,9 @@ def test_batches_are_one_transaction_and_never_double_process(system: System) ->
         t.start()
     for t in threads:
         t.join()
-    rows = system.teams.fetch_all("SELECT name FROM {teams} WHERE organization_id = %s", (org.id,))
+    rows = system.identity.teams.fetch_all(
+        "SELECT name FROM {teams} WHERE organization_id = %s", (org.id,)
+    )
     assert sorted(r["name"] for r in rows) == sorted(f"batch-{i}" for i in range(12))
 
 
@@ -126,18 +128,20 @@ def test_optimistic_concurrency_conflict_is_a_conflict_error_and_loses_nothing(
     system: System,
 ) -> None:
     org = found_org(system)
-    team_id, _ = system.identity.create_team(name="race", default_role_id=None, by=org.owner)
-    first = system.identity.repository.get(team_id)
-    second = system.identity.repository.get(team_id)
+    team_id, _ = system.identity.commands.create_team(
+        name="race", default_role_id=None, by=org.owner
+    )
+    first = system.identity.commands.repository.get(team_id)
+    second = system.identity.commands.repository.get(team_id)
     first.update(name="first", default_role_id=None, by=org.owner, at=system.clock())
     second.update(name="second", default_role_id=None, by=org.owner, at=system.clock())
-    third = system.identity.repository.get(team_id)
+    third = system.identity.commands.repository.get(team_id)
     third.update(name="third", default_role_id=None, by=org.owner, at=system.clock())
-    system.identity.save(first)
+    system.identity.commands.save(first)
     with pytest.raises(IntegrityError):
-        system.identity.save(second)  # the store's unique version check
+        system.identity.commands.save(second)  # the store's unique version check
     with pytest.raises(ConflictError) as conflict:
-        system.identity._commit(third)  # what every use case turns it into
+        system.identity.commands._commit(third)  # what every use case turns it into
     assert conflict.value.code == "concurrent_modification"
-    assert system.identity.repository.get(team_id).name == "first"
-    assert isinstance(system.identity.repository.get(team_id), Team)
+    assert system.identity.commands.repository.get(team_id).name == "first"
+    assert isinstance(system.identity.commands.repository.get(team_id), Team)

@@ -65,8 +65,8 @@ def isolated(fresh_db: Database) -> Any:
 def _cluster_to_provision(system: System, org: Org, name: str) -> tuple[str, str, int]:
     """A cluster on the organization's local connection and its provision operation:
     (cluster id, operation id, the operation's log position)."""
-    local = system.infra.ensure_local_cluster(org.id)
-    external_id, _ = system.infra.create_cluster(
+    local = system.infra.commands.ensure_local_cluster(org.id)
+    external_id, _ = system.infra.commands.create_cluster(
         local.connection_id,
         network_id=local.network_id,
         name=name,
@@ -74,7 +74,7 @@ def _cluster_to_provision(system: System, org: Org, name: str) -> tuple[str, str
         config={},
         by=org.owner,
     )
-    operation_id, position = system.infra.provision_cluster(
+    operation_id, position = system.infra.commands.provision_cluster(
         local.connection_id, external_id, by=org.owner
     )
     return external_id, operation_id, position
@@ -86,14 +86,14 @@ def test_a_provisioner_killed_mid_operation_finishes_it_once_after_a_restart(
     system = isolated
     org = found_org(system)
     external_id, operation_id, _ = _cluster_to_provision(system, org, "k")
-    first: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
-    system.providers.adapters["local"] = DiesAfterProvisioning(first)  # type: ignore[assignment]
+    first: LocalProvider = system.infra.providers.adapters["local"]  # type: ignore[assignment]
+    system.infra.providers.adapters["local"] = DiesAfterProvisioning(first)  # type: ignore[assignment]
 
     host, stop = run_provisioner(system)
     wait_until(stop.is_set)  # the worker died
     with pytest.raises(RuntimeError, match="WorkerDied"):
         host.join(timeout=10)
-    operation = system.infra.repository.get(operation_id)
+    operation = system.infra.commands.repository.get(operation_id)
     assert operation.status == "running"
     assert first.servers.starts == 1
     name = resource_name("cluster", external_id, org.id)
@@ -103,26 +103,26 @@ def test_a_provisioner_killed_mid_operation_finishes_it_once_after_a_restart(
     # A new worker, with a fresh adapter as a restarted process would have: it finds the
     # running server by its name instead of starting a second one, and finishes the operation.
     second = LocalProvider(SailServers(first.servers.state_dir))
-    system.providers.adapters["local"] = second
+    system.infra.providers.adapters["local"] = second
     host, stop = run_provisioner(system)
     try:
-        wait_until(lambda: system.infra.repository.get(operation_id).status != "running")
+        wait_until(lambda: system.infra.commands.repository.get(operation_id).status != "running")
     finally:
         stop.set()
         host.join(timeout=10)
-    events = list(system.infra.events.get(operation_id))
+    events = list(system.infra.commands.events.get(operation_id))
     kinds = [type(e).__name__ for e in events]
     assert kinds.count("Started") == 1
     assert kinds.count("Succeeded") == 1 and "Failed" not in kinds
     assert second.servers.starts == 0
     assert second.servers.pid(name) == server_pid
-    assert system.clusters.external_cluster(org.id, external_id)["status"] == "active"
+    assert system.infra.clusters.external_cluster(org.id, external_id)["status"] == "active"
 
     # A redelivered message changes nothing: the operation has finished.
     provisioner = system.worker("provisioner").consumer  # type: ignore[attr-defined]
     delivery = type("D", (), {"tracking": lambda self, name: None})()
     provisioner.perform(operation_id, delivery)
-    assert len(list(system.infra.events.get(operation_id))) == len(events)
+    assert len(list(system.infra.commands.events.get(operation_id))) == len(events)
     assert isinstance(events[0], Operation.Created)
 
     first.servers.stop(name)
@@ -199,11 +199,13 @@ def test_an_operation_redelivered_to_a_second_instance_mid_step_is_performed_onc
     system = isolated
     org = found_org(system)
     external_id, operation_id, position = _cluster_to_provision(system, org, "twice")
-    real: LocalProvider = system.providers.adapters["local"]  # type: ignore[assignment]
+    real: LocalProvider = system.infra.providers.adapters["local"]  # type: ignore[assignment]
     gated = GatedProvisioning(real)
-    system.providers.adapters["local"] = gated  # type: ignore[assignment]
+    system.infra.providers.adapters["local"] = gated  # type: ignore[assignment]
     [created] = [
-        e for e in system.infra.events.get(operation_id) if isinstance(e, Operation.Created)
+        e
+        for e in system.infra.commands.events.get(operation_id)
+        if isinstance(e, Operation.Created)
     ]
     delivery = Delivery(position=position, topic="", event=created)
     first = system.worker("provisioner").consumer  # type: ignore[attr-defined]
@@ -227,9 +229,9 @@ def test_an_operation_redelivered_to_a_second_instance_mid_step_is_performed_onc
         gated.gate.set()
         for thread in threads:
             thread.join(timeout=60)
-        system.providers.adapters["local"] = real
+        system.infra.providers.adapters["local"] = real
     assert errors == []
     assert gated.calls == 1
-    kinds = [type(e).__name__ for e in system.infra.events.get(operation_id)]
+    kinds = [type(e).__name__ for e in system.infra.commands.events.get(operation_id)]
     assert kinds.count("Started") == 1 and kinds.count("Succeeded") == 1
     real.servers.stop(resource_name("cluster", external_id, org.id))

@@ -38,11 +38,11 @@ def test_an_operation_published_to_kafka_is_performed(
     )
     with running_system(fresh_db, kafka=settings) as system:
         org = found_org(system)
-        local = system.infra.ensure_local_cluster(org.id)
-        network_id, _ = system.infra.create_network(
+        local = system.infra.commands.ensure_local_cluster(org.id)
+        network_id, _ = system.infra.commands.create_network(
             local.connection_id, name="n", region=None, config={}, by=org.owner
         )
-        operation_id, position = system.infra.provision_network(
+        operation_id, position = system.infra.commands.provision_network(
             local.connection_id, network_id, by=org.owner
         )
         system.wait_for_views(position)
@@ -65,14 +65,14 @@ def test_an_operation_published_to_kafka_is_performed(
             deadline = (
                 time.monotonic() + 120
             )  # generous: a loaded host joins consumer groups slowly
-            while system.clusters.operation(org.id, operation_id)["status"] != "succeeded":
+            while system.infra.clusters.operation(org.id, operation_id)["status"] != "succeeded":
                 assert not stop.is_set(), host.errors
                 assert time.monotonic() < deadline, "the operation did not finish through Kafka"
                 time.sleep(0.1)
         finally:
             stop.set()
             host.join(timeout=30)
-        assert system.clusters.network(org.id, network_id)["status"] == "active"
+        assert system.infra.clusters.network(org.id, network_id)["status"] == "active"
 
 
 @pytest.mark.kafka

@@ -278,7 +278,7 @@ def test_the_largest_event_one_write_may_record_is_relayed(
         # event to just under the per-event limit.
         wide = 39_000
         text = "x" * (1_000_000 - wide) + "é" * wide
-        query_id, position = system.workloads.create_query(
+        query_id, position = system.workloads.commands.create_query(
             name="Largest",
             description=None,
             catalog_schema=None,

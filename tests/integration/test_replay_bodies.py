@@ -107,7 +107,7 @@ def test_a_completion_recorded_with_its_body_in_the_log_is_no_longer_replayed(
 
 @pytest.fixture
 def org_actor(system: System) -> Actor:
-    founded = system.identity.found_organization(
+    founded = system.identity.commands.found_organization(
         name="Replays", owner_email=f"o-{uuid.uuid4().hex[:8]}@example.com", owner_name="O"
     )
     return Actor("member", founded.owner_member_id, founded.organization_id)

@@ -49,8 +49,10 @@ def world(fresh_db: Database, clock: Clock) -> Iterator[tuple[System, Org]]:
 
 
 def make_job(system: System, org: Org, key: str, **spec: Any) -> str:
-    team, _ = system.identity.create_team(name=f"team-{key}", default_role_id=None, by=org.owner)
-    job_id, position = system.workloads.create_job(
+    team, _ = system.identity.commands.create_team(
+        name=f"team-{key}", default_role_id=None, by=org.owner
+    )
+    job_id, position = system.workloads.commands.create_job(
         job_key=key,
         description=None,
         status="active",
@@ -67,12 +69,14 @@ def make_job(system: System, org: Org, key: str, **spec: Any) -> str:
 
 
 def instance(system: System) -> SchedulerWorker:
-    scheduler = Scheduler(system.schedules, RunsForScheduler(system.runs), system.clock)
+    scheduler = Scheduler(
+        system.workloads.schedules, RunsForScheduler(system.runs.commands), system.clock
+    )
     return SchedulerWorker(scheduler, Leadership(system.database, "scheduler"))
 
 
 def runs_of(system: System, job_id: str) -> list[dict[str, Any]]:
-    return system.job_runs.fetch_all(
+    return system.runs.view.fetch_all(
         "SELECT * FROM {job_runs} WHERE job_id = %s ORDER BY created_at, id", (job_id,)
     )
 
@@ -131,13 +135,15 @@ def test_two_instances_over_a_simulated_day_with_leader_changes_make_one_run_per
         runs = runs_of(system, job_id)
         assert sorted(r["id"] for r in runs) == sorted(slot_run_id(job_id, s) for s in expected)
         assert {r["trigger"] for r in runs} == {"schedule"}
-        assert system.schedules.schedule(org.id, job_id)["last_scheduled_at"] == expected[-1]
+        assert (
+            system.workloads.schedules.schedule(org.id, job_id)["last_scheduled_at"] == expected[-1]
+        )
     # New York skipped 02:00-02:40 that night: one run at 03:00 EDT stands for them.
     assert len(runs_of(system, every_20)) == 72
     # A replayed slot (a restart part-way through a tick) makes no second run.
     slot = CronSchedule("30 2 * * *", "Europe/Berlin").next_fire_time(START)
     assert slot is not None
-    again = RunsForScheduler(system.runs).create_scheduled_run(
+    again = RunsForScheduler(system.runs.commands).create_scheduled_run(
         org.id, nightly, run_id=slot_run_id(nightly, slot), slot=slot
     )
     assert again is False
@@ -220,7 +226,7 @@ def test_a_paused_job_fires_nothing_and_resuming_applies_its_policy(
     worker = instance(system)
     try:
         assert system.views_reached(
-            system.workloads.update_job(
+            system.workloads.commands.update_job(
                 job_id, {"status": "paused"}, expected_version=None, by=org.owner
             )
         )
@@ -230,7 +236,7 @@ def test_a_paused_job_fires_nothing_and_resuming_applies_its_policy(
         assert runs_of(system, job_id) == []
         clock.now = START.replace(hour=15, minute=40)
         assert system.views_reached(
-            system.workloads.update_job(
+            system.workloads.commands.update_job(
                 job_id, {"status": "active"}, expected_version=None, by=org.owner
             )
         )
@@ -270,14 +276,14 @@ def test_a_slot_while_the_previous_run_is_running_follows_the_concurrency_policy
         clock.now = START + timedelta(minutes=10, seconds=1)
         (first,) = worker.step() or []
         catch_up(system)
-        claim = system.runs.dispatch_run(first.run_id, executor="local", by=dispatcher)
+        claim = system.runs.commands.dispatch_run(first.run_id, executor="local", by=dispatcher)
         assert claim.action == "submit"
-        system.runs.record_started(first.run_id, claim.attempt, by=dispatcher)
+        system.runs.commands.record_started(first.run_id, claim.attempt, by=dispatcher)
         catch_up(system)
         clock.now = START + timedelta(minutes=20, seconds=1)
         (second,) = worker.step() or []
         catch_up(system)
-        system.runs.dispatch_run(second.run_id, executor="local", by=dispatcher)
+        system.runs.commands.dispatch_run(second.run_id, executor="local", by=dispatcher)
         catch_up(system)
     finally:
         worker.stand_down()
@@ -317,15 +323,15 @@ def test_a_scheduled_run_waits_for_its_dependencies(
     )
     dispatcher = Actor.system("dispatcher", org.id)
     clock.now += timedelta(minutes=5)  # the upstream job completes a run after that
-    run_id, _ = system.runs.create_run(upstream, by=org.owner)
+    run_id, _ = system.runs.commands.create_run(upstream, by=org.owner)
     catch_up(system)
-    claim = system.runs.dispatch_run(run_id, executor="local", by=dispatcher)
-    system.runs.record_completed(run_id, claim.attempt, by=dispatcher)
+    claim = system.runs.commands.dispatch_run(run_id, executor="local", by=dispatcher)
+    system.runs.commands.record_completed(run_id, claim.attempt, by=dispatcher)
     catch_up(system)
     # What the dispatcher does when a run completes: release the runs waiting for its job.
-    waiting_ids = system.job_runs.waiting_run_ids(org.id, "upstream")
+    waiting_ids = system.runs.view.waiting_run_ids(org.id, "upstream")
     assert waiting_ids == [fired.run_id]
-    system.runs.release_waiting_runs(org.id, waiting_ids, by=dispatcher, tracking=None)
+    system.runs.commands.release_waiting_runs(org.id, waiting_ids, by=dispatcher, tracking=None)
     catch_up(system)
     (released,) = runs_of(system, downstream)
     assert (released["status"], released["status_reason"]) == ("ready", "dependencies_completed")
@@ -335,9 +341,9 @@ def test_the_schedules_view_follows_versions_pauses_and_deletion(
     world: tuple[System, Org], clock: Clock
 ) -> None:
     system, org = world
-    w = system.workloads
+    w = system.workloads.commands
     job_id = make_job(system, org, "hourly", cron_expression="0 * * * *")
-    row = system.schedules.schedule(org.id, job_id)
+    row = system.workloads.schedules.schedule(org.id, job_id)
     assert row is not None
     assert (row["cron_expression"], row["job_status"], row["since"]) == (
         "0 * * * *",
@@ -353,7 +359,7 @@ def test_the_schedules_view_follows_versions_pauses_and_deletion(
     w.update_job_draft(job_id, {"cron_timezone": "Europe/Berlin"}, by=org.owner)
     position = w.publish_job_draft(job_id, by=org.owner)
     assert system.views_reached(position)
-    row = system.schedules.schedule(org.id, job_id)
+    row = system.workloads.schedules.schedule(org.id, job_id)
     assert row is not None
     assert (row["version"], row["cron_expression"], row["cron_timezone"]) == (
         3,
@@ -363,21 +369,21 @@ def test_the_schedules_view_follows_versions_pauses_and_deletion(
     assert (row["missed_schedule_policy"], row["since"]) == ("all", START + timedelta(hours=2))
     clock.now = START + timedelta(hours=3)
     assert system.views_reached(w.activate_job_version(job_id, 2, by=org.owner))
-    row = system.schedules.schedule(org.id, job_id)
+    row = system.workloads.schedules.schedule(org.id, job_id)
     assert row is not None and row["cron_expression"] == "0 * * * *"
     assert row["since"] == START + timedelta(hours=3)
     assert system.views_reached(
         w.update_job(job_id, {"status": "paused"}, expected_version=None, by=org.owner)
     )
-    assert system.schedules.schedule(org.id, job_id)["job_status"] == "paused"  # type: ignore[index]
-    before = system.schedules.changed_schedules(0)
+    assert system.workloads.schedules.schedule(org.id, job_id)["job_status"] == "paused"  # type: ignore[index]
+    before = system.workloads.schedules.changed_schedules(0)
     assert system.views_reached(w.delete_job(job_id, by=org.owner))
-    assert system.schedules.schedule(org.id, job_id) is None
+    assert system.workloads.schedules.schedule(org.id, job_id) is None
     # A scheduler that read the rows before learns of the deletion from the changed rows.
     seen = max(r["changed_at"] for r in before)
-    assert [(r["job_id"], r["job_status"]) for r in system.schedules.changed_schedules(seen)] == [
-        (job_id, "deleted")
-    ]
+    assert [
+        (r["job_id"], r["job_status"]) for r in system.workloads.schedules.changed_schedules(seen)
+    ] == [(job_id, "deleted")]
 
 
 def test_the_rebuilt_schedules_view_equals_the_live_one(
@@ -407,8 +413,8 @@ def test_the_rebuilt_schedules_view_equals_the_live_one(
     live = snapshot()
     statuses = {r["job_status"] for r in live["schedules"]}
     assert statuses == {"active", "paused", "deleted"}
-    assert system.schedules.schedule(org.id, hourly)["last_scheduled_at"] == START + timedelta(
-        hours=2
-    )
+    assert system.workloads.schedules.schedule(org.id, hourly)[
+        "last_scheduled_at"
+    ] == START + timedelta(hours=2)
     rebuild(system.event_log, SchedulesProjection, system.pool, batch_size=3)
     assert snapshot() == live

@@ -30,11 +30,13 @@ def test_an_event_of_an_unknown_class_stops_the_views_loudly(
     caplog.set_level(logging.ERROR, logger="sailplane.projections.runner")
     with running_system(fresh_db) as system:
         org = found_org(system)
-        before, _ = system.identity.create_team(name="before", default_role_id=None, by=org.owner)
+        before, _ = system.identity.commands.create_team(
+            name="before", default_role_id=None, by=org.owner
+        )
         [unknown_position] = system.event_log.recorder.insert_events(
             [StoredEvent(str(uuid.uuid4()), 1, UNKNOWN_TOPIC, b"{}")]
         )
-        after, position = system.identity.create_team(
+        after, position = system.identity.commands.create_team(
             name="after", default_role_id=None, by=org.owner
         )
 
@@ -43,8 +45,11 @@ def test_an_event_of_an_unknown_class_stops_the_views_loudly(
         wait_until(lambda: system.positions.stopped is not None, what="the views stop")
         assert system.views_reached(position) is False
         assert system.positions.lowest() == unknown_position - 1
-        assert system.teams.fetch_one("SELECT id FROM {teams} WHERE id = %s", (before,))
-        assert system.teams.fetch_one("SELECT id FROM {teams} WHERE id = %s", (after,)) is None
+        assert system.identity.teams.fetch_one("SELECT id FROM {teams} WHERE id = %s", (before,))
+        assert (
+            system.identity.teams.fetch_one("SELECT id FROM {teams} WHERE id = %s", (after,))
+            is None
+        )
         logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert any(UNKNOWN_TOPIC in m and str(unknown_position) in m for m in logged), logged
 
@@ -70,7 +75,7 @@ def test_a_rebuild_at_start_that_meets_an_unknown_event_keeps_the_server_up_but_
 
     with running_system(fresh_db) as system:
         org = found_org(system)
-        system.identity.create_team(name="kept", default_role_id=None, by=org.owner)
+        system.identity.commands.create_team(name="kept", default_role_id=None, by=org.owner)
         system.event_log.recorder.insert_events(
             [StoredEvent(str(uuid.uuid4()), 1, UNKNOWN_TOPIC, b"{}")]
         )
@@ -79,7 +84,7 @@ def test_a_rebuild_at_start_that_meets_an_unknown_event_keeps_the_server_up_but_
         TeamsView, "indexes", (*TeamsView.indexes, "CREATE INDEX ON {teams} (updated_at)")
     )
     with running_system(fresh_db) as system:
-        assert system.teams.fetch_one("SELECT id FROM {teams} WHERE name = 'kept'")
+        assert system.identity.teams.fetch_one("SELECT id FROM {teams} WHERE name = 'kept'")
         assert UNKNOWN_TOPIC in (system.readiness()["views"] or "")
 
 
@@ -166,7 +171,9 @@ def _probe(directory: Path, name: str, expression: str) -> ModuleType:
 def test_a_changed_handler_rebuilds_its_view(fresh_db: Database, tmp_path: Path) -> None:
     with running_system(fresh_db) as system:
         org = found_org(system)
-        team_id, _ = system.identity.create_team(name="Alpha", default_role_id=None, by=org.owner)
+        team_id, _ = system.identity.commands.create_team(
+            name="Alpha", default_role_id=None, by=org.owner
+        )
 
         def names(module: ModuleType) -> list[str]:
             view = module.ProbeView(system.pool)

@@ -31,9 +31,9 @@ def _snapshot(system: System) -> dict[str, list[dict[str, Any]]]:
 
 
 def _history(system: System, owner: Actor, moto: str) -> None:
-    w = system.workloads
+    w = system.workloads.commands
     teams = [
-        system.identity.create_team(name=f"team-{i}", default_role_id=None, by=owner)[0]
+        system.identity.commands.create_team(name=f"team-{i}", default_role_id=None, by=owner)[0]
         for i in range(4)
     ]
     catalogs = [
@@ -84,7 +84,7 @@ def _history(system: System, owner: Actor, moto: str) -> None:
     w.grant_query_teams(queries[2], [teams[3]], by=owner)
     w.revoke_query_team(queries[3], teams[1], by=owner)
     w.delete_query(queries[4], by=owner)
-    system.identity.delete_team(teams[1], by=owner)
+    system.identity.commands.delete_team(teams[1], by=owner)
     assert system.views_reached(w.delete_catalog(catalogs[5], by=owner))
 
 
@@ -108,25 +108,27 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
     org = found_org(system)
     owner = org.owner
     granted, other, viewing_only = (
-        system.identity.create_team(name=n, default_role_id=None, by=owner)[0]
+        system.identity.commands.create_team(name=n, default_role_id=None, by=owner)[0]
         for n in ("granted", "other", "viewing")
     )
-    member_id, _ = system.identity.add_member(
+    member_id, _ = system.identity.commands.add_member(
         email=f"reach-{org.id}@example.com", display_name="Reach", role_ids=[MEMBER.id], by=owner
     )
-    system.identity.add_team_member(granted, member_id, role_ids=["TEAMADMIN"], by=owner)
-    system.identity.add_team_member(viewing_only, member_id, role_ids=["TEAMMEMBER"], by=owner)
-    mine, _ = system.workloads.create_catalog(
+    system.identity.commands.add_team_member(granted, member_id, role_ids=["TEAMADMIN"], by=owner)
+    system.identity.commands.add_team_member(
+        viewing_only, member_id, role_ids=["TEAMMEMBER"], by=owner
+    )
+    mine, _ = system.workloads.commands.create_catalog(
         name="mine", provider="memory", config_write={}, team_ids=[granted], by=owner
     )
-    _, position = system.workloads.create_catalog(
+    _, position = system.workloads.commands.create_catalog(
         name="theirs", provider="memory", config_write={}, team_ids=[other], by=owner
     )
     system.wait_for_views(position)
     # Its team roles, read as authentication reads them for every request.
     team_roles = {
         team: tuple(roles)
-        for team, roles in system.teams.team_roles_of_member(org.id, member_id).items()
+        for team, roles in system.identity.teams.team_roles_of_member(org.id, member_id).items()
     }
     # A caller whose organization roles grant nothing reaches resources only through teams.
     caller = Principal(
@@ -141,7 +143,9 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
     assert reachable_team_ids(system, caller, "CanManageCatalogs") == [granted]
     teams = reachable_team_ids(system, caller, "CanViewCatalogs")
     assert teams == sorted([granted, viewing_only])
-    total, rows, _ = system.catalogs.catalogs(org.id, Page(), Sort("name"), team_ids=teams)
+    total, rows, _ = system.workloads.catalogs.catalogs(
+        org.id, Page(), Sort("name"), team_ids=teams
+    )
     assert (total, [r["id"] for r in rows]) == (1, [mine])
     # An organization permission reaches everything.
     member = Principal(

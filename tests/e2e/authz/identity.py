@@ -23,14 +23,14 @@ def team(world: World) -> dict[str, Any]:
 
 
 def member(world: World) -> dict[str, Any]:
-    member_id, position = world.system.identity.add_member(
+    member_id, position = world.system.identity.commands.add_member(
         email=f"{world.unique('m')}@example.com",
         display_name="M",
         role_ids=["MEMBER"],
         by=world.org.owner,
     )
     world.system.wait_for_views(position)
-    user_id = world.system.directory.member(world.org.id, member_id)["user_id"]
+    user_id = world.system.identity.directory.member(world.org.id, member_id)["user_id"]
     return {"member": member_id, "user": user_id}
 
 
@@ -65,13 +65,13 @@ def provider(world: World) -> dict[str, Any]:
 def owner_login(world: World, **extra: Any) -> dict[str, Any]:
     """The Owner signs in with a password (the Owner otherwise uses an API key)."""
     system, org = world.system, world.org
-    owner_user = system.directory.member(org.id, org.owner_member_id)["user_id"]
+    owner_user = system.identity.directory.member(org.id, org.owner_member_id)["user_id"]
     system.wait_for_views(
-        system.identity.change_password(
+        system.identity.commands.change_password(
             owner_user, current_password=PASSWORD, new_password=PASSWORD, by=org.owner
         )
     )
-    email = system.directory.member(org.id, org.owner_member_id)["email"]
+    email = system.identity.directory.member(org.id, org.owner_member_id)["email"]
     with httpx.Client(base_url=world.api + "/api/v1") as anonymous:
         login = anonymous.post(
             "/auth/login",

@@ -79,7 +79,7 @@ def skipped_delivery(world: World) -> dict[str, Any]:
     """A delivery the notifier skipped (it is replayable), recorded through its use case."""
     values = rule(world)
     by = Actor.system("notifier", world.org.id)
-    _, [delivery_id], position = world.system.notifications.record_event(
+    _, [delivery_id], position = world.system.notifications.commands.record_event(
         Notable(
             event_type="job_run.failed",
             resource_type="job_run",

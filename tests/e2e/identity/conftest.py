@@ -32,12 +32,12 @@ def person(
 ) -> Person:
     """A new member of `org` whose user has a password (set by the owner)."""
     email = f"person-{uuid.uuid4().hex[:8]}@example.com"
-    member_id, _ = system.identity.add_member(
+    member_id, _ = system.identity.commands.add_member(
         email=email, display_name="Person", role_ids=roles or ["MEMBER"], by=org.owner
     )
-    user_id = system.identity.user_by_email(email).id
+    user_id = system.identity.commands.user_by_email(email).id
     system.wait_for_views(
-        system.identity.change_password(
+        system.identity.commands.change_password(
             user_id, current_password=None, new_password=password, by=org.owner
         )
     )

@@ -309,14 +309,14 @@ def test_a_provider_cannot_open_an_account_of_another_organization(
     """An organization's provider speaks for its members and new people, not for accounts
     that exist elsewhere (else any organization could sign in as anyone)."""
     elsewhere = found_org(system, "Victim Org")
-    victim_member, position = system.identity.add_member(
+    victim_member, position = system.identity.commands.add_member(
         email=f"victim-{uuid.uuid4().hex[:6]}@example.com",
         display_name="Victim",
         role_ids=["MEMBER"],
         by=elsewhere.owner,
     )
     system.wait_for_views(position)
-    victim = system.directory.member(elsewhere.id, victim_member)
+    victim = system.identity.directory.member(elsewhere.id, victim_member)
     oidc.person = Person(sub="forged", email=victim["email"])
     refused = _browserless_sign_in(api, provider["id"])
     assert refused.status_code == 403

@@ -141,7 +141,7 @@ def test_accepting_links_an_existing_user(api: str, system: System, org: Org) ->
 
 
 def test_an_expired_invitation_is_404(api: str, system: System, org: Org) -> None:
-    _, token, position = system.identity.create_invitation(
+    _, token, position = system.identity.commands.create_invitation(
         email=_email(),
         name="Late",
         organization_role_id="MEMBER",

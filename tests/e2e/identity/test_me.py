@@ -110,13 +110,13 @@ def test_my_teams_list_only_the_teams_i_am_in(
 
 
 def test_a_service_account_is_its_own_identity(api: str, system: System, org: Org) -> None:
-    account_id, _ = system.identity.create_service_account(
+    account_id, _ = system.identity.commands.create_service_account(
         username=f"ci-bot-{uuid.uuid4().hex[:4]}",
         description="CI",
         role_ids=["MEMBER"],
         by=org.owner,
     )
-    token, position = system.identity.issue_service_account_key(
+    token, position = system.identity.commands.issue_service_account_key(
         service_account_id=account_id, name="ci", by=org.owner
     )
     system.wait_for_views(position)

@@ -213,7 +213,7 @@ def test_an_admin_reset_of_a_users_mfa_ends_their_logins_at_once(
 
 def test_an_admin_may_not_reset_an_owners_mfa(api: str, system: System, org: Org) -> None:
     admin = person(system, org, ["ADMIN"])
-    owner_user = system.directory.member(org.id, org.owner_member_id)["user_id"]
+    owner_user = system.identity.directory.member(org.id, org.owner_member_id)["user_id"]
     with signed_in_client(api, admin) as c:
         response = c.delete(f"/org/users/{owner_user}/mfa")
         assert response.status_code == 403

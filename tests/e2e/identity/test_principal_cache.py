@@ -62,7 +62,7 @@ def test_a_change_written_elsewhere_is_seen_once_the_views_hold_it(
     member_id, token = add_member_with_token(system, org, ["MEMBER"])
     with http_client(api, token) as member:
         assert member.get("/me").status_code == 200
-        system.wait_for_views(system.identity.remove_member(member_id, by=org.owner))
+        system.wait_for_views(system.identity.commands.remove_member(member_id, by=org.owner))
         assert member.get("/me").status_code == 401
 
 

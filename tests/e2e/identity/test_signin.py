@@ -136,7 +136,7 @@ def test_a_login_acts_in_the_organization_it_was_made_for(
     other = found_org(system, "Second Org")
     # The same person joins another organization.
     system.wait_for_views(
-        system.identity.add_member(
+        system.identity.commands.add_member(
             email=who.email, display_name="Person", role_ids=["ADMIN"], by=other.owner
         )[1]
     )

@@ -154,7 +154,7 @@ def test_an_admin_password_reset_returns_a_temporary_password_and_ends_logins(
 
 def test_an_admin_cannot_reset_an_owners_password(api: str, system: System, org: Org) -> None:
     admin = person(system, org, ["ADMIN"])
-    owner_user = system.directory.member(org.id, org.owner_member_id)["user_id"]
+    owner_user = system.identity.directory.member(org.id, org.owner_member_id)["user_id"]
     with signed_in_client(api, admin) as c:
         assert c.post(f"/org/users/{owner_user}/password/reset").status_code == 403
 
@@ -168,7 +168,7 @@ def test_members_search_filters_pages_and_sorts(api: str, system: System) -> Non
         team = c.post("/org/teams", json={"name": "Search Team"}).json()["team"]["id"]
         ids = {}
         for name in ("Carol", "alice", "Bob", "dave"):
-            member_id, _ = system.identity.add_member(
+            member_id, _ = system.identity.commands.add_member(
                 email=f"{name.lower()}-{uuid.uuid4().hex[:6]}@example.com",
                 display_name=name,
                 role_ids=["ADMIN"] if name == "Bob" else ["MEMBER"],
@@ -294,15 +294,15 @@ def test_the_last_owner_cannot_be_removed_demoted_or_disabled(
         client.patch(f"/org/members/{org.owner_member_id}", json={"isEnabled": False}).status_code
         == 409
     )
-    owner_user = system.directory.member(org.id, org.owner_member_id)["user_id"]
+    owner_user = system.identity.directory.member(org.id, org.owner_member_id)["user_id"]
     assert client.delete(f"/org/users/{owner_user}").status_code == 409
 
     # With a second owner, the first may step down.
-    second, _ = system.identity.add_member(
+    second, _ = system.identity.commands.add_member(
         email=_email(), display_name="Second", role_ids=["OWNER"], by=org.owner
     )
     system.wait_for_views(
-        system.identity.replace_member_roles(second, ["OWNER", "ADMIN"], by=org.owner)
+        system.identity.commands.replace_member_roles(second, ["OWNER", "ADMIN"], by=org.owner)
     )
     assert (
         client.put(
@@ -318,10 +318,12 @@ def test_the_last_owner_cannot_be_removed_demoted_or_disabled(
 
 def test_two_owners_demoting_each_other_at_once_leave_one_owner(api: str, system: System) -> None:
     fresh = found_org(system, "Owner Race")
-    second, _ = system.identity.add_member(
+    second, _ = system.identity.commands.add_member(
         email=_email(), display_name="Second", role_ids=["OWNER"], by=fresh.owner
     )
-    token, position = system.identity.issue_api_key(member_id=second, name="k", by=fresh.owner)
+    token, position = system.identity.commands.issue_api_key(
+        member_id=second, name="k", by=fresh.owner
+    )
     system.wait_for_views(position)
     results: dict[str, int] = {}
     barrier = threading.Barrier(2)
@@ -342,7 +344,9 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(api: str, system
     for t in threads:
         t.join()
     assert sorted(results.values()) in ([204, 409], [204, 403])
-    total, _, _ = system.directory.search_members(fresh.id, {"roleId": "OWNER"}, Page(), Sort())
+    total, _, _ = system.identity.directory.search_members(
+        fresh.id, {"roleId": "OWNER"}, Page(), Sort()
+    )
     assert total == 1
 
 
@@ -366,7 +370,7 @@ def test_an_organization_cannot_change_the_credentials_of_a_user_shared_with_ano
     who = person(system, org)
     other = found_org(system, "Sharing Org")
     system.wait_for_views(
-        system.identity.add_member(
+        system.identity.commands.add_member(
             email=who.email, display_name="P", role_ids=["MEMBER"], by=other.owner
         )[1]
     )

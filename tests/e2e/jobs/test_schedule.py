@@ -92,7 +92,7 @@ def test_last_scheduled_at_is_the_latest_slot_the_scheduler_made_a_run_for(
             f"/workloads/jobs/{job['id']}/schedule/preview", params={"count": 2}
         ).json()["fireTimes"]
     ]
-    runs = RunsForScheduler(system.runs)
+    runs = RunsForScheduler(system.runs.commands)
     for slot in reversed(slots):  # out of order: the latest slot wins
         assert runs.create_scheduled_run(
             org.id, job["id"], run_id=slot_run_id(job["id"], slot), slot=slot

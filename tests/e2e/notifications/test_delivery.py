@@ -350,7 +350,7 @@ def test_a_delivery_a_stopped_worker_left_delivering_is_sent_again(
     notifier.pump()
     [pending] = deliveries(client, channelId=hook["id"])
     # A worker takes it and dies between "delivering" and the send.
-    system.notifications.start_delivery(pending["id"], by=Actor.system("notifier", org.id))
+    system.notifications.commands.start_delivery(pending["id"], by=Actor.system("notifier", org.id))
     notifier.pump()
     assert deliveries(client, channelId=hook["id"])[0]["status"] == "delivering"
     assert receiver.requests == []
@@ -373,10 +373,10 @@ def test_a_member_channel_mails_the_members_verified_address(
 ) -> None:
     team = _team(client)
     address = f"person-{uuid.uuid4().hex[:8]}@example.com"
-    member_id, _ = system.identity.add_member(
+    member_id, _ = system.identity.commands.add_member(
         email=address, display_name="Person", role_ids=["MEMBER"], by=org.owner
     )
-    user_id = system.identity.user_by_email(address).id
+    user_id = system.identity.commands.user_by_email(address).id
     channel = client.post(
         "/notifications/channels",
         json={"type": "member", "name": "person", "teamId": team,
@@ -391,8 +391,8 @@ def test_a_member_channel_mails_the_members_verified_address(
     assert smtp.messages == []
 
     other = f"other-{uuid.uuid4().hex[:8]}@example.com"
-    _, token, _ = system.identity.add_email(user_id, other, by=org.owner)
-    system.wait_for_views(system.identity.verify_email(token)[2])
+    _, token, _ = system.identity.commands.add_email(user_id, other, by=org.owner)
+    system.wait_for_views(system.identity.commands.verify_email(token)[2])
     assert client.post(f"/notifications/{unverified['id']}/replay").status_code == 202
     notifier.pump()
     assert [m["To"] for m in smtp.messages] == [other]
@@ -481,7 +481,7 @@ def test_by_default_a_private_webhook_target_is_refused_on_write_and_at_send(
     # Written while private targets were allowed (as the test system allows them).
     hook = webhook_channel(client, receiver.url, teamId=team)
     rule(client, team, [hook["id"]])
-    monkeypatch.setattr(system.notifications, "webhook_guard", WebhookGuard())
+    monkeypatch.setattr(system.notifications.commands, "webhook_guard", WebhookGuard())
     body = {"type": "webhook", "name": "hooks", "teamId": team}
     for url in (receiver.url, "http://[::1]/hook", "http://169.254.169.254/latest"):
         created = client.post(

@@ -71,7 +71,7 @@ def test_a_message_redelivered_by_kafka_is_delivered_once(
     relay.start()
 
     def worker(group: str, inbox_name: str) -> tuple[ConsumerWorker, OnlyFinishedRunsOf]:
-        one = Notifier(system, clock=notifier.clock, backoff=Backoff(2))
+        one = Notifier(system.notifications, clock=notifier.clock, backoff=Backoff(2))
         one.name = inbox_name  # type: ignore[misc]  # a worker with an inbox of its own
         source = OnlyFinishedRunsOf(
             KafkaEventSource(settings, group_id=group, topics=one.kafka_topics), org.id

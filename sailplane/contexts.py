@@ -1,0 +1,139 @@
+"""The bounded contexts as the composition root (`sailplane/system.py`) builds them.
+
+One object per context holds its use cases (`commands`), the views its handlers and
+workers read, and the adapters its workers drive. `System.__init__` builds each one from
+settings, passing every part what it needs through its constructor; nothing is wired
+afterwards. HTTP handlers declare the contexts they use as Litestar dependencies
+(`runs: RunsDep` in `http/auth.py`), workers take theirs in their constructors.
+
+Every context also carries the clock and the read-your-writes wait, so a handler needs
+nothing else to write, wait for its write and read the views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sailplane.commands.authentication import Authentication
+from sailplane.commands.base import Clock
+from sailplane.commands.identity import Identity
+from sailplane.commands.infra import Infra
+from sailplane.commands.notifications import Notifications
+from sailplane.commands.ports import ChannelProbe, Mail, Providers
+from sailplane.commands.runs import Runs
+from sailplane.commands.sessions import Sessions
+from sailplane.commands.sso import IdentityProviders
+from sailplane.commands.workloads import Workloads
+from sailplane.domain.errors import ViewsBehindError
+from sailplane.infra_adapters.executors import RunTargets
+from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.projections.access import AccessView
+from sailplane.projections.identity import DirectoryView, TeamsView
+from sailplane.projections.infra import ClustersView
+from sailplane.projections.jobs import JobsView
+from sailplane.projections.notifications import NotificationsView
+from sailplane.projections.runner import Positions
+from sailplane.projections.runs import RunsView
+from sailplane.projections.schedules import SchedulesView
+from sailplane.projections.sessions import SessionsView
+from sailplane.projections.workloads import CatalogsView, QueriesView
+
+VIEWS_BEHIND_RETRY_AFTER = 2  # seconds a client waits before it reads or retries again
+
+
+@dataclass(frozen=True)
+class ReadYourWrites:
+    """Waits (bounded) until every view has processed a log position."""
+
+    positions: Positions
+    timeout: float
+
+    def views_reached(self, position: int) -> bool:
+        """Block until every view has processed `position`; say whether they did.
+
+        For workers, which go on either way and meet the change on a later event.
+        """
+        return self.positions.wait_for(position, timeout=self.timeout)
+
+    def wait_for_views(self, position: int) -> None:
+        """Read-your-writes for a request: its answer reads views that hold its change.
+
+        Raises `ViewsBehindError` (503 with `Retry-After`) when they do not within the
+        timeout, rather than answering from views that miss the change (a 404 for what
+        was just created).
+        """
+        if not self.views_reached(position):
+            raise ViewsBehindError(
+                "The change was saved, but the views that answer this request have not caught "
+                "up with it yet; read it again (or retry) shortly.",
+                retry_after=VIEWS_BEHIND_RETRY_AFTER,
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    clock: Clock
+    reads: ReadYourWrites
+
+    def wait_for_views(self, position: int) -> None:
+        self.reads.wait_for_views(position)
+
+    def views_reached(self, position: int) -> bool:
+        return self.reads.views_reached(position)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdentityContext(Context):
+    """Organizations, users, members, teams, access, sign-in and identity providers."""
+
+    commands: Identity
+    authentication: Authentication
+    identity_providers: IdentityProviders
+    directory: DirectoryView
+    teams: TeamsView
+    access: AccessView
+    # The public URL that links and the single sign-on callback use (else the request's own
+    # base URL).
+    public_url: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfraContext(Context):
+    """Connections, networks, clusters and their operations; sessions on the clusters."""
+
+    commands: Infra
+    sessions: Sessions
+    providers: Providers
+    clusters: ClustersView
+    session_views: SessionsView
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadsContext(Context):
+    """Catalogs, saved queries, jobs with their versions and schedules."""
+
+    commands: Workloads
+    catalogs: CatalogsView
+    queries: QueriesView
+    jobs: JobsView
+    schedules: SchedulesView
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunsContext(Context):
+    """Job runs: one aggregate and one view under every API dialect."""
+
+    commands: Runs
+    view: RunsView
+    logs: RunLogs
+    targets: RunTargets  # where a run's cluster runs work (the dispatcher asks)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationsContext(Context):
+    """Channels, rules, notification events and their deliveries."""
+
+    commands: Notifications
+    view: NotificationsView
+    mail: Mail  # email channels (webhooks go out through the notifier's sender)
+    sender: ChannelProbe  # sends a channel's test message now
