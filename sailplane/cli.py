@@ -268,7 +268,7 @@ def create_token(
         try:
             system.prepare()
             system.worker("projections").runner.catch_up()  # type: ignore[attr-defined]
-            owner = system.identity.commands.directory.first_owner()
+            owner = system.identity.directory.first_owner()
             if owner is None:
                 print("no organization yet: start the server once first", file=sys.stderr)
                 return 1
@@ -294,14 +294,14 @@ def _issue(
 ) -> str:
     """A member's API key, or a new service account's (with the given roles)."""
     if service_account is None:
-        token, _ = system.identity.commands.commands.issue_api_key(
+        token, _ = system.identity.commands.issue_api_key(
             member_id=member_id, name=name, by=by
         )
         return token
-    account_id, _ = system.identity.commands.commands.create_service_account(
+    account_id, _ = system.identity.commands.create_service_account(
         username=service_account, description=name, role_ids=roles or ["MEMBER"], by=by
     )
-    token, _ = system.identity.commands.commands.issue_service_account_key(
+    token, _ = system.identity.commands.issue_service_account_key(
         service_account_id=account_id, name=name, by=by
     )
     return token

@@ -41,12 +41,12 @@ from sailplane.projections.workloads import CatalogsView, QueriesView
 VIEWS_BEHIND_RETRY_AFTER = 2  # seconds a client waits before it reads or retries again
 
 
-@dataclass(frozen=True)
 class ReadYourWrites:
     """Waits (bounded) until every view has processed a log position."""
 
-    positions: Positions
-    timeout: float
+    def __init__(self, positions: Positions, timeout: float) -> None:
+        self.positions = positions
+        self.timeout = timeout  # seconds
 
     def views_reached(self, position: int) -> bool:
         """Block until every view has processed `position`; say whether they did.

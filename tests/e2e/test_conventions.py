@@ -240,7 +240,7 @@ def test_a_write_whose_views_lag_answers_503_and_is_not_replayed(
     client: httpx.Client, system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     team_id = client.post("/org/teams", json={"name": _name()}).json()["team"]["id"]
-    monkeypatch.setattr(system, "read_your_writes_timeout", 0.5)
+    monkeypatch.setattr(system.reads, "timeout", 0.5)
     key = {"Idempotency-Key": uuid.uuid4().hex}
     body = {"name": _name()}
     with views_held(system):

@@ -140,8 +140,8 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
         permissions=frozenset(),
         team_roles=team_roles,
     )
-    assert reachable_team_ids(system, caller, "CanManageCatalogs") == [granted]
-    teams = reachable_team_ids(system, caller, "CanViewCatalogs")
+    assert reachable_team_ids(caller, "CanManageCatalogs") == [granted]
+    teams = reachable_team_ids(caller, "CanViewCatalogs")
     assert teams == sorted([granted, viewing_only])
     total, rows, _ = system.workloads.catalogs.catalogs(
         org.id, Page(), Sort("name"), team_ids=teams
@@ -157,5 +157,5 @@ def test_a_member_without_an_organization_permission_reaches_what_their_teams_ar
         permissions=MEMBER.permissions,
         team_roles=team_roles,
     )
-    assert reachable_team_ids(system, member, "CanViewCatalogs") is None
-    assert reachable_team_ids(system, member, "CanManageCatalogs") == [granted]
+    assert reachable_team_ids(member, "CanViewCatalogs") is None
+    assert reachable_team_ids(member, "CanManageCatalogs") == [granted]
