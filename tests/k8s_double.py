@@ -14,6 +14,7 @@ Served paths:
     GET|DELETE /api/v1/namespaces/{ns}/{kind}/{name}
     GET  /api/v1/namespaces/{ns}/pods/{name}/log
     POST|GET /api/v1/namespaces                GET|DELETE /api/v1/namespaces/{name}
+    GET  /apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods   (`set_pod_usage`; labelSelector)
     GET  /apis/metrics.k8s.io/v1beta1/nodes    (404 until `set_node_usage`, as without
                                                 metrics-server)
 
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 KUBERNETES_VERSION = "1.31"
 COLLECTION = re.compile(
@@ -43,6 +44,7 @@ COLLECTION = re.compile(
 )
 NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
 NODE_METRICS = "/apis/metrics.k8s.io/v1beta1/nodes"
+POD_METRICS = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/pods$")
 KINDS = {
     "namespaces": "Namespace",
     "jobs": "Job",
@@ -70,6 +72,7 @@ class KubernetesDouble:
     logs: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, pod) -> text
     requests: list[Request] = field(default_factory=list)
     node_usage: dict[str, dict[str, str]] | None = None  # node -> {"cpu", "memory"}
+    pod_usage: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (ns, pod)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -112,6 +115,11 @@ class KubernetesDouble:
         """Serve metrics.k8s.io node usage (as metrics-server would) for this node."""
         with self.lock:
             self.node_usage = {**(self.node_usage or {}), name: {"cpu": cpu, "memory": memory}}
+
+    def set_pod_usage(self, namespace: str, pod: str, *, cpu: str, memory: str) -> None:
+        """Serve metrics.k8s.io usage (as metrics-server would) for this pod's one container."""
+        with self.lock:
+            self.pod_usage[(namespace, pod)] = {"cpu": cpu, "memory": memory}
 
     def add_pod(
         self,
@@ -253,6 +261,31 @@ def _handler(double: KubernetesDouble) -> type[BaseHTTPRequestHandler]:
                     200,
                     {
                         "kind": "NodeMetricsList",
+                        "apiVersion": "metrics.k8s.io/v1beta1",
+                        "items": items,
+                    },
+                )
+                return
+            pod_metrics = POD_METRICS.match(parts.path)
+            if pod_metrics is not None and method == "GET":
+                selector = dict(parse_qsl(parts.query)).get("labelSelector", "")
+                ns = pod_metrics["ns"]
+                items = [
+                    {
+                        "metadata": {"name": pod, "namespace": ns},
+                        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "window": "10s",
+                        "containers": [{"name": "run", "usage": usage}],
+                    }
+                    for (pod_ns, pod), usage in sorted(double.pod_usage.items())
+                    if pod_ns == ns
+                    and (found := double.objects.get(("pods", ns, pod))) is not None
+                    and _matches(found["metadata"].get("labels", {}), selector)
+                ]
+                self._reply(
+                    200,
+                    {
+                        "kind": "PodMetricsList",
                         "apiVersion": "metrics.k8s.io/v1beta1",
                         "items": items,
                     },

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sailplane.infra_adapters.executors.metrics import Usage
+
 # What an attempt is doing, as executors report it.
 SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST, UNKNOWN = (
     "submitted",
@@ -97,6 +99,10 @@ class Executor(Protocol):
 
     def executions(self, run_id: str, attempt: int) -> int:
         """How many times this attempt started executing (0 or 1 when all is well)."""
+
+    def usage(self, run_id: str, attempt: int, target: Target | None = None) -> list[Usage]:
+        """What the executing attempt uses now, per instance (none when it is not running
+        here, or nothing can be read)."""
 
     def close(self) -> None: ...
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from kubernetes.utils import parse_quantity
 
 from sailplane.infra_adapters.executors import (
     FAILED,
@@ -42,6 +43,7 @@ from sailplane.infra_adapters.executors import (
     Target,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.metrics import Usage
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +131,14 @@ class KubernetesExecutor:
         with self._lock:
             self._where[(run_id, attempt)] = target
 
+    def _client(self, target: Target) -> client.ApiClient:
+        return config.new_client_from_config_dict(target.settings["kubeconfig"])
+
     def _api(self, target: Target) -> client.BatchV1Api:
-        return client.BatchV1Api(config.new_client_from_config_dict(target.settings["kubeconfig"]))
+        return client.BatchV1Api(self._client(target))
 
     def _core(self, target: Target) -> client.CoreV1Api:
-        return client.CoreV1Api(config.new_client_from_config_dict(target.settings["kubeconfig"]))
+        return client.CoreV1Api(self._client(target))
 
     def _namespace(self, target: Target) -> str:
         return str(target.settings.get("namespace", "default"))
@@ -226,6 +231,35 @@ class KubernetesExecutor:
 
     def executions(self, run_id: str, attempt: int) -> int:
         return 1 if self.status(run_id, attempt).state != UNKNOWN else 0
+
+    def usage(self, run_id: str, attempt: int, target: Target | None = None) -> list[Usage]:
+        """The attempt's pods as `metrics.k8s.io` (metrics-server) reports them; none when
+        the cluster serves no metrics."""
+        target = target or self._where.get((run_id, attempt))
+        if target is None:
+            return []
+        metrics = client.CustomObjectsApi(self._client(target))
+        try:
+            pods = metrics.list_namespaced_custom_object(
+                "metrics.k8s.io",
+                "v1beta1",
+                self._namespace(target),
+                "pods",
+                label_selector=f"job-name={job_name(run_id, attempt)}",
+            )
+        except ApiException as error:
+            log.debug("no pod metrics for %s attempt %s: %s", run_id, attempt, error.status)
+            return []
+        return [
+            Usage(
+                instance=pod["metadata"]["name"],
+                cpu_cores=float(sum(parse_quantity(c["usage"]["cpu"]) for c in pod["containers"])),
+                memory_bytes=int(
+                    sum(parse_quantity(c["usage"]["memory"]) for c in pod["containers"])
+                ),
+            )
+            for pod in pods.get("items", [])
+        ]
 
     def close(self) -> None:
         """Jobs run on in the cluster; nothing to release here."""

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from sailplane.domain.ids import new_id
 from sailplane.infra_adapters.executors import (
     CANCELLED,
@@ -47,6 +49,7 @@ from sailplane.infra_adapters.executors import (
     Target,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.metrics import Usage
 from sailplane.infra_adapters.isolation import Isolation, Workspace
 from sailplane.storage import Database
 
@@ -91,6 +94,7 @@ class LocalExecutor:
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
         self._stopping: set[int] = set()  # pids being stopped
+        self._cpu_seen: dict[tuple[str, int], tuple[float, float]] = {}  # cpu s, at (monotonic)
         # At most this many attempts execute at once here; the others wait, `submitted`.
         self._slots = threading.BoundedSemaphore(max_parallel or max(2, 2 * (os.cpu_count() or 1)))
 
@@ -186,6 +190,37 @@ class LocalExecutor:
                 (run_id, attempt),
             ).fetchone()
         return row["pid"] if row else None
+
+    def usage(self, run_id: str, attempt: int, target: Target | None = None) -> list[Usage]:
+        """The attempt's process tree, if this executor runs it: cores used since the last
+        sample (the first time: since it started) and resident bytes."""
+        key = (run_id, attempt)
+        with self._lock:
+            process = self._processes.get(key)
+        if process is None or process.poll() is not None:
+            self._cpu_seen.pop(key, None)
+            return []
+        try:
+            root = psutil.Process(process.pid)
+            tree = [root, *root.children(recursive=True)]
+            started = root.create_time()
+        except psutil.Error:
+            return []
+        cpu_seconds, memory = 0.0, 0
+        for member in tree:
+            try:
+                times = member.cpu_times()
+                cpu_seconds += (
+                    times.user + times.system + times.children_user + times.children_system
+                )
+                memory += member.memory_info().rss
+            except psutil.Error:
+                continue  # it ended between the listing and the reading
+        now = time.monotonic()
+        seen_cpu, seen_at = self._cpu_seen.get(key, (0.0, now - max(time.time() - started, 1e-3)))
+        self._cpu_seen[key] = (cpu_seconds, now)
+        cores = max(0.0, cpu_seconds - seen_cpu) / max(now - seen_at, 1e-3)
+        return [Usage(instance="local", cpu_cores=cores, memory_bytes=memory)]
 
     def close(self) -> None:
         """Stop heart-beating and stop the children: their attempts read as lost and retry."""
