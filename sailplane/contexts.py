@@ -27,6 +27,7 @@ from sailplane.commands.workloads import Workloads
 from sailplane.domain.errors import ViewsBehindError
 from sailplane.infra_adapters.executors import RunTargets
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.metrics import RunMetrics
 from sailplane.projections.access import AccessView
 from sailplane.projections.identity import DirectoryView, TeamsView
 from sailplane.projections.infra import ClustersView
@@ -126,7 +127,13 @@ class RunsContext(Context):
     commands: Runs
     view: RunsView
     logs: RunLogs
+    metrics: RunMetrics  # CPU and memory samples of executing runs
     targets: RunTargets  # where a run's cluster runs work (the dispatcher asks)
+
+    def forget_outputs(self, run_id: str) -> None:
+        """A deleted run's logs and samples go with it (they live outside the event log)."""
+        self.logs.delete(run_id)
+        self.metrics.delete(run_id=run_id)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -65,6 +65,8 @@ class Settings:
     scheduler_tick: float = 1.0
     # Webhook channels may target loopback/private/link-local hosts (off: refused).
     webhook_allow_private: bool = False
+    # How often the CPU and memory of executing runs are sampled, in seconds.
+    run_metrics_interval: float = 5.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -105,5 +107,6 @@ class Settings:
             scheduler_tick=_number(env, "SAILPLANE_SCHEDULER_TICK", "1", float),
             webhook_allow_private=env.get("SAILPLANE_WEBHOOK_ALLOW_PRIVATE", "").lower()
             in ("1", "true", "yes"),
+            run_metrics_interval=_number(env, "SAILPLANE_RUN_METRICS_INTERVAL", "5", float),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -36,6 +36,7 @@ from sailplane.contexts import (
     WorkloadsContext,
 )
 from sailplane.domain.base import Actor
+from sailplane.domain.runs import RUNNING
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
@@ -44,6 +45,7 @@ from sailplane.infra_adapters.executors import RunTargets
 from sailplane.infra_adapters.executors.kubernetes import KubernetesExecutor
 from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.metrics import RunMetrics, RunSampler
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
 from sailplane.infra_adapters.glue import GlueCatalogs, NoAwsConnections
 from sailplane.infra_adapters.isolation import Isolation
@@ -193,6 +195,7 @@ class System:
         job_versions: JobVersions | None = None,
         run_targets: RunTargets | None = None,
         executor_options: dict[str, Any] | None = None,
+        run_metrics_interval: float = 5.0,
     ) -> None:
         # --- shared: the log, the views' pool and positions, secrets, email ---------------
         self.database = database
@@ -298,10 +301,12 @@ class System:
             ),
             view=run_view,
             logs=RunLogs(database, pool=self.pool),
+            metrics=RunMetrics(database, pool=self.pool),
             targets=run_targets or InfraRunTargets(infra),
             **shared,
         )
         self.executor_options = executor_options or {}  # LocalExecutor settings (tests: leases)
+        self.run_metrics_interval = run_metrics_interval
 
         # --- notifications ----------------------------------------------------------------
         notifications = Notifications(
@@ -377,6 +382,7 @@ class System:
             write_timeouts=WriteTimeouts(
                 lock=settings.event_lock_timeout, statement=settings.event_statement_timeout
             ),
+            run_metrics_interval=settings.run_metrics_interval,
         )
 
     @property
@@ -395,6 +401,7 @@ class System:
                 self.positions.stop(exc)
         self.positions.load(self.pool)
         self.runs.logs.create_table()
+        self.runs.metrics.create_table()
         self.replay_bodies.create_table()
         self.replay_bodies.expire(self.clock())
         self.listener.start()
@@ -518,11 +525,21 @@ def dispatcher_worker(system: System) -> Worker:
         targets=runs.targets,
         queries=QueryTexts(system.workloads.queries.query),
         logs=runs.logs,
+        metrics=runs.metrics,
         pool=system.pool,
         catch_up=lambda: runs.views_reached(system.event_log.head()),
         clock=runs.clock,
     )
-    return DispatcherWorker(dispatcher, system._source_for(dispatcher), system.event_log)
+    sampler = RunSampler(
+        lambda: runs.view.runs_in((RUNNING,)),
+        dispatcher.usage,
+        runs.metrics,
+        runs.clock,
+        interval=system.run_metrics_interval,
+    )
+    return DispatcherWorker(
+        dispatcher, system._source_for(dispatcher), system.event_log, sampler=sampler
+    )
 
 
 def scheduler_worker(system: System) -> Worker:

@@ -117,7 +117,10 @@ def fresh_db(pg_server: Database) -> Iterator[Database]:
 def system(database: Database) -> Iterator[System]:
     # Providers poll their steps every 50 ms here (minutes apart in production). The test
     # webhook receivers listen on 127.0.0.1, so private webhook targets are allowed here.
-    with running_system(database, provider_poll_seconds=0.05, webhook_allow_private=True) as system:
+    # Runs' CPU and memory are sampled every second (5 s by default).
+    with running_system(
+        database, provider_poll_seconds=0.05, webhook_allow_private=True, run_metrics_interval=1.0
+    ) as system:
         yield system
 
 

@@ -279,7 +279,7 @@ class JobRunController(Controller):
         """Delete a finished run (409 while it is pending, ready, dispatched or running)."""
         _changeable_run(runs, principal, job, jobRun, MANAGE)
         runs.wait_for_views(runs.commands.delete_run(job, jobRun, by=principal.actor))
-        runs.logs.delete(jobRun)
+        runs.forget_outputs(jobRun)
 
     @post(
         "/{jobRun:str}/ready",

@@ -28,7 +28,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,7 @@ from sailplane.infra_adapters.executors import (
     Work,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
+from sailplane.infra_adapters.executors.metrics import RunMetrics, RunSampler, Usage
 from sailplane.projections.runs import RunsView
 from sailplane.storage import EventLog
 
@@ -99,6 +100,7 @@ class RunDispatcher(Consumer):
         targets: RunTargets,
         queries: QueryTexts,
         logs: RunLogs,
+        metrics: RunMetrics,
         pool: ConnectionPool,
         catch_up: Callable[[], bool],
         clock: Clock,
@@ -110,6 +112,7 @@ class RunDispatcher(Consumer):
         self.targets = targets
         self.queries = queries
         self.logs = logs
+        self.metrics = metrics
         self.pool = pool  # for the claim locks
         self.catch_up = catch_up  # wait until the views hold every event in the log
         self.clock = clock
@@ -167,6 +170,7 @@ class RunDispatcher(Consumer):
                 )
                 for run_id in run_ids:
                     self.logs.delete(run_id)
+                self.metrics.delete(job_id=event.originator_id)
 
     # --- claiming and submitting -----------------------------------------------------------
 
@@ -287,6 +291,14 @@ class RunDispatcher(Consumer):
             except ConflictError:
                 continue
 
+    def usage(self, row: Mapping[str, Any]) -> list[Usage]:
+        """What a running run's current attempt uses, from the executor it runs on."""
+        executor = self.executors.get(row["executor"] or "")
+        if executor is None:
+            return []
+        target = self._target(row["organization_id"], row["cluster_id"])
+        return executor.usage(row["id"], row["attempt"], target)
+
     def check(self, row: dict[str, Any], now: datetime) -> None:
         run = self.runs.run_state(row["id"])
         if run is None or run.status not in (DISPATCHED, RUNNING) or run.executor is None:
@@ -347,10 +359,12 @@ class DispatcherWorker:
         event_log: EventLog,
         *,
         interval: float = 0.2,
+        sampler: RunSampler | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.consumer = ConsumerWorker(dispatcher, source, event_log)
         self.interval = interval
+        self.sampler = sampler
 
     def monitor(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval):
@@ -364,10 +378,19 @@ class DispatcherWorker:
             target=self.monitor, args=(stop,), name="dispatcher-monitor", daemon=True
         )
         monitor.start()
+        loops = [monitor]
+        if self.sampler is not None:
+            loops.append(
+                threading.Thread(
+                    target=self.sampler.run, args=(stop,), name="run-metrics", daemon=True
+                )
+            )
+            loops[-1].start()
         try:
             self.consumer.run(stop)
         finally:
             stop.set()
-            monitor.join(timeout=10)
+            for loop in loops:
+                loop.join(timeout=10)
             for executor in self.dispatcher.executors.values():
                 executor.close()

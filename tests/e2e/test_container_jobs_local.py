@@ -4,8 +4,11 @@ its command runs as a host process, contained like all user work, with only its 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from sailplane.system import System
 from tests.e2e.test_job_runs import Jobs, dispatcher, jobs, local_cluster, team
 
 __all__ = ["dispatcher", "jobs", "local_cluster", "team"]  # fixtures used below
@@ -62,3 +65,21 @@ def test_a_malformed_container_is_a_422_naming_its_field(jobs: Jobs) -> None:
     )
     assert refused.status_code == 422, refused.text
     assert refused.json()["field"] == "config.container.command"
+
+
+def test_a_command_burning_a_core_is_sampled_near_one_core(jobs: Jobs, system: System) -> None:
+    burn = "import time\nend = time.process_time() + 4\nwhile time.process_time() < end: pass"
+    job = jobs.create(container={"image": "python:3.11", "command": ["python3", "-c", burn]})
+    run = jobs.until(jobs.run(job), "completed", "failed")
+    assert run["status"] == "completed", run
+    cpu, memory = system.runs.metrics.series(
+        ["cpu_usage", "memory_usage"],
+        start=datetime.now(UTC) - timedelta(minutes=5),
+        end=datetime.now(UTC),
+        step_seconds=1,
+        run_id=run["id"],
+    )
+    # Each sample is the CPU time the process used over the time between samples; on a
+    # busy machine a burning process gets less than a whole core, never much more.
+    assert cpu["points"] and 0.3 < max(p["value"] for p in cpu["points"]) < 1.5, cpu
+    assert memory["points"] and min(p["value"] for p in memory["points"]) > 0, memory
