@@ -284,15 +284,33 @@ class Runs(SailplaneApplication):
     def record_started(self, run_id: str, attempt: int, *, by: Actor) -> int:
         return self._report(run_id, lambda run: run.start(attempt, by=by, at=self.clock()))
 
-    def record_completed(self, run_id: str, attempt: int, *, by: Actor) -> int:
-        return self._report(run_id, lambda run: run.complete(attempt, by=by, at=self.clock()))
+    def record_completed(
+        self, run_id: str, attempt: int, *, by: Actor, exit_code: int | None = None
+    ) -> int:
+        return self._report(
+            run_id, lambda run: run.complete(attempt, by=by, at=self.clock(), exit_code=exit_code)
+        )
 
     def record_failed(
-        self, run_id: str, attempt: int, *, reason: str, message: str, by: Actor
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        reason: str,
+        message: str,
+        by: Actor,
+        exit_code: int | None = None,
     ) -> int:
         return self._report(
             run_id,
-            lambda run: run.fail(attempt, reason=reason, message=message, by=by, at=self.clock()),
+            lambda run: run.fail(
+                attempt,
+                reason=reason,
+                message=message,
+                by=by,
+                at=self.clock(),
+                exit_code=exit_code,
+            ),
         )
 
     def record_timeout(self, run_id: str, attempt: int, *, by: Actor) -> int:

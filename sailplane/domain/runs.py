@@ -242,6 +242,7 @@ class JobRun(SailplaneAggregate):
             aggregate.dispatched_at = None
             aggregate.runner_started_at = None
             aggregate.runner_completed_at = None
+            aggregate.exit_code = None
             aggregate.finished_at = None
             aggregate.executor = None
             aggregate.deleted = False
@@ -277,6 +278,7 @@ class JobRun(SailplaneAggregate):
             aggregate.dispatched_at = self.timestamp
             aggregate.runner_started_at = None
             aggregate.runner_completed_at = None
+            aggregate.exit_code = None
             aggregate.not_before = None
 
     class Started(Transition):
@@ -290,10 +292,12 @@ class JobRun(SailplaneAggregate):
         """Base of the ends of an attempt that end the run too."""
 
         attempt: int
+        exit_code: int | None = None  # the work's exit status, when the executor saw one
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
             aggregate.runner_completed_at = self.timestamp
+            aggregate.exit_code = self.exit_code
 
     class Completed(Finished):
         pass
@@ -520,7 +524,9 @@ class JobRun(SailplaneAggregate):
         )
         return True
 
-    def complete(self, attempt: int, *, by: Actor, at: datetime) -> bool:
+    def complete(
+        self, attempt: int, *, by: Actor, at: datetime, exit_code: int | None = None
+    ) -> bool:
         if not self._current(attempt, DISPATCHED, RUNNING):
             return False
         self._trigger(
@@ -531,10 +537,20 @@ class JobRun(SailplaneAggregate):
             reason=SUCCEEDED,
             message=None,
             attempt=attempt,
+            exit_code=exit_code,
         )
         return True
 
-    def fail(self, attempt: int, *, reason: str, message: str, by: Actor, at: datetime) -> bool:
+    def fail(
+        self,
+        attempt: int,
+        *,
+        reason: str,
+        message: str,
+        by: Actor,
+        at: datetime,
+        exit_code: int | None = None,
+    ) -> bool:
         """The attempt failed: a new attempt after a backoff while retries are left, else
         `failed` (the work failed) or `dead_letter` (the system failed)."""
         if not self._current(attempt, DISPATCHED, RUNNING):
@@ -562,6 +578,7 @@ class JobRun(SailplaneAggregate):
                 reason=reason,
                 message=f"{message} ({RETRIES_EXHAUSTED}: {self.spec.max_retries} retries spent)",
                 attempt=attempt,
+                exit_code=exit_code,
             )
         else:
             self._trigger(
@@ -572,6 +589,7 @@ class JobRun(SailplaneAggregate):
                 reason=reason,
                 message=message,
                 attempt=attempt,
+                exit_code=exit_code,
             )
         return True
 

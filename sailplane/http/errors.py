@@ -9,7 +9,7 @@ about the internals, and is logged.
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import IntegrityError
 from litestar import Request, Response
@@ -79,49 +79,73 @@ def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, "code": code, **extra}
 
 
-def domain_error_response(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    status = status_of(exc)
-    extra: dict[str, Any] = {}
-    headers: dict[str, str] = {}
-    if isinstance(exc, InvalidValueError) and exc.field:
-        extra["field"] = exc.field
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, NotAuthenticatedError):
-        headers["WWW-Authenticate"] = 'Bearer realm="sailplane"'
-    return Response(error_body(exc.message, exc.code, **extra), status_code=status, headers=headers)
+class ErrorRender(Protocol):
+    """The body an API dialect answers an error with, from what every error carries."""
+
+    def __call__(
+        self, request: Request[Any, Any, Any], message: str, code: str, extra: dict[str, Any]
+    ) -> Any: ...
 
 
-def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    status = exc.status_code
-    message = exc.detail or "The request could not be processed."
-    if isinstance(exc, ValidationException):
-        message = _validation_message(exc)
-    if status >= 500:
-        log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
-    return Response(
-        error_body(message, CODE_BY_STATUS.get(status, "error")),
-        status_code=status,
-        headers=exc.headers or {},
-    )
+def _sailplane_body(
+    request: Request[Any, Any, Any], message: str, code: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return error_body(message, code, **extra)
 
 
-def conflict_response(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[Any]:
-    return Response(
-        error_body(
-            "The resource was changed by another request at the same time; reload it and try again.",
-            "concurrent_modification",
-        ),
-        status_code=409,
-    )
+def exception_handlers(render: ErrorRender = _sailplane_body) -> dict[Any, Any]:
+    """The error table as Litestar exception handlers, each body made by `render`: the same
+    status codes and messages under every API dialect, in that dialect's shape."""
 
+    def answer(
+        request: Request[Any, Any, Any],
+        status: int,
+        message: str,
+        code: str,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response[Any]:
+        body = render(request, message, code, extra or {})
+        return Response(body, status_code=status, headers=headers or {})
 
-def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return Response(
-        error_body("The server failed to process the request.", "internal_error"),
-        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+    def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+        extra: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        if isinstance(exc, InvalidValueError) and exc.field:
+            extra["field"] = exc.field
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, NotAuthenticatedError):
+            headers["WWW-Authenticate"] = 'Bearer realm="sailplane"'
+        return answer(request, status_of(exc), exc.message, exc.code, extra, headers)
+
+    def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        status = exc.status_code
+        message = exc.detail or "The request could not be processed."
+        if isinstance(exc, ValidationException):
+            message = _validation_message(exc)
+        if status >= 500:
+            log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
+        code = CODE_BY_STATUS.get(status, "error")
+        return answer(request, status, message, code, headers=exc.headers or {})
+
+    def conflict(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[Any]:
+        message = (
+            "The resource was changed by another request at the same time; reload it and try again."
+        )
+        return answer(request, 409, message, "concurrent_modification")
+
+    def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        message = "The server failed to process the request."
+        return answer(request, HTTP_500_INTERNAL_SERVER_ERROR, message, "internal_error")
+
+    return {
+        DomainError: domain_error,
+        HTTPException: http_error,
+        IntegrityError: conflict,
+        Exception: internal_error,
+    }
 
 
 def _validation_message(exc: ValidationException) -> str:
@@ -136,9 +160,4 @@ def _validation_message(exc: ValidationException) -> str:
     return f"{detail}: {'; '.join(parts)}" if parts else detail
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    DomainError: domain_error_response,
-    HTTPException: http_error_response,
-    IntegrityError: conflict_response,
-    Exception: internal_error_response,
-}
+EXCEPTION_HANDLERS = exception_handlers()

@@ -332,10 +332,15 @@ class RunDispatcher(Consumer):
                 self.runs.record_timeout(run.id, attempt, by=by)
                 return
         if status.state == SUCCEEDED:
-            self.runs.record_completed(run.id, attempt, by=by)
+            self.runs.record_completed(run.id, attempt, by=by, exit_code=status.exit_code)
         elif status.state == FAILED:
             self.runs.record_failed(
-                run.id, attempt, reason=EXECUTION_FAILED, message=status.message or "Failed.", by=by
+                run.id,
+                attempt,
+                reason=EXECUTION_FAILED,
+                message=status.message or "Failed.",
+                by=by,
+                exit_code=status.exit_code,
             )
         elif status.state in (LOST, CANCELLED):
             self.runs.record_failed(

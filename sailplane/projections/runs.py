@@ -49,6 +49,7 @@ class RunsView(View):
                 dispatched_at timestamptz,
                 runner_started_at timestamptz,
                 runner_completed_at timestamptz,
+                exit_code integer,
                 finished_at timestamptz,
                 created_at timestamptz NOT NULL,
                 created_by text NOT NULL,
@@ -311,8 +312,12 @@ class RunsProjection(Projection[RunsView]):
                 "not_before = NULL",
                 "runner_started_at = NULL",
                 "runner_completed_at = NULL",
+                "exit_code = NULL",
             ]
             values["executor"] = e.executor
+        if isinstance(e, JobRun.Finished):
+            sets.append("exit_code = %(exit_code)s")
+            values["exit_code"] = e.exit_code
         if isinstance(e, (JobRun.RetryScheduled, JobRun.Retried)):
             sets.append("attempt = %(attempt)s")
             values["attempt"] = e.attempt
@@ -328,6 +333,7 @@ class RunsProjection(Projection[RunsView]):
                 "dispatched_at = NULL",
                 "runner_started_at = NULL",
                 "runner_completed_at = NULL",
+                "exit_code = NULL",
             ]
             values["hold"] = e.hold
         if e.status in TERMINAL:

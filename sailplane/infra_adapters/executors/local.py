@@ -137,7 +137,8 @@ class LocalExecutor:
     def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
         with self.pool.connection() as conn:
             row = conn.execute(
-                f"SELECT state, message, heartbeat_at < now() - make_interval(secs => %s) AS stale "
+                "SELECT state, message, exit_code, "
+                "heartbeat_at < now() - make_interval(secs => %s) AS stale "
                 f"FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = %s",
                 (self.lease_seconds, run_id, attempt),
             ).fetchone()
@@ -161,7 +162,7 @@ class LocalExecutor:
                 if lost is not None:
                     return Status(LOST, "The worker that ran this attempt stopped.")
                 return self.status(run_id, attempt)
-            return Status(row["state"], row["message"])
+            return Status(row["state"], row["message"], exit_code=row["exit_code"])
 
     def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
         with self.pool.connection() as conn:
