@@ -44,6 +44,7 @@ COLLECTION = re.compile(
 )
 NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
 NODE_METRICS = "/apis/metrics.k8s.io/v1beta1/nodes"
+LOG_TIME = "2026-12-01T12:00:00.123456789Z"  # when the double's pods wrote their log lines
 POD_METRICS = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/namespaces/(?P<ns>[^/]+)/pods$")
 KINDS = {
     "namespaces": "Namespace",
@@ -305,7 +306,11 @@ def _handler(double: KubernetesDouble) -> type[BaseHTTPRequestHandler]:
                 if kind != "pods" or (kind, ns, name) not in double.objects:
                     self._reply(404, _status(404, "NotFound", f'pods "{name}" not found'))
                 else:
-                    self._reply(200, double.logs.get((ns, name), ""), text=True)
+                    text = double.logs.get((ns, name), "")
+                    if dict(parse_qsl(parts.query)).get("timestamps") == "true":
+                        # As the kubelet does: each line after the RFC 3339 time it was written.
+                        text = "".join(f"{LOG_TIME} {line}\n" for line in text.splitlines())
+                    self._reply(200, text, text=True)
                 return
             query = parse_qs(parts.query)
             if method == "POST" and name is None:

@@ -5,6 +5,7 @@ collected, cancel deletes the Job, a resubmitted attempt creates nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import kubernetes_validate
 import pytest
@@ -225,3 +226,18 @@ def test_a_succeeded_container_exits_zero(double: KubernetesDouble, logs: RunLog
     double.set_status("jobs", NS, job_name(sub.run_id, 1), {"succeeded": 1})
     status = executor.status(sub.run_id, 1, sub.target)
     assert (status.state, status.exit_code) == (SUCCEEDED, 0)
+
+
+def test_pod_log_lines_keep_the_time_the_pod_wrote_them(
+    double: KubernetesDouble, logs: RunLogs
+) -> None:
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id="RUNK8STIME", work=CONTAINER)
+    executor.submit(sub)
+    (pod,) = double.pods_of_job(NS, job_name(sub.run_id, 1))
+    double.set_log(NS, pod["metadata"]["name"], "hello world\n")
+    double.set_status("jobs", NS, job_name(sub.run_id, 1), {"succeeded": 1})
+    executor.status(sub.run_id, 1, sub.target)
+    (line,) = logs.page(sub.run_id)
+    assert line["line"] == "hello world"
+    assert line["at"] == datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)

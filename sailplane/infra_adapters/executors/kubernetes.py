@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,16 @@ def job_manifest(submission: Submission) -> dict[str, Any]:
         "metadata": {"name": job_name(submission.run_id, submission.attempt), "labels": labels},
         "spec": spec,
     }
+
+
+def _timed_line(line: str) -> tuple[datetime | None, str]:
+    """A pod log line read with `timestamps=true`: the RFC 3339 time it was written (to the
+    microsecond), then the line."""
+    stamp, _, rest = line.partition(" ")
+    try:
+        return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00"), rest
+    except ValueError:
+        return None, line
 
 
 class KubernetesExecutor:
@@ -276,7 +287,9 @@ class KubernetesExecutor:
                 namespace, label_selector=f"job-name={job_name(run_id, attempt)}"
             )
             for pod in pods.items:
-                text = core.read_namespaced_pod_log(pod.metadata.name, namespace)
-                self.logs.append(run_id, attempt, (text or "").splitlines())
+                text = core.read_namespaced_pod_log(pod.metadata.name, namespace, timestamps=True)
+                timed = [_timed_line(line) for line in (text or "").splitlines()]
+                lines, times = [line for _, line in timed], [at for at, _ in timed]
+                self.logs.append(run_id, attempt, lines, times=times)
         except ApiException:
             log.warning("could not read the log of %s attempt %s", run_id, attempt)

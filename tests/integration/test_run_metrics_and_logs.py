@@ -1,4 +1,4 @@
-"""Run metrics in PostgreSQL: samples per instance, bucketed series (cores averaged over a
+"""Run metrics and logs in PostgreSQL: samples per instance, bucketed series (cores averaged over a
 run's instances, bytes summed, a job's runs added up), an unknown name as that entry's
 error, deletion with the run; and what each executor reports as an attempt's usage."""
 
@@ -130,3 +130,23 @@ def test_a_pods_usage_comes_from_metrics_k8s_io(
     assert executor.usage("RUNK8SUSE1", 1, target) == [
         Usage(pod["metadata"]["name"], 1.5, 64 * 1024 * 1024)
     ]
+
+
+def test_a_log_window_is_the_newest_lines_written_in_it_oldest_first(fresh_db: Database) -> None:
+    logs = RunLogs(fresh_db)
+    logs.create_table()
+    logs.append("RUNA", 1, ["a0", "a5 match", "a9"], times=[at(0), at(5), at(9)])
+    logs.append("RUNA", 1, ["a6 oops match"], stream="stderr", times=[at(6)])
+    logs.append("RUNB", 1, ["b7 match"], times=[at(7)])
+    logs.append("RUNC", 1, ["c7 match"], times=[at(7)])  # not asked for
+
+    rows = logs.window(["RUNA", "RUNB"], start=at(1), end=at(9), limit=100)
+    assert [(r["line"], r["stream"]) for r in rows] == [
+        ("a5 match", "stdout"),
+        ("a6 oops match", "stderr"),
+        ("b7 match", "stdout"),
+    ]
+    newest_two = logs.window(["RUNA", "RUNB"], start=at(0), end=at(10), limit=2)
+    assert [r["line"] for r in newest_two] == ["b7 match", "a9"]
+    matching = logs.window(["RUNA", "RUNB"], start=at(0), end=at(10), limit=100, contains="oops")
+    assert [r["line"] for r in matching] == ["a6 oops match"]
