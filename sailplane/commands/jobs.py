@@ -94,9 +94,26 @@ class JobUseCases(SailplaneApplication):
         self, job_id: str, changes: dict[str, Any], *, expected_version: int | None, by: Actor
     ) -> int:
         """Metadata only (`job_key`, `description`, `status`); never the version."""
+        return self.revise_job(job_id, changes, {}, expected_version=expected_version, by=by)
+
+    def revise_job(
+        self,
+        job_id: str,
+        changes: dict[str, Any],
+        overrides: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        by: Actor,
+    ) -> int:
+        """In one write: metadata `changes` (`job_key`, `description`, `status`) and, when
+        `overrides` are given, a new version with them, published and active at once."""
         job = self._job(job_id, by)
         old_key = job.job_key
-        job.update_metadata(changes, expected_version=expected_version, by=by, at=self.clock())
+        if changes or expected_version is not None:
+            job.update_metadata(changes, expected_version=expected_version, by=by, at=self.clock())
+        if overrides:
+            version = job.create_version(overrides, by=by, at=self.clock())
+            self._check_active_spec(job, job.spec(version), by)
         keys = []
         conflict = None
         if job.job_key != old_key:

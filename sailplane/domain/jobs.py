@@ -55,6 +55,9 @@ COMMAND_MAX = 16_384  # a shell command, or one argument
 COMMAND_ARGS_MAX = 256
 ENV_MAX = 256
 ENV_VALUE_MAX = 32_768
+TAGS_MAX = 64
+TAG_NAME_MAX = 128
+TAG_VALUE_MAX = 256
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 
 # The execution configuration a version holds: Python name -> API (camelCase) name.
@@ -175,6 +178,8 @@ def _config(value: Any) -> dict[str, Any]:
     container = value.get("container")
     if container is not None:
         check_container(container)
+    if value.get("tags") is not None:
+        check_tags(value["tags"])
     if sum(kind is not None for kind in (sql, python, container)) > 1:
         raise InvalidValueError(
             "config names one kind of work: sql, python or container, not two.", field="config"
@@ -254,6 +259,27 @@ def check_container(value: Any) -> dict[str, Any]:
                 field=f"{field}.env",
             )
     return {"image": image, "command": command, "env": dict(env)}
+
+
+def check_tags(value: Any) -> dict[str, str]:
+    """`config.tags`: labels of a job, names to string values."""
+    field = "config.tags"
+    if not isinstance(value, dict) or len(value) > TAGS_MAX:
+        raise InvalidValueError(
+            f"{field} must be an object of at most {TAGS_MAX} tags.", field=field
+        )
+    for name, text in value.items():
+        if not 0 < len(name) <= TAG_NAME_MAX or not name.isprintable():
+            raise InvalidValueError(
+                f"{field}: a tag name has 1 to {TAG_NAME_MAX} printable characters.", field=field
+            )
+        if not isinstance(text, str) or len(text) > TAG_VALUE_MAX or not text.isprintable():
+            raise InvalidValueError(
+                f"{field}.{name[:64]} must be a printable string of at most {TAG_VALUE_MAX} "
+                "characters.",
+                field=field,
+            )
+    return dict(value)
 
 
 def container_argv(command: str | list[str]) -> list[str]:

@@ -53,6 +53,7 @@ from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
 from sailplane.http.users import UserController
+from sailplane.http.workspaces import workspaces_router
 from sailplane.storage import EventLog
 from sailplane.system import System
 
@@ -149,9 +150,18 @@ def provide(value: Any) -> Provide:
 
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
+    container_jobs = workspaces_router()  # seed 002, at the root as its document has it
     metrics = Metrics(system)
     app = Litestar(
-        route_handlers=[api, healthz, livez, readyz, assets_router(), metrics_endpoint(metrics)],
+        route_handlers=[
+            api,
+            container_jobs,
+            healthz,
+            livez,
+            readyz,
+            assets_router(),
+            metrics_endpoint(metrics),
+        ],
         # Each handler declares the contexts it uses (`runs: RunsDep`, http/auth.py).
         dependencies={
             "identity": provide(system.identity),

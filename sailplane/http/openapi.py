@@ -110,7 +110,8 @@ def declare_errors(app: Litestar) -> None:
             statuses |= ALSO_ANSWERS.get(str(handler.operation_id), set())
             declared = {
                 status: ResponseSpec(
-                    data_container=Error,
+                    # An API dialect with an error body of its own names its shape.
+                    data_container=handler.opt.get("error_shape", Error),
                     description=ERROR_DESCRIPTIONS[status],
                     generate_examples=False,
                 )

@@ -117,6 +117,23 @@ class JobsView(SharedView):
             (organization_id, job_id),
         )
 
+    def team_jobs_running(
+        self, organization_id: str, team_id: str, work: str, job_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The live jobs granted to `team_id` whose active version's work is of kind `work`
+        (a key of `config`, such as `container`), newest first (or the one `job_id`): each
+        the job's row with its active version's `config`, `cluster_id`, `cron_expression`
+        and `cron_timezone`, and when that version was published (`version_published_at`)."""
+        return self.fetch_all(
+            "SELECT j.*, v.config, v.cluster_id, v.cron_expression, v.cron_timezone, "
+            "v.published_at AS version_published_at FROM {jobs} j "
+            "JOIN {job_versions} v ON v.job_id = j.id AND v.version = j.current_version "
+            "JOIN {job_teams} g ON g.job_id = j.id AND g.team_id = %s "
+            "WHERE j.organization_id = %s AND v.config ? %s "
+            "AND (%s::text IS NULL OR j.id = %s::text) ORDER BY j.created_at DESC, j.id DESC",
+            (team_id, organization_id, work, job_id, job_id),
+        )
+
     def runnable_version(
         self, organization_id: str, job_id: str, version: int | None = None
     ) -> dict[str, Any] | None:

@@ -170,6 +170,16 @@ class RunsView(View):
         )
         return [r["id"] for r in rows]
 
+    def status_counts(self, organization_id: str, job_id: str) -> list[dict[str, Any]]:
+        """How many of a job's runs are in each (status, ever started) pair: `status`,
+        `started` (an attempt of the run has begun executing) and `runs`."""
+        return self.fetch_all(
+            "SELECT status, (runner_started_at IS NOT NULL OR attempt > 1) AS started, "
+            "count(*) AS runs FROM {job_runs} WHERE organization_id = %s AND job_id = %s "
+            "GROUP BY 1, 2",
+            (organization_id, job_id),
+        )
+
     def runs_in(self, statuses: Sequence[str], *, limit: int = 1000) -> list[dict[str, Any]]:
         return self.fetch_all(
             "SELECT * FROM {job_runs} WHERE status = ANY(%s) ORDER BY created_at, id LIMIT %s",

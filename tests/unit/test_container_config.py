@@ -68,3 +68,18 @@ def test_a_config_names_one_kind_of_work() -> None:
 def test_a_shell_string_runs_through_sh_and_a_list_runs_as_it_is(command: str) -> None:
     assert container_argv(command) == ["/bin/sh", "-c", command]
     assert container_argv([command, "--flag"]) == [command, "--flag"]
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [["a"], {"": "x"}, {"k": 1}, {"k": "a\nb"}, {f"t{i}": "x" for i in range(65)}],
+)
+def test_malformed_tags_are_refused(tags: Any) -> None:
+    with pytest.raises(InvalidValueError) as raised:
+        check_version_fields({"config": {"container": GOOD, "tags": tags}})
+    assert raised.value.field == "config.tags"
+
+
+def test_tags_are_kept() -> None:
+    config = {"container": GOOD, "tags": {"team": "data", "tier": "gold"}}
+    assert check_version_fields({"config": config}) == {"config": config}
