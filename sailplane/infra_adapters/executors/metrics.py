@@ -28,11 +28,8 @@ from sailplane.storage import Database
 log = logging.getLogger(__name__)
 
 METRICS_TABLE = "sailplane_run_metrics"
-# The metrics a series can show: name -> (unit, SQL aggregate over a run's instances).
-METRICS: dict[str, tuple[str, str]] = {
-    "cpu_usage": ("cores", "avg(cpu_cores)"),
-    "memory_usage": ("bytes", "sum(memory_bytes)"),
-}
+# The metrics a series can show, each a column of one query: name -> unit.
+METRICS: dict[str, str] = {"cpu_usage": "cores", "memory_usage": "bytes"}
 MAX_POINTS = 10_000
 
 
@@ -92,50 +89,53 @@ class RunMetrics:
     ) -> list[dict[str, Any]]:
         """One entry per name asked, in that order: `{name, status, unit, points, error}`."""
         column, key = ("run_id", run_id) if run_id is not None else ("job_id", job_id)
+        rows: list[dict[str, Any]] = []
+        failure = None
+        if any(name in METRICS for name in names):
+            try:
+                rows = self._buckets(column, key, start, end, step_seconds)
+            except Exception as error:  # the metrics' error; the request still answers
+                log.exception("run metrics could not be read")
+                failure = f"The samples could not be read: {error}"
         entries: list[dict[str, Any]] = []
         for name in names:
             if name not in METRICS:
                 known = ", ".join(METRICS)
                 entries.append(_error(name, f"Unknown metric {name!r}; known: {known}."))
-                continue
-            unit, aggregate = METRICS[name]
-            try:
-                points = self._points(aggregate, column, key, start, end, step_seconds)
-            except Exception as error:  # that metric's error; the others still answer
-                log.exception("metric %s could not be read", name)
-                entries.append(_error(name, f"The samples could not be read: {error}", unit))
-                continue
-            entries.append(
-                {"name": name, "status": "success", "unit": unit, "points": points, "error": None}
-            )
+            elif failure is not None:
+                entries.append(_error(name, failure, METRICS[name]))
+            else:
+                points = [{"timestamp": r["bucket"], "value": r[name]} for r in rows]
+                entries.append(
+                    {
+                        "name": name,
+                        "status": "success",
+                        "unit": METRICS[name],
+                        "points": points,
+                        "error": None,
+                    }
+                )
         return entries
 
-    def _points(
-        self,
-        aggregate: str,
-        column: str,
-        key: str | None,
-        start: datetime,
-        end: datetime,
-        step_seconds: int,
+    def _buckets(
+        self, column: str, key: str | None, start: datetime, end: datetime, step_seconds: int
     ) -> list[dict[str, Any]]:
         with self.pool.connection() as conn:
-            rows = conn.execute(
+            return conn.execute(
                 # Each instance's mean in the bucket, then the run's figure over its instances
                 # (cores averaged, bytes summed), then the runs of the bucket added up.
                 "WITH per_instance AS ("
-                "  SELECT run_id, instance, avg(cpu_cores) AS cpu_cores, "
-                "  avg(memory_bytes) AS memory_bytes, "
+                "  SELECT run_id, avg(cpu_cores) AS cpu, avg(memory_bytes) AS memory, "
                 "  date_bin(make_interval(secs => %(step)s), at, %(start)s) AS bucket "
                 f"  FROM {METRICS_TABLE} WHERE {column} = %(key)s "
                 "  AND at >= %(start)s AND at < %(end)s GROUP BY run_id, instance, bucket), "
-                f"per_run AS (SELECT bucket, {aggregate} AS value FROM per_instance "
-                "  GROUP BY run_id, bucket) "
-                "SELECT bucket, sum(value)::double precision AS value FROM per_run "
+                "per_run AS (SELECT bucket, avg(cpu) AS cpu, sum(memory) AS memory "
+                "  FROM per_instance GROUP BY run_id, bucket) "
+                "SELECT bucket, sum(cpu)::double precision AS cpu_usage, "
+                "sum(memory)::double precision AS memory_usage FROM per_run "
                 "GROUP BY bucket ORDER BY bucket",
                 {"step": step_seconds, "start": start, "end": end, "key": key},
             ).fetchall()
-        return [{"timestamp": row["bucket"], "value": row["value"]} for row in rows]
 
     def delete(self, *, run_id: str | None = None, job_id: str | None = None) -> None:
         column, key = ("run_id", run_id) if run_id is not None else ("job_id", job_id)
