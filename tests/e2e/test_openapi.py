@@ -196,15 +196,18 @@ def test_the_document_names_schemas_uniquely_and_carries_the_package_version(
         schema.get("title", name) for name, schema in document["components"]["schemas"].items()
     )
     assert [title for title, count in titles.items() if count > 1] == []
-    # The one error body, referenced by every operation's error responses.
+    # One error body per API dialect, referenced by every operation's error responses.
     errors = {
-        response["content"]["application/json"]["schema"]["$ref"]
-        for item in document["paths"].values()
+        (path.split("/")[1], response["content"]["application/json"]["schema"]["$ref"])
+        for path, item in document["paths"].items()
         for operation in item.values()
         for status, response in operation.get("responses", {}).items()
         if int(status) >= 400
     }
-    assert errors == {"#/components/schemas/Error"}
+    assert {ref for root, ref in errors if root != "workspaces"} == {"#/components/schemas/Error"}
+    assert {ref for root, ref in errors if root == "workspaces"} == {
+        "#/components/schemas/EnvelopeError"
+    }
     assert set(document["components"]["schemas"]["Error"]["required"]) == {"message", "code"}
 
 
