@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 import msgspec
 from litestar import Request, Router
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import UNSET, UnsetType
 
 from sailplane.commands.infra import local_ids
-from sailplane.contexts import IdentityContext, RunsContext, WorkloadsContext
+from sailplane.contexts import RunsContext
 from sailplane.domain.errors import InvalidRequestError, NotFoundError
 from sailplane.domain.runs import COMPLETED, RUNNING, TERMINAL
 from sailplane.domain.schedule import next_fire
@@ -33,7 +35,6 @@ from sailplane.http.auth import (
     Caller,
     IdentityDep,
     InfraDep,
-    Principal,
     RunsDep,
     WorkloadsDep,
     require_access,
@@ -250,12 +251,28 @@ def _envelope_error(
     return EnvelopeError(message=message)
 
 
-# --- access and lookups ---------------------------------------------------------------------
+# --- access and lookups: Litestar dependencies of the router --------------------------------
 
 
-def _project(
-    identity: IdentityContext, principal: Principal, workspace_id: str, project_id: str
-) -> None:
+@dataclass(frozen=True)
+class Project:
+    """The project of the path: a team of the caller's organization."""
+
+    organization_id: str
+    team_id: str
+
+
+ProjectDep: TypeAlias = NamedDependency[Project]
+JobDep: TypeAlias = NamedDependency[dict[str, Any]]
+RunDep: TypeAlias = NamedDependency[dict[str, Any]]
+
+
+def provide_project(
+    identity: IdentityDep,
+    principal: Caller,
+    workspace_id: FromPath[str],
+    project_id: FromPath[str],
+) -> Project:
     """404 unless the workspace is the caller's organization and the project a team of it."""
     if workspace_id != principal.organization_id:
         raise NotFoundError(f"No workspace {workspace_id}.", code="workspace_not_found")
@@ -263,21 +280,24 @@ def _project(
         require_team(identity, principal, project_id)
     except NotFoundError:
         raise NotFoundError(f"No project {project_id}.", code="project_not_found") from None
+    return Project(principal.organization_id, project_id)
 
 
-def _job(
-    workloads: WorkloadsContext, principal: Principal, project_id: str, job_id: str
+def provide_job(
+    workloads: WorkloadsDep, project: ProjectDep, job_id: FromPath[str]
 ) -> dict[str, Any]:
-    rows = workloads.jobs.team_jobs_running(principal.organization_id, project_id, WORK, job_id)
+    """The path's job, when it is a container job of the project (else 404)."""
+    rows = workloads.jobs.team_jobs_running(project.organization_id, project.team_id, WORK, job_id)
     if not rows:
-        raise NotFoundError(f"No job {job_id} in project {project_id}.", code="job_not_found")
+        raise NotFoundError(f"No job {job_id} in project {project.team_id}.", code="job_not_found")
     return rows[0]
 
 
-def _run(runs: RunsContext, principal: Principal, job_id: str, run_id: str) -> dict[str, Any]:
-    row = runs.view.run(principal.organization_id, job_id, run_id)
+def provide_run(runs: RunsDep, job: JobDep, run_id: FromPath[str]) -> dict[str, Any]:
+    """The path's run of the path's job (else 404)."""
+    row = runs.view.run(job["organization_id"], job["id"], run_id)
     if row is None:
-        raise NotFoundError(f"No run {run_id} of job {job_id}.", code="run_not_found")
+        raise NotFoundError(f"No run {run_id} of job {job['id']}.", code="run_not_found")
     return row
 
 
@@ -336,49 +356,69 @@ def _instant(value: str, name: str) -> datetime:
     return parsed
 
 
-def _log_lines(rows: list[dict[str, Any]]) -> list[LogLine]:
-    return [
-        LogLine(timestamp=iso(r["at"]), run_id=r["run_id"], stream=r["stream"], line=r["line"])
-        for r in rows
-    ]
+@dataclass(frozen=True)
+class LogWindow:
+    """What a logs request asks for: a time window, how many lines, which text."""
+
+    start: datetime
+    end: datetime
+    limit: int
+    contains: str | None
+
+    def read(self, runs: RunsContext, run_ids: list[str]) -> Envelope[list[LogLine]]:
+        rows = runs.logs.window(
+            run_ids, start=self.start, end=self.end, limit=self.limit, contains=self.contains
+        )
+        lines = [
+            LogLine(timestamp=iso(r["at"]), run_id=r["run_id"], stream=r["stream"], line=r["line"])
+            for r in rows
+        ]
+        return Envelope(message=f"{len(lines)} lines.", data=lines)
+
+
+LogWindowDep: TypeAlias = NamedDependency[LogWindow]
+
+
+def provide_log_window(
+    runs: RunsDep,
+    since: Duration = None,
+    start: Instant = None,
+    end: Instant = None,
+    limit: LogLimit = 100,
+    contains: Contains = None,
+) -> LogWindow:
+    lower, upper = _window(since, start, end, runs.clock(), None)
+    return LogWindow(lower, upper, limit, contains)
 
 
 # --- the endpoints --------------------------------------------------------------------------
+# Every handler has the path's project (`project: ProjectDep`); those under a job its row
+# (`job: JobDep`) and under a run the run's (`run: RunDep`), or the 404 that says which.
 
 PATH = "/workspaces/{workspace_id:str}/projects/{project_id:str}/jobs"
 OPTIONS: dict[str, Any] = {"guards": [requires(VIEW, or_in_team="project_id")]}
 
 
 @get("/", operation_id="ListContainerJobs", **OPTIONS)
-def list_jobs(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-) -> Envelope[list[ContainerJob]]:
+def list_jobs(workloads: WorkloadsDep, project: ProjectDep) -> Envelope[list[ContainerJob]]:
     """The project's container jobs, newest first."""
-    _project(identity, principal, workspace_id, project_id)
-    rows = workloads.jobs.team_jobs_running(principal.organization_id, project_id, WORK)
+    rows = workloads.jobs.team_jobs_running(project.organization_id, project.team_id, WORK)
     now = workloads.clock()
-    jobs = [job_shape(r, project_id, now) for r in rows]
+    jobs = [job_shape(r, project.team_id, now) for r in rows]
     return Envelope(message=f"{len(jobs)} jobs.", data=jobs)
 
 
 @post("/", operation_id="CreateContainerJob", **OPTIONS)
 def create_job(
-    identity: IdentityDep,
     infra: InfraDep,
     workloads: WorkloadsDep,
     principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
+    project: ProjectDep,
     data: JSONBody[ContainerJobCreateRequest],
 ) -> Envelope[ContainerJob]:
     """Create a container job, on demand or on a cron `schedule`; `name` is its jobKey."""
-    _project(identity, principal, workspace_id, project_id)
-    require_access(principal, MANAGE, granted_team_ids=[project_id])
-    organization_id = principal.organization_id
+    require_access(principal, MANAGE, granted_team_ids=[project.team_id])
+    organization_id = project.organization_id
     cluster_id = (
         infra.clusters.workload_cluster_id(organization_id, data.cluster_id)
         if data.cluster_id
@@ -395,48 +435,37 @@ def create_job(
             "cron_expression": data.schedule,
             "cron_timezone": data.schedule_timezone,
         },
-        team_ids=[project_id],
+        team_ids=[project.team_id],
         by=principal.actor,
     )
     workloads.wait_for_views(position)
-    job = job_shape(_job(workloads, principal, project_id, job_id), project_id, workloads.clock())
+    job = job_shape(provide_job(workloads, project, job_id), project.team_id, workloads.clock())
     return Envelope(message=f"Job {data.name} created.", data=job)
 
 
 @get("/{job_id:str}", operation_id="DescribeContainerJob", **OPTIONS)
 def describe_job(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    workloads: WorkloadsDep, project: ProjectDep, job: JobDep
 ) -> Envelope[ContainerJob]:
-    _project(identity, principal, workspace_id, project_id)
-    row = _job(workloads, principal, project_id, job_id)
-    return Envelope(message="Job found.", data=job_shape(row, project_id, workloads.clock()))
+    return Envelope(message="Job found.", data=job_shape(job, project.team_id, workloads.clock()))
 
 
 @patch("/{job_id:str}", operation_id="UpdateContainerJob", **OPTIONS)
 def update_job(
-    identity: IdentityDep,
     infra: InfraDep,
     workloads: WorkloadsDep,
     principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    project: ProjectDep,
+    job: JobDep,
     data: JSONBody[ContainerJobUpdateRequest],
 ) -> Envelope[ContainerJob]:
     """Change only the fields sent: a new job version (the next run uses it), and the
     name, in one write."""
-    _project(identity, principal, workspace_id, project_id)
-    row = _job(workloads, principal, project_id, job_id)
-    require_access(principal, MANAGE, granted_team_ids=[project_id])
+    require_access(principal, MANAGE, granted_team_ids=[project.team_id])
     sent = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not UNSET}
     overrides: dict[str, Any] = {}
     if sent.keys() & {"image", "command", "env", "tags"}:
-        config = dict(row["config"] or {})
+        config = dict(job["config"] or {})
         config[WORK] = _container(sent, config.get(WORK))
         if "tags" in sent:
             config["tags"] = sent["tags"]
@@ -447,68 +476,40 @@ def update_job(
         overrides["cron_timezone"] = sent["schedule_timezone"]
     if "cluster_id" in sent:
         overrides["cluster_id"] = infra.clusters.workload_cluster_id(
-            principal.organization_id, sent["cluster_id"]
+            project.organization_id, sent["cluster_id"]
         )
     metadata = {"job_key": sent["name"]} if "name" in sent else {}
     if metadata or overrides:
         workloads.wait_for_views(
-            workloads.commands.revise_job(job_id, metadata, overrides, by=principal.actor)
+            workloads.commands.revise_job(job["id"], metadata, overrides, by=principal.actor)
         )
-    job = job_shape(_job(workloads, principal, project_id, job_id), project_id, workloads.clock())
-    return Envelope(message=f"Job {job.name} updated.", data=job)
+    row = provide_job(workloads, project, job["id"])
+    changed = job_shape(row, project.team_id, workloads.clock())
+    return Envelope(message=f"Job {changed.name} updated.", data=changed)
 
 
 @delete("/{job_id:str}", operation_id="DeleteContainerJob", status_code=200, **OPTIONS)
 def delete_job(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    workloads: WorkloadsDep, principal: Caller, project: ProjectDep, job: JobDep
 ) -> Envelope[Deleted]:
     """Delete the job: its unfinished runs are stopped, then its runs, logs, metrics and
     schedule go with it."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    require_access(principal, MANAGE, granted_team_ids=[project_id])
-    workloads.wait_for_views(workloads.commands.delete_job(job_id, by=principal.actor))
-    return Envelope(message=f"Job {job_id} deleted.", data=Deleted(id=job_id))
+    require_access(principal, MANAGE, granted_team_ids=[project.team_id])
+    workloads.wait_for_views(workloads.commands.delete_job(job["id"], by=principal.actor))
+    return Envelope(message=f"Job {job['id']} deleted.", data=Deleted(id=job["id"]))
 
 
 @get("/{job_id:str}/logs", operation_id="ListContainerJobLogs", **OPTIONS)
-def job_logs(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
-    since: Duration = None,
-    start: Instant = None,
-    end: Instant = None,
-    limit: LogLimit = 100,
-    contains: Contains = None,
-) -> Envelope[list[LogLine]]:
+def job_logs(runs: RunsDep, job: JobDep, window: LogWindowDep) -> Envelope[list[LogLine]]:
     """The newest lines of all the job's runs in the window, oldest first."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    lower, upper = _window(since, start, end, workloads.clock(), None)
-    run_ids = runs.view.run_ids_of_job(principal.organization_id, job_id)
-    rows = runs.logs.window(run_ids, start=lower, end=upper, limit=limit, contains=contains)
-    return Envelope(message=f"{len(rows)} lines.", data=_log_lines(rows))
+    run_ids = runs.view.run_ids_of_job(job["organization_id"], job["id"])
+    return window.read(runs, run_ids)
 
 
 @get("/{job_id:str}/metrics", operation_id="ListContainerJobMetrics", **OPTIONS)
 def job_metrics(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
     runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    job: JobDep,
     names: Annotated[str, QueryParameter(max_length=1000)] = "cpu_usage,memory_usage",
     since: Duration = None,
     start: Instant = None,
@@ -517,12 +518,10 @@ def job_metrics(
 ) -> Envelope[Metrics]:
     """CPU (cores) and memory (bytes) of the job's runs over time, in the order asked; a
     name that cannot be answered is that entry's error."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     if not wanted or len(wanted) > 20:
         raise InvalidRequestError("names lists 1 to 20 metric names.", code="invalid_names")
-    lower, upper = _window(since, start, end, workloads.clock(), timedelta(hours=1))
+    lower, upper = _window(since, start, end, runs.clock(), timedelta(hours=1))
     seconds = (upper - lower).total_seconds()
     step = step or max(5, math.ceil(seconds / 300))
     if seconds / step > MAX_POINTS:
@@ -530,7 +529,9 @@ def job_metrics(
             f"The window holds more than {MAX_POINTS} steps of {step} s; ask for a larger step.",
             code="invalid_step",
         )
-    series = runs.metrics.series(wanted, start=lower, end=upper, step_seconds=step, job_id=job_id)
+    series = runs.metrics.series(
+        wanted, start=lower, end=upper, step_seconds=step, job_id=job["id"]
+    )
     metrics = [
         Metric(
             name=s["name"],
@@ -548,58 +549,32 @@ def job_metrics(
 
 @get("/{job_id:str}/runs", operation_id="ListContainerJobRuns", **OPTIONS)
 def list_runs(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
     runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    job: JobDep,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> Envelope[list[ContainerRun]]:
     """The job's newest runs, newest first."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    _, rows, _ = runs.view.runs(principal.organization_id, job_id=job_id, limit=limit, marker=None)
+    _, rows, _ = runs.view.runs(job["organization_id"], job_id=job["id"], limit=limit, marker=None)
     return Envelope(message=f"{len(rows)} runs.", data=[run_shape(r) for r in rows])
 
 
 @post("/{job_id:str}/runs", operation_id="TriggerContainerJobRun", **OPTIONS)
 def trigger_run(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    runs: RunsDep, principal: Caller, project: ProjectDep, job: JobDep
 ) -> Envelope[ContainerRun]:
     """Run the job now: the run starts `pending`."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    require_access(principal, RUN, granted_team_ids=[project_id])
+    require_access(principal, RUN, granted_team_ids=[project.team_id])
     run_id, position = runs.commands.create_run(
-        job_id, by=principal.actor, trigger="manual" if principal.kind == "member" else "api"
+        job["id"], by=principal.actor, trigger="manual" if principal.kind == "member" else "api"
     )
     runs.wait_for_views(position)
-    run = run_shape(_run(runs, principal, job_id, run_id))
+    run = run_shape(provide_run(runs, job, run_id))
     return Envelope(message=f"Run {run_id} triggered.", data=run)
 
 
 @get("/{job_id:str}/runs/{run_id:str}", operation_id="DescribeContainerJobRun", **OPTIONS)
-def describe_run(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
-    run_id: FromPath[str],
-) -> Envelope[ContainerRun]:
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    return Envelope(message="Run found.", data=run_shape(_run(runs, principal, job_id, run_id)))
+def describe_run(run: RunDep) -> Envelope[ContainerRun]:
+    return Envelope(message="Run found.", data=run_shape(run))
 
 
 @post(
@@ -609,79 +584,43 @@ def describe_run(
     **OPTIONS,
 )
 def cancel_run(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
-    run_id: FromPath[str],
+    runs: RunsDep, principal: Caller, project: ProjectDep, job: JobDep, run: RunDep
 ) -> Envelope[ContainerRun]:
     """Cancel a pending or running run; its command is stopped (409 once it has finished)."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    _run(runs, principal, job_id, run_id)
-    require_access(principal, RUN, granted_team_ids=[project_id])
-    runs.wait_for_views(runs.commands.cancel_run(job_id, run_id, by=principal.actor))
-    run = run_shape(_run(runs, principal, job_id, run_id))
-    return Envelope(message=f"Run {run_id} cancelled.", data=run)
+    require_access(principal, RUN, granted_team_ids=[project.team_id])
+    runs.wait_for_views(runs.commands.cancel_run(job["id"], run["id"], by=principal.actor))
+    cancelled = run_shape(provide_run(runs, job, run["id"]))
+    return Envelope(message=f"Run {run['id']} cancelled.", data=cancelled)
 
 
 @get("/{job_id:str}/runs/{run_id:str}/logs", operation_id="ListContainerJobRunLogs", **OPTIONS)
-def run_logs(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
-    run_id: FromPath[str],
-    since: Duration = None,
-    start: Instant = None,
-    end: Instant = None,
-    limit: LogLimit = 100,
-    contains: Contains = None,
-) -> Envelope[list[LogLine]]:
+def run_logs(runs: RunsDep, run: RunDep, window: LogWindowDep) -> Envelope[list[LogLine]]:
     """The newest lines of the run in the window, oldest first."""
-    _project(identity, principal, workspace_id, project_id)
-    _job(workloads, principal, project_id, job_id)
-    _run(runs, principal, job_id, run_id)
-    lower, upper = _window(since, start, end, workloads.clock(), None)
-    rows = runs.logs.window([run_id], start=lower, end=upper, limit=limit, contains=contains)
-    return Envelope(message=f"{len(rows)} lines.", data=_log_lines(rows))
+    return window.read(runs, [run["id"]])
 
 
 @get("/{job_id:str}/status", operation_id="DescribeContainerJobStatus", **OPTIONS)
 def job_status(
-    identity: IdentityDep,
-    workloads: WorkloadsDep,
-    runs: RunsDep,
-    principal: Caller,
-    workspace_id: FromPath[str],
-    project_id: FromPath[str],
-    job_id: FromPath[str],
+    workloads: WorkloadsDep, runs: RunsDep, project: ProjectDep, job: JobDep
 ) -> Envelope[JobStatus]:
     """The newest run, how many runs are in each status, and the schedule."""
-    _project(identity, principal, workspace_id, project_id)
-    row = _job(workloads, principal, project_id, job_id)
-    organization_id = principal.organization_id
     counts: dict[str, int] = {}
-    for group in runs.view.status_counts(organization_id, job_id):
+    for group in runs.view.status_counts(project.organization_id, job["id"]):
         status = run_status(group["status"], group["started"])
         counts[status] = counts.get(status, 0) + group["runs"]
-    latest = runs.view.latest_runs(organization_id, [job_id]).get(job_id)
-    job = job_shape(row, project_id, workloads.clock())
+    latest = runs.view.latest_runs(project.organization_id, [job["id"]]).get(job["id"])
+    shown = job_shape(job, project.team_id, workloads.clock())
     schedule = (
-        Schedule(cron=job.schedule, timezone=job.schedule_timezone, next_run_at=job.next_run_at)
-        if job.schedule
+        Schedule(
+            cron=shown.schedule, timezone=shown.schedule_timezone, next_run_at=shown.next_run_at
+        )
+        if shown.schedule
         else None
     )
     return Envelope(
         message="Job status.",
         data=JobStatus(
-            job_id=job_id,
+            job_id=job["id"],
             last_run=run_shape(latest) if latest else None,
             counts=RunCounts(**counts, total=sum(counts.values())),
             schedule=schedule,
@@ -709,6 +648,12 @@ def workspaces_router() -> Router:
             job_status,
         ],
         tags=["container-jobs"],
+        dependencies={
+            "project": Provide(provide_project, sync_to_thread=True),
+            "job": Provide(provide_job, sync_to_thread=True),
+            "run": Provide(provide_run, sync_to_thread=True),
+            "window": Provide(provide_log_window, sync_to_thread=False),
+        },
         exception_handlers=exception_handlers(_envelope_error),
         opt={"error_shape": EnvelopeError},
     )
