@@ -260,23 +260,50 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         )
 
 
+# --- resource-level checks: every handler's "may this caller do it here" goes through these --
+
+
+def can_access(
+    principal: Principal,
+    permission: str,
+    *,
+    granted_team_ids: Iterable[str] = (),
+    open_to_caller: bool = False,
+) -> bool:
+    """Whether the caller may use `permission` on a resource: the resource is the caller's
+    own or open to every member (`open_to_caller`), an organization role grants the
+    permission, or a team role does in one of the teams the resource is granted to."""
+    if open_to_caller or principal.can(permission):
+        return True
+    return not set(principal.teams_granting(permission)).isdisjoint(granted_team_ids)
+
+
 def require_access(
-    principal: Principal, permission: str, *, granted_team_ids: Iterable[str]
+    principal: Principal,
+    permission: str,
+    *,
+    granted_team_ids: Iterable[str] = (),
+    open_to_caller: bool = False,
+    refusal: str | None = None,
 ) -> None:
-    """Resource-level check: the permission through an organization role, or through a
-    team role in one of the teams the resource is granted to (403 otherwise)."""
-    if not can_access(principal, permission, granted_team_ids=granted_team_ids):
+    """`can_access`, or 403 `forbidden` (with `refusal` as its message when given)."""
+    if not can_access(
+        principal, permission, granted_team_ids=granted_team_ids, open_to_caller=open_to_caller
+    ):
         raise PermissionDeniedError(
-            f"This needs the {permission} permission on this resource, which neither your roles "
-            "nor your teams grant.",
+            refusal
+            or f"This needs the {permission} permission on this resource, which neither your "
+            "roles nor your teams grant.",
             code="forbidden",
         )
 
 
-def can_access(principal: Principal, permission: str, *, granted_team_ids: Iterable[str]) -> bool:
+def reachable_team_ids(principal: Principal, permission: str) -> list[str] | None:
+    """The teams through which the caller reaches resources, or None when an organization
+    role grants `permission` and so every resource of the organization is reachable."""
     if principal.can(permission):
-        return True
-    return not set(principal.teams_granting(permission)).isdisjoint(granted_team_ids)
+        return None
+    return principal.teams_granting(permission)
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -22,6 +22,7 @@ from sailplane.http.auth import (
     IdentityDep,
     Principal,
     WorkloadsDep,
+    reachable_team_ids,
     require_access,
     requires,
 )
@@ -43,7 +44,6 @@ from sailplane.http.sharing import (
     TeamIdsRequest,
     included_teams,
     link_fields,
-    reachable_team_ids,
     require_manage,
     require_team,
 )

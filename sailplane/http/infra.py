@@ -23,7 +23,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sailplane.commands.ports import resource_name
 from sailplane.contexts import InfraContext
 from sailplane.domain.errors import InvalidValueError, NotFoundError
-from sailplane.http.auth import Caller, InfraDep, Principal, requires
+from sailplane.http.auth import Caller, InfraDep, Principal, can_access, requires
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
     Described,
@@ -38,6 +38,7 @@ from sailplane.http.routes import delete, get, patch, post
 from sailplane.http.shapes import Shape, iso
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
+USE_CLUSTERS = "CanUseClusters"  # every workload cluster, not only those open to all members
 ACCEPTED = 202
 
 
@@ -1133,7 +1134,7 @@ class MyClustersController(Controller):
         org = principal.organization_id
         total, rows, next_marker = infra.clusters.reachable_clusters(
             org,
-            everything=principal.can("CanUseClusters"),
+            everything=can_access(principal, USE_CLUSTERS),
             page=page_of(page, limit),
             descending=sort_direction == "desc",
             marker=marker,
@@ -1155,7 +1156,9 @@ class MyClustersController(Controller):
     ) -> Described[MyClusterRef, MyClustersIncluded]:
         """Describe a workload cluster the caller can reach (404 otherwise)."""
         row = infra.clusters.cluster(principal.organization_id, cluster)
-        if row is None or not (principal.can("CanUseClusters") or row["open_to_all_members"]):
+        if row is None or not can_access(
+            principal, USE_CLUSTERS, open_to_caller=row["open_to_all_members"]
+        ):
             raise NotFoundError.of("cluster", cluster)
         return Described(
             item=_my_ref(row), included=_my_included(infra, principal.organization_id, [row])

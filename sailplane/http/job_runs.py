@@ -28,6 +28,7 @@ from sailplane.http.auth import (
     Principal,
     RunsDep,
     can_access,
+    reachable_team_ids,
     require_access,
     requires,
 )
@@ -35,7 +36,6 @@ from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, post
 from sailplane.http.shapes import Shape, iso
-from sailplane.http.sharing import reachable_team_ids
 
 VIEW, RUN, MANAGE = "CanViewJobs", "CanRunJobs", "CanManageJobs"
 STREAM_POLL_SECONDS = 0.25

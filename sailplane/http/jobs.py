@@ -34,6 +34,7 @@ from sailplane.http.auth import (
     Principal,
     RunsDep,
     WorkloadsDep,
+    reachable_team_ids,
     require_access,
     requires,
 )
@@ -58,7 +59,6 @@ from sailplane.http.sharing import (
     TeamId,
     TeamIdsRequest,
     link_fields,
-    reachable_team_ids,
     require_manage,
     require_team,
 )

@@ -19,10 +19,7 @@ from litestar import Controller
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.contexts import IdentityContext, NotificationsContext
-from sailplane.domain.errors import (
-    InvalidValueError,
-    PermissionDeniedError,
-)
+from sailplane.domain.errors import InvalidValueError
 from sailplane.domain.notifications import EVENT_TYPES, RULE_FIELDS
 from sailplane.http.auth import (
     Caller,
@@ -299,9 +296,14 @@ def _listing(
 
 def require_owner(principal: Principal, *, team_id: str | None, member_id: str | None) -> None:
     """403 unless the caller may manage what this team or member owns."""
-    if member_id is not None and principal.kind == "member" and principal.id == member_id:
-        return
-    require_access(principal, MANAGE, granted_team_ids=[team_id] if team_id else [])
+    require_access(
+        principal,
+        MANAGE,
+        granted_team_ids=[team_id] if team_id else [],
+        open_to_caller=member_id is not None
+        and principal.kind == "member"
+        and principal.id == member_id,
+    )
 
 
 def _check_member(identity: IdentityContext, principal: Principal, member_id: str | None) -> None:
@@ -692,8 +694,9 @@ def _require_channels(
 
 
 def _require_scope(principal: Principal, scope_type: str | None) -> None:
-    if scope_type == "organization" and not principal.can(MANAGE):
-        raise PermissionDeniedError(
-            f"An organization-wide rule needs {MANAGE} from an organization role.",
-            code="forbidden",
+    if scope_type == "organization":
+        require_access(
+            principal,
+            MANAGE,
+            refusal=f"An organization-wide rule needs {MANAGE} from an organization role.",
         )

@@ -25,6 +25,7 @@ from sailplane.http.auth import (
     Principal,
     WorkloadsDep,
     can_access,
+    reachable_team_ids,
     require_access,
     requires,
 )
@@ -48,7 +49,6 @@ from sailplane.http.sharing import (
     TeamIdsRequest,
     included_teams,
     link_fields,
-    reachable_team_ids,
     require_manage,
     require_team,
 )

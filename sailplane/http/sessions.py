@@ -20,17 +20,22 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from sailplane.contexts import InfraContext
 from sailplane.domain.errors import InvalidValueError, NotFoundError, PermissionDeniedError
-from sailplane.http.auth import Caller, InfraDep, Principal
+from sailplane.http.auth import (
+    Caller,
+    InfraDep,
+    Principal,
+    can_access,
+    reachable_team_ids,
+    require_access,
+)
 from sailplane.http.pagination import Limit, Marker, NormalizedListing
 from sailplane.http.routes import delete, get, post
 from sailplane.http.shapes import Shape, iso
 
 SESSIONS, CONFIGS = "CanManageSessions", "CanUseClusters"
+# A team role that manages a team's members also sees the team's sessions.
+TEAM_ADMIN = "CanManageTeamMembers"
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")]
-
-
-def _teams_granting(principal: Principal, permission: str) -> list[str]:
-    return principal.teams_granting(permission)
 
 
 def requires_somewhere(permission: str) -> Any:
@@ -38,7 +43,7 @@ def requires_somewhere(permission: str) -> Any:
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal: Principal = connection.user
-        if principal.can(permission) or _teams_granting(principal, permission):
+        if principal.can(permission) or principal.teams_granting(permission):
             return
         raise PermissionDeniedError(
             f"This needs the {permission} permission, which neither your roles nor your teams grant.",
@@ -50,13 +55,12 @@ def requires_somewhere(permission: str) -> Any:
 
 
 def _require_in_team(principal: Principal, permission: str, team_id: str | None) -> None:
-    if principal.can(permission):
-        return
-    if team_id is None or team_id not in _teams_granting(principal, permission):
-        raise PermissionDeniedError(
-            f"This needs the {permission} permission in team {team_id or '(none named)'}.",
-            code="forbidden",
-        )
+    require_access(
+        principal,
+        permission,
+        granted_team_ids=[team_id] if team_id else [],
+        refusal=f"This needs the {permission} permission in team {team_id or '(none named)'}.",
+    )
 
 
 # --- shapes -----------------------------------------------------------------------------
@@ -208,26 +212,33 @@ def _is_owner(principal: Principal, row: dict[str, Any]) -> bool:
     return principal.id in (row["member_id"], row["service_account_id"])
 
 
+def _owner_view(principal: Principal, row: dict[str, Any]) -> bool:
+    """Whether the caller sees the session as its owner does (and may issue its token)."""
+    return can_access(principal, SESSIONS, open_to_caller=_is_owner(principal, row))
+
+
+def _visibility(principal: Principal) -> tuple[str, list[str]] | None:
+    """Whose sessions the caller sees: None for all (the organization-wide permission), else
+    their own and those of the teams where a team role lets them manage members."""
+    if can_access(principal, SESSIONS):
+        return None
+    return principal.id, principal.teams_granting(TEAM_ADMIN)
+
+
 def _visible_session(infra: InfraContext, principal: Principal, session_id: str) -> dict[str, Any]:
     """The session if the caller may see it: owner, team admin of its team, or org-wide permission."""
     row = infra.session_views.session(principal.organization_id, session_id)
     if row is None or not (
-        principal.can(SESSIONS)
-        or _is_owner(principal, row)
-        or (row["team_id"] is not None and row["team_id"] in _team_admin_teams(principal))
+        _owner_view(principal, row)
+        or (row["team_id"] is not None and row["team_id"] in principal.teams_granting(TEAM_ADMIN))
     ):
         raise NotFoundError.of("session", session_id)
     return row
 
 
-def _team_admin_teams(principal: Principal) -> list[str]:
-    """Teams whose sessions the caller sees: those where a team role lets them manage members."""
-    return _teams_granting(principal, "CanManageTeamMembers")
-
-
 def _describe(infra: InfraContext, principal: Principal, session_id: str) -> SessionOut:
     row = _visible_session(infra, principal, session_id)
-    return session_out(row, owner_view=_is_owner(principal, row) or principal.can(SESSIONS))
+    return session_out(row, owner_view=_owner_view(principal, row))
 
 
 class SessionController(Controller):
@@ -255,10 +266,9 @@ class SessionController(Controller):
     ) -> NormalizedListing[SessionRef, SessionsIncluded]:
         """List the sessions the caller may see, oldest first, with filters."""
         org = principal.organization_id
-        visible = None if principal.can(SESSIONS) else (principal.id, _team_admin_teams(principal))
         total, rows, next_marker = infra.session_views.sessions(
             org,
-            visible_to=visible,
+            visible_to=_visibility(principal),
             team_id=team_id,
             endpoint_type=endpoint_type,
             status=status,
@@ -280,10 +290,7 @@ class SessionController(Controller):
                 for r in rows
             ],
             included=SessionsIncluded(
-                sessions=[
-                    session_out(r, owner_view=_is_owner(principal, r) or principal.can(SESSIONS))
-                    for r in rows
-                ],
+                sessions=[session_out(r, owner_view=_owner_view(principal, r)) for r in rows],
                 members=[],
                 service_accounts=[],
                 workloads=[],
@@ -356,10 +363,12 @@ class SessionController(Controller):
     ) -> TokenOut:
         """A short-lived signed bearer token for the session's endpoint (owner or org admin)."""
         row = _visible_session(infra, principal, session)
-        if not (_is_owner(principal, row) or principal.can(SESSIONS)):
-            raise PermissionDeniedError(
-                "Only the session's owner or an admin can issue its token.", code="forbidden"
-            )
+        require_access(
+            principal,
+            SESSIONS,
+            open_to_caller=_is_owner(principal, row),
+            refusal="Only the session's owner or an admin can issue its token.",
+        )
         issued = infra.sessions.issue_token(
             session, duration_seconds=data.duration_seconds, by=principal.actor
         )
@@ -400,9 +409,12 @@ class ComputeConfigController(Controller):
         marker: Marker = None,
     ) -> ComputeConfigListing:
         """List the named compute configs of the caller's teams (all with the organization permission)."""
-        teams = None if principal.can(CONFIGS) else _teams_granting(principal, CONFIGS)
         _, rows, next_marker = infra.session_views.compute_configs(
-            principal.organization_id, team_ids=teams, team_id=team_id, limit=limit, marker=marker
+            principal.organization_id,
+            team_ids=reachable_team_ids(principal, CONFIGS),
+            team_id=team_id,
+            limit=limit,
+            marker=marker,
         )
         return ComputeConfigListing(items=[compute_config_out(r) for r in rows], marker=next_marker)
 
@@ -448,8 +460,6 @@ class ComputeConfigController(Controller):
 
 def _config_row(infra: InfraContext, principal: Principal, config_id: str) -> dict[str, Any]:
     row = infra.session_views.compute_config(principal.organization_id, config_id)
-    if row is None or not (
-        principal.can(CONFIGS) or row["team_id"] in _teams_granting(principal, CONFIGS)
-    ):
+    if row is None or not can_access(principal, CONFIGS, granted_team_ids=[row["team_id"]]):
         raise NotFoundError.of("workload_config", config_id)
     return row

@@ -29,14 +29,6 @@ class ItemList(msgspec.Struct, Generic[T], kw_only=True):
     items: list[T]
 
 
-def reachable_team_ids(principal: Principal, permission: str) -> list[str] | None:
-    """The teams through which the caller reaches resources, or None when an organization
-    role grants `permission` and so every resource of the organization is reachable."""
-    if principal.can(permission):
-        return None
-    return principal.teams_granting(permission)
-
-
 def require_manage(
     principal: Principal, view: SharedView, resource_id: str, permission: str
 ) -> None:

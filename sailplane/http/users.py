@@ -9,9 +9,8 @@ from litestar import Controller
 from litestar.params import FromPath, JSONBody
 
 from sailplane.contexts import IdentityContext
-from sailplane.domain.errors import PermissionDeniedError
 from sailplane.http import shapes
-from sailplane.http.auth import Caller, IdentityDep, Principal, requires
+from sailplane.http.auth import Caller, IdentityDep, Principal, require_access, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user
 from sailplane.http.pagination import Limit, Marker, MarkerListing
@@ -147,12 +146,15 @@ class UserController(Controller):
         data: JSONBody[ChangePasswordRequest],
     ) -> None:
         """Change a password; the current one is required when the user has one."""
-        if user != principal.user_id and not principal.can("CanManageUsers"):
+        own = user == principal.user_id
+        if not own:
             identity.commands.user_in_organization(user, principal.actor)  # 404 before 403
-            raise PermissionDeniedError(
-                "Changing another user's password needs the CanManageUsers permission.",
-                code="forbidden",
-            )
+        require_access(
+            principal,
+            "CanManageUsers",
+            open_to_caller=own,
+            refusal="Changing another user's password needs the CanManageUsers permission.",
+        )
         position = identity.commands.change_password(
             user,
             current_password=data.current_password,
