@@ -31,6 +31,10 @@ from typing import Any, Generic, TypeVar
 import httpx
 import msgspec
 
+# The run shapes the server answers with, as it defines them (no second copy to drift).
+from sailplane.http.shapes import JobRunEvent as RunEvent
+from sailplane.http.shapes import JobRunLogLine as LogLine
+
 API_PREFIX = "/api/v1"
 TERMINAL_STATUSES = frozenset(
     {"completed", "failed", "timeout", "cancelled", "skipped", "dead_letter"}
@@ -102,24 +106,6 @@ class JobRun(_Shape):
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
-
-
-class LogLine(_Shape):
-    seq: int
-    attempt: int
-    time: str | None
-    line: str
-
-
-class RunEvent(_Shape):
-    version: int
-    type: str
-    status: str | None
-    reason: str | None
-    message: str | None
-    attempt: int
-    cause: str
-    time: str | None
 
 
 class _Items(msgspec.Struct, Generic[T], kw_only=True):

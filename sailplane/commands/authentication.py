@@ -33,7 +33,7 @@ from sailplane.commands.identity import (
     compound_token,
     token_target,
 )
-from sailplane.commands.ports import IdentityProviderClient, OidcError, Pkce
+from sailplane.commands.ports import ExpectedIdToken, IdentityProviderClient, OidcError, Pkce
 from sailplane.commands.workloads import SecretBox
 from sailplane.domain.access import MEMBER
 from sailplane.domain.base import Actor, SailplaneAggregate
@@ -492,11 +492,13 @@ class Authentication(Identity):
         )
         return self.oidc.verify_id_token(
             str(tokens["id_token"]),
-            jwks=self.oidc.jwks(str(configuration["jwks_uri"])),
-            issuer=str(configuration["issuer"]),
-            client_id=provider.client_id,
-            nonce=attempt.nonce,
-            now=self.clock(),
+            ExpectedIdToken(
+                jwks=self.oidc.jwks(str(configuration["jwks_uri"])),
+                issuer=str(configuration["issuer"]),
+                client_id=provider.client_id,
+                nonce=attempt.nonce,
+                now=self.clock(),
+            ),
         )
 
     def _sso_account(

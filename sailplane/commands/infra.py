@@ -8,7 +8,7 @@ resource's new status. The provisioner consumer then calls `start_operation`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +19,7 @@ from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
     Health,
+    InstanceTypeQuery,
     NetworkSpec,
     Provider,
     ProviderError,
@@ -304,23 +305,12 @@ class Infra(SailplaneApplication):
         return adapter.regions(spec)
 
     def instance_types(
-        self,
-        connection_id: str,
-        *,
-        region: str | None,
-        architecture: str | None,
-        min_vcpus: int | None,
-        min_memory_mib: int | None,
-        by: Actor,
+        self, connection_id: str, wanted: InstanceTypeQuery, *, by: Actor
     ) -> InstanceTypes:
         """The provider's instance types in the region (default: the connection's), filtered."""
         adapter, spec = self._provider_of(connection_id, by)
         items = adapter.instance_types(
-            spec,
-            region=region or spec.config.get("region"),
-            architecture=architecture,
-            min_vcpus=min_vcpus,
-            min_memory_mib=min_memory_mib,
+            spec, replace(wanted, region=wanted.region or spec.config.get("region"))
         )
         return InstanceTypes(provider=spec.provider, items=items)
 

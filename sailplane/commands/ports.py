@@ -88,6 +88,17 @@ class ConnectionSpec:
 
 
 @dataclass(frozen=True)
+class InstanceTypeQuery:
+    """Which instance types to list: the documented filters (None: not filtered; `region`
+    None: the connection's own)."""
+
+    region: str | None = None
+    architecture: str | None = None
+    min_vcpus: int | None = None
+    min_memory_mib: int | None = None
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     id: str
     organization_id: str
@@ -171,13 +182,7 @@ class Provider(Protocol):
         ...
 
     def instance_types(
-        self,
-        connection: ConnectionSpec,
-        *,
-        region: str | None,
-        architecture: str | None,
-        min_vcpus: int | None,
-        min_memory_mib: int | None,
+        self, connection: ConnectionSpec, wanted: InstanceTypeQuery
     ) -> list[dict[str, Any]]:
         """`{provider, instanceType, vCpus, memoryMiB, architecture, gpuCount, instanceFamily,
         maxPods, group, allocatableMilliCpu}` items, filtered."""
@@ -292,6 +297,18 @@ class Pkce:
         return cls(verifier, base64.urlsafe_b64encode(digest).decode().rstrip("="))
 
 
+@dataclass(frozen=True)
+class ExpectedIdToken:
+    """What an ID token must match to sign someone in: the provider's keys and issuer, this
+    client, this sign-in's nonce, and the time it is checked at."""
+
+    jwks: dict[str, Any]
+    issuer: str
+    client_id: str
+    nonce: str
+    now: datetime
+
+
 class IdentityProviderClient(Protocol):
     """An OpenID Connect relying party; every failure is an `OidcError`."""
 
@@ -322,16 +339,7 @@ class IdentityProviderClient(Protocol):
         code_verifier: str,
     ) -> dict[str, Any]: ...
 
-    def verify_id_token(
-        self,
-        id_token: str,
-        *,
-        jwks: dict[str, Any],
-        issuer: str,
-        client_id: str,
-        nonce: str,
-        now: datetime,
-    ) -> dict[str, Any]:
+    def verify_id_token(self, id_token: str, expected: ExpectedIdToken) -> dict[str, Any]:
         """The ID token's claims, after its signature, issuer, audience, times and nonce check out."""
         ...
 

@@ -19,7 +19,7 @@ from eventsourcing.persistence import Tracking
 
 from sailplane.commands.base import Clock, SailplaneApplication, utc_now
 from sailplane.commands.infra import Infra, cluster_spec, local_ids
-from sailplane.commands.ports import ProviderError
+from sailplane.commands.ports import InstanceTypeQuery, ProviderError
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import (
     ConflictError,
@@ -104,11 +104,7 @@ class Sessions(SailplaneApplication):
             offered = {
                 t["instanceType"]
                 for t in adapter.instance_types(
-                    self.infra.connection_spec(connection),
-                    region=cluster.region,
-                    architecture=None,
-                    min_vcpus=None,
-                    min_memory_mib=None,
+                    self.infra.connection_spec(connection), InstanceTypeQuery(region=cluster.region)
                 )
             }
         except ProviderError as exc:

@@ -140,9 +140,16 @@ def catalog_summary(row: dict[str, Any]) -> CatalogSummary:
 def catalog_listing(
     workloads: WorkloadsContext,
     organization_id: str,
-    page: tuple[int, list[dict[str, Any]], str | None],
+    page: Page,
+    sort: Sort,
+    marker: str | None,
+    *,
+    team_ids: list[str] | None,
 ) -> CatalogListing:
-    total, rows, marker = page
+    """A page of the catalogs granted to `team_ids` (None: every catalog), with their teams."""
+    total, rows, marker = workloads.catalogs.catalogs(
+        organization_id, page, sort, marker, team_ids=team_ids
+    )
     team_ids = workloads.catalogs.team_ids_by_resource([r["id"] for r in rows])
     return CatalogListing(
         total=total,
@@ -167,6 +174,12 @@ def catalog_row(
     return or_404(
         workloads.catalogs.catalog(principal.organization_id, catalog_id), "catalog", catalog_id
     )
+
+
+def _manage(workloads: WorkloadsContext, principal: Principal, catalog_id: str) -> None:
+    """404 unless it exists, 403 unless the caller may change it (organization or team role)."""
+    catalog_row(workloads, principal, catalog_id)
+    require_manage(principal, workloads.catalogs, catalog_id, MANAGE)
 
 
 def _links(
@@ -194,13 +207,10 @@ class CatalogController(Controller):
         return catalog_listing(
             workloads,
             org,
-            workloads.catalogs.catalogs(
-                org,
-                Page(limit=limit),
-                Sort("name"),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-            ),
+            Page(limit=limit),
+            Sort("name"),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
         )
 
     @post("/", operation_id="CreateCatalog", guards=[requires(VIEW)])
@@ -244,8 +254,7 @@ class CatalogController(Controller):
         data: JSONBody[CatalogUpdateRequest],
     ) -> CatalogSummary:
         """Rename a catalog or change its settings (`configWrite` is a JSON merge patch)."""
-        catalog_row(workloads, principal, catalog)
-        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        _manage(workloads, principal, catalog)
         position = workloads.commands.update_catalog(
             catalog, name=data.name, config_patch=data.config_write, by=principal.actor
         )
@@ -261,8 +270,7 @@ class CatalogController(Controller):
         self, workloads: WorkloadsDep, principal: Caller, catalog: FromPath[str]
     ) -> None:
         """Delete a catalog and its team grants; queries keep their catalogId."""
-        catalog_row(workloads, principal, catalog)
-        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        _manage(workloads, principal, catalog)
         workloads.wait_for_views(workloads.commands.delete_catalog(catalog, by=principal.actor))
 
     @get(
@@ -290,8 +298,7 @@ class CatalogController(Controller):
         data: JSONBody[TeamIdsRequest],
     ) -> ItemList[CatalogTeam]:
         """Grant teams access to a catalog; returns the grants of the teams named."""
-        catalog_row(workloads, principal, catalog)
-        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        _manage(workloads, principal, catalog)
         position = workloads.commands.grant_catalog_teams(
             catalog, data.team_ids, by=principal.actor
         )
@@ -311,8 +318,7 @@ class CatalogController(Controller):
         team: FromPath[str],
     ) -> None:
         """Revoke a team's access to a catalog."""
-        catalog_row(workloads, principal, catalog)
-        require_manage(principal, workloads.catalogs, catalog, MANAGE)
+        _manage(workloads, principal, catalog)
         position = workloads.commands.revoke_catalog_team(catalog, team, by=principal.actor)
         workloads.wait_for_views(position)
 
@@ -339,13 +345,10 @@ class CatalogListsController(Controller):
         return catalog_listing(
             workloads,
             org,
-            workloads.catalogs.catalogs(
-                org,
-                page_of(page, limit),
-                sort_of(sort_by, sort_direction),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-            ),
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
         )
 
     @get(
@@ -366,9 +369,5 @@ class CatalogListsController(Controller):
         org = principal.organization_id
         require_team(identity, principal, team)
         return catalog_listing(
-            workloads,
-            org,
-            workloads.catalogs.catalogs(
-                org, Page(limit=limit), Sort("name"), marker, team_ids=[team]
-            ),
+            workloads, org, Page(limit=limit), Sort("name"), marker, team_ids=[team]
         )

@@ -20,7 +20,7 @@ import msgspec
 from litestar import Controller, Response
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from sailplane.commands.ports import resource_name
+from sailplane.commands.ports import InstanceTypeQuery, resource_name
 from sailplane.contexts import InfraContext
 from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.http.auth import Caller, InfraDep, Principal, can_access, requires
@@ -618,10 +618,7 @@ class ConnectionController(Controller):
         """List the instance types the provider offers, filtered."""
         offered = infra.commands.instance_types(
             connection,
-            region=region,
-            architecture=architecture,
-            min_vcpus=min_vcpus,
-            min_memory_mib=min_memory_mib,
+            InstanceTypeQuery(region, architecture, min_vcpus, min_memory_mib),
             by=principal.actor,
         )
         return InstanceTypes(items=offered.items[:limit], metadata={"provider": offered.provider})

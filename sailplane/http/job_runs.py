@@ -35,7 +35,7 @@ from sailplane.http.auth import (
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import JobRunEvent, JobRunLogLine, Shape, iso
 
 VIEW, RUN, MANAGE = "CanViewJobs", "CanRunJobs", "CanManageJobs"
 STREAM_POLL_SECONDS = 0.25
@@ -87,24 +87,6 @@ class JobRunListing(Shape):
     total: int
     items: list[JobRun]
     marker: str | None
-
-
-class JobRunEvent(Shape):
-    version: int
-    type: str
-    status: str | None
-    reason: str | None
-    message: str | None
-    attempt: int
-    cause: str  # member:ID, service_account:ID or system:<component>
-    time: str | None
-
-
-class JobRunLogLine(Shape):
-    seq: int
-    attempt: int
-    time: str | None
-    line: str
 
 
 def run_shape(row: dict[str, Any]) -> JobRun:

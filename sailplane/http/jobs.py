@@ -349,9 +349,17 @@ def job_listing(
     workloads: WorkloadsContext,
     runs: RunsContext,
     organization_id: str,
-    page: tuple[int, list[dict[str, Any]], str | None],
+    page: Page,
+    sort: Sort,
+    marker: str | None,
+    *,
+    team_ids: list[str] | None,
+    cluster_id: str | None = None,
 ) -> JobListing:
-    total, rows, marker = page
+    """A page of the jobs granted to `team_ids` (None: every job), with their latest runs."""
+    total, rows, marker = workloads.jobs.jobs(
+        organization_id, page, sort, marker, team_ids=team_ids, cluster_id=cluster_id
+    )
     jobs = job_entities(workloads, organization_id, rows)
     items, included = _included(
         workloads,
@@ -422,13 +430,10 @@ class JobController(Controller):
             workloads,
             runs,
             org,
-            workloads.jobs.jobs(
-                org,
-                Page(limit=limit),
-                Sort("jobKey"),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-            ),
+            Page(limit=limit),
+            Sort("jobKey"),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
         )
 
     @post("/", operation_id="CreateJob", guards=[requires(VIEW)])
@@ -790,13 +795,10 @@ class JobListsController(Controller):
             workloads,
             runs,
             org,
-            workloads.jobs.jobs(
-                org,
-                page_of(page, limit),
-                sort_of(sort_by, sort_direction),
-                marker,
-                team_ids=_my_team_ids(principal),
-            ),
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
+            team_ids=_my_team_ids(principal),
         )
 
     @get(
@@ -818,10 +820,7 @@ class JobListsController(Controller):
         org = principal.organization_id
         require_team(identity, principal, team)
         return job_listing(
-            workloads,
-            runs,
-            org,
-            workloads.jobs.jobs(org, Page(limit=limit), Sort("jobKey"), marker, team_ids=[team]),
+            workloads, runs, org, Page(limit=limit), Sort("jobKey"), marker, team_ids=[team]
         )
 
     @get(
@@ -845,12 +844,9 @@ class JobListsController(Controller):
             workloads,
             runs,
             org,
-            workloads.jobs.jobs(
-                org,
-                Page(limit=limit),
-                Sort("jobKey"),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-                cluster_id=cluster,
-            ),
+            Page(limit=limit),
+            Sort("jobKey"),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
+            cluster_id=cluster,
         )

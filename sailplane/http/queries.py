@@ -178,15 +178,30 @@ def _normalized(
 def query_listing(
     workloads: WorkloadsContext,
     organization_id: str,
-    page: tuple[int, list[dict[str, Any]], str | None],
+    page: Page,
+    sort: Sort,
+    marker: str | None,
+    *,
+    team_ids: list[str] | None,
+    catalog_id: str | None = None,
 ) -> QueryListing:
-    total, rows, marker = page
+    """A page of the saved queries granted to `team_ids` (None: every query), with what
+    they name."""
+    total, rows, marker = workloads.queries.queries(
+        organization_id, page, sort, marker, team_ids=team_ids, catalog_id=catalog_id
+    )
     items, included = _normalized(workloads, organization_id, rows)
     return QueryListing(total=total, items=items, included=included, marker=marker)
 
 
 def query_row(workloads: WorkloadsContext, principal: Principal, query_id: str) -> dict[str, Any]:
     return or_404(workloads.queries.query(principal.organization_id, query_id), "query", query_id)
+
+
+def _manage(workloads: WorkloadsContext, principal: Principal, query_id: str) -> None:
+    """404 unless it exists, 403 unless the caller may change it (organization or team role)."""
+    query_row(workloads, principal, query_id)
+    require_manage(principal, workloads.queries, query_id, MANAGE)
 
 
 def _check_catalog(
@@ -224,13 +239,10 @@ class QueryController(Controller):
         return query_listing(
             workloads,
             org,
-            workloads.queries.queries(
-                org,
-                Page(limit=limit),
-                Sort("name"),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-            ),
+            Page(limit=limit),
+            Sort("name"),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
         )
 
     @post("/", operation_id="CreateQuery", guards=[requires(VIEW)])
@@ -276,8 +288,7 @@ class QueryController(Controller):
         data: JSONBody[QueryUpdateRequest],
     ) -> Query:
         """Change the fields sent of a saved query."""
-        query_row(workloads, principal, query_id)
-        require_manage(principal, workloads.queries, query_id, MANAGE)
+        _manage(workloads, principal, query_id)
         fields = {f: getattr(data, f) for f in QUERY_FIELDS if getattr(data, f) is not UNSET}
         _check_catalog(workloads, principal, fields.get("catalog_id"))
         position = workloads.commands.update_query(query_id, fields, by=principal.actor)
@@ -289,8 +300,7 @@ class QueryController(Controller):
         self, workloads: WorkloadsDep, principal: Caller, query_id: FromPath[str]
     ) -> None:
         """Delete a saved query unless an active job version runs it (409)."""
-        query_row(workloads, principal, query_id)
-        require_manage(principal, workloads.queries, query_id, MANAGE)
+        _manage(workloads, principal, query_id)
         workloads.wait_for_views(workloads.commands.delete_query(query_id, by=principal.actor))
 
     @get(
@@ -328,8 +338,7 @@ class QueryController(Controller):
         data: JSONBody[TeamIdsRequest],
     ) -> ItemList[QueryTeam]:
         """Grant teams access to a saved query; returns the grants of the teams named."""
-        query_row(workloads, principal, query_id)
-        require_manage(principal, workloads.queries, query_id, MANAGE)
+        _manage(workloads, principal, query_id)
         position = workloads.commands.grant_query_teams(query_id, data.team_ids, by=principal.actor)
         workloads.wait_for_views(position)
         return _links(workloads, query_id, set(data.team_ids))
@@ -347,8 +356,7 @@ class QueryController(Controller):
         team: FromPath[str],
     ) -> None:
         """Revoke a team's access to a saved query."""
-        query_row(workloads, principal, query_id)
-        require_manage(principal, workloads.queries, query_id, MANAGE)
+        _manage(workloads, principal, query_id)
         position = workloads.commands.revoke_query_team(query_id, team, by=principal.actor)
         workloads.wait_for_views(position)
 
@@ -375,13 +383,10 @@ class QueryListsController(Controller):
         return query_listing(
             workloads,
             org,
-            workloads.queries.queries(
-                org,
-                page_of(page, limit),
-                sort_of(sort_by, sort_direction),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-            ),
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
         )
 
     @get(
@@ -402,11 +407,7 @@ class QueryListsController(Controller):
         org = principal.organization_id
         require_team(identity, principal, team)
         return query_listing(
-            workloads,
-            org,
-            workloads.queries.queries(
-                org, Page(limit=limit), Sort("name"), marker, team_ids=[team]
-            ),
+            workloads, org, Page(limit=limit), Sort("name"), marker, team_ids=[team]
         )
 
     @get(
@@ -429,12 +430,9 @@ class QueryListsController(Controller):
         return query_listing(
             workloads,
             org,
-            workloads.queries.queries(
-                org,
-                Page(limit=limit),
-                Sort("name"),
-                marker,
-                team_ids=reachable_team_ids(principal, VIEW),
-                catalog_id=catalog,
-            ),
+            Page(limit=limit),
+            Sort("name"),
+            marker,
+            team_ids=reachable_team_ids(principal, VIEW),
+            catalog_id=catalog,
         )

@@ -268,3 +268,28 @@ def team_role(role: Role, organization: dict[str, Any], member_count: int) -> Te
         member_count=member_count,
         permission_count=len(role.permissions),
     )
+
+
+# --- job runs (the server's answers and the Python client's, sailplane/client.py) --------
+
+
+class JobRunEvent(Shape):
+    """One transition of a run, as `/runs/{jobRun}/events` and the stream's `status` show it."""
+
+    version: int
+    type: str
+    status: str | None
+    reason: str | None
+    message: str | None
+    attempt: int
+    cause: str  # member:ID, service_account:ID or system:<component>
+    time: str | None
+
+
+class JobRunLogLine(Shape):
+    """One line a run wrote, as `/runs/{jobRun}/logs` and the stream's `log` show it."""
+
+    seq: int
+    attempt: int
+    time: str | None
+    line: str

@@ -35,6 +35,7 @@ import yaml
 from sailplane.commands.base import Clock, utc_now
 from sailplane.commands.ports import (
     Health,
+    InstanceTypeQuery,
     Progress,
     ProviderError,
     Template,
@@ -265,21 +266,15 @@ class _Adapter(ABC):
         return _plain(self._bind(connection).regions())
 
     def instance_types(
-        self,
-        connection: _Connection,
-        *,
-        region: str | None,
-        architecture: str | None,
-        min_vcpus: int | None,
-        min_memory_mib: int | None,
+        self, connection: _Connection, wanted: InstanceTypeQuery
     ) -> list[dict[str, Any]]:
-        wanted = InstanceTypeFilter(
-            region=region,
-            architecture=architecture,  # type: ignore[arg-type]  # the HTTP layer checks the enum
-            min_v_cpus=min_vcpus,
-            min_memory_mib=min_memory_mib,
+        filters = InstanceTypeFilter(
+            region=wanted.region,
+            architecture=wanted.architecture,  # type: ignore[arg-type]  # the HTTP layer checks the enum
+            min_v_cpus=wanted.min_vcpus,
+            min_memory_mib=wanted.min_memory_mib,
         )
-        return _plain(self._bind(connection).instance_types(wanted).items)
+        return _plain(self._bind(connection).instance_types(filters).items)
 
     def provider_networks(
         self, connection: _Connection, *, region: str | None

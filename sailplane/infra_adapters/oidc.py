@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
 from typing import Any
 
 import httpx
 import jwt
 
-from sailplane.commands.ports import OidcError
+from sailplane.commands.ports import ExpectedIdToken, OidcError
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
@@ -131,17 +130,10 @@ class OidcClient:
             raise OidcError("The token response has no id_token.")
         return tokens
 
-    def verify_id_token(
-        self,
-        id_token: str,
-        *,
-        jwks: dict[str, Any],
-        issuer: str,
-        client_id: str,
-        nonce: str,
-        now: datetime,
-    ) -> dict[str, Any]:
+    def verify_id_token(self, id_token: str, expected: ExpectedIdToken) -> dict[str, Any]:
         """The ID token's claims, after its signature, issuer, audience, times and nonce check out."""
+        jwks, issuer, client_id = expected.jwks, expected.issuer, expected.client_id
+        nonce, now = expected.nonce, expected.now
         try:
             header = jwt.get_unverified_header(id_token)
             key_set = jwt.PyJWKSet.from_dict(jwks)

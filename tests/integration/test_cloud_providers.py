@@ -16,7 +16,7 @@ import boto3
 import pytest
 import yaml
 
-from sailplane.commands.ports import ProviderError
+from sailplane.commands.ports import InstanceTypeQuery, ProviderError
 from sailplane.domain.errors import ConflictError, InvalidValueError
 from sailplane.infra_adapters.aws import network_stack_name
 from sailplane.infra_adapters.cloud_providers import (
@@ -196,7 +196,7 @@ def test_an_aws_connection_from_template_to_destroyed_cluster(moto: str, aws: Aw
     regions = aws.regions(connection)
     assert {"provider", "regionCode", "regionName", "group"} == set(regions[0])
     arm = aws.instance_types(
-        connection, region="us-east-1", architecture="arm64", min_vcpus=64, min_memory_mib=None
+        connection, InstanceTypeQuery(region="us-east-1", architecture="arm64", min_vcpus=64)
     )
     assert arm and all(t["architecture"] == "arm64" and t["vCpus"] >= 64 for t in arm)
     networks = aws.provider_networks(connection, region=None)  # moto's default VPC at least

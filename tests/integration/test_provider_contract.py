@@ -20,6 +20,7 @@ import yaml
 from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
+    InstanceTypeQuery,
     NetworkSpec,
     Provider,
     Unsupported,
@@ -147,17 +148,10 @@ def test_read_calls_answer_the_documented_shapes(case: Case) -> None:
     assert regions and all(
         {"provider", "regionCode", "regionName", "group"} <= set(r) for r in regions
     )
-    types = adapter.instance_types(
-        connection, region=None, architecture=None, min_vcpus=None, min_memory_mib=None
-    )
+    types = adapter.instance_types(connection, InstanceTypeQuery())
     keys = {"provider", "instanceType", "vCpus", "memoryMiB", "architecture", "gpuCount"}
     assert types and all(keys <= set(t) for t in types)
     most = max(t["vCpus"] for t in types)
-    assert (
-        adapter.instance_types(
-            connection, region=None, architecture=None, min_vcpus=most + 1, min_memory_mib=None
-        )
-        == []
-    )
+    assert adapter.instance_types(connection, InstanceTypeQuery(min_vcpus=most + 1)) == []
     assert isinstance(adapter.provider_networks(connection, region=None), list)
     assert adapter.verify(connection, role_arn=None).ok

@@ -37,6 +37,7 @@ from sailplane.commands.ports import (
     ClusterSpec,
     ConnectionSpec,
     Health,
+    InstanceTypeQuery,
     NetworkSpec,
     Progress,
     ProviderError,
@@ -322,13 +323,7 @@ class LocalProvider:
         ]
 
     def instance_types(
-        self,
-        connection: ConnectionSpec,
-        *,
-        region: str | None,
-        architecture: str | None,
-        min_vcpus: int | None,
-        min_memory_mib: int | None,
+        self, connection: ConnectionSpec, wanted: InstanceTypeQuery
     ) -> list[dict[str, Any]]:
         vcpus = os.cpu_count() or 1
         memory = psutil.virtual_memory().total // MIB
@@ -345,10 +340,10 @@ class LocalProvider:
             "allocatableMilliCpu": vcpus * 1000,
         }
         if (
-            (region is not None and region != REGION)
-            or (architecture is not None and architecture != item["architecture"])
-            or (min_vcpus is not None and vcpus < min_vcpus)
-            or (min_memory_mib is not None and memory < min_memory_mib)
+            (wanted.region is not None and wanted.region != REGION)
+            or (wanted.architecture not in (None, item["architecture"]))
+            or (wanted.min_vcpus is not None and vcpus < wanted.min_vcpus)
+            or (wanted.min_memory_mib is not None and memory < wanted.min_memory_mib)
         ):
             return []
         return [item]
