@@ -294,9 +294,7 @@ def _issue(
 ) -> str:
     """A member's API key, or a new service account's (with the given roles)."""
     if service_account is None:
-        token, _ = system.identity.commands.issue_api_key(
-            member_id=member_id, name=name, by=by
-        )
+        token, _ = system.identity.commands.issue_api_key(member_id=member_id, name=name, by=by)
         return token
     account_id, _ = system.identity.commands.create_service_account(
         username=service_account, description=name, role_ids=roles or ["MEMBER"], by=by

@@ -9,8 +9,7 @@ import pytest
 
 from sailplane.domain.access import MEMBER
 from sailplane.domain.base import Actor
-from sailplane.http.auth import Principal
-from sailplane.http.auth import reachable_team_ids
+from sailplane.http.auth import Principal, reachable_team_ids
 from sailplane.projections.query import Page, Sort
 from sailplane.projections.runner import rebuild
 from sailplane.projections.workloads import CatalogsProjection, QueriesProjection
