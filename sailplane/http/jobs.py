@@ -455,7 +455,7 @@ class JobController(Controller):
             team_ids=data.team_ids,
             by=principal.actor,
         )
-        infra.wait_for_views(position)
+        workloads.wait_for_views(position)
         return _job(workloads, principal, job_id)
 
     @get("/{job:str}", operation_id="DescribeJob", guards=[requires(VIEW)])
@@ -546,7 +546,7 @@ class JobController(Controller):
         position = workloads.commands.create_job_draft(
             job, data.fields(infra, principal), by=principal.actor
         )
-        infra.wait_for_views(position)
+        workloads.wait_for_views(position)
         return _draft(workloads, principal, job)
 
     @patch(
@@ -567,7 +567,7 @@ class JobController(Controller):
         position = workloads.commands.update_job_draft(
             job, data.fields(infra, principal), by=principal.actor
         )
-        infra.wait_for_views(position)
+        workloads.wait_for_views(position)
         return _draft(workloads, principal, job)
 
     @delete(
@@ -690,7 +690,7 @@ class JobController(Controller):
         number, position = workloads.commands.create_job_version(
             job, data.fields(infra, principal), by=principal.actor
         )
-        infra.wait_for_views(position)
+        workloads.wait_for_views(position)
         return version_shape(_published(workloads, principal, job, number))
 
     @get(

@@ -432,7 +432,7 @@ class NotificationController(Controller):
             status=data.status,
             by=principal.actor,
         )
-        identity.wait_for_views(position)
+        notifications.wait_for_views(position)
         return _channel_details(_channel_row(notifications, principal, channel_id))
 
     @get(
@@ -558,7 +558,7 @@ class NotificationController(Controller):
         _require_scope(principal, fields["scope_type"])
         _require_channels(notifications, principal, fields["channel_ids"])
         rule_id, position = notifications.commands.create_rule(fields, by=principal.actor)
-        identity.wait_for_views(position)
+        notifications.wait_for_views(position)
         return _rule_out(_rule_row(notifications, principal, rule_id))
 
     @get(
