@@ -10,6 +10,7 @@ pagination. Logs, events and the live stream are this project's additions
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -396,16 +397,25 @@ async def _follow(
         lines = await anyio.to_thread.run_sync(
             partial(runs.logs.page, run_id, after=seen_log, limit=500)
         )
-        for row in events:
-            seen_event = row["version"]
-            yield ServerSentEventMessage(
-                event="status",
-                id=f"{seen_event}.{seen_log}",
-                data=msgspec.json.encode(event_shape(row)).decode(),
-            )
-        for row in lines:
-            seen_log = row["seq"]
-            yield _log_message(row, seen_event)
+        # In the order things happened: a line the work wrote before the run finished comes
+        # before the `completed` event, though both were read in the same pass. Each kind
+        # keeps its own order, so the `id` cursor resumes either one exactly.
+        happened = heapq.merge(
+            [(row["at"], 0, row) for row in lines],
+            [(row["at"], 1, row) for row in events],
+            key=lambda item: (item[0], item[1]),
+        )
+        for _, is_event, row in happened:
+            if is_event:
+                seen_event = row["version"]
+                yield ServerSentEventMessage(
+                    event="status",
+                    id=f"{seen_event}.{seen_log}",
+                    data=msgspec.json.encode(event_shape(row)).decode(),
+                )
+            else:
+                seen_log = row["seq"]
+                yield _log_message(row, seen_event)
         if not events and not lines:
             run = await anyio.to_thread.run_sync(
                 lambda: runs.view.run(organization_id, job_id, run_id)
