@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
 # Each benchmark prints its figures next to a baseline measured in the same run.
 BENCHMARKS = {
     "run.py": ([], ["--quick"]),  # commands, rebuild, read-your-writes, HTTP
-    "runs.py": ([], ["--runs", "100", "--latency", "10"]),  # job runs on a local Sail server
+    "runs.py": ([], ["--runs", "100", "--latency", "10", "--completions", "10"]),  # job runs on Sail
     "scheduler.py": ([], ["--schedules", "1000", "--bursts", "2"]),  # 10,000 schedules
 }
 

@@ -4,7 +4,11 @@
 
 1. ready -> running latency (p50/p99) of `SELECT 1` runs on a local Sail server, one run
    at a time, through the dispatcher (event loop, claim, submit, child process start).
-2. N trivial runs created at once -> all completed, against the same work submitted
+2. created -> completed (p50/p99) of `SELECT 1` runs, one at a time, as a client polling
+   every 10 ms sees it, without warm children and with two (`warm_children`), in
+   alternating rounds of the same run: runs arriving `--spacing` seconds apart (the pool
+   refills in between), and back to back (the next created when the last completed).
+3. N trivial runs created at once -> all completed, against the same work submitted
    straight to Sail in the same run: (a) N Spark Connect queries in one session, (b) N
    child processes running the query, as the local executor does, at the same parallelism.
 
@@ -18,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,57 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def created_to_completed(system: Any, job: Any, member: Any, args: Any) -> dict[str, Any]:
+    """`SELECT 1` runs one at a time, created -> completed as a polling client sees it, with
+    no warm children and with two, alternating which goes first each round; each mode gets a
+    dispatcher of its own whose first run (cold: it has the pool filled) is not counted."""
+    from sailplane.system import WorkerHost
+
+    times: dict[str, list[float]] = {}
+    for round_ in range(args.rounds):
+        modes = (0, 2) if round_ % 2 == 0 else (2, 0)
+        for warm in modes:
+            stop, host = threading.Event(), WorkerHost()
+            system.executor_options = {"warm_children": warm}
+            host.start(system.worker("projections"), stop)
+            host.start(system.worker("dispatcher"), stop)
+            try:
+                one_run(system, job, member)
+                for pace, pause in (("spaced", args.spacing), ("back to back", 0.0)):
+                    name = f"{pace}, warm children {warm}"
+                    for _ in range(args.completions):
+                        time.sleep(pause)
+                        times.setdefault(name, []).append(one_run(system, job, member))
+            finally:
+                stop.set()
+                host.join(timeout=30)
+            print(f"round {round_} warm {warm} done", file=sys.stderr, flush=True)
+    return {
+        name: {
+            "runs": len(values),
+            "p50_ms": percentile(values, 0.5),
+            "p99_ms": percentile(values, 0.99),
+            "max_ms": max(values),
+        }
+        for name, values in times.items()
+    }
+
+
+def one_run(system: Any, job: Any, member: Any) -> float:
+    """Milliseconds from creating one run to reading it `completed` (polled every 10 ms)."""
+    start = time.perf_counter()
+    run_id, _ = system.runs.create_run(job.job_id, by=member)
+    while True:
+        row = system.job_runs.run(ORG, job.job_id, run_id)
+        if row is not None and row["status"] in ("completed", "failed", "timeout"):
+            if row["status"] != "completed":
+                raise RuntimeError(f"run {run_id} ended {row['status']}")
+            return (time.perf_counter() - start) * 1000
+        if time.perf_counter() - start > 120:
+            raise TimeoutError(f"run {run_id} not completed in 120 s")
+        time.sleep(0.01)
+
+
 def main() -> int:
     from sailplane.domain.base import Actor
     from sailplane.domain.runs import JobVersionSnapshot
@@ -48,6 +102,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--latency", type=int, default=50)
+    parser.add_argument("--completions", type=int, default=40, help="runs per mode and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--spacing", type=float, default=1.5)
     args = parser.parse_args()
     parallel = max(2, 2 * (os.cpu_count() or 1))
     member = Actor("member", "MEMBER0001", ORG)
@@ -96,6 +153,15 @@ def main() -> int:
             }
             print(f"latency done: {results['latency']}", file=sys.stderr, flush=True)
 
+            stop.set()  # the created -> completed rounds run their own dispatchers
+            host.join(timeout=30)
+            results["completed"] = created_to_completed(system, job, member, args)
+            print(f"completed done: {results['completed']}", file=sys.stderr, flush=True)
+            stop, host = threading.Event(), WorkerHost()
+            host.start(system.worker("projections"), stop)
+            system.executor_options = {"max_parallel": parallel}
+            host.start(system.worker("dispatcher"), stop)
+
             start = time.perf_counter()
             ids = [
                 system.runs.commands.create_run(job.job_id, by=member)[0] for _ in range(args.runs)
@@ -126,13 +192,16 @@ def main() -> int:
         session_s = time.perf_counter() - start
         session.stop()
 
-        work = Path(tempfile.mkdtemp()) / "work.json"
-        work.write_text(json.dumps({"sql": "SELECT 1"}))
+        assignment = json.dumps({"work": {"sql": "SELECT 1"}, "variables": {}}) + "\n"
         env = {**os.environ, "SPARK_REMOTE": sail, "PYTHONPATH": str(ROOT)}
 
         def child(_: int) -> None:
             subprocess.run(
-                [sys.executable, "-m", "sailplane.infra_adapters.executors.child", str(work)],
+                [
+                    *(sys.executable, "-m", "sailplane.infra_adapters.executors.child"),
+                    "--assignment-on-stdin",
+                ],
+                input=assignment.encode(),
                 env=env,
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -156,6 +225,12 @@ def main() -> int:
     print(
         f"ready -> running p50 / p99: {lat['ready_to_running_p50_ms']:.0f} / {lat['ready_to_running_p99_ms']:.0f} ms"
     )
+    for name, figures in results["completed"].items():
+        print(
+            f"created -> completed, {name}: p50 / p99 / max "
+            f"{figures['p50_ms']:.0f} / {figures['p99_ms']:.0f} / {figures['max_ms']:.0f} ms "
+            f"({figures['runs']} runs)"
+        )
     print(
         f"{thr['runs']} runs created -> completed: {thr['sailplane_s']:.1f} s "
         f"(straight to Sail, same processes: {thr['straight_processes_s']:.1f} s, ratio "

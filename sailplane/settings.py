@@ -21,6 +21,13 @@ def _number(env: Any, name: str, default: str, kind: type[int] | type[float]) ->
         raise ConfigurationError(f"{name}: {value!r} is not {what}") from None
 
 
+def _count(env: Any, name: str, default: str) -> int:
+    count: int = _number(env, name, default, int)
+    if count < 0:
+        raise ConfigurationError(f"{name}: {count} is below 0")
+    return count
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -67,6 +74,8 @@ class Settings:
     webhook_allow_private: bool = False
     # How often the CPU and memory of executing runs are sampled, in seconds.
     run_metrics_interval: float = 5.0
+    # The local executor's warm children: idle attempt processes started ahead (0: none).
+    warm_children: int = 2
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -108,5 +117,6 @@ class Settings:
             webhook_allow_private=env.get("SAILPLANE_WEBHOOK_ALLOW_PRIVATE", "").lower()
             in ("1", "true", "yes"),
             run_metrics_interval=_number(env, "SAILPLANE_RUN_METRICS_INTERVAL", "5", float),
+            warm_children=_count(env, "SAILPLANE_WARM_CHILDREN", "2"),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -365,7 +365,7 @@ class System:
             if settings.smtp_host
             else None
         )
-        return cls(
+        system = cls(
             database,
             kafka=kafka,
             read_your_writes_timeout=settings.read_your_writes_timeout,
@@ -384,6 +384,8 @@ class System:
             ),
             run_metrics_interval=settings.run_metrics_interval,
         )
+        system.executor_options["warm_children"] = settings.warm_children
+        return system
 
     @property
     def new_events(self) -> Any:

@@ -281,16 +281,6 @@ class Isolation:
         path.chmod(0o700)
         return Workspace(path, uid, gid, own)
 
-    def place(self, workspace: Workspace, name: str, content: str) -> Path:
-        """A file in the workspace only its worker reads."""
-        path = workspace.path / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        if workspace.uid is not None:
-            os.chown(path, workspace.uid, workspace.gid if workspace.gid is not None else -1)
-        return path
-
     def spawn(
         self,
         argv: Sequence[str],

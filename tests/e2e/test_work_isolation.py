@@ -90,6 +90,7 @@ def test_a_python_job_sees_only_its_built_environment_and_none_of_the_servers_fi
     probe = f"""
 import json, os, socket
 print("ENV " + json.dumps(dict(os.environ)), flush=True)
+print("CMD " + json.dumps(open("/proc/self/cmdline").read().split("\\0")), flush=True)
 for path in [{str(served.data_dir / "secrets.key")!r}, {str(served.data_dir / "postgres.password")!r},
              "/proc/%d/environ" % os.getppid()]:
     try:
@@ -107,24 +108,28 @@ try:
 except OSError as error:
     print("DENIED-SOCKET", type(error).__name__, flush=True)
 """
-    run, logs = _finished(served, {"python": probe})
-    text = "\n".join(logs)
-    assert run["status"] == "completed", text
-    for secret in _secrets(served):
-        assert secret not in text
-    (env_line,) = [line for line in logs if line.startswith("ENV ")]
-    env = json.loads(env_line[len("ENV ") :])
-    assert set(env) == BUILT
-    assert env["SAILPLANE_RUN_ID"] == run["id"]
-    assert env["SPARK_REMOTE"].startswith("sc://127.0.0.1:")
-    assert env["HOME"] != os.environ.get("HOME")
-    assert [line.split()[0] for line in logs if line.split()[0].startswith(("READ", "DENIED"))] == [
-        "DENIED",
-        "DENIED",
-        "DENIED",
-        "DENIED-LIST",
-        "DENIED-SOCKET",
-    ], text
+    # The server keeps warm children (SAILPLANE_WARM_CHILDREN, default 2): the first run on
+    # the cluster (this module's first) starts cold and has the pool filled, the next takes
+    # a warm child, started before its attempt existed. Both see the same.
+    started = []
+    for _ in range(2):
+        run, logs = _finished(served, {"python": probe})
+        text = "\n".join(logs)
+        assert run["status"] == "completed", text
+        for secret in _secrets(served):
+            assert secret not in text
+        (env_line,) = [line for line in logs if line.startswith("ENV ")]
+        env = json.loads(env_line[len("ENV ") :])
+        assert set(env) == BUILT
+        assert env["SAILPLANE_RUN_ID"] == run["id"]
+        assert env["SPARK_REMOTE"].startswith("sc://127.0.0.1:")
+        assert env["HOME"] != os.environ.get("HOME")
+        assert [
+            line.split()[0] for line in logs if line.split()[0].startswith(("READ", "DENIED"))
+        ] == ["DENIED", "DENIED", "DENIED", "DENIED-LIST", "DENIED-SOCKET"], text
+        (command_line,) = [line for line in logs if line.startswith("CMD ")]
+        started.append("warm" if "--warm-up" in json.loads(command_line[4:]) else "cold")
+    assert started == ["cold", "warm"]
 
 
 def test_the_readiness_report_says_how_work_is_isolated(served: Served) -> None:
@@ -163,16 +168,20 @@ def test_attempts_cannot_read_each_others_directories(served: Served) -> None:
     first_source = (
         "import os\n"
         "open(os.path.join(os.environ['HOME'], 'mine.txt'), 'w').write('first attempt only')\n"
-        + until_opened(gate)
+        "print('HOME', os.environ['HOME'], flush=True)\n" + until_opened(gate)
     )
     jobs = served.jobs
     first = jobs.run(jobs.create(python=first_source))
     try:
         jobs.until(first, "running")
         # The second attempt looks where the first one's directory is (next to its own).
+        first_home = wait_until(
+            lambda: next((x[5:] for x in jobs.logs(first) if x.startswith("HOME ")), None),
+            what="the first attempt's directory in its logs",
+        )
         probe = f"""
 import os
-home = os.path.join(os.path.dirname(os.environ["HOME"]), "attempt-{first["id"]}-1")
+home = {first_home!r}
 print("HOME", home, flush=True)
 for what, look in (("list", lambda: os.listdir(home)),
                    ("read", lambda: open(os.path.join(home, "mine.txt")).read())):

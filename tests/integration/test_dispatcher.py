@@ -186,6 +186,45 @@ def test_cancel_stops_a_running_entry_point(system: System, running: Any) -> Non
     wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
 
 
+@pytest.fixture
+def warm(system: System) -> Iterator[Any]:
+    """A dispatcher whose local executor keeps two warm children, filled by a first run."""
+    options = system.executor_options
+    system.executor_options = {**options, "warm_children": 2}
+    try:
+        with dispatcher(system) as worker:
+            local = worker.dispatcher.executors["local"]
+            spec = job(system, sql_source="SELECT 1")
+            until_status(system, spec, create(system, spec), "completed")
+            wait_until(lambda: len(local.warm.idle_pids()) == 2, what="two warm children")
+            yield local
+    finally:
+        system.executor_options = options
+
+
+def test_a_warm_started_run_times_out_and_is_cancelled_as_before(system: System, warm: Any) -> None:
+    timed = job(system, python={"source": UNTIL_STOPPED}, timeout_seconds=2)
+    idle = set(warm.warm.idle_pids())
+    run_id = create(system, timed)
+    pid = pid_of(system, run_id)
+    assert pid in idle
+    ended = until_status(system, timed, run_id, "timeout", timeout=30)
+    assert ended["status_reason"] == "timed_out"
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
+
+    wait_until(lambda: len(warm.warm.idle_pids()) == 2, what="the pool refilled")
+    idle = set(warm.warm.idle_pids())
+    cancelled = job(system, python={"source": UNTIL_STOPPED})
+    run_id = create(system, cancelled)
+    until_status(system, cancelled, run_id, "running")
+    pid = pid_of(system, run_id)
+    assert pid in idle
+    system.wait_for_views(system.runs.cancel_run(cancelled.job_id, run_id, by=MEMBER))
+    assert row(system, cancelled, run_id)["status"] == "cancelled"
+    wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
+    assert executions(system.database, run_id) == {1: 1}
+
+
 def test_queue_policy_waits_for_a_slot(system: System, running: Any, gate: Path) -> None:
     spec = job(
         system,

@@ -1,11 +1,21 @@
 """The local executor against a real Sail server: SQL and Python entry points run in a
 child process, each (run, attempt) executes at most once, cancel stops the process, and an
-attempt whose owner stopped heart-beating reads as lost."""
+attempt whose owner stopped heart-beating reads as lost. Warm children: each takes exactly
+one attempt with its session already open, only on its own endpoint, is cancelled as a
+cold one, and stops with the executor; with none, nothing idle is kept."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import psutil
 import pytest
 
 from sailplane.infra_adapters.executors import (
@@ -23,6 +33,7 @@ from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.storage import Database
 from tests.runs_support import UNTIL_STOPPED, process_alive, wait_until
+from tests.services import free_port, stop, wait_for_port
 
 pytestmark = pytest.mark.sail
 
@@ -131,3 +142,150 @@ def test_an_attempt_whose_owner_stopped_reads_as_lost(
         assert not second.submit(submission(sail, "RUNLOST001", Work(python={"source": "pass"})))
     finally:
         second.close()
+
+
+# --- warm children ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def warm_executor(fresh_db: Database, logs: RunLogs) -> Iterator[LocalExecutor]:
+    local = LocalExecutor(
+        fresh_db, logs, grace_seconds=1.0, lease_seconds=2.0, heartbeat_seconds=0.2, warm_children=2
+    )
+    local.create_table()
+    yield local
+    local.close()
+
+
+def warm_children_of_this_process() -> set[int]:
+    """Children of the test process started as warm children (their command line says so)."""
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "--warm-up" in child.cmdline():
+                found.add(child.pid)
+    return found
+
+
+def filled(executor: LocalExecutor, sail: str) -> set[int]:
+    """The pool asked for `sail` (by a first attempt, which starts cold) and full: its pids."""
+    executor.submit(
+        submission(sail, f"RUNFILL{uuid.uuid4().hex[:4].upper()}", Work(sql="SELECT 1"))
+    )
+    wait_until(lambda: len(executor.warm.idle_pids()) == 2, what="two idle warm children")
+    return set(executor.warm.idle_pids())
+
+
+def test_a_warm_child_takes_exactly_one_attempt_with_its_session_open(
+    warm_executor: LocalExecutor, logs: RunLogs, sail: str
+) -> None:
+    warm = filled(warm_executor, sail)
+    assert warm <= warm_children_of_this_process()
+    source = (
+        "import os\n"
+        "from pyspark.sql.connect.session import SparkSession\n"
+        "opened = SparkSession.getActiveSession() is not None\n"
+        "spark = SparkSession.builder.remote(os.environ['SPARK_REMOTE']).getOrCreate()\n"
+        "x = spark.sql('SELECT 40 + 2 AS x').collect()[0].x\n"
+        "print(os.environ['SAILPLANE_RUN_ID'], os.environ['SAILPLANE_RUN_ATTEMPT'], opened, x)\n"
+    )
+    pids = []
+    for run_id in ("RUNWARM001", "RUNWARM002"):
+        assert warm_executor.submit(submission(sail, run_id, Work(python={"source": source})))
+        assert finished(warm_executor, run_id).state == SUCCEEDED
+        pid = warm_executor.pid(run_id, 1)
+        assert pid is not None and pid in warm
+        # Its logs are the work's alone (the warm-up printed nothing), its variables its own.
+        assert [r["line"] for r in logs.page(run_id)] == [f"{run_id} 1 True 42"]
+        assert warm_executor.executions(run_id, 1) == 1
+        # One attempt, then it is gone; the pool starts another in its place.
+        wait_until(lambda p=pid: not process_alive(p), what="the warm child gone")
+        assert pid not in warm_executor.warm.idle_pids()
+        pids.append(pid)
+        warm |= set(warm_executor.warm.idle_pids())
+    assert pids[0] != pids[1]
+
+
+def test_a_warm_started_run_is_cancelled_as_a_cold_one(
+    warm_executor: LocalExecutor, sail: str
+) -> None:
+    warm = filled(warm_executor, sail)
+    source = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\nsignal.pause()\n"
+    warm_executor.submit(submission(sail, "RUNWCANCEL", Work(python={"source": source})))
+    wait_until(lambda: warm_executor.pid("RUNWCANCEL", 1) is not None)
+    pid = warm_executor.pid("RUNWCANCEL", 1)
+    assert pid in warm
+    warm_executor.cancel("RUNWCANCEL", 1)
+    assert finished(warm_executor, "RUNWCANCEL").state == CANCELLED
+    wait_until(lambda: not process_alive(pid), timeout=60)
+
+
+def test_an_attempt_on_another_endpoint_starts_cold(
+    warm_executor: LocalExecutor, logs: RunLogs, sail: str
+) -> None:
+    warm = filled(warm_executor, sail)
+    elsewhere = "sc://127.0.0.1:9"
+    work = Work(python={"source": "import os\nprint(os.environ['SPARK_REMOTE'])\n"})
+    warm_executor.submit(submission(elsewhere, "RUNWOTHER1", work))
+    assert finished(warm_executor, "RUNWOTHER1").state == SUCCEEDED
+    assert warm_executor.pid("RUNWOTHER1", 1) not in warm
+    assert [r["line"] for r in logs.page("RUNWOTHER1")] == [elsewhere]
+
+
+def test_idle_warm_children_stop_with_the_executor(
+    fresh_db: Database, logs: RunLogs, sail: str
+) -> None:
+    local = LocalExecutor(fresh_db, logs, warm_children=2)
+    local.create_table()
+    try:
+        warm = filled(local, sail)
+    finally:
+        local.close()
+    wait_until(lambda: not any(process_alive(pid) for pid in warm), what="idle children gone")
+    assert not warm & warm_children_of_this_process()
+
+
+def test_with_no_warm_children_every_attempt_starts_its_own(
+    executor: LocalExecutor, logs: RunLogs, sail: str
+) -> None:
+    for run_id in ("RUNCOLD001", "RUNCOLD002"):
+        executor.submit(submission(sail, run_id, Work(sql="SELECT 1 AS one")))
+        assert finished(executor, run_id).state == SUCCEEDED
+        assert [r["line"] for r in logs.page(run_id)][:2] == ["one", "1"]
+    assert executor.warm.idle_pids() == []
+    assert warm_children_of_this_process() == set()
+
+
+@pytest.fixture
+def forgetful_sail() -> Iterator[str]:
+    """A Sail server that drops a session idle for a second (its default: 15 minutes)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "sail"), "spark", "server", "--port", str(port)],
+        env={**os.environ, "SAIL_SPARK__SESSION_TIMEOUT_SECS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=process)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def test_a_warm_child_whose_session_the_server_dropped_opens_a_new_one(
+    fresh_db: Database, logs: RunLogs, forgetful_sail: str
+) -> None:
+    local = LocalExecutor(fresh_db, logs, warm_children=1)
+    local.create_table()
+    try:
+        local.submit(submission(forgetful_sail, "RUNFORGET0", Work(sql="SELECT 1")))
+        wait_until(lambda: len(local.warm.idle_pids()) == 1, what="a warm child")
+        (warm,) = local.warm.idle_pids()
+        time.sleep(3)  # idle past the server's session timeout: its session is gone
+        local.submit(submission(forgetful_sail, "RUNFORGET1", Work(sql="SELECT 2 AS two")))
+        assert finished(local, "RUNFORGET1").state == SUCCEEDED, logs.page("RUNFORGET1")
+        assert local.pid("RUNFORGET1", 1) == warm
+        assert [r["line"] for r in logs.page("RUNFORGET1")] == ["two", "2"]
+    finally:
+        local.close()

@@ -45,12 +45,20 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         ("SAILPLANE_KAFKA_PARTITIONS", "3.5"),
         ("SAILPLANE_READ_YOUR_WRITES_TIMEOUT", "soon"),
         ("SAILPLANE_SCHEDULER_TICK", ""),
+        ("SAILPLANE_WARM_CHILDREN", "two"),
     ],
 )
 def test_a_non_numeric_setting_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigurationError) as error:
         Settings.from_env({variable: value})
     assert str(error.value).startswith(f"{variable}: {value!r} is not")
+
+
+def test_warm_children_default_to_two_zero_turns_them_off_and_below_zero_is_refused() -> None:
+    assert Settings.from_env({}).warm_children == 2
+    assert Settings.from_env({"SAILPLANE_WARM_CHILDREN": "0"}).warm_children == 0
+    with pytest.raises(ConfigurationError, match=r"^SAILPLANE_WARM_CHILDREN: -1 is below 0$"):
+        Settings.from_env({"SAILPLANE_WARM_CHILDREN": "-1"})
 
 
 def test_a_non_numeric_smtp_port_is_one_line_and_exit_2(

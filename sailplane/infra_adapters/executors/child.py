@@ -1,8 +1,18 @@
-"""The process that runs one attempt's work: `python -m sailplane.infra_adapters.executors.child WORK.json`
-(local executor), or this file's source as `python -c` in a Kubernetes Job's container with
-the work in `SAILPLANE_WORK` (it needs only the Spark Connect client, not Sailplane).
-A container's command (`config.container`) runs in place of this process on the local
-host; on Kubernetes it is the container's own command and this file is not used.
+"""The process that runs one attempt's work: `python -m sailplane.infra_adapters.executors.child
+--assignment-on-stdin [--warm-up]` (local executor), or this file's source as `python -c` in a
+Kubernetes Job's container with the work in `SAILPLANE_WORK` (it needs only the Spark
+Connect client, not Sailplane). A container's command (`config.container`) runs in place
+of this process on the local host; on Kubernetes it is the container's own command and
+this file is not used.
+
+Local: the child reads its one assignment, a JSON line `{"work": ..., "variables": ...}`,
+from stdin, sets the run's variables in its environment, and runs the work; stdin then
+reads as empty. With `--warm-up` (a warm child, started before its attempt is known) it
+first imports the engine client and opens its Spark Connect session to `SPARK_REMOTE`,
+quietly: the work's `SparkSession.builder...getOrCreate()` gets that session (checked,
+and opened anew if the server dropped it meanwhile). A child whose stdin closes with no
+assignment exits with status 3. After SQL the process exits at once (no interpreter
+teardown); a Python entry point's process ends as any Python program.
 
 SQL runs through a Spark Connect session to `SPARK_REMOTE`; the result rows are printed
 (at most `MAX_ROWS`). A Python entry point (`config.python`) runs in this process with
@@ -14,14 +24,17 @@ and `namedParameters` `--name=value` arguments. Exit status 0 is success.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import runpy
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 MAX_ROWS = 100
+NOT_ASSIGNED = 3  # exit status of a child stopped before it was given an attempt
 
 
 def run_sql(text: str) -> None:
@@ -96,12 +109,85 @@ def _flatten(values: list[Any]) -> list[Any]:
     return flat
 
 
-def main(path: str | None) -> int:
-    if path is None:  # in a container: the work comes in the environment
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Nothing this process writes meanwhile reaches its output (the logs are the work's)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(quiet)
+
+
+def warm_up() -> Any:
+    """Import the engine client and open the session to `SPARK_REMOTE`, quietly; the session,
+    or None. A failure is left for the work to meet and report."""
+    with _quiet():
+        try:
+            from pyspark.sql.connect.session import SparkSession
+
+            if os.environ.get("SPARK_REMOTE"):
+                session = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+                _touch(session)  # the server has the session now
+                return session
+        except Exception:  # the work opens its session itself and says what fails
+            pass
+    return None
+
+
+def _touch(session: Any) -> None:
+    """One round trip in the session (reading a setting); it fails once the server dropped
+    the session. (The server's version is answered without a session.)"""
+    session.conf.get("spark.sql.session.timeZone")
+
+
+def renew(session: Any) -> None:
+    """The warm session, checked once work has come: the server may have dropped it while
+    this child waited (an idle session expires; a server restarts). One that no longer
+    answers is replaced by a new one, which the work's `getOrCreate()` then gets."""
+    from pyspark.sql.connect.session import SparkSession
+
+    with _quiet():
+        try:
+            _touch(session)
+        except Exception:
+            with contextlib.suppress(Exception):
+                SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()
+
+
+def assignment() -> dict[str, Any]:
+    """The one assignment on stdin: its run variables go into the environment, its work is
+    returned; stdin then reads as empty (as /dev/null)."""
+    line = sys.stdin.buffer.readline()
+    if not line:
+        raise SystemExit(NOT_ASSIGNED)
+    given = json.loads(line)
+    os.environ.update(given["variables"])
+    empty = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(empty, 0)
+    os.close(empty)
+    return dict(given["work"])
+
+
+def main(argv: list[str]) -> int:
+    if "--assignment-on-stdin" in argv:
+        session = warm_up() if "--warm-up" in argv else None
+        work = assignment()
+        if session is not None:
+            renew(session)
+    else:  # in a container: the work comes in the environment
         work = json.loads(os.environ["SAILPLANE_WORK"])
-    else:
-        with open(path, encoding="utf-8") as handle:
-            work = json.load(handle)
+    code = 0
     try:
         if work.get("container"):
             return run_command(work["container"])
@@ -113,9 +199,16 @@ def main(path: str | None) -> int:
         raise
     except BaseException as error:  # the message is the run's failure reason
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        code = 1
+    if work.get("sql"):
+        # Only this file's code ran: exit without tearing the interpreter down (with the
+        # engine client loaded that is about 0.4 s of CPU). A Python entry point's process
+        # ends normally: its threads, finalizers and exit handlers run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None))
+    sys.exit(main(sys.argv[1:]))

@@ -17,15 +17,21 @@ dispatcher died) reads as `lost`. The child dies with the thread that supervises
 Cancel: a request row flag any replica can set; the owner sends SIGTERM to the child's
 process group, waits `grace_seconds`, then SIGKILL. At most `max_parallel` attempts
 execute at once per executor (default twice the CPU count); the others wait `submitted`.
+
+Warm starts (`warm_children`, `executors/warm.py`): up to that many children wait, started
+and contained as above, with the engine client imported and a session open to the
+cluster's endpoint; an attempt on that endpoint takes one instead of starting its own.
+Either way the child gets its attempt (the work and the run's variables) on stdin and is
+supervised, cancelled, logged and reaped by the same code below.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -50,19 +56,41 @@ from sailplane.infra_adapters.executors import (
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.metrics import Usage
-from sailplane.infra_adapters.isolation import Isolation, Workspace
+from sailplane.infra_adapters.executors.warm import Child, WarmChildren
+from sailplane.infra_adapters.isolation import Isolation
 from sailplane.storage import Database
 
 log = logging.getLogger(__name__)
 
 EXECUTIONS_TABLE = "sailplane_executions"
 _PR_SET_PDEATHSIG = 1
+LOG_FLUSH_SECONDS = 0.2
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _process_tree(pid: int) -> tuple[float, int, float] | None:
+    """CPU seconds and resident bytes of the process `pid` and its descendants, and when it
+    started (epoch seconds); None when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+        started = root.create_time()
+    except psutil.Error:
+        return None
+    cpu_seconds, memory = 0.0, 0
+    for member in tree:
+        try:
+            times = member.cpu_times()
+            cpu_seconds += times.user + times.system + times.children_user + times.children_system
+            memory += member.memory_info().rss
+        except psutil.Error:
+            continue  # it ended between the listing and the reading
+    return cpu_seconds, memory, started
 
 
 class LocalExecutor:
@@ -79,6 +107,7 @@ class LocalExecutor:
         max_parallel: int | None = None,
         python: str = sys.executable,
         isolation: Isolation | None = None,
+        warm_children: int = 0,
     ) -> None:
         self.pool = database.pool(name="executor-local", min_size=1, max_size=6)
         self.logs = logs
@@ -97,6 +126,12 @@ class LocalExecutor:
         self._cpu_seen: dict[tuple[str, int], tuple[float, float]] = {}  # cpu s, at (monotonic)
         # At most this many attempts execute at once here; the others wait, `submitted`.
         self._slots = threading.BoundedSemaphore(max_parallel or max(2, 2 * (os.cpu_count() or 1)))
+        # Children started ahead of their attempts (0: each attempt starts its own).
+        self.warm = WarmChildren(
+            warm_children,
+            lambda remote: self._start_child(remote, f"warm-{new_id()}", warm_up=True),
+            self._discard_child,
+        )
 
     def create_table(self) -> None:
         with self.pool.connection() as conn:
@@ -194,29 +229,17 @@ class LocalExecutor:
 
     def usage(self, run_id: str, attempt: int, target: Target | None = None) -> list[Usage]:
         """The attempt's process tree, if this executor runs it: cores used since the last
-        sample (the first time: since it started) and resident bytes."""
+        sample (the first time: since its child was given the attempt) and resident bytes."""
         key = (run_id, attempt)
         with self._lock:
             process = self._processes.get(key)
         if process is None or process.poll() is not None:
             self._cpu_seen.pop(key, None)
             return []
-        try:
-            root = psutil.Process(process.pid)
-            tree = [root, *root.children(recursive=True)]
-            started = root.create_time()
-        except psutil.Error:
+        measured = _process_tree(process.pid)
+        if measured is None:
             return []
-        cpu_seconds, memory = 0.0, 0
-        for member in tree:
-            try:
-                times = member.cpu_times()
-                cpu_seconds += (
-                    times.user + times.system + times.children_user + times.children_system
-                )
-                memory += member.memory_info().rss
-            except psutil.Error:
-                continue  # it ended between the listing and the reading
+        cpu_seconds, memory, started = measured
         now = time.monotonic()
         seen_cpu, seen_at = self._cpu_seen.get(key, (0.0, now - max(time.time() - started, 1e-3)))
         self._cpu_seen[key] = (cpu_seconds, now)
@@ -231,6 +254,7 @@ class LocalExecutor:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+        self.warm.close()
         if self._heart is not None:
             self._heart.join(timeout=5)
         self.pool.close()
@@ -251,11 +275,15 @@ class LocalExecutor:
             if self._cancel_requested(*key):
                 self._finish(key, CANCELLED, None, "Cancelled before it started.")
                 return
-            workspace = self.isolation.workspace(f"attempt-{submission.key}", attempt=True)
+            remote = submission.target.spark_remote or ""
+            child = self.warm.take(remote) or self._start_child(
+                remote, f"attempt-{submission.key}", warm_up=False
+            )
             try:
-                self._run(submission, key, workspace)
+                self._run(submission, key, child)
             finally:
-                self.isolation.release(workspace)
+                child.kill()  # one that did not run to its end (an error above) stops here
+                self.isolation.release(child.workspace)
         except Exception as error:  # the attempt fails; the dispatcher keeps running
             if self._stop.is_set():
                 return  # shutting down (the pool is closed): the attempt reads as lost later
@@ -263,25 +291,46 @@ class LocalExecutor:
             with contextlib.suppress(Exception):
                 self._finish(key, FAILED, None, f"The local executor could not run it: {error}")
 
-    def _run(self, submission: Submission, key: tuple[str, int], workspace: Workspace) -> None:
-        path = self.isolation.place(workspace, "work.json", json.dumps(submission.work.to_dict()))
-        process = self.isolation.spawn(
-            [self.python, "-m", "sailplane.infra_adapters.executors.child", str(path)],
-            workspace,
-            {
-                "SPARK_REMOTE": submission.target.spark_remote or "",
-                "SPARK_CONNECT_MODE_ENABLED": "1",
-                "SAILPLANE_RUN_ID": submission.run_id,
-                "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
-                "PYTHONPATH": _PROJECT_ROOT,
-                "PYTHONUNBUFFERED": "1",
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+    def _start_child(self, spark_remote: str, name: str, *, warm_up: bool) -> Child:
+        """A child in a fresh workspace of its own, contained by `Isolation`, with the built
+        environment; it waits on stdin for its attempt (warming up first when asked)."""
+        workspace = self.isolation.workspace(name, attempt=True)
+        try:
+            process = self.isolation.spawn(
+                [
+                    *(self.python, "-m", "sailplane.infra_adapters.executors.child"),
+                    "--assignment-on-stdin",
+                    *(["--warm-up"] if warm_up else []),
+                ],
+                workspace,
+                {
+                    "SPARK_REMOTE": spark_remote,
+                    "SPARK_CONNECT_MODE_ENABLED": "1",
+                    "PYTHONPATH": _PROJECT_ROOT,
+                    "PYTHONUNBUFFERED": "1",
+                },
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            self.isolation.release(workspace)
+            raise
+        return Child(process, workspace, spark_remote)
+
+    def _discard_child(self, child: Child) -> None:
+        """An unused child: killed, its workspace released."""
+        child.kill()
+        self.isolation.release(child.workspace)
+
+    def _run(self, submission: Submission, key: tuple[str, int], child: Child) -> None:
+        process = child.process
+        # Its usage counts from here: a warm child's start, before it had this attempt, is not.
+        measured = _process_tree(process.pid)
+        if measured is not None:
+            self._cpu_seen[key] = (measured[0], time.monotonic())
         with self._lock:
             self._processes[key] = process
         with self.pool.connection() as conn:
@@ -290,6 +339,13 @@ class LocalExecutor:
                 "executions = executions + 1 WHERE run_id = %s AND attempt = %s",
                 (RUNNING, process.pid, *key),
             )
+        child.assign(
+            submission.work,
+            {
+                "SAILPLANE_RUN_ID": submission.run_id,
+                "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
+            },
+        )
         last_error = self._pump_output(submission, process)
         code = process.wait()
         with self._lock:
@@ -304,18 +360,34 @@ class LocalExecutor:
             self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
 
     def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> str | None:
+        """The child's output lines into the run's logs, in batches: at most 100 lines, and a
+        line waits at most `LOG_FLUSH_SECONDS` for others to join it (also when the child
+        then goes quiet). Returns the last `error: ` line's message."""
         assert process.stdout is not None
+        fd = process.stdout.fileno()
         last_error = None
         batch: list[str] = []
-        deadline = time.monotonic() + 0.2
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line.startswith("error: "):
-                last_error = line[len("error: ") :]
-            batch.append(line)
-            if len(batch) >= 100 or time.monotonic() >= deadline:
+        pending = b""
+        deadline = 0.0  # when the oldest line of `batch` must be written
+        while True:
+            wait = max(0.0, deadline - time.monotonic()) if batch else None
+            if select.select([fd], [], [], wait)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                *raws, pending = (pending + chunk).split(b"\n")
+                if raws and not batch:
+                    deadline = time.monotonic() + LOG_FLUSH_SECONDS
+                for raw in raws:
+                    line = raw.decode("utf-8", "replace")
+                    if line.startswith("error: "):
+                        last_error = line[len("error: ") :]
+                    batch.append(line)
+            if batch and (len(batch) >= 100 or time.monotonic() >= deadline):
                 self.logs.append(submission.run_id, submission.attempt, batch)
-                batch, deadline = [], time.monotonic() + 0.2
+                batch = []
+        if pending:
+            batch.append(pending.decode("utf-8", "replace"))
         self.logs.append(submission.run_id, submission.attempt, batch)
         return last_error
 

@@ -1,0 +1,91 @@
+"""`sailplane serve` keeps warm children (SAILPLANE_WARM_CHILDREN, 2 here) once a run has
+used its local cluster, and none outlives it: a clean stop stops them, and so does a
+`kill -9` of the server (they die with it, as every attempt's child does)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.e2e.test_job_runs import Jobs
+from tests.e2e.test_serve import TOKEN, _env, _sailplane
+from tests.runs_support import process_alive, wait_until
+from tests.services import free_port, wait_for_port
+
+pytestmark = pytest.mark.sail
+
+
+@contextmanager
+def server(data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], Jobs]]:
+    port = free_port()
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            _sailplane("serve", "--port", str(port), "--data-dir", str(data_dir)),
+            env={**_env(), "SAILPLANE_WARM_CHILDREN": "2"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(port, timeout=120, process=process)
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}/api/v1",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                timeout=30,
+            ) as client:
+                (cluster,) = client.get("/me/clusters").json()["included"]["clusters"]
+                team = client.post("/org/teams", json={"name": f"warm {port}"})
+                assert team.status_code == 201, team.text
+                yield process, Jobs(client, cluster["id"], team.json()["team"]["id"])
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def warm_children(server_pid: int) -> set[int]:
+    """The server's children that are warm children (their command line says so)."""
+    found = set()
+    for child in psutil.Process(server_pid).children(recursive=True):
+        try:
+            if "--warm-up" in child.cmdline():
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def two_idle(process: subprocess.Popen[bytes]) -> set[int]:
+    return wait_until(
+        lambda: len(found := warm_children(process.pid)) == 2 and found,
+        what="two warm children",
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["clean stop", "kill -9"])
+def test_no_warm_child_outlives_the_server(tmp_path: Path, stop: signal.Signals) -> None:
+    with server(tmp_path / "data") as (process, jobs):
+        # The first run on the local cluster starts cold and has the pool filled for it.
+        run = jobs.run(jobs.create(sql="SELECT 1"))
+        assert jobs.until(run, "completed", "failed")["status"] == "completed"
+        warm = two_idle(process)
+        # The next takes a warm child, which is replaced.
+        run = jobs.run(jobs.create(python="print('warm')"))
+        assert jobs.until(run, "completed", "failed")["status"] == "completed"
+        assert jobs.logs(run) == ["warm"]
+        warm |= two_idle(process)
+        assert len(warm) == 3
+        process.send_signal(stop)
+        process.wait(timeout=60)
+    wait_until(
+        lambda: not any(process_alive(pid) for pid in warm),
+        timeout=60,
+        what="no warm child left",
+    )
