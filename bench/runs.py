@@ -81,9 +81,9 @@ def created_to_completed(system: Any, job: Any, member: Any, args: Any) -> dict[
 def one_run(system: Any, job: Any, member: Any) -> float:
     """Milliseconds from creating one run to reading it `completed` (polled every 10 ms)."""
     start = time.perf_counter()
-    run_id, _ = system.runs.create_run(job.job_id, by=member)
+    run_id, _ = system.runs.commands.create_run(job.job_id, by=member)
     while True:
-        row = system.job_runs.run(ORG, job.job_id, run_id)
+        row = system.runs.view.run(ORG, job.job_id, run_id)
         if row is not None and row["status"] in ("completed", "failed", "timeout"):
             if row["status"] != "completed":
                 raise RuntimeError(f"run {run_id} ended {row['status']}")

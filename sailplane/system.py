@@ -365,7 +365,7 @@ class System:
             if settings.smtp_host
             else None
         )
-        system = cls(
+        return cls(
             database,
             kafka=kafka,
             read_your_writes_timeout=settings.read_your_writes_timeout,
@@ -383,9 +383,8 @@ class System:
                 lock=settings.event_lock_timeout, statement=settings.event_statement_timeout
             ),
             run_metrics_interval=settings.run_metrics_interval,
+            executor_options={"warm_children": settings.warm_children},
         )
-        system.executor_options["warm_children"] = settings.warm_children
-        return system
 
     @property
     def new_events(self) -> Any:

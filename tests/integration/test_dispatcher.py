@@ -219,7 +219,7 @@ def test_a_warm_started_run_times_out_and_is_cancelled_as_before(system: System,
     until_status(system, cancelled, run_id, "running")
     pid = pid_of(system, run_id)
     assert pid in idle
-    system.wait_for_views(system.runs.cancel_run(cancelled.job_id, run_id, by=MEMBER))
+    system.wait_for_views(system.runs.commands.cancel_run(cancelled.job_id, run_id, by=MEMBER))
     assert row(system, cancelled, run_id)["status"] == "cancelled"
     wait_until(lambda: not process_alive(pid), timeout=60, what="the process gone")
     assert executions(system.database, run_id) == {1: 1}
