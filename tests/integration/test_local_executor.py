@@ -258,11 +258,11 @@ def test_with_no_warm_children_every_attempt_starts_its_own(
 
 @pytest.fixture
 def forgetful_sail() -> Iterator[str]:
-    """A Sail server that drops a session idle for a second (its default: 15 minutes)."""
+    """A Sail server that drops a session idle for 3 seconds (its default: 15 minutes)."""
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "sail"), "spark", "server", "--port", str(port)],
-        env={**os.environ, "SAIL_SPARK__SESSION_TIMEOUT_SECS": "1"},
+        env={**os.environ, "SAIL_SPARK__SESSION_TIMEOUT_SECS": "3"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -282,7 +282,7 @@ def test_a_warm_child_whose_session_the_server_dropped_opens_a_new_one(
         local.submit(submission(forgetful_sail, "RUNFORGET0", Work(sql="SELECT 1")))
         wait_until(lambda: len(local.warm.idle_pids()) == 1, what="a warm child")
         (warm,) = local.warm.idle_pids()
-        time.sleep(3)  # idle past the server's session timeout: its session is gone
+        time.sleep(6)  # idle past the server's session timeout: its session is gone
         local.submit(submission(forgetful_sail, "RUNFORGET1", Work(sql="SELECT 2 AS two")))
         assert finished(local, "RUNFORGET1").state == SUCCEEDED, logs.page("RUNFORGET1")
         assert local.pid("RUNFORGET1", 1) == warm
