@@ -145,12 +145,14 @@ def moto_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def sail_server() -> Iterator[str]:
-    """A Sail Spark Connect server on a free port; yields its `sc://` URL."""
+def sail_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+    """A Sail Spark Connect server on a free port, with `settings` (`SAIL_*` variables) if
+    given; yields its `sc://` URL."""
     port = free_port()
     sail = Path(sys.executable).parent / "sail"
     process = subprocess.Popen(
         [str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **(settings or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -35,7 +35,11 @@ def _sailplane(*args: str) -> list[str]:
 
 
 @contextmanager
-def serving(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[httpx.Client]:
+def started(
+    data_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """`sailplane serve` and a client of it; stopped with SIGTERM at the end unless the
+    caller stopped it already. Its output is printed then (shown when the test fails)."""
     port = free_port()
     # The server's output goes to a file: a pipe nobody reads fills up (the access log) and
     # then blocks the server.
@@ -53,9 +57,10 @@ def serving(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator
                 headers={"Authorization": f"Bearer {TOKEN}"},
                 timeout=30,
             ) as client:
-                yield client
+                yield process, client
         finally:
-            process.send_signal(signal.SIGTERM)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -63,9 +68,15 @@ def serving(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator
                 raise
             finally:
                 output.seek(0)
-                said = output.read().decode(errors="replace")[-5000:]
-                print(said)  # shown when the test fails
-        assert process.returncode == 0, said
+                print(output.read().decode(errors="replace")[-5000:])
+
+
+@contextmanager
+def serving(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[httpx.Client]:
+    """`sailplane serve` and a client of it, stopped cleanly (SIGTERM, exit status 0) at the end."""
+    with started(data_dir, extra_env) as (process, client):
+        yield client
+    assert process.returncode == 0, "the server did not stop cleanly (its output is above)"
 
 
 def _postgres_running_in(data_dir: Path) -> bool:

@@ -6,48 +6,27 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from tests.e2e.test_job_runs import Jobs
-from tests.e2e.test_serve import TOKEN, _env, _sailplane
+from tests.e2e.test_serve import started
 from tests.runs_support import process_alive, wait_until
-from tests.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.sail
 
 
 @contextmanager
 def server(data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], Jobs]]:
-    port = free_port()
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            _sailplane("serve", "--port", str(port), "--data-dir", str(data_dir)),
-            env={**_env(), "SAILPLANE_WARM_CHILDREN": "2"},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for_port(port, timeout=120, process=process)
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{port}/api/v1",
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                timeout=30,
-            ) as client:
-                (cluster,) = client.get("/me/clusters").json()["included"]["clusters"]
-                team = client.post("/org/teams", json={"name": f"warm {port}"})
-                assert team.status_code == 201, team.text
-                yield process, Jobs(client, cluster["id"], team.json()["team"]["id"])
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    with started(data_dir, {"SAILPLANE_WARM_CHILDREN": "2"}) as (process, client):
+        (cluster,) = client.get("/me/clusters").json()["included"]["clusters"]
+        team = client.post("/org/teams", json={"name": "warm children"})
+        assert team.status_code == 201, team.text
+        yield process, Jobs(client, cluster["id"], team.json()["team"]["id"])
 
 
 def warm_children(server_pid: int) -> set[int]:

@@ -2,18 +2,14 @@
 child process, each (run, attempt) executes at most once, cancel stops the process, and an
 attempt whose owner stopped heart-beating reads as lost. Warm children: each takes exactly
 one attempt with its session already open, only on its own endpoint, is cancelled as a
-cold one, and stops with the executor; with none, nothing idle is kept."""
+cold one (the cancel test runs both ways), and stops with the executor; with none, nothing idle is kept."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
@@ -33,7 +29,7 @@ from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.storage import Database
 from tests.runs_support import UNTIL_STOPPED, process_alive, wait_until
-from tests.services import free_port, stop, wait_for_port
+from tests.services import sail_server
 
 pytestmark = pytest.mark.sail
 
@@ -114,15 +110,21 @@ def test_python_sees_spark_remote_and_parameters(
     assert any("sum 42 ['a', '--n=1']" in r["line"] for r in logs.page("RUNPY00001"))
 
 
-def test_cancel_stops_the_process_then_kills_it(executor: LocalExecutor, sail: str) -> None:
-    # The child ignores SIGTERM: the grace period passes and SIGKILL ends it.
+@pytest.mark.parametrize("start", ["cold", "warm"])
+def test_cancel_stops_the_process_then_kills_it(
+    executor: LocalExecutor, warm_executor: LocalExecutor, sail: str, start: str
+) -> None:
+    # The child ignores SIGTERM: the grace period passes and SIGKILL ends it. A warm child,
+    # started before its attempt existed, is stopped the same way.
+    local = warm_executor if start == "warm" else executor
+    waiting = filled(local, sail) if start == "warm" else set()
     source = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\nsignal.pause()\n"
-    executor.submit(submission(sail, "RUNCANCEL1", Work(python={"source": source})))
-    wait_until(lambda: executor.pid("RUNCANCEL1", 1) is not None)
-    pid = executor.pid("RUNCANCEL1", 1)
-    assert pid is not None
-    executor.cancel("RUNCANCEL1", 1)
-    assert finished(executor, "RUNCANCEL1").state == CANCELLED
+    local.submit(submission(sail, "RUNCANCEL1", Work(python={"source": source})))
+    wait_until(lambda: local.pid("RUNCANCEL1", 1) is not None)
+    pid = local.pid("RUNCANCEL1", 1)
+    assert pid is not None and (pid in waiting) == (start == "warm")
+    local.cancel("RUNCANCEL1", 1)
+    assert finished(local, "RUNCANCEL1").state == CANCELLED
     wait_until(lambda: not process_alive(pid), timeout=60)
 
 
@@ -206,20 +208,6 @@ def test_a_warm_child_takes_exactly_one_attempt_with_its_session_open(
     assert pids[0] != pids[1]
 
 
-def test_a_warm_started_run_is_cancelled_as_a_cold_one(
-    warm_executor: LocalExecutor, sail: str
-) -> None:
-    warm = filled(warm_executor, sail)
-    source = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\nsignal.pause()\n"
-    warm_executor.submit(submission(sail, "RUNWCANCEL", Work(python={"source": source})))
-    wait_until(lambda: warm_executor.pid("RUNWCANCEL", 1) is not None)
-    pid = warm_executor.pid("RUNWCANCEL", 1)
-    assert pid in warm
-    warm_executor.cancel("RUNWCANCEL", 1)
-    assert finished(warm_executor, "RUNWCANCEL").state == CANCELLED
-    wait_until(lambda: not process_alive(pid), timeout=60)
-
-
 def test_an_attempt_on_another_endpoint_starts_cold(
     warm_executor: LocalExecutor, logs: RunLogs, sail: str
 ) -> None:
@@ -259,18 +247,8 @@ def test_with_no_warm_children_every_attempt_starts_its_own(
 @pytest.fixture
 def forgetful_sail() -> Iterator[str]:
     """A Sail server that drops a session idle for 3 seconds (its default: 15 minutes)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "sail"), "spark", "server", "--port", str(port)],
-        env={**os.environ, "SAIL_SPARK__SESSION_TIMEOUT_SECS": "3"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield f"sc://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with sail_server({"SAIL_SPARK__SESSION_TIMEOUT_SECS": "3"}) as url:
+        yield url
 
 
 def test_a_warm_child_whose_session_the_server_dropped_opens_a_new_one(
