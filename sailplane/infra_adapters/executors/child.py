@@ -130,8 +130,10 @@ def _quiet() -> Iterator[None]:
 
 
 def warm_up() -> Any:
-    """Import the engine client and open the session to `SPARK_REMOTE`, quietly; the session,
-    or None. A failure is left for the work to meet and report."""
+    """Import the engine client and open the session to `SPARK_REMOTE`, quietly; the session
+    (also when its first round trip failed: `renew` checks it again), or None. A failure is
+    left for the work to meet and report."""
+    session = None
     with _quiet():
         try:
             from pyspark.sql.connect.session import SparkSession
@@ -139,10 +141,9 @@ def warm_up() -> Any:
             if os.environ.get("SPARK_REMOTE"):
                 session = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
                 _touch(session)  # the server has the session now
-                return session
         except Exception:  # the work opens its session itself and says what fails
             pass
-    return None
+    return session
 
 
 def _touch(session: Any) -> None:
@@ -162,7 +163,9 @@ def renew(session: Any) -> None:
             _touch(session)
         except Exception:
             with contextlib.suppress(Exception):
-                SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()
+                session.stop()  # no longer the process's session (creating one does not do that)
+            with contextlib.suppress(Exception):
+                SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
 
 
 def assignment() -> dict[str, Any]:

@@ -73,13 +73,12 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _process_tree(pid: int) -> tuple[float, int, float] | None:
-    """CPU seconds and resident bytes of the process `pid` and its descendants, and when it
-    started (epoch seconds); None when it is gone."""
+def _process_tree(pid: int) -> tuple[float, int] | None:
+    """CPU seconds and resident bytes of the process `pid` and its descendants; None when it
+    is gone."""
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
-        started = root.create_time()
     except psutil.Error:
         return None
     cpu_seconds, memory = 0.0, 0
@@ -90,7 +89,7 @@ def _process_tree(pid: int) -> tuple[float, int, float] | None:
             memory += member.memory_info().rss
         except psutil.Error:
             continue  # it ended between the listing and the reading
-    return cpu_seconds, memory, started
+    return cpu_seconds, memory
 
 
 class LocalExecutor:
@@ -233,15 +232,15 @@ class LocalExecutor:
         key = (run_id, attempt)
         with self._lock:
             process = self._processes.get(key)
+            seen = self._cpu_seen.get(key)
         if process is None or process.poll() is not None:
             self._cpu_seen.pop(key, None)
             return []
-        measured = _process_tree(process.pid)
-        if measured is None:
+        measured = _process_tree(process.pid) if seen is not None else None
+        if seen is None or measured is None:  # not yet handed its attempt, or gone
             return []
-        cpu_seconds, memory, started = measured
-        now = time.monotonic()
-        seen_cpu, seen_at = self._cpu_seen.get(key, (0.0, now - max(time.time() - started, 1e-3)))
+        (cpu_seconds, memory), now = measured, time.monotonic()
+        seen_cpu, seen_at = seen
         self._cpu_seen[key] = (cpu_seconds, now)
         cores = max(0.0, cpu_seconds - seen_cpu) / max(now - seen_at, 1e-3)
         return [Usage(instance="local", cpu_cores=cores, memory_bytes=memory)]
@@ -327,10 +326,6 @@ class LocalExecutor:
 
     def _run(self, submission: Submission, key: tuple[str, int], child: Child) -> None:
         process = child.process
-        # Its usage counts from here: a warm child's start, before it had this attempt, is not.
-        measured = _process_tree(process.pid)
-        if measured is not None:
-            self._cpu_seen[key] = (measured[0], time.monotonic())
         with self._lock:
             self._processes[key] = process
         with self.pool.connection() as conn:
@@ -346,6 +341,11 @@ class LocalExecutor:
                 "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
             },
         )
+        # Its usage counts from here: a warm child's start, before it had this attempt, is
+        # not the attempt's (measured after the hand-over, off the attempt's path).
+        measured = _process_tree(process.pid)
+        with self._lock:
+            self._cpu_seen[key] = (measured[0] if measured else 0.0, time.monotonic())
         last_error = self._pump_output(submission, process)
         code = process.wait()
         with self._lock:
