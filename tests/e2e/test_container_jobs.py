@@ -97,11 +97,17 @@ def test_echo_succeeds_with_exit_code_0_and_its_line_in_both_log_endpoints(
     assert project.logs(f"{job['id']}/logs", filter="absent") == []
 
 
-def test_exit_3_fails_with_exit_code_3(project: Project) -> None:
-    job = project.create(command="exit 3")
-    done = project.until(job, project.trigger(job), "succeeded", "failed")
+def test_exit_3_fails_with_exit_code_3_and_stderr_is_its_own_stream(project: Project) -> None:
+    job = project.create(command="echo out; echo oops >&2; exit 3")
+    run = project.trigger(job)
+    done = project.until(job, run, "succeeded", "failed")
     assert (done["status"], done["exit_code"]) == ("failed", 3)
     assert "3" in done["error"]
+    lines = project.logs(f"{job['id']}/runs/{run['id']}/logs")
+    assert sorted((line["stream"], line["line"]) for line in lines) == [
+        ("stderr", "oops"),
+        ("stdout", "out"),
+    ]
 
 
 def test_a_missing_command_fails_with_a_readable_reason(project: Project) -> None:

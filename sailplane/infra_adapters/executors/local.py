@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -66,6 +67,10 @@ EXECUTIONS_TABLE = "sailplane_executions"
 _PR_SET_PDEATHSIG = 1
 LOG_FLUSH_SECONDS = 0.2
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -309,7 +314,7 @@ class LocalExecutor:
                     "PYTHONUNBUFFERED": "1",
                 },
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,
                 stdin=subprocess.PIPE,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
@@ -360,36 +365,50 @@ class LocalExecutor:
             self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
 
     def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> str | None:
-        """The child's output lines into the run's logs, in batches: at most 100 lines, and a
-        line waits at most `LOG_FLUSH_SECONDS` for others to join it (also when the child
-        then goes quiet). Returns the last `error: ` line's message."""
-        assert process.stdout is not None
-        fd = process.stdout.fileno()
+        """The child's output lines into the run's logs, each with its stream and the time it
+        was read, in batches: at most 100 lines, and a line waits at most
+        `LOG_FLUSH_SECONDS` for others to join it (also when the child then goes quiet).
+        Returns the last `error: ` line's message."""
+        assert process.stdout is not None and process.stderr is not None
+        streams = {process.stdout.fileno(): "stdout", process.stderr.fileno(): "stderr"}
+        pending = dict.fromkeys(streams, b"")
         last_error = None
-        batch: list[str] = []
-        pending = b""
+        batch: list[tuple[str, datetime, str]] = []
         deadline = 0.0  # when the oldest line of `batch` must be written
-        while True:
+        while streams:
             wait = max(0.0, deadline - time.monotonic()) if batch else None
-            if select.select([fd], [], [], wait)[0]:
+            for fd in select.select(list(streams), [], [], wait)[0]:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    break
-                *raws, pending = (pending + chunk).split(b"\n")
+                    if pending[fd]:
+                        batch.append((streams[fd], _now(), pending[fd].decode("utf-8", "replace")))
+                    del streams[fd]
+                    continue
+                *raws, pending[fd] = (pending[fd] + chunk).split(b"\n")
                 if raws and not batch:
                     deadline = time.monotonic() + LOG_FLUSH_SECONDS
+                read_at = _now()
                 for raw in raws:
                     line = raw.decode("utf-8", "replace")
                     if line.startswith("error: "):
                         last_error = line[len("error: ") :]
-                    batch.append(line)
-            if batch and (len(batch) >= 100 or time.monotonic() >= deadline):
-                self.logs.append(submission.run_id, submission.attempt, batch)
+                    batch.append((streams[fd], read_at, line))
+            if batch and (len(batch) >= 100 or time.monotonic() >= deadline or not streams):
+                self._write_lines(submission, batch)
                 batch = []
-        if pending:
-            batch.append(pending.decode("utf-8", "replace"))
-        self.logs.append(submission.run_id, submission.attempt, batch)
         return last_error
+
+    def _write_lines(self, submission: Submission, batch: list[tuple[str, datetime, str]]) -> None:
+        for stream in ("stdout", "stderr"):
+            lines = [(at, line) for kind, at, line in batch if kind == stream]
+            if lines:
+                self.logs.append(
+                    submission.run_id,
+                    submission.attempt,
+                    [line for _, line in lines],
+                    stream=stream,
+                    times=[at for at, _ in lines],
+                )
 
     def _finish(
         self, key: tuple[str, int], state: str, code: int | None, message: str | None
