@@ -14,7 +14,7 @@ delivered twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -36,8 +36,10 @@ from sailplane.domain.runs import (
     WAITING_FOR_DEPENDENCIES,
     JobRun,
     JobVersionSnapshot,
+    RunOptions,
     decide_concurrency,
 )
+from sailplane.domain.uniqueness import UniqueKey
 from sailplane.storage import EventLog
 
 
@@ -54,8 +56,10 @@ class RunHistory(Protocol):
     ) -> list[str]:
         """The job keys in `depends_on` without a completed run since `job_id`'s last run."""
 
-    def active_run_ids(self, organization_id: str, job_id: str) -> list[str]:
-        """The job's dispatched or running runs, oldest first."""
+    def active_run_ids(
+        self, organization_id: str, job_id: str, concurrency_key: str | None = None
+    ) -> list[str]:
+        """The job's dispatched or running runs with this concurrency key, oldest first."""
 
 
 class NoJobVersions:
@@ -72,15 +76,34 @@ class Dispatch:
     """The dispatcher's claim: what it must submit (attempt) or why it did not."""
 
     run_id: str
-    action: str  # "submit" | "wait" | "skip" | "none"
+    action: str  # "submit" | "wait" | "skip" | "expired" | "none"
     position: int
     attempt: int = 0
     spec: JobVersionSnapshot | None = None
     cancelled_run_ids: tuple[str, ...] = ()
+    timeout_seconds: int | None = None  # the run's, which may override the version's
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run to create: the job, its queue options, start time and expiry."""
+
+    job_id: str
+    options: RunOptions = RunOptions()
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+
+
+IDEMPOTENCY_KEY_KIND = "run_idempotency_key"
 
 
 def _run_exists(run_id: str) -> ConflictError:
     return ConflictError(f"Job run {run_id} already exists.", code="run_exists")
+
+
+def _idempotency_scope(organization_id: str, job_id: str) -> str:
+    """Idempotency keys are unique per job."""
+    return f"{organization_id}/{job_id}"
 
 
 class Runs(SailplaneApplication):
@@ -111,14 +134,77 @@ class Runs(SailplaneApplication):
         scheduled_for: datetime | None = None,
         tracking: Tracking | None = None,
         spec: JobVersionSnapshot | None = None,
+        options: RunOptions | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
     ) -> tuple[str, int]:
         """Create a run of the job's active version (or `job_version`); returns (id, position).
 
         `run_id`: a deterministic id (`derived_id(job_id, slot)`) makes a repeated create
         a 409 `run_exists` instead of a second run. `scheduled_for`: the slot of a
         scheduled run. `spec`: that version, when the caller has just read it from
-        `job_versions` (to check access), so it is not read twice.
+        `job_versions` (to check access), so it is not read twice. `options`,
+        `not_before` and `expires_at`: how the run is queued. When `options` carries an
+        idempotency key that a run of this job holds, nothing is created and that run's
+        id is returned with position 0.
         """
+        request = RunRequest(job_id, options or RunOptions(), not_before, expires_at)
+        created = self._new_run(
+            request,
+            by=by,
+            trigger=trigger,
+            hold=hold,
+            job_version=job_version,
+            resource_cleanup_mode=resource_cleanup_mode,
+            run_id=run_id,
+            scheduled_for=scheduled_for,
+            spec=spec,
+            claimed_keys={},
+        )
+        if isinstance(created, str):
+            return created, 0
+        run_id = created[0].id
+        return run_id, self._commit(*created, conflict=_run_exists(run_id), tracking=tracking)
+
+    def create_runs(
+        self, requests: Sequence[RunRequest], *, batch_id: str, trigger: str, by: Actor
+    ) -> tuple[list[tuple[str, bool]], int]:
+        """Create runs of several jobs in one transaction under one `batch_id`.
+
+        Returns ((run id, created) per request, position); `created` is False for a
+        request whose idempotency key named an existing run (or an earlier request of the
+        batch), which is returned instead.
+        """
+        results: list[tuple[str, bool]] = []
+        changed: list[JobRun | UniqueKey] = []
+        claimed: dict[str, str] = {}
+        for request in requests:
+            batched = replace(request, options=replace(request.options, batch_id=batch_id))
+            created = self._new_run(batched, by=by, trigger=trigger, claimed_keys=claimed)
+            if isinstance(created, str):
+                results.append((created, False))
+            else:
+                results.append((created[0].id, True))
+                changed.extend(created)
+        return results, self._commit(*changed)
+
+    def _new_run(
+        self,
+        request: RunRequest,
+        *,
+        by: Actor,
+        trigger: str,
+        claimed_keys: dict[str, str],
+        hold: bool = False,
+        job_version: int | None = None,
+        resource_cleanup_mode: str = "always",
+        run_id: str | None = None,
+        scheduled_for: datetime | None = None,
+        spec: JobVersionSnapshot | None = None,
+    ) -> list[JobRun | UniqueKey] | str:
+        """The new run (then its claimed idempotency key), or the id of the run that holds
+        the key already. `claimed_keys`: keys claimed earlier in the same transaction."""
+        job_id = request.job_id
         spec = spec or self.job_versions.snapshot(by.organization_id, job_id, job_version)
         if spec is None:
             if job_version is not None and self.job_versions.snapshot(by.organization_id, job_id):
@@ -136,6 +222,19 @@ class Runs(SailplaneApplication):
                 code="job_version_without_work",
             )
         run_id = run_id or new_id()
+        key = request.options.idempotency_key
+        holder: UniqueKey | None = None
+        if key is not None:
+            scope = _idempotency_scope(by.organization_id, job_id)
+            if f"{scope}/{key}" in claimed_keys:
+                return claimed_keys[f"{scope}/{key}"]
+            existing = self._find(UniqueKey, UniqueKey.id_for(IDEMPOTENCY_KEY_KIND, scope, key))
+            if existing is not None and existing.owner_id is not None:
+                return existing.owner_id
+            holder = self._claim_key(
+                IDEMPOTENCY_KEY_KIND, key, run_id, by=by, conflict=_run_exists(run_id), scope=scope
+            )
+            claimed_keys[f"{scope}/{key}"] = run_id
         waiting = (
             []
             if hold or not spec.depends_on
@@ -149,10 +248,13 @@ class Runs(SailplaneApplication):
             waiting_for=waiting,
             resource_cleanup_mode=resource_cleanup_mode,
             scheduled_for=scheduled_for,
+            options=request.options,
+            not_before=request.not_before,
+            expires_at=request.expires_at,
             by=by,
             at=self.clock(),
         )
-        return run.id, self._commit(run, conflict=_run_exists(run_id), tracking=tracking)
+        return [run] if holder is None else [run, holder]
 
     def release_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
         run = self._run(job_id, run_id, by)
@@ -172,7 +274,92 @@ class Runs(SailplaneApplication):
     def delete_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
         run = self._run(job_id, run_id, by)
         run.delete(by=by, at=self.clock())
+        return self._commit(run, self._free_key(run, by))
+
+    def pause_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.pause(by=by, at=self.clock())
         return self._commit(run)
+
+    def resume_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.resume(by=by, at=self.clock())
+        return self._commit(run)
+
+    def reschedule_run(self, job_id: str, run_id: str, not_before: datetime, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        run.reschedule(not_before, by=by, at=self.clock())
+        return self._commit(run)
+
+    def restart_run(
+        self,
+        job_id: str,
+        run_id: str,
+        *,
+        by: Actor,
+        priority: int | None = None,
+        payload: dict[str, object] | None = None,
+        timeout_secs_override: int | None = None,
+        max_attempts_override: int | None = None,
+        debug_mode: bool | None = None,
+    ) -> int:
+        """A new attempt of the run; the given values replace the run's own."""
+        run = self._run(job_id, run_id, by)
+        overrides = {
+            name: value
+            for name, value in (
+                ("priority", priority),
+                ("payload", payload),
+                ("timeout_secs_override", timeout_secs_override),
+                ("max_attempts_override", max_attempts_override),
+                ("debug_mode", debug_mode),
+            )
+            if value is not None
+        }
+        run.restart(replace(run.options, **overrides), by=by, at=self.clock())
+        return self._commit(run)
+
+    def replay_run(
+        self,
+        job_id: str,
+        run_id: str,
+        *,
+        by: Actor,
+        dead_letter_only: bool = False,
+        batch_id: str | None = None,
+    ) -> tuple[str, int]:
+        """A new run of the job's active version continuing a finished, not completed run
+        (same payload, tags and metadata; lineage depth + 1); returns (new id, position).
+        `dead_letter_only`: the source must be in the dead-letter queue, which it leaves."""
+        source = self._run(job_id, run_id, by)
+        options = source.replay_options(batch_id=batch_id)
+        spec = self.job_versions.snapshot(by.organization_id, job_id)
+        if spec is None:
+            raise NotFoundError.of("job", job_id)
+        replay = JobRun.create(
+            id=new_id(), spec=spec, trigger="retry", hold=False, options=options, by=by,
+            at=self.clock(),
+        )
+        source.replayed(replay.id, dead_letter_only=dead_letter_only, by=by, at=self.clock())
+        return replay.id, self._commit(replay, source)
+
+    def reset_idempotency_key(self, job_id: str, run_id: str, *, by: Actor) -> int:
+        """The run gives up its idempotency key: the next create with it makes a new run."""
+        run = self._run(job_id, run_id, by)
+        run.reset_idempotency_key(by=by, at=self.clock())
+        return self._commit(run, self._free_key(run, by))
+
+    def _free_key(self, run: JobRun, by: Actor) -> UniqueKey | None:
+        key = run.options.idempotency_key
+        if key is None:
+            return None
+        return self._release_key(
+            IDEMPOTENCY_KEY_KIND,
+            key,
+            run.id,
+            by=by,
+            scope=_idempotency_scope(run.organization_id, run.job_id),
+        )
 
     def remove_job_runs(
         self, organization_id: str, run_ids: Sequence[str], *, by: Actor, tracking: Tracking | None
@@ -230,6 +417,8 @@ class Runs(SailplaneApplication):
         """
         run = self._find(JobRun, run_id)
         now = self.clock()
+        if run is not None and not run.deleted and run.expire(by=by, at=now):
+            return Dispatch(run_id, "expired", self._commit(run, tracking=tracking))
         if run is None or run.deleted or not run.is_due(now):
             return Dispatch(run_id, "none", self._commit(tracking=tracking))
         if executor is None:
@@ -240,8 +429,11 @@ class Runs(SailplaneApplication):
                 at=now,
             )
             return Dispatch(run_id, "wait", self._commit(run, tracking=tracking))
+        key = run.options.concurrency_key
         active = [
-            i for i in self.history.active_run_ids(run.organization_id, run.job_id) if i != run.id
+            i
+            for i in self.history.active_run_ids(run.organization_id, run.job_id, key)
+            if i != run.id
         ]
         decision = decide_concurrency(
             run.spec.concurrency_policy, run.spec.max_concurrent_runs, active
@@ -249,8 +441,9 @@ class Runs(SailplaneApplication):
         if decision.action == "wait":
             run.wait(
                 CONCURRENCY_LIMIT,
-                f"{len(active)} run(s) of the job active; maxConcurrentRuns is "
-                f"{run.spec.max_concurrent_runs or 1}.",
+                f"{len(active)} run(s) of the job"
+                + ("" if key is None else f" with concurrency key {key}")
+                + f" active; maxConcurrentRuns is {run.spec.max_concurrent_runs or 1}.",
                 by=by,
                 at=now,
             )
@@ -279,7 +472,12 @@ class Runs(SailplaneApplication):
             attempt=attempt,
             spec=run.spec,
             cancelled_run_ids=tuple(r.id for r in replaced),
+            timeout_seconds=run.timeout_seconds,
         )
+
+    def expire_run(self, run_id: str, *, by: Actor) -> int:
+        """The monitor's sweep: a run not started by its expires_at ends `expired`."""
+        return self._report(run_id, lambda run: run.expire(by=by, at=self.clock()))
 
     def record_started(self, run_id: str, attempt: int, *, by: Actor) -> int:
         return self._report(run_id, lambda run: run.start(attempt, by=by, at=self.clock()))

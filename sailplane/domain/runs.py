@@ -4,7 +4,8 @@ A run copies what it needs from the job version it uses into a `JobVersionSnapsh
 value object when it is created, so the run machine never reads the job again (a later
 version, a paused or deleted job change nothing in a run already made).
 
-Statuses: `pending` (held, or waiting for dependencies), `ready` (eligible for dispatch),
+Statuses: `pending` (held, paused, or waiting for dependencies), `ready` (eligible for
+dispatch; *delayed* while `not_before` is in the future),
 `dispatched` (claimed by a dispatcher, submitted to the cluster's executor), `running`
 (the executor reported it started), then terminal `completed`, `failed`, `timeout`,
 `cancelled`, `skipped` (the concurrency policy `skip` refused it) and `dead_letter`
@@ -17,6 +18,14 @@ An *attempt* is one submission to an executor. The run id plus the attempt numbe
 executor's idempotency key: a resubmitted attempt never executes twice. Automatic retries
 (`config.lakesail.maxRetries`) and a manual retry each start a new attempt under the same
 run id.
+
+Queue options (`RunOptions`, all optional, absent from runs created before them): a
+payload, tags and metadata, a priority (higher is claimed first), a concurrency key
+(`maxConcurrentRuns` counts per job and key), a per-job idempotency key, a start time
+(`not_before`) and an expiry (`expires_at`: a run not started by then ends `cancelled`
+with reason `expired`), retry and timeout overrides, a debug flag, the batch it was
+created in and the run it continues (replay lineage). The seed-003 statuses are a pure
+function of (status, reason, not_before, now): `queue_status`.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ CONCURRENCY_LIMIT = "concurrency_limit"
 CLUSTER_NOT_ACTIVE = "cluster_not_active"
 DISPATCHING = "dispatching"
 RETRY_BACKOFF = "retry_backoff"
+PAUSED = "paused"
 WAITING_REASONS = (CONCURRENCY_LIMIT, CLUSTER_NOT_ACTIVE)
 # ... and the reason codes of the other transitions.
 QUEUED = "queued"  # ready, nothing in the way yet
@@ -77,10 +87,43 @@ JOB_DELETED = "job_deleted"
 REPLACED = "replaced"
 SKIPPED_BY_POLICY = "concurrency_skip"
 RETRIED = "retried"
+DELAYED = "delayed"  # ready, but not before a requested start time
+RESUMED = "resumed"
+RESCHEDULED = "rescheduled"
+RESTARTED = "restarted"
+EXPIRED = "expired"  # cancelled: not started by expires_at
+CRASHED = "crashed"  # the work's process died (killed by a signal, e.g. out of memory)
+QUERY_NOT_FOUND = "query_not_found"  # the platform could not build the work
+# Failures of the platform rather than of the work that end the run `failed` at once.
+PLATFORM_FAILURES = frozenset({QUERY_NOT_FOUND})
 # Failures of the system rather than of the work: once retries are spent they end in dead_letter.
 SYSTEM_FAILURES = frozenset({EXECUTOR_LOST, SUBMISSION_FAILED, CLUSTER_NOT_ACTIVE})
 
 CONCURRENCY_POLICIES = ("allow", "skip", "queue", "replace")
+RETRY_BACKOFFS = ("fixed", "exponential")
+# Statuses a run can be restarted from: unfinished, or ended by a failure.
+RESTARTABLE = frozenset({PENDING, READY, DISPATCHED, RUNNING, FAILED, TIMEOUT, DEAD_LETTER})
+# Statuses a replay (a new run continuing this one) starts from: finished, not completed.
+REPLAYABLE = frozenset({FAILED, TIMEOUT, CANCELLED, SKIPPED, DEAD_LETTER})
+UNSTARTED = frozenset({PENDING, READY})
+
+# The seed-003 run-queue statuses, each a projection of (status, reason, not_before, now).
+QUEUE_STATUSES = (
+    "delayed",
+    "queued",
+    "dequeued",
+    "executing",
+    "waiting",
+    "completed",
+    "failed",
+    "timed_out",
+    "crashed",
+    "system_failed",
+    "canceled",
+    "expired",
+    "dead_letter",
+)
+QUEUE_TRIGGERS = {"manual": "manual", "api": "manual", "schedule": "cron", "dependency": "workflow", "retry": "retry"}
 RETRY_BACKOFF_BASE = timedelta(seconds=1)
 RETRY_BACKOFF_MAX = timedelta(minutes=5)
 
@@ -127,6 +170,123 @@ class JobVersionSnapshot:
         known["depends_on"] = tuple(known.get("depends_on") or ())
         known["team_ids"] = tuple(known.get("team_ids") or ())
         return cls(**known)
+
+
+MAX_PRIORITY = 1_000_000
+MAX_LABELS = 64
+
+
+def _labels(value: dict[str, Any], name: str) -> dict[str, str]:
+    if len(value) > MAX_LABELS or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 128 and len(v) <= 1024
+        for k, v in value.items()
+    ):
+        raise InvalidValueError(
+            f"{name} must map at most {MAX_LABELS} keys (<= 128 characters) to strings "
+            "(<= 1024 characters).",
+            field=name,
+        )
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run is queued and retried, beyond what its job version says.
+
+    Every field is optional; `RunOptions()` is a run as the seed-004 API made them before
+    these existed. `max_attempts_override` and `timeout_secs_override` replace the
+    version's `maxRetries + 1` and `timeoutSeconds`; `retry_backoff` (`fixed` or
+    `exponential`, default exponential) with `retry_initial_delay_secs` (default 1) and
+    `retry_max_delay_secs` (default 300) replace the default backoff.
+    """
+
+    payload: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
+    concurrency_key: str | None = None
+    idempotency_key: str | None = None
+    max_attempts_override: int | None = None
+    timeout_secs_override: int | None = None
+    retry_backoff: str | None = None
+    retry_initial_delay_secs: float | None = None
+    retry_max_delay_secs: float | None = None
+    debug_mode: bool = False
+    batch_id: str | None = None
+    continuation_of: str | None = None
+    lineage_depth: int = 0
+
+    def __post_init__(self) -> None:
+        if self.payload is not None and not isinstance(self.payload, dict):
+            raise InvalidValueError("payload must be a JSON object.", field="payload")
+        object.__setattr__(self, "tags", _labels(self.tags, "tags"))
+        object.__setattr__(self, "metadata", _labels(self.metadata, "metadata"))
+        if not -MAX_PRIORITY <= self.priority <= MAX_PRIORITY:
+            raise InvalidValueError(
+                f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}.", field="priority"
+            )
+        for name in ("concurrency_key", "idempotency_key"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= len(value) <= 256:
+                raise InvalidValueError(f"{name} must have 1 to 256 characters.", field=name)
+        for name in ("max_attempts_override", "timeout_secs_override"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 1_000_000:
+                raise InvalidValueError(f"{name} must be between 1 and 1000000.", field=name)
+        if self.retry_backoff is not None and self.retry_backoff not in RETRY_BACKOFFS:
+            raise InvalidValueError(
+                "retry_backoff must be fixed or exponential.", field="retry_backoff"
+            )
+        for name in ("retry_initial_delay_secs", "retry_max_delay_secs"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 86_400:
+                raise InvalidValueError(f"{name} must be between 0 and 86400.", field=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any] | None) -> RunOptions:
+        known = {k: v for k, v in (value or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def backoff(self, retries_used: int) -> timedelta:
+        """The wait before automatic retry number `retries_used` (1-based)."""
+        initial = (
+            RETRY_BACKOFF_BASE
+            if self.retry_initial_delay_secs is None
+            else timedelta(seconds=self.retry_initial_delay_secs)
+        )
+        ceiling = (
+            RETRY_BACKOFF_MAX
+            if self.retry_max_delay_secs is None
+            else timedelta(seconds=self.retry_max_delay_secs)
+        )
+        if self.retry_backoff == "fixed":
+            return min(initial, ceiling)
+        return min(initial * (2 ** min(max(retries_used - 1, 0), 30)), ceiling)
+
+
+def queue_status(status: str, reason: str, not_before: datetime | None, now: datetime) -> str:
+    """The seed-003 status of a run (docs/runs-v1.md has the table)."""
+    if status == PENDING:
+        return "waiting"
+    if status == READY:
+        return "delayed" if not_before is not None and not_before > now else "queued"
+    if status == FAILED:
+        if reason == CRASHED:
+            return "crashed"
+        return "system_failed" if reason in PLATFORM_FAILURES else "failed"
+    if status == CANCELLED:
+        return "expired" if reason == EXPIRED else "canceled"
+    return {
+        DISPATCHED: "dequeued",
+        RUNNING: "executing",
+        COMPLETED: "completed",
+        TIMEOUT: "timed_out",
+        SKIPPED: "canceled",
+        DEAD_LETTER: "dead_letter",
+    }[status]
 
 
 # --- the concurrency rule the dispatcher and the scheduler share -----------------------------
@@ -183,9 +343,8 @@ def decide_concurrency(
 
 
 def retry_backoff(retries_used: int) -> timedelta:
-    """Exponential backoff before automatic retry number `retries_used` (1-based)."""
-    delay = RETRY_BACKOFF_BASE * (2 ** max(retries_used - 1, 0))
-    return min(delay, RETRY_BACKOFF_MAX)
+    """The default backoff before automatic retry number `retries_used` (1-based)."""
+    return RunOptions().backoff(retries_used)
 
 
 # --- the aggregate -------------------------------------------------------------------------
@@ -212,6 +371,11 @@ class JobRun(SailplaneAggregate):
     deleted: bool
     scheduled_for: datetime | None  # the slot of a run the scheduler made
     created_by: str  # the actor that created the run (member:ID, service_account:ID, system:...)
+    options: RunOptions
+    expires_at: datetime | None
+    idempotency_key_held: bool  # the run still owns its idempotency key (not reset)
+    replayed_by: str | None  # the newest run that replays this one
+    paused_from: tuple[str, str, str | None]  # (status, reason, message) a resume returns to
 
     class Created(SailplaneAggregate.Created):
         job_id: str
@@ -223,11 +387,18 @@ class JobRun(SailplaneAggregate):
         reason: str
         message: str | None
         scheduled_for: datetime | None = None  # the slot, for a run the scheduler made
+        options: dict[str, Any] | None = None  # RunOptions; absent before they existed
+        not_before: datetime | None = None  # a requested start time
+        expires_at: datetime | None = None
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
             aggregate.job_id = self.job_id
             aggregate.scheduled_for = self.scheduled_for
+            aggregate.options = RunOptions.from_dict(self.options)
+            aggregate.expires_at = self.expires_at
+            aggregate.idempotency_key_held = aggregate.options.idempotency_key is not None
+            aggregate.replayed_by = None
             aggregate.spec = JobVersionSnapshot.from_dict(self.job_version)
             aggregate.job_version = aggregate.spec.version
             aggregate.trigger = self.trigger
@@ -238,7 +409,7 @@ class JobRun(SailplaneAggregate):
             aggregate.status_message = self.message
             aggregate.attempt = 1
             aggregate.retries_used = 0
-            aggregate.not_before = None
+            aggregate.not_before = self.not_before
             aggregate.dispatched_at = None
             aggregate.runner_started_at = None
             aggregate.runner_completed_at = None
@@ -348,6 +519,63 @@ class JobRun(SailplaneAggregate):
             aggregate.runner_started_at = None
             aggregate.runner_completed_at = None
 
+    class Paused(Transition):
+        """Held until resumed; `resume_*` is where a resume returns it."""
+
+        resume_status: str
+        resume_reason: str
+        resume_message: str | None
+
+        def apply(self, aggregate: JobRun) -> None:
+            super().apply(aggregate)
+            aggregate.paused_from = (self.resume_status, self.resume_reason, self.resume_message)
+
+    class Resumed(Transition):
+        pass
+
+    class Rescheduled(Transition):
+        not_before: datetime
+
+        def apply(self, aggregate: JobRun) -> None:
+            super().apply(aggregate)
+            aggregate.not_before = self.not_before
+
+    class Restarted(Transition):
+        """A new attempt of the same run from where it stood, with the options it now has.
+
+        `stopped_attempt`: the attempt that was dispatched or running, which the
+        dispatcher stops (None when nothing was executing)."""
+
+        attempt: int
+        stopped_attempt: int | None
+        options: dict[str, Any]
+
+        def apply(self, aggregate: JobRun) -> None:
+            super().apply(aggregate)
+            aggregate.attempt = self.attempt
+            aggregate.retries_used = 0
+            aggregate.hold = False
+            aggregate.options = RunOptions.from_dict(self.options)
+            aggregate.not_before = None
+            aggregate.finished_at = None
+            aggregate.dispatched_at = None
+            aggregate.runner_started_at = None
+            aggregate.runner_completed_at = None
+
+    class Replayed(SailplaneAggregate.Event):
+        """A new run (`by_run_id`) continues this finished one."""
+
+        by_run_id: str
+
+        def apply(self, aggregate: JobRun) -> None:
+            aggregate.replayed_by = self.by_run_id
+
+    class IdempotencyKeyReset(SailplaneAggregate.Event):
+        """The run gave up its idempotency key: the next create with it makes a new run."""
+
+        def apply(self, aggregate: JobRun) -> None:
+            aggregate.idempotency_key_held = False
+
     class Deleted(SailplaneAggregate.Event):
         def apply(self, aggregate: JobRun) -> None:
             aggregate.deleted = True
@@ -365,10 +593,14 @@ class JobRun(SailplaneAggregate):
         waiting_for: Sequence[str] = (),
         resource_cleanup_mode: str = "always",
         scheduled_for: datetime | None = None,
+        options: RunOptions | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
         by: Actor,
         at: datetime,
     ) -> JobRun:
-        """A new run: `pending` when held or waiting for `waiting_for` (job keys), else `ready`."""
+        """A new run: `pending` when held or waiting for `waiting_for` (job keys), else
+        `ready` (reason `delayed` when `not_before` is still to come)."""
         if trigger not in TRIGGERS:
             raise InvalidValueError(
                 f"trigger must be one of {', '.join(TRIGGERS)}.", field="trigger"
@@ -383,8 +615,14 @@ class JobRun(SailplaneAggregate):
         elif waiting_for:
             status, reason = PENDING, WAITING_FOR_DEPENDENCIES
             message = f"Waiting for job(s) {', '.join(waiting_for)} to complete."
+        elif not_before is not None and not_before > at:
+            status, reason, message = READY, DELAYED, f"Not before {not_before.isoformat()}."
         else:
             status, reason, message = READY, QUEUED, None
+        if expires_at is not None and not_before is not None and expires_at <= not_before:
+            raise InvalidValueError(
+                "expires_at must be after scheduled_at.", field="expires_at"
+            )
         return cls._create_as(
             id=id,
             by=by,
@@ -398,7 +636,21 @@ class JobRun(SailplaneAggregate):
             reason=reason,
             message=message,
             scheduled_for=scheduled_for,
+            options=(options or RunOptions()).to_dict(),
+            not_before=not_before,
+            expires_at=expires_at,
         )
+
+    # --- the effective settings: the version's, unless the run overrides them ----------------
+
+    @property
+    def max_retries(self) -> int:
+        override = self.options.max_attempts_override
+        return self.spec.max_retries if override is None else override - 1
+
+    @property
+    def timeout_seconds(self) -> int | None:
+        return self.options.timeout_secs_override or self.spec.timeout_seconds
 
     # --- requests from people and the scheduler ---------------------------------------------
 
@@ -457,6 +709,145 @@ class JobRun(SailplaneAggregate):
             message=message or f"Cancelled by {by}.",
         )
 
+    def pause(self, *, by: Actor, at: datetime) -> None:
+        """pending | ready -> pending (paused) until `resume`; an executing run is 409."""
+        if self.status in ACTIVE:
+            raise ConflictError(
+                f"Job run {self.id} is executing; pausing an executing run is not supported.",
+                code="run_executing",
+            )
+        if self.status in TERMINAL:
+            raise _finished(self, "paused")
+        if self.status_reason == PAUSED:
+            raise ConflictError(f"Job run {self.id} is already paused.", code="run_paused")
+        self._trigger(
+            self.Paused,
+            by=by,
+            at=at,
+            status=PENDING,
+            reason=PAUSED,
+            message=f"Paused by {by}.",
+            resume_status=self.status,
+            resume_reason=self.status_reason,
+            resume_message=self.status_message,
+        )
+
+    def resume(self, *, by: Actor, at: datetime) -> None:
+        """A paused run returns to where it was: ready (reason `resumed`), or still pending
+        when it was held or waiting for dependencies."""
+        if self.status != PENDING or self.status_reason != PAUSED:
+            raise ConflictError(
+                f"Job run {self.id} is {self.status}; only a paused run can be resumed.",
+                code="run_not_paused",
+            )
+        status, reason, message = self.paused_from
+        if status == READY:
+            reason, message = RESUMED, None
+        self._trigger(self.Resumed, by=by, at=at, status=status, reason=reason, message=message)
+
+    def reschedule(self, not_before: datetime, *, by: Actor, at: datetime) -> None:
+        """A run not started yet gets a new start time (409 once dispatched or finished)."""
+        if self.status not in UNSTARTED:
+            raise ConflictError(
+                f"Job run {self.id} is {self.status}; only a run not started yet can be "
+                "rescheduled.",
+                code="run_not_reschedulable",
+            )
+        if self.expires_at is not None and not_before >= self.expires_at:
+            raise InvalidValueError(
+                "scheduled_at must be before the run's expires_at.", field="scheduled_at"
+            )
+        if self.status == READY:
+            reason = DELAYED if not_before > at else RESCHEDULED
+        else:
+            reason = self.status_reason
+        self._trigger(
+            self.Rescheduled,
+            by=by,
+            at=at,
+            status=self.status,
+            reason=reason,
+            message=f"Not before {not_before.isoformat()}.",
+            not_before=not_before,
+        )
+
+    def expire(self, *, by: Actor, at: datetime) -> bool:
+        """A run still not started at its `expires_at` ends cancelled (reason `expired`)."""
+        if self.status not in UNSTARTED or self.expires_at is None or self.expires_at > at:
+            return False
+        self._trigger(
+            self.Cancelled,
+            by=by,
+            at=at,
+            status=CANCELLED,
+            reason=EXPIRED,
+            message=f"Not started by its expires_at {self.expires_at.isoformat()}.",
+        )
+        return True
+
+    def restart(self, options: RunOptions, *, by: Actor, at: datetime) -> None:
+        """A new attempt of this run from any unfinished or failed status, with `options`
+        (the run's own, possibly overridden); an executing attempt is stopped."""
+        if self.status not in RESTARTABLE:
+            raise ConflictError(
+                f"Job run {self.id} is {self.status}; only an unfinished or failed run can be "
+                "restarted.",
+                code="run_not_restartable",
+            )
+        self._trigger(
+            self.Restarted,
+            by=by,
+            at=at,
+            status=READY,
+            reason=RESTARTED,
+            message=None,
+            attempt=self.attempt + 1,
+            stopped_attempt=self.attempt if self.status in ACTIVE else None,
+            options=options.to_dict(),
+        )
+
+    def replay_options(self, *, batch_id: str | None = None) -> RunOptions:
+        """The options of a new run that replays this one (409 unless it may be replayed)."""
+        self._require_replayable()
+        return RunOptions(
+            payload=self.options.payload,
+            tags=self.options.tags,
+            metadata=self.options.metadata,
+            priority=self.options.priority,
+            concurrency_key=self.options.concurrency_key,
+            debug_mode=self.options.debug_mode,
+            batch_id=batch_id,
+            continuation_of=self.id,
+            lineage_depth=self.options.lineage_depth + 1,
+        )
+
+    def replayed(self, by_run_id: str, *, dead_letter_only: bool, by: Actor, at: datetime) -> None:
+        """Record the run that replays this one; a dead-lettered run then leaves the DLQ."""
+        if dead_letter_only and (self.status != DEAD_LETTER or self.replayed_by is not None):
+            raise ConflictError(
+                f"Job run {self.id} is not in the dead-letter queue.", code="run_not_dead_lettered"
+            )
+        self._require_replayable()
+        self._trigger(self.Replayed, by=by, at=at, by_run_id=by_run_id)
+
+    def _require_replayable(self) -> None:
+        if self.status not in REPLAYABLE:
+            raise ConflictError(
+                f"Job run {self.id} is {self.status}; only a run that finished without "
+                "completing can be replayed.",
+                code="run_not_replayable",
+            )
+
+    def reset_idempotency_key(self, *, by: Actor, at: datetime) -> str:
+        """Give up the run's idempotency key; returns it (409 when it holds none)."""
+        key = self.options.idempotency_key
+        if key is None or not self.idempotency_key_held:
+            raise ConflictError(
+                f"Job run {self.id} holds no idempotency key.", code="no_idempotency_key"
+            )
+        self._trigger(self.IdempotencyKeyReset, by=by, at=at)
+        return key
+
     def delete(self, *, by: Actor, at: datetime) -> None:
         if self.status not in TERMINAL:
             raise ConflictError(
@@ -469,7 +860,11 @@ class JobRun(SailplaneAggregate):
     # --- the dispatcher ----------------------------------------------------------------------
 
     def is_due(self, now: datetime) -> bool:
-        return self.status == READY and (self.not_before is None or self.not_before <= now)
+        return (
+            self.status == READY
+            and (self.not_before is None or self.not_before <= now)
+            and (self.expires_at is None or self.expires_at > now)
+        )
 
     def wait(self, reason: str, message: str, *, by: Actor, at: datetime) -> bool:
         """Stay ready because of `reason`; records an event only when the reason changes."""
@@ -552,10 +947,17 @@ class JobRun(SailplaneAggregate):
         exit_code: int | None = None,
     ) -> bool:
         """The attempt failed: a new attempt after a backoff while retries are left, else
-        `failed` (the work failed) or `dead_letter` (the system failed)."""
+        `failed` (the work failed) or `dead_letter`.
+
+        The dead-letter rule: a run whose last attempt was lost by the platform
+        (`SYSTEM_FAILURES`: executor_lost, submission_failed, cluster_not_active) ends
+        `dead_letter` once its retries are spent (with none configured, at once); a run
+        whose work crashed (`crashed`: killed by a signal) ends `dead_letter` when it had
+        automatic retries and all were spent on such failures, else `failed` with reason
+        `crashed`. Every other failure ends `failed` with its reason."""
         if not self._current(attempt, DISPATCHED, RUNNING):
             return False
-        if self.retries_used < self.spec.max_retries:
+        if self.retries_used < self.max_retries:
             used = self.retries_used + 1
             self._trigger(
                 self.RetryScheduled,
@@ -564,19 +966,19 @@ class JobRun(SailplaneAggregate):
                 status=READY,
                 reason=RETRY_BACKOFF,
                 message=f"Attempt {attempt} failed ({reason}): {message} Retry {used} of "
-                f"{self.spec.max_retries}.",
+                f"{self.max_retries}.",
                 attempt=attempt + 1,
-                not_before=at + retry_backoff(used),
+                not_before=at + self.options.backoff(used),
             )
             return True
-        if reason in SYSTEM_FAILURES:
+        if reason in SYSTEM_FAILURES or (reason == CRASHED and self.max_retries > 0):
             self._trigger(
                 self.DeadLettered,
                 by=by,
                 at=at,
                 status=DEAD_LETTER,
                 reason=reason,
-                message=f"{message} ({RETRIES_EXHAUSTED}: {self.spec.max_retries} retries spent)",
+                message=f"{message} ({RETRIES_EXHAUSTED}: {self.max_retries} retries spent)",
                 attempt=attempt,
                 exit_code=exit_code,
             )
@@ -602,20 +1004,23 @@ class JobRun(SailplaneAggregate):
             at=at,
             status=TIMEOUT,
             reason=TIMED_OUT,
-            message=f"Stopped after timeoutSeconds={self.spec.timeout_seconds}.",
+            message=f"Stopped after timeoutSeconds={self.timeout_seconds}.",
             attempt=attempt,
         )
         return True
 
     def deadline(self) -> datetime | None:
         """When the running attempt times out (None without timeoutSeconds or not running)."""
-        if (
-            self.status != RUNNING
-            or not self.spec.timeout_seconds
-            or self.runner_started_at is None
-        ):
+        if self.status != RUNNING or not self.timeout_seconds or self.runner_started_at is None:
             return None
-        return self.runner_started_at + timedelta(seconds=self.spec.timeout_seconds)
+        return self.runner_started_at + timedelta(seconds=self.timeout_seconds)
+
+
+def _finished(run: JobRun, action: str) -> ConflictError:
+    return ConflictError(
+        f"Job run {run.id} is already {run.status}; a finished run cannot be {action}.",
+        code="run_finished",
+    )
 
 
 def _conflict_status(run: JobRun, action: str, required: str) -> ConflictError:

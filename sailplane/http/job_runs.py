@@ -36,17 +36,25 @@ from sailplane.http.auth import (
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, post
+from sailplane.http.run_options import queue_options, run_create_body
 from sailplane.http.shapes import JobRunEvent, JobRunLogLine, Shape, iso
 
 VIEW, RUN, MANAGE = "CanViewJobs", "CanRunJobs", "CanManageJobs"
 STREAM_POLL_SECONDS = 0.25
 
 
-class JobRunCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    job_id: str | None = None
-    job_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    hold: bool = False
-    resource_cleanup_mode: Literal["always", "never", "on_success"] = "always"
+JobRunCreateRequest = run_create_body(
+    "JobRunCreateRequest",
+    [
+        ("job_id", str | None, None),
+        ("job_version", Annotated[int, msgspec.Meta(ge=1)] | None, None),
+        ("hold", bool, False),
+        ("resource_cleanup_mode", Literal["always", "never", "on_success"], "always"),
+    ],
+    rename="camel",
+    doc="`jobId`, `jobVersion`, `hold`, `resourceCleanupMode`, and the queue options "
+    "(docs/runs-v1.md) in camelCase.",
+)
 
 
 class JobRunRetryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
@@ -236,8 +244,12 @@ class JobRunController(Controller):
         if not can_access(principal, VIEW, granted_team_ids=teams):
             raise NotFoundError.of("job", job)
         require_access(principal, RUN, granted_team_ids=teams)
+        request = queue_options(job, data)
         run_id, position = runs.commands.create_run(
             job,
+            options=request.options,
+            not_before=request.not_before,
+            expires_at=request.expires_at,
             spec=spec,
             by=principal.actor,
             trigger="manual" if principal.kind == "member" else "api",

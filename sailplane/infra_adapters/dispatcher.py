@@ -41,9 +41,11 @@ from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError
 from sailplane.domain.jobs import container_argv
 from sailplane.domain.runs import (
+    CRASHED,
     DISPATCHED,
     EXECUTION_FAILED,
     EXECUTOR_LOST,
+    QUERY_NOT_FOUND,
     READY,
     RUNNING,
     SUBMISSION_FAILED,
@@ -54,6 +56,7 @@ from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, Deliver
 from sailplane.infra_adapters.executors import (
     CANCELLED,
     FAILED,
+    KILLED,
     LOST,
     SUBMITTED,
     SUCCEEDED,
@@ -71,8 +74,15 @@ from sailplane.storage import EventLog
 
 log = logging.getLogger(__name__)
 
-READY_EVENTS = (JobRun.Created, JobRun.Released, JobRun.Retried, JobRun.RetryScheduled)
-QUERY_NOT_FOUND = "query_not_found"
+READY_EVENTS = (
+    JobRun.Created,
+    JobRun.Released,
+    JobRun.Retried,
+    JobRun.RetryScheduled,
+    JobRun.Resumed,
+    JobRun.Rescheduled,
+    JobRun.Restarted,
+)
 TARGET_TTL = 5.0
 
 
@@ -140,6 +150,8 @@ class RunDispatcher(Consumer):
     def handle(self, delivery: Delivery) -> None:
         event = delivery.event
         tracking = delivery.tracking(self.name)
+        if isinstance(event, JobRun.Restarted) and event.stopped_attempt is not None:
+            self.stop_execution(event.originator_id, event.stopped_attempt)
         if isinstance(event, READY_EVENTS) and event.status == READY:
             self.claim(event.originator_id, tracking=tracking)
         elif isinstance(event, JobRun.Cancelled):
@@ -181,17 +193,29 @@ class RunDispatcher(Consumer):
             return "none"
         target = self._target(run.organization_id, run.spec.cluster_id)
         kind = target.executor if target is not None and target.executor in self.executors else None
-        with self._job_lock(run.job_id):
+        with self._job_lock(run.job_id, run.options.concurrency_key):
             self.catch_up()
             outcome = self.runs.dispatch_run(
                 run_id, executor=kind, by=self.actor(run.organization_id), tracking=tracking
             )
         if outcome.action == "submit" and outcome.spec is not None:
-            self.submit(run.organization_id, run_id, outcome.attempt, outcome.spec)
+            self.submit(
+                run.organization_id,
+                run_id,
+                outcome.attempt,
+                outcome.spec,
+                timeout_seconds=outcome.timeout_seconds,
+            )
         return outcome.action
 
     def submit(
-        self, organization_id: str, run_id: str, attempt: int, spec: JobVersionSnapshot
+        self,
+        organization_id: str,
+        run_id: str,
+        attempt: int,
+        spec: JobVersionSnapshot,
+        *,
+        timeout_seconds: int | None,
     ) -> None:
         by = self.actor(organization_id)
         work = self._work(organization_id, spec)
@@ -223,7 +247,7 @@ class RunDispatcher(Consumer):
                     job_id=spec.job_id,
                     work=work,
                     target=target,
-                    timeout_seconds=spec.timeout_seconds,
+                    timeout_seconds=timeout_seconds,
                 )
             )
         except Exception as error:
@@ -252,22 +276,29 @@ class RunDispatcher(Consumer):
             )
         return Work(python=spec.python)
 
-    def stop_execution(self, run_id: str) -> None:
+    def stop_execution(self, run_id: str, attempt: int | None = None) -> None:
+        """Stop the run's current attempt (or `attempt`, one a restart left behind)."""
         run = self.runs.run_state(run_id)
-        if run is None or run.executor is None or run.dispatched_at is None:
+        if run is None or run.executor is None:
+            return
+        if attempt is None and run.dispatched_at is None:
             return
         executor = self.executors.get(run.executor)
         if executor is not None:
             executor.cancel(
-                run_id, run.attempt, self._target(run.organization_id, run.spec.cluster_id)
+                run_id,
+                run.attempt if attempt is None else attempt,
+                self._target(run.organization_id, run.spec.cluster_id),
             )
 
     @contextlib.contextmanager
-    def _job_lock(self, job_id: str) -> Any:
+    def _job_lock(self, job_id: str, concurrency_key: str | None) -> Any:
+        """Claims of one (job, concurrency key) queue are serialized; other keys go on."""
+        name = job_id if concurrency_key is None else f"{job_id}\x00{concurrency_key}"
         with self._guard:
-            local = self._local_locks.setdefault(job_id, threading.Lock())
+            local = self._local_locks.setdefault(name, threading.Lock())
         key = int.from_bytes(
-            hashlib.sha256(f"job-run-claims:{job_id}".encode()).digest()[:8], "big", signed=True
+            hashlib.sha256(f"job-run-claims:{name}".encode()).digest()[:8], "big", signed=True
         )
         # A transaction-level lock on a pooled connection: released by the commit, or by
         # the rollback when the claim raises, so the connection returns to the pool clean.
@@ -278,8 +309,14 @@ class RunDispatcher(Consumer):
     # --- the monitor -----------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One pass: claim due ready runs, then read back every active attempt."""
+        """One pass: expire runs not started in time, claim due ready runs (highest
+        priority first), then read back every active attempt."""
         now = self.clock()
+        for row in self.view.expirable_runs(now):
+            try:
+                self.runs.expire_run(row["id"], by=self.actor(row["organization_id"]))
+            except ConflictError:
+                continue
         for run_id in self.view.due_run_ids(now):
             try:
                 self.claim(run_id)
@@ -316,12 +353,13 @@ class RunDispatcher(Consumer):
                     run.id, attempt, reason=EXECUTOR_LOST, message="The execution is gone.", by=by
                 )
             elif run.dispatched_at is not None and now - run.dispatched_at > self.submit_grace:
-                self.submit(org, run.id, attempt, run.spec)  # never received: same key again
+                # never received: the same key again
+                self.submit(org, run.id, attempt, run.spec, timeout_seconds=run.timeout_seconds)
             return
         if status.state == SUBMITTED:
             return
         if status.state == RUNNING or (
-            status.state in (SUCCEEDED, FAILED) and run.status == DISPATCHED
+            status.state in (SUCCEEDED, FAILED, KILLED) and run.status == DISPATCHED
         ):
             if run.status == DISPATCHED:
                 self.runs.record_started(run.id, attempt, by=by)
@@ -333,11 +371,11 @@ class RunDispatcher(Consumer):
                 return
         if status.state == SUCCEEDED:
             self.runs.record_completed(run.id, attempt, by=by, exit_code=status.exit_code)
-        elif status.state == FAILED:
+        elif status.state in (FAILED, KILLED):
             self.runs.record_failed(
                 run.id,
                 attempt,
-                reason=EXECUTION_FAILED,
+                reason=EXECUTION_FAILED if status.state == FAILED else CRASHED,
                 message=status.message or "Failed.",
                 by=by,
                 exit_code=status.exit_code,

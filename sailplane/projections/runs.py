@@ -9,6 +9,7 @@ holds one row per transition with its time, cause (actor) and reason code.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +17,68 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from psycopg.types.json import Jsonb
 
-from sailplane.domain.runs import ACTIVE, TERMINAL, JobRun, JobVersionSnapshot
+from sailplane.domain.runs import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    CRASHED,
+    DEAD_LETTER,
+    DISPATCHED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    PLATFORM_FAILURES,
+    READY,
+    RUNNING,
+    SKIPPED,
+    TERMINAL,
+    TIMEOUT,
+    UNSTARTED,
+    JobRun,
+    JobVersionSnapshot,
+    RunOptions,
+)
 from sailplane.projections.base import Projection, View
 from sailplane.projections.identity import actor_ref
 from sailplane.projections.query import keyset_page
+
+
+def _is(status: str) -> str:
+    return f"status = '{status}'"
+
+
+_DUE = "(not_before IS NULL OR not_before <= %(now)s)"
+_PLATFORM = ", ".join(f"'{r}'" for r in sorted(PLATFORM_FAILURES))
+# The seed-003 statuses (domain.runs.queue_status) as SQL predicates over a run row.
+QUEUE_STATUS_SQL = {
+    "waiting": _is(PENDING),
+    "delayed": f"{_is(READY)} AND NOT {_DUE}",
+    "queued": f"{_is(READY)} AND {_DUE}",
+    "dequeued": _is(DISPATCHED),
+    "executing": _is(RUNNING),
+    "completed": _is(COMPLETED),
+    "failed": f"{_is(FAILED)} AND status_reason NOT IN ('{CRASHED}', {_PLATFORM})",
+    "crashed": f"{_is(FAILED)} AND status_reason = '{CRASHED}'",
+    "system_failed": f"{_is(FAILED)} AND status_reason IN ({_PLATFORM})",
+    "timed_out": _is(TIMEOUT),
+    "canceled": f"(({_is(CANCELLED)} AND status_reason <> '{EXPIRED}') OR {_is(SKIPPED)})",
+    "expired": f"{_is(CANCELLED)} AND status_reason = '{EXPIRED}'",
+    "dead_letter": _is(DEAD_LETTER),
+}
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a run-queue list or bulk action covers (None: no condition)."""
+
+    team_ids: list[str]
+    queue_statuses: tuple[str, ...] = ()
+    since: datetime | None = None
+    triggers: tuple[str, ...] = ()
+    batch_id: str | None = None
+    job_id: str | None = None
+    payload: dict[str, Any] | None = None
+    dead_letter_queue: bool = False  # dead-lettered and not replayed since
 
 
 class RunsView(View):
@@ -55,7 +114,22 @@ class RunsView(View):
                 created_by text NOT NULL,
                 updated_at timestamptz NOT NULL,
                 updated_by text NOT NULL,
-                version integer NOT NULL
+                version integer NOT NULL,
+                options jsonb NOT NULL,
+                payload jsonb,
+                tags jsonb NOT NULL,
+                metadata jsonb NOT NULL,
+                priority integer NOT NULL,
+                concurrency_key text,
+                idempotency_key text,
+                idempotency_key_held boolean NOT NULL,
+                scheduled_at timestamptz,
+                expires_at timestamptz,
+                ready_at timestamptz,
+                batch_id text,
+                continuation_of text,
+                lineage_depth integer NOT NULL,
+                replayed_by text
             )""",
         "job_run_events": """
             CREATE TABLE {job_run_events} (
@@ -77,6 +151,11 @@ class RunsView(View):
         "CREATE INDEX ON {job_runs} (organization_id, created_at DESC, id DESC)",
         "CREATE INDEX ON {job_runs} (status) WHERE status IN ('ready', 'dispatched', 'running', 'pending')",
         "CREATE INDEX ON {job_runs} (organization_id, job_key, finished_at) WHERE status = 'completed'",
+        "CREATE INDEX ON {job_runs} (priority DESC, created_at, id) WHERE status = 'ready'",
+        "CREATE INDEX ON {job_runs} (expires_at) WHERE status IN ('pending', 'ready')",
+        "CREATE INDEX ON {job_runs} USING gin (payload jsonb_path_ops)",
+        "CREATE INDEX ON {job_runs} (organization_id, batch_id) WHERE batch_id IS NOT NULL",
+        "CREATE INDEX ON {job_runs} (continuation_of) WHERE continuation_of IS NOT NULL",
     )
 
     # --- the HTTP layer's queries -------------------------------------------------------
@@ -124,6 +203,88 @@ class RunsView(View):
         )
         return int(total_row["total"]) if total_row else 0, rows, next_marker
 
+    def run_by_id(self, organization_id: str, run_id: str) -> dict[str, Any] | None:
+        return self.fetch_one(
+            "SELECT * FROM {job_runs} WHERE organization_id = %s AND id = %s",
+            (organization_id, run_id),
+        )
+
+    def filtered_runs(
+        self,
+        organization_id: str,
+        where: RunFilter,
+        *,
+        now: datetime,
+        limit: int,
+        before: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs matching `where`, newest first, older than run `before` when given."""
+        sql = ["organization_id = %(org)s", "team_ids && %(teams)s"]
+        params: dict[str, Any] = {"org": organization_id, "teams": where.team_ids, "now": now}
+        if where.queue_statuses:
+            sql.append(
+                "(" + " OR ".join(f"({QUEUE_STATUS_SQL[s]})" for s in where.queue_statuses) + ")"
+            )
+        if where.since is not None:
+            sql.append("created_at >= %(since)s")
+            params["since"] = where.since
+        if where.triggers:
+            sql.append("trigger = ANY(%(triggers)s)")
+            params["triggers"] = list(where.triggers)
+        if where.batch_id is not None:
+            sql.append("batch_id = %(batch)s")
+            params["batch"] = where.batch_id
+        if where.job_id is not None:
+            sql.append("job_id = %(job)s")
+            params["job"] = where.job_id
+        if where.payload is not None:
+            sql.append("payload @> %(payload)s")
+            params["payload"] = Jsonb(where.payload)
+        if where.dead_letter_queue:
+            sql.append(f"{_is(DEAD_LETTER)} AND replayed_by IS NULL")
+        if before is not None:
+            sql.append(
+                "(created_at, id) < (SELECT created_at, id FROM {job_runs} "
+                "WHERE organization_id = %(org)s AND id = %(before)s)"
+            )
+            params["before"] = before
+        params["limit"] = limit
+        return self.fetch_all(
+            "SELECT * FROM {job_runs} WHERE "
+            + " AND ".join(sql)
+            + " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+            params,
+        )
+
+    def lineage(self, organization_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The replay chain through `run_id`: its first ancestor first, then each run that
+        continued the previous one, up to the newest descendant."""
+        return self.fetch_all(
+            "WITH RECURSIVE up(id, continuation_of, depth) AS ("
+            " SELECT id, continuation_of, 0 FROM {job_runs} WHERE organization_id = %(org)s "
+            " AND id = %(id)s"
+            " UNION ALL SELECT r.id, r.continuation_of, up.depth + 1 FROM {job_runs} r "
+            " JOIN up ON r.id = up.continuation_of WHERE r.organization_id = %(org)s),"
+            " down(id, replayed_by, depth) AS ("
+            " SELECT id, replayed_by, 0 FROM {job_runs} WHERE organization_id = %(org)s "
+            " AND id = %(id)s"
+            " UNION ALL SELECT r.id, r.replayed_by, down.depth + 1 FROM {job_runs} r "
+            " JOIN down ON r.id = down.replayed_by WHERE r.organization_id = %(org)s)"
+            " SELECT r.* FROM {job_runs} r JOIN ("
+            " SELECT id, -depth AS o FROM up UNION SELECT id, depth FROM down) c ON c.id = r.id"
+            " ORDER BY c.o",
+            {"org": organization_id, "id": run_id},
+        )
+
+    def expirable_runs(self, now: datetime, *, limit: int = 500) -> list[dict[str, Any]]:
+        """(id, organization_id) of the runs not started whose expires_at has passed (the
+        monitor's expiry sweep)."""
+        return self.fetch_all(
+            "SELECT id, organization_id FROM {job_runs} WHERE status = ANY(%s) "
+            "AND expires_at <= %s ORDER BY expires_at, id LIMIT %s",
+            (sorted(UNSTARTED), now, limit),
+        )
+
     def events(
         self, organization_id: str, run_id: str, *, after: int, limit: int
     ) -> list[dict[str, Any]]:
@@ -135,11 +296,14 @@ class RunsView(View):
 
     # --- RunHistory, for the use cases and the dispatcher --------------------------------
 
-    def active_run_ids(self, organization_id: str, job_id: str) -> list[str]:
+    def active_run_ids(
+        self, organization_id: str, job_id: str, concurrency_key: str | None = None
+    ) -> list[str]:
         rows = self.fetch_all(
             "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s "
+            "AND concurrency_key IS NOT DISTINCT FROM %s "
             "AND status = ANY(%s) ORDER BY dispatched_at, id",
-            (organization_id, job_id, sorted(ACTIVE)),
+            (organization_id, job_id, concurrency_key, sorted(ACTIVE)),
         )
         return [r["id"] for r in rows]
 
@@ -162,10 +326,12 @@ class RunsView(View):
         return [k for k in depends_on if k not in done]
 
     def due_run_ids(self, now: datetime, *, limit: int = 500) -> list[str]:
-        """Ready runs whose backoff has passed, oldest first (the dispatcher's sweep)."""
+        """Ready runs whose start time or backoff has passed, the highest priority first,
+        then the oldest (the dispatcher's sweep)."""
         rows = self.fetch_all(
             "SELECT id FROM {job_runs} WHERE status = 'ready' "
-            "AND (not_before IS NULL OR not_before <= %s) ORDER BY created_at, id LIMIT %s",
+            "AND (not_before IS NULL OR not_before <= %s) "
+            "ORDER BY priority DESC, created_at, id LIMIT %s",
             (now, limit),
         )
         return [r["id"] for r in rows]
@@ -212,6 +378,54 @@ class RunsView(View):
             (organization_id, job_id),
         )
         return [r["id"] for r in rows]
+
+
+# The option columns, in the order `_option_values` gives them.
+_OPTION_NAMES = (
+    "options",
+    "payload",
+    "tags",
+    "metadata",
+    "priority",
+    "concurrency_key",
+    "idempotency_key",
+    "batch_id",
+    "continuation_of",
+    "lineage_depth",
+)
+_OPTION_COLUMNS = ", ".join(_OPTION_NAMES)
+_OPTION_VALUES = ", ".join(["%s"] * len(_OPTION_NAMES))
+# Transitions that make a run ready anew: its queue wait starts again.
+_READYING = (
+    JobRun.Released,
+    JobRun.Resumed,
+    JobRun.Retried,
+    JobRun.Restarted,
+    JobRun.RetryScheduled,
+    JobRun.Rescheduled,
+)
+
+
+def _option_values(options: RunOptions) -> tuple[Any, ...]:
+    return (
+        Jsonb(options.to_dict()),
+        None if options.payload is None else Jsonb(options.payload),
+        Jsonb(options.tags),
+        Jsonb(options.metadata),
+        options.priority,
+        options.concurrency_key,
+        options.idempotency_key,
+        options.batch_id,
+        options.continuation_of,
+        options.lineage_depth,
+    )
+
+
+def _ready_at(e: Any, not_before: datetime | None) -> datetime | None:
+    """When a run that became ready may start: now, or its start time if later."""
+    if e.status != READY:
+        return None
+    return not_before if not_before is not None and not_before > e.timestamp else e.timestamp
 
 
 # Columns a transition sets besides status, reason and message: event class -> column.
@@ -262,12 +476,15 @@ class RunsProjection(Projection[RunsView]):
     @process_event.register
     def _(self, e: JobRun.Created, tracking: Tracking) -> None:
         spec = e.job_version
+        options = RunOptions.from_dict(e.options)
         self.view.execute(
             "INSERT INTO {job_runs} (id, organization_id, job_id, job_key, job_version, cluster_id, "
             "team_ids, depends_on, spec, status, status_reason, status_message, hold, "
             "resource_cleanup_mode, trigger, attempt, scheduled_for, created_at, created_by, "
-            "updated_at, updated_by, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            "updated_at, updated_by, version, not_before, scheduled_at, expires_at, ready_at, "
+            "idempotency_key_held, " + _OPTION_COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            + _OPTION_VALUES + ") ON CONFLICT (id) DO NOTHING",
             (
                 e.originator_id,
                 e.organization_id,
@@ -290,6 +507,12 @@ class RunsProjection(Projection[RunsView]):
                 e.timestamp,
                 actor_ref(e.actor),
                 e.originator_version,
+                e.not_before,
+                e.not_before,
+                e.expires_at,
+                _ready_at(e, e.not_before),
+                options.idempotency_key is not None,
+                *_option_values(options),
             ),
         )
         self._event_row(e, "created", e.status, e.reason, e.message, 1)
@@ -334,6 +557,28 @@ class RunsProjection(Projection[RunsView]):
         if isinstance(e, JobRun.RetryScheduled):
             sets.append("not_before = %(not_before)s")
             values["not_before"] = e.not_before
+        if isinstance(e, JobRun.Rescheduled):
+            sets += ["not_before = %(not_before)s", "scheduled_at = %(not_before)s"]
+            values["not_before"] = e.not_before
+        if isinstance(e, _READYING) and e.status == READY:
+            sets.append("ready_at = %(ready_at)s")
+            values["ready_at"] = _ready_at(e, getattr(e, "not_before", None))
+        if isinstance(e, JobRun.Restarted):
+            options = RunOptions.from_dict(e.options)
+            sets += [
+                "attempt = %(attempt)s",
+                "hold = false",
+                "not_before = NULL",
+                "finished_at = NULL",
+                "dispatched_at = NULL",
+                "runner_started_at = NULL",
+                "runner_completed_at = NULL",
+                *(f"{name} = %(option_{name})s" for name in _OPTION_NAMES),
+            ]
+            values["attempt"] = e.attempt
+            values.update(
+                {f"option_{n}": v for n, v in zip(_OPTION_NAMES, _option_values(options))}
+            )
         if isinstance(e, JobRun.Retried):
             sets += [
                 "hold = %(hold)s",
@@ -352,6 +597,24 @@ class RunsProjection(Projection[RunsView]):
         self._event_row(
             e, _event_type(e), e.status, e.reason, e.message, getattr(e, "attempt", None)
         )
+
+    @process_event.register
+    def _(self, e: JobRun.Replayed, tracking: Tracking) -> None:
+        self.view.execute(
+            "UPDATE {job_runs} SET replayed_by = %s, updated_at = %s, updated_by = %s, "
+            "version = %s WHERE id = %s",
+            (e.by_run_id, e.timestamp, actor_ref(e.actor), e.originator_version, e.originator_id),
+        )
+        self._event_row(e, "replayed", None, None, f"Replayed by job run {e.by_run_id}.", None)
+
+    @process_event.register
+    def _(self, e: JobRun.IdempotencyKeyReset, tracking: Tracking) -> None:
+        self.view.execute(
+            "UPDATE {job_runs} SET idempotency_key_held = false, updated_at = %s, "
+            "updated_by = %s, version = %s WHERE id = %s",
+            (e.timestamp, actor_ref(e.actor), e.originator_version, e.originator_id),
+        )
+        self._event_row(e, "idempotency_key_reset", None, None, None, None)
 
     @process_event.register
     def _(self, e: JobRun.Deleted, tracking: Tracking) -> None:

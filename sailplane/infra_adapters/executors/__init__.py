@@ -28,7 +28,8 @@ SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST, UNKNOWN = (
     "lost",
     "unknown",
 )
-FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
+KILLED = "killed"  # the work's process was killed by a signal (e.g. out of memory)
+FINISHED = frozenset({SUCCEEDED, FAILED, KILLED, CANCELLED, LOST})
 
 
 @dataclass(frozen=True)

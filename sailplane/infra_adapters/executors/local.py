@@ -46,6 +46,7 @@ from sailplane.domain.ids import new_id
 from sailplane.infra_adapters.executors import (
     CANCELLED,
     FAILED,
+    KILLED,
     LOST,
     RUNNING,
     SUBMITTED,
@@ -361,6 +362,8 @@ class LocalExecutor:
             self._finish(key, SUCCEEDED, code, None)
         elif self._cancel_requested(*key):
             self._finish(key, CANCELLED, code, "Stopped on request.")
+        elif code < 0:
+            self._finish(key, KILLED, code, last_error or f"Killed by signal {-code}.")
         else:
             self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
 
