@@ -123,7 +123,13 @@ QUEUE_STATUSES = (
     "expired",
     "dead_letter",
 )
-QUEUE_TRIGGERS = {"manual": "manual", "api": "manual", "schedule": "cron", "dependency": "workflow", "retry": "retry"}
+QUEUE_TRIGGERS = {
+    "manual": "manual",
+    "api": "manual",
+    "schedule": "cron",
+    "dependency": "workflow",
+    "retry": "retry",
+}
 RETRY_BACKOFF_BASE = timedelta(seconds=1)
 RETRY_BACKOFF_MAX = timedelta(minutes=5)
 
@@ -509,15 +515,8 @@ class JobRun(SailplaneAggregate):
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
-            aggregate.attempt = self.attempt
-            aggregate.retries_used = 0
-            aggregate.hold = self.hold
+            _start_afresh(aggregate, self.attempt, hold=self.hold)
             aggregate.trigger = "retry"
-            aggregate.not_before = None
-            aggregate.finished_at = None
-            aggregate.dispatched_at = None
-            aggregate.runner_started_at = None
-            aggregate.runner_completed_at = None
 
     class Paused(Transition):
         """Held until resumed; `resume_*` is where a resume returns it."""
@@ -552,15 +551,8 @@ class JobRun(SailplaneAggregate):
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
-            aggregate.attempt = self.attempt
-            aggregate.retries_used = 0
-            aggregate.hold = False
+            _start_afresh(aggregate, self.attempt, hold=False)
             aggregate.options = RunOptions.from_dict(self.options)
-            aggregate.not_before = None
-            aggregate.finished_at = None
-            aggregate.dispatched_at = None
-            aggregate.runner_started_at = None
-            aggregate.runner_completed_at = None
 
     class Replayed(SailplaneAggregate.Event):
         """A new run (`by_run_id`) continues this finished one."""
@@ -620,9 +612,7 @@ class JobRun(SailplaneAggregate):
         else:
             status, reason, message = READY, QUEUED, None
         if expires_at is not None and not_before is not None and expires_at <= not_before:
-            raise InvalidValueError(
-                "expires_at must be after scheduled_at.", field="expires_at"
-            )
+            raise InvalidValueError("expires_at must be after scheduled_at.", field="expires_at")
         return cls._create_as(
             id=id,
             by=by,
@@ -1014,6 +1004,18 @@ class JobRun(SailplaneAggregate):
         if self.status != RUNNING or not self.timeout_seconds or self.runner_started_at is None:
             return None
         return self.runner_started_at + timedelta(seconds=self.timeout_seconds)
+
+
+def _start_afresh(run: JobRun, attempt: int, *, hold: bool) -> None:
+    """A new attempt by request (retry, restart): automatic retries are counted afresh."""
+    run.attempt = attempt
+    run.retries_used = 0
+    run.hold = hold
+    run.not_before = None
+    run.finished_at = None
+    run.dispatched_at = None
+    run.runner_started_at = None
+    run.runner_completed_at = None
 
 
 def _finished(run: JobRun, action: str) -> ConflictError:

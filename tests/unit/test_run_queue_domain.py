@@ -221,7 +221,11 @@ def test_replay_continues_a_failed_run_one_level_deeper() -> None:
     run.fail(1, reason=EXECUTION_FAILED, message="x", by=EXECUTOR, at=T0)
     options = run.replay_options(batch_id="B1")
     assert options.payload == {"x": 1} and options.tags == {"t": "1"}
-    assert (options.continuation_of, options.lineage_depth, options.batch_id) == ("RUN0000001", 1, "B1")
+    assert (options.continuation_of, options.lineage_depth, options.batch_id) == (
+        "RUN0000001",
+        1,
+        "B1",
+    )
     assert options.idempotency_key is None
     with pytest.raises(ConflictError) as not_dlq:
         run.replayed("RUN0000002", dead_letter_only=True, by=MEMBER, at=T0)
