@@ -14,7 +14,7 @@ delivered twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -89,7 +89,7 @@ class RunRequest:
     """One run to create: the job, its queue options, start time and expiry."""
 
     job_id: str
-    options: RunOptions = RunOptions()
+    options: RunOptions = field(default_factory=RunOptions)
     not_before: datetime | None = None
     expires_at: datetime | None = None
 
@@ -337,7 +337,12 @@ class Runs(SailplaneApplication):
         if spec is None:
             raise NotFoundError.of("job", job_id)
         replay = JobRun.create(
-            id=new_id(), spec=spec, trigger="retry", hold=False, options=options, by=by,
+            id=new_id(),
+            spec=spec,
+            trigger="retry",
+            hold=False,
+            options=options,
+            by=by,
             at=self.clock(),
         )
         source.replayed(replay.id, dead_letter_only=dead_letter_only, by=by, at=self.clock())

@@ -9,7 +9,7 @@ use cases take.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 import msgspec
 
@@ -58,7 +58,12 @@ def run_create_body(
     return body
 
 
-def _utc(value: datetime | None, name: str) -> datetime | None:
+@overload
+def aware_utc(value: datetime, name: str) -> datetime: ...
+@overload
+def aware_utc(value: None, name: str) -> None: ...
+def aware_utc(value: datetime | None, name: str) -> datetime | None:
+    """A client's time in UTC (422 without a time zone)."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -85,6 +90,6 @@ def queue_options(job_id: str, fields: Any) -> RunRequest:
             retry_max_delay_secs=fields.retry_max_delay_secs,
             debug_mode=fields.debug_mode,
         ),
-        not_before=_utc(fields.scheduled_at, "scheduled_at"),
-        expires_at=_utc(fields.expires_at, "expires_at"),
+        not_before=aware_utc(fields.scheduled_at, "scheduled_at"),
+        expires_at=aware_utc(fields.expires_at, "expires_at"),
     )

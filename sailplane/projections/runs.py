@@ -484,7 +484,8 @@ class RunsProjection(Projection[RunsView]):
             "updated_at, updated_by, version, not_before, scheduled_at, expires_at, ready_at, "
             "idempotency_key_held, " + _OPTION_COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s, "
             "%s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            + _OPTION_VALUES + ") ON CONFLICT (id) DO NOTHING",
+            + _OPTION_VALUES
+            + ") ON CONFLICT (id) DO NOTHING",
             (
                 e.originator_id,
                 e.organization_id,
@@ -577,7 +578,10 @@ class RunsProjection(Projection[RunsView]):
             ]
             values["attempt"] = e.attempt
             values.update(
-                {f"option_{n}": v for n, v in zip(_OPTION_NAMES, _option_values(options))}
+                {
+                    f"option_{n}": v
+                    for n, v in zip(_OPTION_NAMES, _option_values(options), strict=True)
+                }
             )
         if isinstance(e, JobRun.Retried):
             sets += [
