@@ -5,8 +5,11 @@ rule, and the seed-003 status each internal state shows as."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
@@ -15,6 +18,7 @@ from sailplane.domain.runs import (
     EXECUTION_FAILED,
     EXECUTOR_LOST,
     QUERY_NOT_FOUND,
+    QUEUE_STATUSES,
     JobRun,
     JobVersionSnapshot,
     RunOptions,
@@ -314,3 +318,215 @@ def test_retry_backoff_options(options: RunOptions, delays: list[int]) -> None:
 )
 def test_queue_status(status: str, reason: str, expected: str) -> None:
     assert queue_status(status, reason, None, T0) == expected
+
+
+# --- the extended machine against a model ------------------------------------------------
+
+UNSTARTED_STATUSES = ("pending", "ready")
+EXECUTING = ("dispatched", "running")
+FINISHED = ("completed", "failed", "timeout", "cancelled", "dead_letter")
+OUTCOMES = (
+    "complete",
+    "execution_failed",
+    "crashed",
+    "executor_lost",
+    "query_not_found",
+    "timeout",
+)
+
+
+class QueueMachine(RuleBasedStateMachine):
+    """Creates with delay and expiry, pause, resume, reschedule, restart, cancel, replay,
+    expiry and executor outcomes in any order; the aggregate must agree with a model."""
+
+    @initialize(
+        delay=st.sampled_from([None, 0, 30, 300]),
+        expiry=st.sampled_from([None, 60, 600]),
+        hold=st.booleans(),
+        attempts=st.sampled_from([None, 1, 2, 3]),
+        max_retries=st.integers(0, 1),
+    )
+    def create(
+        self,
+        delay: int | None,
+        expiry: int | None,
+        hold: bool,
+        attempts: int | None,
+        max_retries: int,
+    ) -> None:
+        self.now = T0
+        not_before = None if delay is None else T0 + timedelta(seconds=delay)
+        expires_at = None if expiry is None else T0 + timedelta(seconds=expiry + (delay or 0))
+        self.run = new_run(
+            RunOptions(max_attempts_override=attempts, retry_initial_delay_secs=5),
+            not_before=not_before,
+            expires_at=expires_at,
+            hold=hold,
+            max_retries=max_retries,
+        )
+        self.max_retries = max_retries if attempts is None else attempts - 1
+        self.status = "pending" if hold else "ready"
+        self.paused = False
+        self.resume_to = self.status
+        self.not_before = not_before
+        self.expires_at = expires_at
+        self.attempt, self.retries = 1, 0
+        self.replayed = False
+        self.events = list(self.run.collect_events())
+
+    def _tick(self, seconds: int = 1) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def _expect(self, allowed: bool, call: Any) -> bool:
+        try:
+            call()
+        except ConflictError:
+            assert not allowed
+            return False
+        assert allowed
+        return True
+
+    @rule()
+    def pause(self) -> None:
+        allowed = self.status in UNSTARTED_STATUSES and not self.paused
+        if self._expect(allowed, lambda: self.run.pause(by=MEMBER, at=self._tick())):
+            self.resume_to, self.status, self.paused = self.status, "pending", True
+
+    @rule()
+    def resume(self) -> None:
+        if self._expect(self.paused, lambda: self.run.resume(by=MEMBER, at=self._tick())):
+            self.status, self.paused = self.resume_to, False
+
+    @rule(seconds=st.integers(0, 400))
+    def reschedule(self, seconds: int) -> None:
+        at = self._tick()
+        target = at + timedelta(seconds=seconds)
+        try:
+            self.run.reschedule(target, by=MEMBER, at=at)
+        except ConflictError:
+            assert self.status not in UNSTARTED_STATUSES
+            return
+        except InvalidValueError:
+            assert self.expires_at is not None and target >= self.expires_at
+            return
+        assert self.status in UNSTARTED_STATUSES
+        self.not_before = target
+
+    @rule()
+    def restart(self) -> None:
+        restartable = self.status in (
+            "pending",
+            "ready",
+            *EXECUTING,
+            "failed",
+            "timeout",
+            "dead_letter",
+        )
+        if self._expect(
+            restartable, lambda: self.run.restart(self.run.options, by=MEMBER, at=self._tick())
+        ):
+            self.status, self.paused, self.not_before = "ready", False, None
+            self.attempt, self.retries = self.attempt + 1, 0
+
+    @rule()
+    def cancel(self) -> None:
+        if self._expect(
+            self.status not in FINISHED, lambda: self.run.cancel(by=MEMBER, at=self._tick())
+        ):
+            self.status, self.paused = "cancelled", False
+
+    @rule(dead_letter_only=st.booleans())
+    def replay(self, dead_letter_only: bool) -> None:
+        allowed = self.status in ("failed", "timeout", "cancelled", "dead_letter") and (
+            not dead_letter_only or (self.status == "dead_letter" and not self.replayed)
+        )
+        if self._expect(
+            allowed,
+            lambda: self.run.replayed(
+                "RUN0000002", dead_letter_only=dead_letter_only, by=MEMBER, at=self._tick()
+            ),
+        ):
+            self.replayed = True
+
+    @rule(wait=st.integers(0, 700))
+    def expire_sweep(self, wait: int) -> None:
+        at = self._tick(wait)
+        expires = (
+            self.status in UNSTARTED_STATUSES
+            and self.expires_at is not None
+            and self.expires_at <= at
+        )
+        assert self.run.expire(by=EXECUTOR, at=at) == expires
+        if expires:
+            self.status, self.paused = "cancelled", False
+
+    @rule(wait=st.integers(0, 400))
+    def dispatch(self, wait: int) -> None:
+        at = self._tick(wait)
+        due = (
+            self.status == "ready"
+            and (self.not_before is None or self.not_before <= at)
+            and (self.expires_at is None or self.expires_at > at)
+        )
+        if self._expect(due, lambda: self.run.dispatch(executor="local", by=EXECUTOR, at=at)):
+            self.status, self.not_before = "dispatched", None
+
+    @rule()
+    def start(self) -> None:
+        if self.run.start(self.attempt, by=EXECUTOR, at=self._tick()):
+            assert self.status == "dispatched"
+            self.status = "running"
+
+    @rule(outcome=st.sampled_from(OUTCOMES))
+    def executor_reports(self, outcome: str) -> None:
+        active = self.status in EXECUTING
+        at = self._tick()
+        if outcome == "complete":
+            changed, new = self.run.complete(self.attempt, by=EXECUTOR, at=at), "completed"
+        elif outcome == "timeout":
+            changed, new = self.run.time_out(self.attempt, by=EXECUTOR, at=at), "timeout"
+        else:
+            changed = self.run.fail(self.attempt, reason=outcome, message="x", by=EXECUTOR, at=at)
+            if self.retries < self.max_retries:
+                new = "ready"
+            elif outcome == "executor_lost" or (outcome == "crashed" and self.max_retries > 0):
+                new = "dead_letter"
+            else:
+                new = "failed"
+        assert changed == active
+        if changed:
+            if new == "ready":
+                self.attempt, self.retries = self.attempt + 1, self.retries + 1
+                self.not_before = self.run.not_before
+            self.status = new
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        assert self.run.status == self.status
+        assert self.run.attempt == self.attempt
+        assert self.run.retries_used == self.retries
+        assert (self.run.status_reason == "paused") == self.paused
+        assert (self.run.replayed_by is not None) == self.replayed
+        if self.status == "ready":
+            assert self.run.not_before == self.not_before
+        shown = queue_status(self.run.status, self.run.status_reason, self.run.not_before, self.now)
+        assert shown in QUEUE_STATUSES
+
+    @invariant()
+    def the_events_rebuild_the_same_run(self) -> None:
+        self.events += self.run.collect_events()
+        rebuilt = None
+        for event in self.events:
+            rebuilt = event.mutate(rebuilt)
+        assert rebuilt is not None
+        assert (rebuilt.status, rebuilt.status_reason, rebuilt.attempt, rebuilt.not_before) == (
+            self.run.status,
+            self.run.status_reason,
+            self.run.attempt,
+            self.run.not_before,
+        )
+        assert rebuilt.options == self.run.options
+
+
+TestQueueMachine = QueueMachine.TestCase
