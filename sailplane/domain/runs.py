@@ -93,9 +93,11 @@ RESCHEDULED = "rescheduled"
 RESTARTED = "restarted"
 EXPIRED = "expired"  # cancelled: not started by expires_at
 CRASHED = "crashed"  # the work's process died (killed by a signal, e.g. out of memory)
-QUERY_NOT_FOUND = "query_not_found"  # the platform could not build the work
-# Failures of the platform rather than of the work that end the run `failed` at once.
-PLATFORM_FAILURES = frozenset({QUERY_NOT_FOUND})
+QUERY_NOT_FOUND = "query_not_found"  # the platform could not build the work ...
+IMAGE_PULL_FAILED = "image_pull_failed"  # ... pull the container's image ...
+COMMAND_NOT_FOUND = "command_not_found"  # ... or find the container's command
+# Failures of the platform rather than of the work: they show as `system_failed`.
+PLATFORM_FAILURES = frozenset({QUERY_NOT_FOUND, IMAGE_PULL_FAILED, COMMAND_NOT_FOUND})
 # Failures of the system rather than of the work: once retries are spent they end in dead_letter.
 SYSTEM_FAILURES = frozenset({EXECUTOR_LOST, SUBMISSION_FAILED, CLUSTER_NOT_ACTIVE})
 

@@ -41,6 +41,9 @@ from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError
 from sailplane.domain.jobs import container_argv
 from sailplane.domain.runs import (
+    COMMAND_NOT_FOUND as COMMAND_NOT_FOUND_REASON,
+)
+from sailplane.domain.runs import (
     CRASHED,
     DISPATCHED,
     EXECUTION_FAILED,
@@ -52,12 +55,18 @@ from sailplane.domain.runs import (
     JobRun,
     JobVersionSnapshot,
 )
+from sailplane.domain.runs import (
+    IMAGE_PULL_FAILED as IMAGE_PULL_FAILED_REASON,
+)
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, Delivery, EventSource
 from sailplane.infra_adapters.executors import (
     CANCELLED,
+    COMMAND_NOT_FOUND,
     FAILED,
-    KILLED,
+    IMAGE_PULL_FAILED,
+    KILLED_BY_SIGNAL,
     LOST,
+    OUT_OF_MEMORY,
     SUBMITTED,
     SUCCEEDED,
     UNKNOWN,
@@ -84,6 +93,13 @@ READY_EVENTS = (
     JobRun.Restarted,
 )
 TARGET_TTL = 5.0
+# The run's reason for an attempt an executor reports failed with a known cause.
+REASON_BY_CAUSE = {
+    OUT_OF_MEMORY: CRASHED,
+    KILLED_BY_SIGNAL: CRASHED,
+    IMAGE_PULL_FAILED: IMAGE_PULL_FAILED_REASON,
+    COMMAND_NOT_FOUND: COMMAND_NOT_FOUND_REASON,
+}
 
 
 class QueryTexts:
@@ -359,7 +375,7 @@ class RunDispatcher(Consumer):
         if status.state == SUBMITTED:
             return
         if status.state == RUNNING or (
-            status.state in (SUCCEEDED, FAILED, KILLED) and run.status == DISPATCHED
+            status.state in (SUCCEEDED, FAILED) and run.status == DISPATCHED
         ):
             if run.status == DISPATCHED:
                 self.runs.record_started(run.id, attempt, by=by)
@@ -371,11 +387,11 @@ class RunDispatcher(Consumer):
                 return
         if status.state == SUCCEEDED:
             self.runs.record_completed(run.id, attempt, by=by, exit_code=status.exit_code)
-        elif status.state in (FAILED, KILLED):
+        elif status.state == FAILED:
             self.runs.record_failed(
                 run.id,
                 attempt,
-                reason=EXECUTION_FAILED if status.state == FAILED else CRASHED,
+                reason=REASON_BY_CAUSE.get(status.cause or "", EXECUTION_FAILED),
                 message=status.message or "Failed.",
                 by=by,
                 exit_code=status.exit_code,

@@ -28,8 +28,7 @@ SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST, UNKNOWN = (
     "lost",
     "unknown",
 )
-KILLED = "killed"  # the work's process was killed by a signal (e.g. out of memory)
-FINISHED = frozenset({SUCCEEDED, FAILED, KILLED, CANCELLED, LOST})
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED, LOST})
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,7 @@ OUT_OF_MEMORY, IMAGE_PULL_FAILED, COMMAND_NOT_FOUND = (
     "image_pull_failed",
     "command_not_found",
 )
+KILLED_BY_SIGNAL = "killed_by_signal"  # the work's process died of a signal (kill -9, OOM)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ class Status:
     state: str
     message: str | None = None
     exit_code: int | None = None  # the work's exit status, once it has one
-    cause: str | None = None  # OUT_OF_MEMORY, IMAGE_PULL_FAILED or COMMAND_NOT_FOUND
+    cause: str | None = (
+        None  # OUT_OF_MEMORY, IMAGE_PULL_FAILED, COMMAND_NOT_FOUND, KILLED_BY_SIGNAL
+    )
 
 
 class Executor(Protocol):

@@ -46,7 +46,7 @@ from sailplane.domain.ids import new_id
 from sailplane.infra_adapters.executors import (
     CANCELLED,
     FAILED,
-    KILLED,
+    KILLED_BY_SIGNAL,
     LOST,
     RUNNING,
     SUBMITTED,
@@ -202,7 +202,14 @@ class LocalExecutor:
                 if lost is not None:
                     return Status(LOST, "The worker that ran this attempt stopped.")
                 return self.status(run_id, attempt)
-            return Status(row["state"], row["message"], exit_code=row["exit_code"])
+            code = row["exit_code"]
+            killed = row["state"] == FAILED and code is not None and code < 0
+            return Status(
+                row["state"],
+                row["message"],
+                exit_code=code,
+                cause=KILLED_BY_SIGNAL if killed else None,
+            )
 
     def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
         with self.pool.connection() as conn:
@@ -363,7 +370,7 @@ class LocalExecutor:
         elif self._cancel_requested(*key):
             self._finish(key, CANCELLED, code, "Stopped on request.")
         elif code < 0:
-            self._finish(key, KILLED, code, last_error or f"Killed by signal {-code}.")
+            self._finish(key, FAILED, code, last_error or f"Killed by signal {-code}.")
         else:
             self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
 
