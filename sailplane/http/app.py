@@ -49,6 +49,7 @@ from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.request_guard import MAX_BODY_BYTES, RequestGuardMiddleware
 from sailplane.http.roles import RoleController
 from sailplane.http.routes import get
+from sailplane.http.runs_v1 import run_queue_router
 from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
 from sailplane.http.teams import TeamController
@@ -151,11 +152,13 @@ def provide(value: Any) -> Provide:
 def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
     container_jobs = workspaces_router()  # seed 002, at the root as its document has it
+    run_queue = run_queue_router()
     metrics = Metrics(system)
     app = Litestar(
         route_handlers=[
             api,
             container_jobs,
+            run_queue,  # seed 003, at /v1 as its document has it
             healthz,
             livez,
             readyz,

@@ -51,7 +51,7 @@ Body = Callable[[World, dict[str, Any]], Any]
 @dataclass(frozen=True)
 class Case:
     method: str
-    path: str  # below /api/v1, with {placeholders} that setup fills
+    path: str  # below /api/v1 (or from /v1/ for the run queue), with {placeholders}
     permission: str  # the permission the endpoint declares
     expect: int  # the Owner's status
     setup: Setup | None = None
