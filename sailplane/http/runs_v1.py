@@ -24,6 +24,7 @@ from litestar import Controller, Request, Response, Router
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from sailplane.contexts import IdentityContext, RunsContext
 from sailplane.domain.errors import (
     DomainError,
     InvalidRequestError,
@@ -39,7 +40,16 @@ from sailplane.domain.runs import (
     TIMEOUT,
     queue_status,
 )
-from sailplane.http.auth import Caller, Principal, SystemDep, can_access, require_access, requires
+from sailplane.http.auth import (
+    Caller,
+    IdentityDep,
+    Principal,
+    RunsDep,
+    WorkloadsDep,
+    can_access,
+    require_access,
+    requires,
+)
 from sailplane.http.errors import exception_handlers, or_404
 from sailplane.http.routes import delete, get, post
 from sailplane.http.run_options import (
@@ -53,7 +63,6 @@ from sailplane.http.shapes import iso
 from sailplane.http.sharing import reachable_team_ids
 from sailplane.observability import request_id
 from sailplane.projections.runs import RunFilter
-from sailplane.system import System
 
 RUN_QUEUE_PREFIX = "/v1/"
 VIEW, RUN = "CanViewJobs", "CanRunJobs"
@@ -228,8 +237,8 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return int((end - start).total_seconds() * 1000)
 
 
-def _now(system: System) -> datetime:
-    return system.runs.clock()
+def _now(runs: RunsContext) -> datetime:
+    return runs.clock()
 
 
 def run_shape(row: dict[str, Any], now: datetime, project_id: str | None = None) -> QueueRun:
@@ -303,75 +312,75 @@ def event_shape(row: dict[str, Any]) -> RunEvent:
 # --- access ---------------------------------------------------------------------------------
 
 
-def _project(system: System, principal: Principal, project_id: str) -> list[str]:
+def _project(identity: IdentityContext, principal: Principal, project_id: str) -> list[str]:
     """The team ids a project names (404 unless a team the caller can view jobs of)."""
-    team = system.teams.team(principal.organization_id, project_id)
-    if team is None or not can_access(system, principal, VIEW, granted_team_ids=[project_id]):
+    team = identity.teams.team(principal.organization_id, project_id)
+    if team is None or not can_access(principal, VIEW, granted_team_ids=[project_id]):
         raise NotFoundError.of("project", project_id)
     return [project_id]
 
 
-def _acting_project(system: System, principal: Principal, project_id: str) -> list[str]:
+def _acting_project(identity: IdentityContext, principal: Principal, project_id: str) -> list[str]:
     """A project whose runs the caller acts on in bulk: it needs `CanRunJobs` there."""
-    teams = _project(system, principal, project_id)
-    require_access(system, principal, RUN, granted_team_ids=teams)
+    teams = _project(identity, principal, project_id)
+    require_access(principal, RUN, granted_team_ids=teams)
     return teams
 
 
-def _require_some_run_access(system: System, principal: Principal) -> None:
+def _require_some_run_access(principal: Principal) -> None:
     """A bulk action by run ids needs `CanRunJobs` somewhere (each run is checked too)."""
-    if reachable_team_ids(system, principal, RUN) == []:
-        require_access(system, principal, RUN, granted_team_ids=())  # the one 403
+    if reachable_team_ids(principal, RUN) == []:
+        require_access(principal, RUN, granted_team_ids=())  # the one 403
 
 
-def _visible(system: System, principal: Principal, run_id: str) -> dict[str, Any]:
-    row = system.job_runs.run_by_id(principal.organization_id, run_id)
-    if row is None or not can_access(system, principal, VIEW, granted_team_ids=row["team_ids"]):
+def _visible(runs: RunsContext, principal: Principal, run_id: str) -> dict[str, Any]:
+    row = runs.view.run_by_id(principal.organization_id, run_id)
+    if row is None or not can_access(principal, VIEW, granted_team_ids=row["team_ids"]):
         raise NotFoundError.of("run", run_id)
     return row
 
 
-def _shown(system: System, principal: Principal, run_id: str) -> QueueRun:
-    return run_shape(_visible(system, principal, run_id), _now(system))
+def _shown(runs: RunsContext, principal: Principal, run_id: str) -> QueueRun:
+    return run_shape(_visible(runs, principal, run_id), _now(runs))
 
 
 def _act(
-    system: System, principal: Principal, run_id: str, use_case: Callable[..., int]
+    runs: RunsContext, principal: Principal, run_id: str, use_case: Callable[..., int]
 ) -> QueueRun:
     """A `CanRunJobs` action on one run: check, call the use case, read the run back."""
-    row = _visible(system, principal, run_id)
-    require_access(system, principal, RUN, granted_team_ids=row["team_ids"])
-    system.wait_for_views(use_case(row["job_id"], run_id, by=principal.actor))
-    return _shown(system, principal, run_id)
+    row = _visible(runs, principal, run_id)
+    require_access(principal, RUN, granted_team_ids=row["team_ids"])
+    runs.wait_for_views(use_case(row["job_id"], run_id, by=principal.actor))
+    return _shown(runs, principal, run_id)
 
 
 def _replay(
-    system: System,
+    runs: RunsContext,
     principal: Principal,
     run_id: str,
     *,
     dead_letter_only: bool,
     batch_id: str | None = None,
 ) -> QueueRun:
-    row = _visible(system, principal, run_id)
-    require_access(system, principal, RUN, granted_team_ids=row["team_ids"])
-    new_run_id, position = system.runs.replay_run(
+    row = _visible(runs, principal, run_id)
+    require_access(principal, RUN, granted_team_ids=row["team_ids"])
+    new_run_id, position = runs.commands.replay_run(
         row["job_id"],
         run_id,
         by=principal.actor,
         dead_letter_only=dead_letter_only,
         batch_id=batch_id,
     )
-    system.wait_for_views(position)
-    return _shown(system, principal, new_run_id)
+    runs.wait_for_views(position)
+    return _shown(runs, principal, new_run_id)
 
 
-def _cancel_each(system: System, principal: Principal, run_ids: list[str]) -> BulkResult:
+def _cancel_each(runs: RunsContext, principal: Principal, run_ids: list[str]) -> BulkResult:
     """Cancel each run on its own: one that is missing, hidden or finished fails alone."""
     results = []
     for run_id in run_ids:
         try:
-            shown = _act(system, principal, run_id, system.runs.cancel_run)
+            shown = _act(runs, principal, run_id, runs.commands.cancel_run)
             results.append(BulkItem(id=run_id, status=shown.status, error=None))
         except DomainError as error:
             results.append(BulkItem(id=run_id, status="error", error=error.message))
@@ -443,19 +452,19 @@ class RunQueueController(Controller):
     @post("/", operation_id="CreateQueueRun", guards=[requires(VIEW)])
     def create_run(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         data: JSONBody[RunCreate],  # type: ignore[valid-type]
     ) -> Response[QueueRun]:
         """Create a run (201), or answer the job's run holding the idempotency key (200)."""
         job_id = data.job_id
-        spec = system.runs.job_versions.snapshot(principal.organization_id, job_id)
+        spec = runs.commands.job_versions.snapshot(principal.organization_id, job_id)
         teams = list(or_404(spec, "job", job_id).team_ids)
-        if not can_access(system, principal, VIEW, granted_team_ids=teams):
+        if not can_access(principal, VIEW, granted_team_ids=teams):
             raise NotFoundError.of("job", job_id)
-        require_access(system, principal, RUN, granted_team_ids=teams)
+        require_access(principal, RUN, granted_team_ids=teams)
         request = queue_options(job_id, data)
-        run_id, position = system.runs.create_run(
+        run_id, position = runs.commands.create_run(
             job_id,
             spec=spec,
             by=principal.actor,
@@ -464,36 +473,37 @@ class RunQueueController(Controller):
             not_before=request.not_before,
             expires_at=request.expires_at,
         )
-        system.wait_for_views(position)
-        return Response(_shown(system, principal, run_id), status_code=201 if position else 200)
+        runs.wait_for_views(position)
+        return Response(_shown(runs, principal, run_id), status_code=201 if position else 200)
 
     @post("/batch", operation_id="CreateQueueRunBatch", guards=[requires(VIEW)])
     def create_batch(
-        self, system: SystemDep, principal: Caller, data: JSONBody[RunBatchCreate]
+        self, runs: RunsDep, principal: Caller, data: JSONBody[RunBatchCreate]
     ) -> RunBatch:
         """Create up to 1,000 runs in one transaction under one batch_id."""
         for job_id in sorted({r.job_id for r in data.runs}):
-            spec = system.runs.job_versions.snapshot(principal.organization_id, job_id)
+            spec = runs.commands.job_versions.snapshot(principal.organization_id, job_id)
             teams = list(or_404(spec, "job", job_id).team_ids)
-            if not can_access(system, principal, VIEW, granted_team_ids=teams):
+            if not can_access(principal, VIEW, granted_team_ids=teams):
                 raise NotFoundError.of("job", job_id)
-            require_access(system, principal, RUN, granted_team_ids=teams)
+            require_access(principal, RUN, granted_team_ids=teams)
         batch_id = new_id()
-        created, position = system.runs.create_runs(
+        created, position = runs.commands.create_runs(
             [queue_options(r.job_id, r) for r in data.runs],
             batch_id=batch_id,
             trigger="manual" if principal.kind == "member" else "api",
             by=principal.actor,
         )
-        system.wait_for_views(position)
+        runs.wait_for_views(position)
         return RunBatch(
-            batch_id=batch_id, runs=[_shown(system, principal, run_id) for run_id, _ in created]
+            batch_id=batch_id, runs=[_shown(runs, principal, run_id) for run_id, _ in created]
         )
 
     @get("/", operation_id="ListQueueRuns", guards=[requires(VIEW)])
     def list_runs(
         self,
-        system: SystemDep,
+        runs: RunsDep,
+        identity: IdentityDep,
         principal: Caller,
         project_id: ProjectId,
         status: Annotated[
@@ -517,7 +527,7 @@ class RunQueueController(Controller):
     ) -> list[QueueRun]:
         """List a project's runs, newest first, by status, time, trigger, batch, job or payload."""
         where = RunFilter(
-            team_ids=_project(system, principal, project_id),
+            team_ids=_project(identity, principal, project_id),
             queue_statuses=_statuses(status),
             since=_since(since),
             triggers=_triggers(triggered_by.split(",") if triggered_by else None),
@@ -525,8 +535,8 @@ class RunQueueController(Controller):
             job_id=job_id,
             payload=_payload(payload),
         )
-        now = _now(system)
-        rows = system.job_runs.filtered_runs(
+        now = _now(runs)
+        rows = runs.view.filtered_runs(
             principal.organization_id, where, now=now, limit=limit, before=before
         )
         return [run_shape(r, now, project_id) for r in rows]
@@ -534,7 +544,8 @@ class RunQueueController(Controller):
     @get("/dlq", operation_id="ListDeadLetteredRuns", guards=[requires(VIEW)])
     def list_dlq(
         self,
-        system: SystemDep,
+        runs: RunsDep,
+        identity: IdentityDep,
         principal: Caller,
         project_id: ProjectId,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 50,
@@ -543,20 +554,20 @@ class RunQueueController(Controller):
         ] = None,
     ) -> list[QueueRun]:
         """The project's dead-lettered runs not replayed since, newest first."""
-        where = RunFilter(team_ids=_project(system, principal, project_id), dead_letter_queue=True)
-        now = _now(system)
-        rows = system.job_runs.filtered_runs(
+        where = RunFilter(
+            team_ids=_project(identity, principal, project_id), dead_letter_queue=True
+        )
+        now = _now(runs)
+        rows = runs.view.filtered_runs(
             principal.organization_id, where, now=now, limit=limit, before=before
         )
         return [run_shape(r, now, project_id) for r in rows]
 
     @post("/bulk-cancel", operation_id="BulkCancelRuns", status_code=200, guards=[requires(VIEW)])
-    def bulk_cancel(
-        self, system: SystemDep, principal: Caller, data: JSONBody[RunIds]
-    ) -> BulkResult:
+    def bulk_cancel(self, runs: RunsDep, principal: Caller, data: JSONBody[RunIds]) -> BulkResult:
         """Cancel up to 1,000 runs by id; each succeeds or fails on its own."""
-        _require_some_run_access(system, principal)
-        return _cancel_each(system, principal, list(dict.fromkeys(data.run_ids)))
+        _require_some_run_access(principal)
+        return _cancel_each(runs, principal, list(dict.fromkeys(data.run_ids)))
 
     @post(
         "/bulk-cancel-all",
@@ -566,7 +577,8 @@ class RunQueueController(Controller):
     )
     def bulk_cancel_all(
         self,
-        system: SystemDep,
+        runs: RunsDep,
+        identity: IdentityDep,
         principal: Caller,
         project_id: ProjectId,
         data: JSONBody[RunFilters | None] = None,
@@ -575,7 +587,7 @@ class RunQueueController(Controller):
         filters = data or RunFilters()
         unfinished = ("delayed", "queued", "dequeued", "executing", "waiting")
         where = RunFilter(
-            team_ids=_acting_project(system, principal, project_id),
+            team_ids=_acting_project(identity, principal, project_id),
             queue_statuses=tuple(s for s in (filters.status or unfinished) if s in unfinished),
             since=_since(filters.since),
             triggers=_triggers(filters.triggered_by),
@@ -584,26 +596,26 @@ class RunQueueController(Controller):
             payload=filters.payload,
         )
         rows = (
-            system.job_runs.filtered_runs(
-                principal.organization_id, where, now=_now(system), limit=filters.limit
+            runs.view.filtered_runs(
+                principal.organization_id, where, now=_now(runs), limit=filters.limit
             )
             if where.queue_statuses
             else []
         )
-        return _cancel_each(system, principal, [r["id"] for r in rows])
+        return _cancel_each(runs, principal, [r["id"] for r in rows])
 
     @post("/bulk-replay", operation_id="BulkReplayRuns", status_code=201, guards=[requires(VIEW)])
     def bulk_replay(
-        self, system: SystemDep, principal: Caller, data: JSONBody[RunIds]
+        self, runs: RunsDep, principal: Caller, data: JSONBody[RunIds]
     ) -> list[QueueRun]:
         """Replay each run that may be replayed, under one batch_id; the others are left out."""
-        _require_some_run_access(system, principal)
+        _require_some_run_access(principal)
         batch_id = new_id()
         replayed = []
         for run_id in dict.fromkeys(data.run_ids):
             try:
                 replayed.append(
-                    _replay(system, principal, run_id, dead_letter_only=False, batch_id=batch_id)
+                    _replay(runs, principal, run_id, dead_letter_only=False, batch_id=batch_id)
                 )
             except DomainError:
                 continue
@@ -617,7 +629,8 @@ class RunQueueController(Controller):
     )
     def bulk_dlq_replay(
         self,
-        system: SystemDep,
+        runs: RunsDep,
+        identity: IdentityDep,
         principal: Caller,
         project_id: ProjectId,
         data: JSONBody[DlqReplayFilters | None] = None,
@@ -625,12 +638,12 @@ class RunQueueController(Controller):
         """Replay the project's dead-lettered runs (given ids, or by job, at most `limit`)."""
         filters = data or DlqReplayFilters()
         where = RunFilter(
-            team_ids=_acting_project(system, principal, project_id),
+            team_ids=_acting_project(identity, principal, project_id),
             job_id=filters.job_id,
             dead_letter_queue=True,
         )
-        rows = system.job_runs.filtered_runs(
-            principal.organization_id, where, now=_now(system), limit=MAX_BULK
+        rows = runs.view.filtered_runs(
+            principal.organization_id, where, now=_now(runs), limit=MAX_BULK
         )
         chosen = [r["id"] for r in rows]
         if filters.run_ids is not None:
@@ -641,30 +654,30 @@ class RunQueueController(Controller):
         for run_id in chosen[: filters.limit]:
             try:
                 replayed.append(
-                    _replay(system, principal, run_id, dead_letter_only=True, batch_id=batch_id)
+                    _replay(runs, principal, run_id, dead_letter_only=True, batch_id=batch_id)
                 )
             except DomainError:
                 continue
         return DlqReplayResult(replayed=replayed, count=len(replayed))
 
     @get("/{run_id:str}", operation_id="DescribeQueueRun", guards=[requires(VIEW)])
-    def describe_run(self, system: SystemDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
+    def describe_run(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
         """Describe a run."""
-        return _shown(system, principal, run_id)
+        return _shown(runs, principal, run_id)
 
     @delete(
         "/{run_id:str}", operation_id="CancelQueueRun", status_code=200, guards=[requires(VIEW)]
     )
-    def cancel_run(self, system: SystemDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
+    def cancel_run(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
         """Cancel an unfinished run; executing work is stopped (409 when finished)."""
-        return _act(system, principal, run_id, system.runs.cancel_run)
+        return _act(runs, principal, run_id, runs.commands.cancel_run)
 
     @post(
         "/{run_id:str}/replay", operation_id="ReplayRun", status_code=201, guards=[requires(VIEW)]
     )
-    def replay(self, system: SystemDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
+    def replay(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
         """A new run continuing a finished run that did not complete (409 otherwise)."""
-        return _replay(system, principal, run_id, dead_letter_only=False)
+        return _replay(runs, principal, run_id, dead_letter_only=False)
 
     @post(
         "/{run_id:str}/dlq-replay",
@@ -672,21 +685,19 @@ class RunQueueController(Controller):
         status_code=201,
         guards=[requires(VIEW)],
     )
-    def dlq_replay(self, system: SystemDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
+    def dlq_replay(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
         """Replay a dead-lettered run, which leaves the dead-letter queue (409 otherwise)."""
-        return _replay(system, principal, run_id, dead_letter_only=True)
+        return _replay(runs, principal, run_id, dead_letter_only=True)
 
     @get("/{run_id:str}/lineage", operation_id="ListRunLineage", guards=[requires(VIEW)])
-    def lineage(
-        self, system: SystemDep, principal: Caller, run_id: FromPath[str]
-    ) -> list[QueueRun]:
+    def lineage(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> list[QueueRun]:
         """The replay chain through the run, from its first ancestor to its newest descendant."""
-        _visible(system, principal, run_id)
-        now = _now(system)
+        _visible(runs, principal, run_id)
+        now = _now(runs)
         return [
             run_shape(r, now)
-            for r in system.job_runs.lineage(principal.organization_id, run_id)
-            if can_access(system, principal, VIEW, granted_team_ids=r["team_ids"])
+            for r in runs.view.lineage(principal.organization_id, run_id)
+            if can_access(principal, VIEW, granted_team_ids=r["team_ids"])
         ]
 
     @post(
@@ -694,7 +705,7 @@ class RunQueueController(Controller):
     )
     def restart(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         run_id: FromPath[str],
         data: JSONBody[Restart | None] = None,
@@ -702,11 +713,11 @@ class RunQueueController(Controller):
         """A new attempt of the run from any unfinished or failed state, with overrides."""
         body = data or Restart()
         return _act(
-            system,
+            runs,
             principal,
             run_id,
             partial(
-                system.runs.restart_run,
+                runs.commands.restart_run,
                 priority=body.priority,
                 payload=body.payload,
                 timeout_secs_override=body.timeout_secs_override,
@@ -723,7 +734,7 @@ class RunQueueController(Controller):
     )
     def reschedule(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         run_id: FromPath[str],
         data: JSONBody[Reschedule],
@@ -731,23 +742,23 @@ class RunQueueController(Controller):
         """Move the start time of a delayed, queued or waiting run (409 otherwise)."""
         at = aware_utc(data.scheduled_at, "scheduled_at")
         return _act(
-            system,
+            runs,
             principal,
             run_id,
-            lambda job_id, rid, by: system.runs.reschedule_run(job_id, rid, at, by=by),
+            lambda job_id, rid, by: runs.commands.reschedule_run(job_id, rid, at, by=by),
         )
 
     @post("/{run_id:str}/pause", operation_id="PauseRun", status_code=200, guards=[requires(VIEW)])
-    def pause(self, system: SystemDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
+    def pause(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
         """Hold a delayed, queued or waiting run until resumed (409 while executing)."""
-        return _act(system, principal, run_id, system.runs.pause_run)
+        return _act(runs, principal, run_id, runs.commands.pause_run)
 
     @post(
         "/{run_id:str}/resume", operation_id="ResumeRun", status_code=200, guards=[requires(VIEW)]
     )
-    def resume(self, system: SystemDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
+    def resume(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
         """A paused run returns to where it was (409 unless paused)."""
-        return _act(system, principal, run_id, system.runs.resume_run)
+        return _act(runs, principal, run_id, runs.commands.resume_run)
 
     @delete(
         "/{run_id:str}/idempotency-key",
@@ -756,41 +767,41 @@ class RunQueueController(Controller):
         guards=[requires(VIEW)],
     )
     def reset_idempotency_key(
-        self, system: SystemDep, principal: Caller, run_id: FromPath[str]
+        self, runs: RunsDep, principal: Caller, run_id: FromPath[str]
     ) -> KeyReset:
         """Free the run's idempotency key: the next create with it makes a new run."""
-        _act(system, principal, run_id, system.runs.reset_idempotency_key)
+        _act(runs, principal, run_id, runs.commands.reset_idempotency_key)
         return KeyReset(status="reset", run_id=run_id)
 
     @get("/{run_id:str}/events", operation_id="ListQueueRunEvents", guards=[requires(VIEW)])
     def list_events(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         run_id: FromPath[str],
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
         after: Annotated[int, QueryParameter(ge=0, description="An event id: those after it.")] = 0,
     ) -> list[RunEvent]:
         """The run's events in order: every transition with its reason, attempt and cause."""
-        _visible(system, principal, run_id)
-        rows = system.job_runs.events(principal.organization_id, run_id, after=after, limit=limit)
+        _visible(runs, principal, run_id)
+        rows = runs.view.events(principal.organization_id, run_id, after=after, limit=limit)
         return [event_shape(r) for r in rows]
 
     @get("/{run_id:str}/stream", operation_id="StreamQueueRun", guards=[requires(VIEW)])
     async def stream(
         self,
-        system: SystemDep,
+        runs: RunsDep,
         principal: Caller,
         request: Request[Any, Any, Any],
         run_id: FromPath[str],
     ) -> ServerSentEvent:
         """Server-Sent Events of the run's events, resumable with `Last-Event-ID` (an event
         id); the stream ends once the run has finished."""
-        await anyio.to_thread.run_sync(_visible, system, principal, run_id)
+        await anyio.to_thread.run_sync(_visible, runs, principal, run_id)
         seen = request.headers.get("last-event-id") or "0"
         after = int(seen) if seen.isdigit() else 0
         return ServerSentEvent(
-            _events_until_finished(system, principal.organization_id, run_id, after)
+            _events_until_finished(runs, principal.organization_id, run_id, after)
         )
 
     @get(
@@ -799,15 +810,15 @@ class RunQueueController(Controller):
         guards=[requires(VIEW)],
     )
     def dependency_status(
-        self, system: SystemDep, principal: Caller, run_id: FromPath[str]
+        self, runs: RunsDep, workloads: WorkloadsDep, principal: Caller, run_id: FromPath[str]
     ) -> DependencyStatus:
         """The jobs the run's job depends on and whether each has completed since its last run."""
-        row = _visible(system, principal, run_id)
+        row = _visible(runs, principal, run_id)
         org, keys = principal.organization_id, list(row["depends_on"])
-        unmet = set(system.job_runs.unmet_dependencies(org, row["job_id"], keys) if keys else ())
+        unmet = set(runs.view.unmet_dependencies(org, row["job_id"], keys) if keys else ())
         dependencies = []
         for key in keys:
-            job = system.jobs.job_by_key(org, key)
+            job = workloads.jobs.job_by_key(org, key)
             dependencies.append(
                 Dependency(
                     id=f"{row['job_id']}:{key}",
@@ -820,18 +831,18 @@ class RunQueueController(Controller):
         return DependencyStatus(
             run_id=run_id,
             job_id=row["job_id"],
-            status=run_shape(row, _now(system)).status,
+            status=run_shape(row, _now(runs)).status,
             dependencies=dependencies,
             dependencies_satisfied=not unmet,
         )
 
 
 async def _events_until_finished(
-    system: System, organization_id: str, run_id: str, after: int
+    runs: RunsContext, organization_id: str, run_id: str, after: int
 ) -> AsyncIterator[ServerSentEventMessage]:
     while True:
         rows = await anyio.to_thread.run_sync(
-            partial(system.job_runs.events, organization_id, run_id, after=after, limit=100)
+            partial(runs.view.events, organization_id, run_id, after=after, limit=100)
         )
         for row in rows:
             after = row["version"]
@@ -842,9 +853,7 @@ async def _events_until_finished(
             )
         if rows:
             continue
-        run = await anyio.to_thread.run_sync(
-            partial(system.job_runs.run_by_id, organization_id, run_id)
-        )
+        run = await anyio.to_thread.run_sync(partial(runs.view.run_by_id, organization_id, run_id))
         if run is None or (run["status"] in TERMINAL and run["version"] <= after):
             return
         await asyncio.sleep(STREAM_POLL_SECONDS)

@@ -31,13 +31,15 @@ FAR = datetime.now(UTC) + timedelta(days=1)
 def system(pg_server: Database) -> Iterator[System]:
     from tests import services
 
-    with services.fresh_database(pg_server) as database, running_system(database) as system:
-        system.runs.job_versions = GivenJobVersions()
+    with (
+        services.fresh_database(pg_server) as database,
+        running_system(database, job_versions=GivenJobVersions()) as system,
+    ):
         yield system
 
 
 def job(system: System) -> JobVersionSnapshot:
-    versions: GivenJobVersions = system.runs.job_versions  # type: ignore[assignment]
+    versions: GivenJobVersions = system.runs.commands.job_versions  # type: ignore[assignment]
     return versions.add(
         ORG,
         JobVersionSnapshot(
@@ -53,7 +55,7 @@ def job(system: System) -> JobVersionSnapshot:
 
 def create(system: System, spec: JobVersionSnapshot, **options: Any) -> tuple[str, int]:
     not_before = options.pop("not_before", FAR)
-    run_id, position = system.runs.create_run(
+    run_id, position = system.runs.commands.create_run(
         spec.job_id, by=MEMBER, options=RunOptions(**options), not_before=not_before
     )
     system.wait_for_views(position)
@@ -61,7 +63,7 @@ def create(system: System, spec: JobVersionSnapshot, **options: Any) -> tuple[st
 
 
 def listed(system: System, **where: Any) -> list[str]:
-    rows = system.job_runs.filtered_runs(
+    rows = system.runs.view.filtered_runs(
         ORG, RunFilter(team_ids=[TEAM], **where), now=datetime.now(UTC), limit=500
     )
     return [r["id"] for r in rows]
@@ -74,9 +76,9 @@ def test_payload_containment_and_queue_status_filters(system: System) -> None:
     assert listed(system, job_id=spec.job_id, payload={"tenant": "a"}) == [a]
     assert listed(system, job_id=spec.job_id, payload={"n": [2]}) == [a]
     assert listed(system, job_id=spec.job_id, queue_statuses=("delayed",)) == [b, a]
-    system.wait_for_views(system.runs.pause_run(spec.job_id, a, by=MEMBER))
+    system.wait_for_views(system.runs.commands.pause_run(spec.job_id, a, by=MEMBER))
     assert listed(system, job_id=spec.job_id, queue_statuses=("waiting",)) == [a]
-    system.wait_for_views(system.runs.cancel_run(spec.job_id, b, by=MEMBER))
+    system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, b, by=MEMBER))
     assert listed(system, job_id=spec.job_id, queue_statuses=("canceled",)) == [b]
     assert listed(system, job_id=spec.job_id, queue_statuses=("queued", "expired")) == []
 
@@ -88,13 +90,13 @@ def test_the_sweep_takes_the_highest_priority_first_and_expiry_finds_late_runs(
     now = datetime.now(UTC)
     low, _ = create(system, spec, priority=1, not_before=now)
     high, _ = create(system, spec, priority=8, not_before=now)
-    due = [i for i in system.job_runs.due_run_ids(now + timedelta(seconds=1)) if i in (low, high)]
+    due = [i for i in system.runs.view.due_run_ids(now + timedelta(seconds=1)) if i in (low, high)]
     assert due == [high, low]
-    late, position = system.runs.create_run(
+    late, position = system.runs.commands.create_run(
         spec.job_id, by=MEMBER, not_before=FAR, expires_at=FAR + timedelta(seconds=1)
     )
     system.wait_for_views(position)
-    expiring = [r["id"] for r in system.job_runs.expirable_runs(FAR + timedelta(seconds=2))]
+    expiring = [r["id"] for r in system.runs.view.expirable_runs(FAR + timedelta(seconds=2))]
     assert late in expiring and low not in expiring
 
 
@@ -104,7 +106,7 @@ def test_idempotency_keys_are_per_job_and_a_batch_shares_one(system: System) -> 
     again, position = create(system, spec, idempotency_key="k")
     assert (again, position) == (first, 0)
     assert create(system, other, idempotency_key="k")[0] != first
-    created, position = system.runs.create_runs(
+    created, position = system.runs.commands.create_runs(
         [RunRequest(spec.job_id, RunOptions(idempotency_key="b"))] * 2
         + [RunRequest(spec.job_id, RunOptions(idempotency_key="k"))],
         batch_id="BATCH00001",
@@ -122,20 +124,20 @@ def test_lineage_and_a_rebuilt_view_equal_to_the_live_one(system: System) -> Non
     first, _ = create(system, spec, payload={"x": 1}, idempotency_key="lineage")
     chain = [first]
     for _ in range(2):
-        system.wait_for_views(system.runs.cancel_run(spec.job_id, chain[-1], by=MEMBER))
-        replay, position = system.runs.replay_run(spec.job_id, chain[-1], by=MEMBER)
+        system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, chain[-1], by=MEMBER))
+        replay, position = system.runs.commands.replay_run(spec.job_id, chain[-1], by=MEMBER)
         system.wait_for_views(position)
         chain.append(replay)
-    assert [r["id"] for r in system.job_runs.lineage(ORG, chain[1])] == chain
-    rows = [system.job_runs.run_by_id(ORG, i) for i in chain]
+    assert [r["id"] for r in system.runs.view.lineage(ORG, chain[1])] == chain
+    rows = [system.runs.view.run_by_id(ORG, i) for i in chain]
     assert [r["lineage_depth"] for r in rows if r] == [0, 1, 2]
     last = chain[-1]
     for change in (
-        lambda: system.runs.pause_run(spec.job_id, last, by=MEMBER),
-        lambda: system.runs.reschedule_run(spec.job_id, last, FAR, by=MEMBER),
-        lambda: system.runs.resume_run(spec.job_id, last, by=MEMBER),
-        lambda: system.runs.restart_run(spec.job_id, last, priority=5, by=MEMBER),
-        lambda: system.runs.reset_idempotency_key(spec.job_id, first, by=MEMBER),
+        lambda: system.runs.commands.pause_run(spec.job_id, last, by=MEMBER),
+        lambda: system.runs.commands.reschedule_run(spec.job_id, last, FAR, by=MEMBER),
+        lambda: system.runs.commands.resume_run(spec.job_id, last, by=MEMBER),
+        lambda: system.runs.commands.restart_run(spec.job_id, last, priority=5, by=MEMBER),
+        lambda: system.runs.commands.reset_idempotency_key(spec.job_id, first, by=MEMBER),
     ):
         system.wait_for_views(change())
 
