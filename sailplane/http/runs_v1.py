@@ -69,6 +69,7 @@ VIEW, RUN = "CanViewJobs", "CanRunJobs"
 MAX_BULK = 1000
 MAX_LIMIT = 500
 STREAM_POLL_SECONDS = 0.25
+UNFINISHED = ("delayed", "queued", "dequeued", "executing", "waiting")
 # Reasons and statuses whose transition events read as errors in `/events`.
 ERROR_STATUSES = frozenset({FAILED, TIMEOUT, "dead_letter"})
 
@@ -390,15 +391,18 @@ def _cancel_each(runs: RunsContext, principal: Principal, run_ids: list[str]) ->
     )
 
 
-def _triggers(names: list[str] | None) -> tuple[str, ...]:
-    """The internal triggers that show as the given seed-003 `triggered_by` values."""
+def _triggers(names: list[str] | None) -> tuple[str, ...] | None:
+    """The internal triggers that show as the given seed-003 `triggered_by` values: () when
+    none is asked for, None when those asked for match no run (`spawn`, `event`: no run is
+    made that way yet)."""
     wanted = set(names or ())
     unknown = wanted - set(QUEUE_TRIGGERS.values()) - {"spawn", "event"}
     if unknown:
         raise InvalidRequestError(
             f"Unknown triggered_by {', '.join(sorted(unknown))}.", code="invalid_triggered_by"
         )
-    return tuple(k for k, v in QUEUE_TRIGGERS.items() if v in wanted) or (("-",) if wanted else ())
+    internal = tuple(k for k, v in QUEUE_TRIGGERS.items() if v in wanted)
+    return None if wanted and not internal else internal
 
 
 def _statuses(value: str | None) -> tuple[str, ...]:
@@ -526,11 +530,15 @@ class RunQueueController(Controller):
         ] = None,
     ) -> list[QueueRun]:
         """List a project's runs, newest first, by status, time, trigger, batch, job or payload."""
+        teams = _project(identity, principal, project_id)
+        triggers = _triggers(triggered_by.split(",") if triggered_by else None)
+        if triggers is None:
+            return []
         where = RunFilter(
-            team_ids=_project(identity, principal, project_id),
+            team_ids=teams,
             queue_statuses=_statuses(status),
             since=_since(since),
-            triggers=_triggers(triggered_by.split(",") if triggered_by else None),
+            triggers=triggers,
             batch_id=batch_id,
             job_id=job_id,
             payload=_payload(payload),
@@ -585,22 +593,22 @@ class RunQueueController(Controller):
     ) -> BulkResult:
         """Cancel the project's unfinished runs matching the filters (at most `limit`)."""
         filters = data or RunFilters()
-        unfinished = ("delayed", "queued", "dequeued", "executing", "waiting")
+        teams = _acting_project(identity, principal, project_id)
+        statuses = tuple(s for s in (filters.status or UNFINISHED) if s in UNFINISHED)
+        triggers = _triggers(filters.triggered_by)
+        if triggers is None or not statuses:
+            return _cancel_each(runs, principal, [])
         where = RunFilter(
-            team_ids=_acting_project(identity, principal, project_id),
-            queue_statuses=tuple(s for s in (filters.status or unfinished) if s in unfinished),
+            team_ids=teams,
+            queue_statuses=statuses,
             since=_since(filters.since),
-            triggers=_triggers(filters.triggered_by),
+            triggers=triggers,
             batch_id=filters.batch_id,
             job_id=filters.job_id,
             payload=filters.payload,
         )
-        rows = (
-            runs.view.filtered_runs(
-                principal.organization_id, where, now=_now(runs), limit=filters.limit
-            )
-            if where.queue_statuses
-            else []
+        rows = runs.view.filtered_runs(
+            principal.organization_id, where, now=_now(runs), limit=filters.limit
         )
         return _cancel_each(runs, principal, [r["id"] for r in rows])
 

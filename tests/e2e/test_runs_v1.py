@@ -308,6 +308,10 @@ def test_list_filters(jobs: Jobs, runs: Queue) -> None:
     assert runs.list(job_id=job["id"], status="completed") == []
     assert len(runs.list(job_id=job["id"], triggered_by="manual", limit=1)) == 1
     assert runs.list(job_id=job["id"], triggered_by="cron") == []
+    assert runs.list(job_id=job["id"], triggered_by="spawn,event") == []
+    assert len(runs.list(job_id=job["id"], triggered_by="spawn,manual")) == 2
+    unknown = runs.client.get("/runs", params={"project_id": runs.team, "triggered_by": "nope"})
+    assert unknown.status_code == 400 and set(unknown.json()) == {"error", "request_id"}
     since = runs.list(job_id=job["id"], since=at(60))
     assert since == []
 
