@@ -47,6 +47,7 @@ from sailplane.http.auth import (
     RunsDep,
     WorkloadsDep,
     can_access,
+    reachable_team_ids,
     require_access,
     requires,
 )
@@ -60,7 +61,6 @@ from sailplane.http.run_options import (
     run_create_body,
 )
 from sailplane.http.shapes import iso
-from sailplane.http.sharing import reachable_team_ids
 from sailplane.observability import request_id
 from sailplane.projections.runs import RunFilter
 
