@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, TypeVar
 
+import msgspec
 from eventsourcing.persistence import IntegrityError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -124,8 +125,20 @@ def exception_handlers(render: ErrorRender = _sailplane_body) -> dict[Any, Any]:
         message = exc.detail or "The request could not be processed."
         if isinstance(exc, ValidationException):
             message = _validation_message(exc)
+        elif status == 500 and isinstance(exc.__cause__, msgspec.ValidationError):
+            # Litestar takes a body field named like a handler's dependency (`runs` of the
+            # run queue's batch create) for a broken dependency: it is the client's input.
+            status = 400
+            message = "Validation failed: " + str(exc.__cause__).replace("$.data.", "$.")
         if status >= 500:
-            log.error("HTTP %s on %s %s: %s", status, request.method, request.url.path, exc.detail)
+            log.error(
+                "HTTP %s on %s %s: %s",
+                status,
+                request.method,
+                request.url.path,
+                exc.detail,
+                exc_info=exc,
+            )
         code = CODE_BY_STATUS.get(status, "error")
         return answer(request, status, message, code, headers=exc.headers or {})
 

@@ -350,3 +350,8 @@ def test_errors_have_the_seed_003_body(runs: Queue, api: str, org: Org) -> None:
     assert anonymous.status_code == 401 and set(anonymous.json()) == {"error", "request_id"}
     unknown = runs.client.post("/runs", json={"job_id": f"J{uuid.uuid4().hex[:9]}"})
     assert unknown.status_code == 404 and set(unknown.json()) == {"error", "request_id"}
+    empty = runs.client.post("/runs/batch", json={"runs": []})
+    assert empty.status_code == 400, empty.text
+    assert set(empty.json()) == {"error", "request_id"} and "runs" in empty.json()["error"]
+    not_a_list = runs.client.post("/runs/batch", json={"runs": "all of them"})
+    assert not_a_list.status_code == 400, not_a_list.text
