@@ -31,12 +31,16 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sailplane import client_cli
 from sailplane.observability import configure_logging
 from sailplane.settings import ConfigurationError, Settings
 from sailplane.storage import Database
+
+if TYPE_CHECKING:
+    from sailplane.commands.identity import Identity
+    from sailplane.domain.base import Actor
 
 log = logging.getLogger("sailplane")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -138,7 +142,7 @@ def serve(settings: Settings, *, workers: bool) -> int:
             host=settings.host,
             port=settings.port,
             grace=settings.shutdown_timeout,
-            cancel=system.event_log.recorder.cancel_appends,
+            cancel=system.cancel_appends,
         )
 
         def stop_server_when_a_worker_fails() -> None:
@@ -267,14 +271,17 @@ def create_token(
         system = _system(settings, database)
         try:
             system.prepare()
-            system.worker("projections").runner.catch_up()  # type: ignore[attr-defined]
-            owner = system.identity.directory.first_owner()
+            system.catch_up_views()
+            identity = system.identity
+            owner = identity.directory.first_owner()
             if owner is None:
                 print("no organization yet: start the server once first", file=sys.stderr)
                 return 1
             by = Actor.system("admin-cli", owner["organization_id"])
             try:
-                token = _issue(system, by, member_id or owner["id"], name, service_account, roles)
+                token = _issue(
+                    identity.commands, by, member_id or owner["id"], name, service_account, roles
+                )
             except DomainError as exc:
                 print(exc.message, file=sys.stderr)
                 return 1
@@ -285,8 +292,8 @@ def create_token(
 
 
 def _issue(
-    system: Any,
-    by: Any,
+    identity: Identity,
+    by: Actor,
     member_id: str,
     name: str,
     service_account: str | None,
@@ -294,14 +301,12 @@ def _issue(
 ) -> str:
     """A member's API key, or a new service account's (with the given roles)."""
     if service_account is None:
-        token, _ = system.identity.commands.issue_api_key(member_id=member_id, name=name, by=by)
+        token, _ = identity.issue_api_key(member_id=member_id, name=name, by=by)
         return token
-    account_id, _ = system.identity.commands.create_service_account(
+    account_id, _ = identity.create_service_account(
         username=service_account, description=name, role_ids=roles or ["MEMBER"], by=by
     )
-    token, _ = system.identity.commands.issue_service_account_key(
-        service_account_id=account_id, name=name, by=by
-    )
+    token, _ = identity.issue_service_account_key(service_account_id=account_id, name=name, by=by)
     return token
 
 

@@ -407,6 +407,16 @@ class System:
         self.replay_bodies.expire(self.clock())
         self.listener.start()
 
+    def catch_up_views(self) -> None:
+        """Bring every view up to the head of the log in this process (no worker running)."""
+        ProjectionsWorker(
+            self.event_log, self.pool, self.positions, self.new_events
+        ).runner.catch_up()
+
+    def cancel_appends(self) -> None:
+        """Cancel the log appends in flight (each answers 503): a stopping server waits for none."""
+        self.event_log.recorder.cancel_appends()
+
     def views_reached(self, position: int) -> bool:
         """Block (bounded) until every view has processed `position`; say whether they did."""
         return self.reads.views_reached(position)
@@ -597,12 +607,12 @@ class WorkerHost:
 
 
 # --- first start ---------------------------------------------------------------------------
+# Each hook takes the parts it uses and must be idempotent (it runs on every start of every
+# replica); `start_up` hands them those parts.
 
-StartupHook = Callable[[System, Settings], None]
 
-
-def bootstrap_organization(system: System, settings: Settings) -> None:
-    founded: FoundedOrganization | None = system.identity.commands.bootstrap(
+def bootstrap_organization(identity: IdentityContext, settings: Settings) -> None:
+    founded: FoundedOrganization | None = identity.commands.bootstrap(
         name=settings.organization_name,
         owner_email=settings.owner_email,
         owner_name=settings.owner_name,
@@ -612,10 +622,10 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
     os.environ.pop("SAILPLANE_BOOTSTRAP_TOKEN", None)
     if founded is None:
         return
-    system.views_reached(founded.position)
+    identity.views_reached(founded.position)
     if settings.owner_password:
-        system.views_reached(
-            system.identity.commands.change_password(
+        identity.views_reached(
+            identity.commands.change_password(
                 founded.owner_user_id,
                 current_password=None,
                 new_password=settings.owner_password,
@@ -642,22 +652,15 @@ def bootstrap_organization(system: System, settings: Settings) -> None:
         )
 
 
-def ensure_local_clusters(system: System, settings: Settings) -> None:
+def ensure_local_clusters(infra: InfraContext) -> None:
     """Every organization has its `local` connection, network and active cluster (derived ids)."""
-    infra = system.infra
     for organization_id in infra.clusters.organizations_without_local_cluster():
         infra.views_reached(infra.commands.ensure_local_cluster(organization_id).position)
 
 
-def report_isolation(system: System, settings: Settings) -> None:
-    """Say loudly at start when user work is not kept away from this server."""
-    system.isolation.warn_if_not_isolated()
-
-
-STARTUP_HOOKS: list[StartupHook] = [report_isolation, bootstrap_organization, ensure_local_clusters]
-
-
 def start_up(system: System, settings: Settings) -> None:
-    """Run every start-up hook; each is idempotent, so restarts and replicas are safe."""
-    for hook in STARTUP_HOOKS:
-        hook(system, settings)
+    """Run every start-up hook with what it uses; each is idempotent, so restarts and
+    replicas are safe."""
+    system.isolation.warn_if_not_isolated()  # say loudly when user work is not kept apart
+    bootstrap_organization(system.identity, settings)
+    ensure_local_clusters(system.infra)

@@ -115,7 +115,7 @@ def test_the_server_forgets_the_bootstrap_token_once_used(
     settings = Settings.from_env()
     assert settings.bootstrap_token == "sp_bootstrap-forgotten"
     with running_system(fresh_db) as system:
-        bootstrap_organization(system, settings)
+        bootstrap_organization(system.identity, settings)
         assert "SAILPLANE_BOOTSTRAP_TOKEN" not in os.environ
         # It was used: the organization and its owner exist.
         assert system.identity.directory.first_owner() is not None

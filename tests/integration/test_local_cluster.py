@@ -8,7 +8,6 @@ import uuid
 import pytest
 
 from sailplane.commands.infra import local_ids
-from sailplane.settings import Settings
 from sailplane.system import System, ensure_local_clusters
 from tests.conftest import Org, found_org, local_cluster_id
 
@@ -61,7 +60,7 @@ def test_the_start_up_hook_gives_organizations_without_one_their_local_cluster(
     system.wait_for_views(founded.position)
     cluster_id = local_ids(founded.organization_id)[3]
     assert system.infra.clusters.cluster(founded.organization_id, cluster_id) is None
-    ensure_local_clusters(system, Settings())
+    ensure_local_clusters(system.infra)
     assert system.infra.clusters.usable_cluster(founded.organization_id, cluster_id) is not None
     assert (
         founded.organization_id not in system.infra.clusters.organizations_without_local_cluster()
