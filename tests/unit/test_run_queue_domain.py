@@ -5,11 +5,10 @@ rule, and the seed-003 status each internal state shows as."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
@@ -24,6 +23,7 @@ from sailplane.domain.runs import (
     RunOptions,
     queue_status,
 )
+from tests.unit.run_machine import RunModelMachine
 
 MEMBER = Actor("member", "MEMBER0001", "ORG0000001")
 EXECUTOR = Actor.system("executor", "ORG0000001")
@@ -335,7 +335,7 @@ OUTCOMES = (
 )
 
 
-class QueueMachine(RuleBasedStateMachine):
+class QueueMachine(RunModelMachine):
     """Creates with delay and expiry, pause, resume, reschedule, restart, cancel, replay,
     expiry and executor outcomes in any order; the aggregate must agree with a model."""
 
@@ -373,19 +373,6 @@ class QueueMachine(RuleBasedStateMachine):
         self.attempt, self.retries = 1, 0
         self.replayed = False
         self.events = list(self.run.collect_events())
-
-    def _tick(self, seconds: int = 1) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-    def _expect(self, allowed: bool, call: Any) -> bool:
-        try:
-            call()
-        except ConflictError:
-            assert not allowed
-            return False
-        assert allowed
-        return True
 
     @rule()
     def pause(self) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, InvalidValueError
@@ -19,6 +19,7 @@ from sailplane.domain.runs import (
     decide_concurrency,
     retry_backoff,
 )
+from tests.unit.run_machine import RunModelMachine
 
 MEMBER = Actor("member", "MEMBER0001", "ORG0000001")
 DISPATCHER = Actor.system("dispatcher", "ORG0000001")
@@ -227,7 +228,7 @@ def test_decide_concurrency_never_exceeds_the_limit(policy: str) -> None:
 # --- the machine against a model -------------------------------------------------------
 
 
-class RunMachine(RuleBasedStateMachine):
+class RunMachine(RunModelMachine):
     """Commands and executor outcomes in any order; the aggregate must agree with a model."""
 
     @initialize(hold=st.booleans(), max_retries=st.integers(0, 2))
@@ -247,19 +248,6 @@ class RunMachine(RuleBasedStateMachine):
         self.retries = 0
         self.deleted = False
         self.events = list(self.run.collect_events())
-
-    def _tick(self, seconds: int = 1) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-    def _expect(self, allowed: bool, call: object) -> bool:
-        try:
-            call()  # type: ignore[operator]
-        except ConflictError:
-            assert not allowed
-            return False
-        assert allowed
-        return True
 
     @rule()
     def release(self) -> None:
