@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from sailplane.contexts import WorkloadsContext
 from sailplane.domain.workloads import provider_of
@@ -28,6 +28,7 @@ from sailplane.http.auth import (
 )
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
+    SORT_BY,
     Limit,
     Marker,
     NormalizedListing,
@@ -51,10 +52,7 @@ from sailplane.projections.query import Page, Sort
 
 VIEW, MANAGE = "CanViewCatalogs", "CanManageCatalogs"
 
-CatalogSortBy = Annotated[
-    Literal["name", "updatedAt"],
-    QueryParameter(name="sortBy", description="The field to sort by."),
-]
+CatalogSortBy = Annotated[Literal["name", "updatedAt"], SORT_BY]
 
 
 class CatalogCreateRequest(

@@ -26,6 +26,7 @@ from sailplane.http.identity_shapes import (
     user_info,
 )
 from sailplane.http.pagination import (
+    SORT_BY,
     Described,
     Limit,
     Marker,
@@ -45,9 +46,7 @@ from sailplane.projections.members import (
     TeamMembershipRelation,
 )
 
-MemberSortBy = Annotated[
-    Literal["name", "email"], QueryParameter(name="sortBy", description="The field to sort by.")
-]
+MemberSortBy = Annotated[Literal["name", "email"], SORT_BY]
 MemberFilter = Annotated[
     str | None,
     QueryParameter(

@@ -30,6 +30,9 @@ Marker = Annotated[
     str | None,
     QueryParameter(description="The pagination token returned from the previous list operation."),
 ]
+# The `sortBy` parameter of every sorted list; each list names its fields:
+# `Annotated[Literal["name", "email"], SORT_BY]`.
+SORT_BY = QueryParameter(name="sortBy", description="The field to sort by.")
 SortDirection = Annotated[
     Literal["asc", "desc"], QueryParameter(name="sortDirection", description="The sort direction.")
 ]

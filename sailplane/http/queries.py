@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 from msgspec import UNSET, UnsetType
 
 from sailplane.contexts import WorkloadsContext
@@ -31,6 +31,7 @@ from sailplane.http.auth import (
 )
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
+    SORT_BY,
     Described,
     Limit,
     Listing,
@@ -56,10 +57,7 @@ from sailplane.projections.query import Page, Sort
 
 VIEW, MANAGE = "CanViewQueries", "CanManageQueries"
 
-QuerySortBy = Annotated[
-    Literal["name", "updatedAt"],
-    QueryParameter(name="sortBy", description="The field to sort by."),
-]
+QuerySortBy = Annotated[Literal["name", "updatedAt"], SORT_BY]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 QueryText = Annotated[str, msgspec.Meta(min_length=1)]
 

@@ -16,19 +16,20 @@ from sailplane.http.auth import Caller, IdentityDep, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import RoleDetailIncluded, RoleDetailItem, role_detail
 from sailplane.http.pagination import (
+    SORT_BY,
     Described,
     Limit,
     Listing,
     Marker,
     PageNumber,
     SortDirection,
+    page_of,
+    sort_of,
 )
 from sailplane.http.routes import get
-from sailplane.projections.query import decode_marker, encode_marker, invalid_marker
+from sailplane.projections.query import Page, Sort, decode_marker, encode_marker, invalid_marker
 
-RoleSortBy = Annotated[
-    Literal["name"], QueryParameter(name="sortBy", description="The field to sort by.")
-]
+RoleSortBy = Annotated[Literal["name"], SORT_BY]
 Search = Annotated[
     str,
     QueryParameter(description="Search term to filter results (names and descriptions)."),
@@ -38,11 +39,9 @@ T = TypeVar("T")
 
 def page_roles(
     roles: list[Role],
-    *,
     search: str,
-    page: int,
-    limit: int,
-    descending: bool,
+    page: Page,
+    sort: Sort,
     marker: str | None,
     shape: Callable[[Role], T],
 ) -> Listing[T]:
@@ -51,7 +50,7 @@ def page_roles(
     found = sorted(
         (r for r in roles if needle in r.name.lower() or needle in r.description.lower()),
         key=lambda r: (r.name.lower(), r.id),
-        reverse=descending,
+        reverse=sort.descending,
     )
     if marker is not None:
         after = tuple(decode_marker(marker, 2))
@@ -60,13 +59,16 @@ def page_roles(
         remaining = [
             r
             for r in found
-            if ((r.name.lower(), r.id) < after if descending else (r.name.lower(), r.id) > after)
+            if (
+                (r.name.lower(), r.id) < after
+                if sort.descending
+                else (r.name.lower(), r.id) > after
+            )
         ]
-        chosen, more = remaining[:limit], len(remaining) > limit
+        chosen, more = remaining[: page.limit], len(remaining) > page.limit
     else:
-        offset = (page - 1) * limit
-        chosen = found[offset : offset + limit]
-        more = offset + len(chosen) < len(found)
+        chosen = found[page.offset : page.offset + page.limit]
+        more = page.offset + len(chosen) < len(found)
     next_marker = (
         encode_marker([chosen[-1].name.lower(), chosen[-1].id]) if chosen and more else None
     )
@@ -93,23 +95,20 @@ class RoleKind:
         self,
         identity: IdentityContext,
         organization_id: str,
-        *,
         search: str,
-        page: int,
-        limit: int,
-        descending: bool,
+        page: Page,
+        sort: Sort,
         marker: str | None,
     ) -> Listing[Any]:
         organization = _organization(identity, organization_id)
         counts = self.counts(identity, organization_id)
         return page_roles(
             list(self.roles.values()),
-            search=search,
-            page=page,
-            limit=limit,
-            descending=descending,
-            marker=marker,
-            shape=lambda r: self.shape(r, organization, counts.get(r.id, 0)),
+            search,
+            page,
+            sort,
+            marker,
+            lambda r: self.shape(r, organization, counts.get(r.id, 0)),
         )
 
     def detail(
@@ -162,11 +161,10 @@ class RoleController(Controller):
         return ORGANIZATION.listing(
             identity,
             principal.organization_id,
-            search=search,
-            page=page,
-            limit=limit,
-            descending=sort_direction == "desc",
-            marker=marker,
+            search,
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
         )
 
     @get(
@@ -200,11 +198,10 @@ class RoleController(Controller):
         return TEAM.listing(
             identity,
             principal.organization_id,
-            search=search,
-            page=page,
-            limit=limit,
-            descending=sort_direction == "desc",
-            marker=marker,
+            search,
+            page_of(page, limit),
+            sort_of(sort_by, sort_direction),
+            marker,
         )
 
     @get(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from sailplane.contexts import IdentityContext
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES
@@ -16,6 +16,7 @@ from sailplane.http.auth import Caller, IdentityDep, Principal, requires
 from sailplane.http.errors import or_404
 from sailplane.http.identity_shapes import user_info
 from sailplane.http.pagination import (
+    SORT_BY,
     Limit,
     Listing,
     Marker,
@@ -28,9 +29,7 @@ from sailplane.http.pagination import (
 from sailplane.http.routes import delete, get, patch, post, put
 from sailplane.http.shapes import Shape, iso
 
-TeamSortBy = Annotated[
-    Literal["name", "email"], QueryParameter(name="sortBy", description="The field to sort by.")
-]
+TeamSortBy = Annotated[Literal["name", "email"], SORT_BY]
 
 
 class TeamCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
