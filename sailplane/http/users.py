@@ -20,6 +20,7 @@ from sailplane.http.shapes import Shape
 Name = Annotated[str, msgspec.Meta(max_length=100)]
 
 
+# A user's fields, as the create and update use cases take them (keyword for keyword).
 class UserCreateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     email: str
     given_name: Name = ""
@@ -69,11 +70,7 @@ class UserController(Controller):
     ) -> shapes.User:
         """Create a user account that joins the organization as a Member (no password yet)."""
         user_id, position = identity.commands.create_user(
-            email=data.email,
-            given_name=data.given_name,
-            family_name=data.family_name,
-            display_name=data.display_name,
-            by=principal.actor,
+            **msgspec.structs.asdict(data), by=principal.actor
         )
         identity.wait_for_views(position)
         return _user(identity, principal, user_id)
@@ -103,12 +100,7 @@ class UserController(Controller):
     ) -> shapes.User:
         """Change a user's names or email."""
         position = identity.commands.update_user(
-            user,
-            by=principal.actor,
-            email=data.email,
-            given_name=data.given_name,
-            family_name=data.family_name,
-            display_name=data.display_name,
+            user, **msgspec.structs.asdict(data), by=principal.actor
         )
         identity.wait_for_views(position)
         return _user(identity, principal, user)
