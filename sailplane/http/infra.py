@@ -26,6 +26,7 @@ from sailplane.domain.errors import InvalidValueError, NotFoundError
 from sailplane.http.auth import Caller, InfraDep, Principal, can_access, requires
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import (
+    SORT_BY,
     Described,
     Limit,
     Marker,
@@ -415,6 +416,10 @@ def _operations(infra: InfraContext, org: str, ids: list[str | None]) -> list[Op
     )
 
 
+def _ref(row: dict[str, Any]) -> ClusterRef:
+    return ClusterRef(id=row["id"], connection_id=row["connection_id"])
+
+
 def _clusters_included(
     infra: InfraContext, org: str, rows: list[dict[str, Any]]
 ) -> ClustersIncluded:
@@ -432,7 +437,7 @@ def _cluster_listing(
     total, rows, marker = page
     return NormalizedListing(
         total=total,
-        items=[ClusterRef(id=r["id"], connection_id=r["connection_id"]) for r in rows],
+        items=[_ref(r) for r in rows],
         included=_clusters_included(infra, org, rows),
         marker=marker,
     )
@@ -769,8 +774,7 @@ class NetworkController(Controller):
         connection_row(infra, principal, connection)
         row = network_row(infra, principal, network, connection)
         return Described(
-            item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
-            included=_networks_included(infra, principal.organization_id, [row]),
+            item=_ref(row), included=_networks_included(infra, principal.organization_id, [row])
         )
 
     @patch(
@@ -878,8 +882,7 @@ class ClusterController(Controller):
         """Describe a provisioned cluster with its connection and last operation."""
         row = external_row(infra, principal, cluster)
         return Described(
-            item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
-            included=_clusters_included(infra, principal.organization_id, [row]),
+            item=_ref(row), included=_clusters_included(infra, principal.organization_id, [row])
         )
 
     @delete(
@@ -956,8 +959,7 @@ class ClusterController(Controller):
         connection_row(infra, principal, connection)
         row = external_row(infra, principal, cluster, connection)
         return Described(
-            item=ClusterRef(id=row["id"], connection_id=row["connection_id"]),
-            included=_clusters_included(infra, principal.organization_id, [row]),
+            item=_ref(row), included=_clusters_included(infra, principal.organization_id, [row])
         )
 
     @post(
@@ -1107,9 +1109,7 @@ class OperationController(Controller):
         return operation_out(or_404(row, "operation", operationId))
 
 
-MyClusterSortBy = Annotated[
-    Literal["name"], QueryParameter(name="sortBy", description="The field to sort by.")
-]
+MyClusterSortBy = Annotated[Literal["name"], SORT_BY]
 
 
 class MyClustersController(Controller):
