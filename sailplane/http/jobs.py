@@ -14,6 +14,7 @@ next time the active version's schedule fires (null for a paused or unscheduled 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,7 @@ from sailplane.http.errors import or_404
 from sailplane.http.job_config import JobConfig
 from sailplane.http.job_runs import run_shape
 from sailplane.http.pagination import (
+    SORT_BY,
     Described,
     Limit,
     Listing,
@@ -66,10 +68,7 @@ from sailplane.projections.query import Page, Sort
 
 VIEW, MANAGE = "CanViewJobs", "CanManageJobs"
 
-JobSortBy = Annotated[
-    Literal["jobKey", "createdAt"],
-    QueryParameter(name="sortBy", description="The field to sort by."),
-]
+JobSortBy = Annotated[Literal["jobKey", "createdAt"], SORT_BY]
 VersionNumber = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 VersionInPath = Annotated[
     int, PathParameter(ge=1, le=2**31 - 1, description="A LakeSail job version.")
@@ -401,6 +400,20 @@ def _draft(workloads: WorkloadsContext, principal: Principal, job_id: str) -> Jo
     return version_shape(draft)
 
 
+def _write_draft(
+    workloads: WorkloadsContext,
+    principal: Principal,
+    job_id: str,
+    write: Callable[..., int],
+    data: JobVersionWriteRequest,
+    infra: InfraContext,
+) -> JobVersion:
+    """Create or change the draft through `write` (the use case) with the fields sent."""
+    _manage(workloads, principal, job_id)
+    workloads.wait_for_views(write(job_id, data.fields(infra, principal), by=principal.actor))
+    return _draft(workloads, principal, job_id)
+
+
 def _my_team_ids(principal: Principal) -> list[str]:
     """The teams in which the caller's team roles let them view jobs."""
     return principal.teams_granting(VIEW)
@@ -542,12 +555,9 @@ class JobController(Controller):
         data: JSONBody[JobVersionWriteRequest],
     ) -> JobVersion:
         """Create the draft: a copy of the active version with the fields sent (409 if one exists)."""
-        _manage(workloads, principal, job)
-        position = workloads.commands.create_job_draft(
-            job, data.fields(infra, principal), by=principal.actor
+        return _write_draft(
+            workloads, principal, job, workloads.commands.create_job_draft, data, infra
         )
-        workloads.wait_for_views(position)
-        return _draft(workloads, principal, job)
 
     @patch(
         "/{job:str}/draft",
@@ -563,12 +573,9 @@ class JobController(Controller):
         data: JSONBody[JobVersionWriteRequest],
     ) -> JobVersion:
         """Change the fields sent of the draft (404 when there is none)."""
-        _manage(workloads, principal, job)
-        position = workloads.commands.update_job_draft(
-            job, data.fields(infra, principal), by=principal.actor
+        return _write_draft(
+            workloads, principal, job, workloads.commands.update_job_draft, data, infra
         )
-        workloads.wait_for_views(position)
-        return _draft(workloads, principal, job)
 
     @delete(
         "/{job:str}/draft",
