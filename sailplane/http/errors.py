@@ -125,9 +125,14 @@ def exception_handlers(render: ErrorRender = _sailplane_body) -> dict[Any, Any]:
         message = exc.detail or "The request could not be processed."
         if isinstance(exc, ValidationException):
             message = _validation_message(exc)
-        elif status == 500 and isinstance(exc.__cause__, msgspec.ValidationError):
+        elif (
+            status == 500
+            and isinstance(exc.__cause__, msgspec.ValidationError)
+            and "`$.data." in str(exc.__cause__)
+        ):
             # Litestar takes a body field named like a handler's dependency (`runs` of the
-            # run queue's batch create) for a broken dependency: it is the client's input.
+            # run queue's batch create) for a broken dependency: an error inside the body
+            # (`$.data.`) is the client's input; a dependency's own stays a 500.
             status = 400
             message = "Validation failed: " + str(exc.__cause__).replace("$.data.", "$.")
         if status >= 500:
