@@ -160,7 +160,7 @@ CONSUMERS: dict[str, Callable[[System], Consumer]] = {
         system.infra.sessions,
         system.infra.providers,
         system.infra.session_views,
-        system.views_reached,
+        system.infra.views_reached,
         system.pool,
     ),
     "notifier": lambda system: Notifier(system.notifications),

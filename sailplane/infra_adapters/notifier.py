@@ -232,7 +232,7 @@ class Notifier(Consumer):
         backoff: Backoff | None = None,
         webhooks: WebhookSender | None = None,
     ) -> None:
-        self.context = notifications
+        self.views_reached = notifications.views_reached  # a worker goes on either way
         self.notifications = notifications.commands
         self.view = notifications.view
         self.sources = sources
@@ -263,7 +263,7 @@ class Notifier(Consumer):
             tracking=delivery.tracking(self.name),
         )
         if position:
-            self.context.views_reached(position)
+            self.views_reached(position)
             self.send_due()
 
     def plan(self, organization_id: str, notable: Notable) -> list[PlannedDelivery]:
@@ -315,7 +315,7 @@ class Notifier(Consumer):
                     ),
                 )
         if resumed:
-            self.context.views_reached(resumed)
+            self.views_reached(resumed)
         self.send_due()
 
     def send_due(self) -> None:
