@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from sailplane.infra_adapters.executors.local import default_max_parallel
+from sailplane.system import System
 from tests.conftest import Org
 from tests.e2e import test_job_runs as job_runs_tests
 from tests.e2e.test_job_runs import Jobs
@@ -210,6 +212,38 @@ def test_crashes_spend_the_retries_into_the_dlq_and_dlq_replay_takes_it_out(
     assert (replay["continuation_of"], replay["lineage_depth"]) == (dead["id"], 1)
     assert runs.client.get("/runs/dlq", params={"project_id": runs.team}).json() == []
     assert runs.act(dead["id"], "dlq-replay", expect=409)["error"]
+
+
+def test_a_command_that_does_not_exist_is_a_system_failure(jobs: Jobs, runs: Queue) -> None:
+    job = jobs.create(container={"image": "alpine:3.20", "command": ["no-such-command-x"]})
+    run = runs.create(job)
+    failed = runs.until(run["id"], "system_failed", "failed", "completed")
+    assert failed["status"] == "system_failed", failed
+    assert failed["error"] == "command not found: no-such-command-x"
+    seed4 = jobs.get({"jobId": job["id"], "id": run["id"]})
+    assert (seed4["status"], seed4["statusReason"]) == ("failed", "command_not_found")
+    assert [r["id"] for r in runs.list(status="system_failed", job_id=job["id"])] == [run["id"]]
+    # A command that exists and fails on its own (127 from its shell) is the work's failure.
+    own = runs.create(jobs.create(container={"image": "alpine:3.20", "command": "exit 127"}))
+    assert runs.until(own["id"], "system_failed", "failed", "completed")["status"] == "failed"
+
+
+def test_a_claimed_run_waiting_for_an_executor_slot_is_dequeued(
+    jobs: Jobs, runs: Queue, gate: Path, system: System
+) -> None:
+    slots = system.executor_options.get("max_parallel") or default_max_parallel()
+    job = jobs.create(python=until_opened(gate), maxConcurrentRuns=slots + 1)
+    holding = [runs.create(job) for _ in range(slots)]
+    for run in holding:  # every slot of the executor is taken until the gate opens
+        runs.until(run["id"], "executing")
+    claimed = runs.create(job)
+    assert runs.until(claimed["id"], "dequeued")["started_at"] is None
+    seed4 = jobs.get({"jobId": job["id"], "id": claimed["id"]})
+    assert (seed4["status"], seed4["statusReason"]) == ("dispatched", "dispatching")
+    assert [r["id"] for r in runs.list(status="dequeued", job_id=job["id"])] == [claimed["id"]]
+    gate.touch()
+    for run in (*holding, claimed):
+        runs.until(run["id"], "completed")
 
 
 def test_bulk_dlq_replay(jobs: Jobs, runs: Queue) -> None:

@@ -35,6 +35,13 @@ from typing import Any
 
 MAX_ROWS = 100
 NOT_ASSIGNED = 3  # exit status of a child stopped before it was given an attempt
+# A container's command that does not exist: this exit status and, as its last `error: `
+# line, `command_not_found(argv[0])` (the executor reads the pair as the platform's failure).
+COMMAND_NOT_FOUND_STATUS = 127
+
+
+def command_not_found(name: str) -> str:
+    return f"command not found: {name}"
 
 
 def run_sql(text: str) -> None:
@@ -89,8 +96,8 @@ def run_command(container: dict[str, Any]) -> int:
     try:
         os.execvpe(argv[0], argv, env)
     except FileNotFoundError:
-        print(f"error: command not found: {argv[0]}", file=sys.stderr, flush=True)
-        return 127
+        print(f"error: {command_not_found(argv[0])}", file=sys.stderr, flush=True)
+        return COMMAND_NOT_FOUND_STATUS
     except PermissionError:
         print(
             f"error: permission denied: {argv[0]} cannot be executed", file=sys.stderr, flush=True

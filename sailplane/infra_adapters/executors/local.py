@@ -45,6 +45,7 @@ import psutil
 from sailplane.domain.ids import new_id
 from sailplane.infra_adapters.executors import (
     CANCELLED,
+    COMMAND_NOT_FOUND,
     FAILED,
     KILLED_BY_SIGNAL,
     LOST,
@@ -56,6 +57,7 @@ from sailplane.infra_adapters.executors import (
     Submission,
     Target,
 )
+from sailplane.infra_adapters.executors.child import COMMAND_NOT_FOUND_STATUS, command_not_found
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.metrics import Usage
 from sailplane.infra_adapters.executors.warm import Child, WarmChildren
@@ -98,6 +100,22 @@ def _process_tree(pid: int) -> tuple[float, int] | None:
     return cpu_seconds, memory
 
 
+def default_max_parallel() -> int:
+    """How many attempts execute at once on an executor not told otherwise: twice the CPUs."""
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def _command_not_found(submission: Submission, code: int, last_error: str | None) -> bool:
+    """The container's command could not be started: the child says so, as the last thing
+    it wrote, before the command would have replaced it (`executors/child.py`)."""
+    container = submission.work.container
+    return (
+        container is not None
+        and code == COMMAND_NOT_FOUND_STATUS
+        and last_error == command_not_found(str(container["argv"][0]))
+    )
+
+
 class LocalExecutor:
     kind = "local"
 
@@ -130,7 +148,7 @@ class LocalExecutor:
         self._stopping: set[int] = set()  # pids being stopped
         self._cpu_seen: dict[tuple[str, int], tuple[float, float]] = {}  # cpu s, at (monotonic)
         # At most this many attempts execute at once here; the others wait, `submitted`.
-        self._slots = threading.BoundedSemaphore(max_parallel or max(2, 2 * (os.cpu_count() or 1)))
+        self._slots = threading.BoundedSemaphore(max_parallel or default_max_parallel())
         # Children started ahead of their attempts (0: each attempt starts its own).
         self.warm = WarmChildren(
             warm_children,
@@ -147,8 +165,10 @@ class LocalExecutor:
                 "executions integer NOT NULL DEFAULT 0, exit_code integer, message text, "
                 "submitted_at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, "
                 "finished_at timestamptz, heartbeat_at timestamptz NOT NULL DEFAULT now(), "
-                "cancel_requested_at timestamptz, PRIMARY KEY (run_id, attempt))"
+                "cancel_requested_at timestamptz, cause text, PRIMARY KEY (run_id, attempt))"
             )
+            # `cause`: why an attempt failed when it was not the work (tables made before it).
+            conn.execute(f"ALTER TABLE {EXECUTIONS_TABLE} ADD COLUMN IF NOT EXISTS cause text")
 
     # --- the port --------------------------------------------------------------------------
 
@@ -177,7 +197,7 @@ class LocalExecutor:
     def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
         with self.pool.connection() as conn:
             row = conn.execute(
-                "SELECT state, message, exit_code, "
+                "SELECT state, message, exit_code, cause, "
                 "heartbeat_at < now() - make_interval(secs => %s) AS stale "
                 f"FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = %s",
                 (self.lease_seconds, run_id, attempt),
@@ -208,7 +228,7 @@ class LocalExecutor:
                 row["state"],
                 row["message"],
                 exit_code=code,
-                cause=KILLED_BY_SIGNAL if killed else None,
+                cause=row["cause"] or (KILLED_BY_SIGNAL if killed else None),
             )
 
     def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
@@ -371,6 +391,8 @@ class LocalExecutor:
             self._finish(key, CANCELLED, code, "Stopped on request.")
         elif code < 0:
             self._finish(key, FAILED, code, last_error or f"Killed by signal {-code}.")
+        elif _command_not_found(submission, code, last_error):
+            self._finish(key, FAILED, code, last_error, cause=COMMAND_NOT_FOUND)
         else:
             self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
 
@@ -421,13 +443,20 @@ class LocalExecutor:
                 )
 
     def _finish(
-        self, key: tuple[str, int], state: str, code: int | None, message: str | None
+        self,
+        key: tuple[str, int],
+        state: str,
+        code: int | None,
+        message: str | None,
+        *,
+        cause: str | None = None,
     ) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE {EXECUTIONS_TABLE} SET state = %s, exit_code = %s, message = %s, "
-                "finished_at = now() WHERE run_id = %s AND attempt = %s AND state IN (%s, %s)",
-                (state, code, message, *key, SUBMITTED, RUNNING),
+                "cause = %s, finished_at = now() "
+                "WHERE run_id = %s AND attempt = %s AND state IN (%s, %s)",
+                (state, code, message, cause, *key, SUBMITTED, RUNNING),
             )
 
     def _cancel_requested(self, run_id: str, attempt: int) -> bool:
