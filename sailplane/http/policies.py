@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request
+from litestar import Controller
 from litestar.params import FromPath, JSONBody
 
 from sailplane.contexts import IdentityContext
@@ -49,10 +49,10 @@ class PolicyController(Controller):
         guards=[requires("CanViewPolicies")],
     )
     def describe_policy(
-        self, identity: IdentityDep, request: Request[Any, Any, Any], principalId: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, principalId: FromPath[str]
     ) -> PolicyOut:
         """The organization-level policy of a member, team or service account."""
-        return policy(_policy(identity, request.user, principalId))
+        return policy(_policy(identity, principal, principalId))
 
     @put(
         "/{principalId:str}",
@@ -62,17 +62,19 @@ class PolicyController(Controller):
     def set_policy(
         self,
         identity: IdentityDep,
-        request: Request[Any, Any, Any],
+        principal: Caller,
         principalId: FromPath[str],
         data: JSONBody[PolicySetRequest],
     ) -> PolicyOut:
         """Replace a principal's organization-level permissions (only ones you hold yourself)."""
-        caller: Principal = request.user
         position = identity.commands.set_policy(
-            principalId, data.permissions, by=caller.actor, caller_permissions=caller.permissions
+            principalId,
+            data.permissions,
+            by=principal.actor,
+            caller_permissions=principal.permissions,
         )
         identity.wait_for_views(position)
-        return policy(_policy(identity, caller, principalId))
+        return policy(_policy(identity, principal, principalId))
 
     @delete(
         "/{principalId:str}",
@@ -80,8 +82,7 @@ class PolicyController(Controller):
         guards=[requires("CanManagePolicies")],
     )
     def delete_policy(
-        self, identity: IdentityDep, request: Request[Any, Any, Any], principalId: FromPath[str]
+        self, identity: IdentityDep, principal: Caller, principalId: FromPath[str]
     ) -> None:
         """Revoke a principal's organization-level permissions (roles and resource grants stay)."""
-        caller: Principal = request.user
-        identity.wait_for_views(identity.commands.delete_policy(principalId, by=caller.actor))
+        identity.wait_for_views(identity.commands.delete_policy(principalId, by=principal.actor))
