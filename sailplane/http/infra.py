@@ -36,7 +36,7 @@ from sailplane.http.pagination import (
     page_of,
 )
 from sailplane.http.routes import delete, get, patch, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row, iso
 
 VIEW, MANAGE = "CanViewInfrastructure", "CanManageInfrastructure"
 USE_CLUSTERS = "CanUseClusters"  # every workload cluster, not only those open to all members
@@ -265,28 +265,8 @@ class KubeconfigOut(Shape):
 # --- rows to shapes -------------------------------------------------------------------------
 
 
-def _audit(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "created_at": iso(row["created_at"]),
-        "created_by": row["created_by"],
-        "updated_at": iso(row["updated_at"]),
-        "updated_by": row["updated_by"],
-    }
-
-
 def connection_out(row: dict[str, Any]) -> ConnectionOut:
-    return ConnectionOut(
-        id=row["id"],
-        name=row["name"],
-        provider=row["provider"],
-        provider_config=row["provider_config"],
-        status=row["status"],
-        status_message=row["status_message"],
-        last_used_at=iso(row["last_used_at"]),
-        template_synced_at=iso(row["template_synced_at"]),
-        template_sync_message=row["template_sync_message"],
-        **_audit(row),
-    )
+    return from_row(ConnectionOut, row)
 
 
 def _iac_state(kind: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -297,76 +277,29 @@ def _iac_state(kind: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def network_out(row: dict[str, Any]) -> NetworkOut:
-    return NetworkOut(
-        id=row["id"],
-        connection_id=row["connection_id"],
-        name=row["name"],
-        region=row["region"],
-        provider_network_id=row["provider_network_id"],
-        config=row["config"],
-        iac_state=_iac_state("network", row),
-        iac_outputs=row["iac_outputs"],
-        status=row["status"],
-        status_message=row["status_message"],
-        **_audit(row),
-    )
+    return from_row(NetworkOut, row, iac_state=_iac_state("network", row))
 
 
 def external_cluster_out(row: dict[str, Any]) -> ExternalClusterOut:
     outputs = row["iac_outputs"]
-    return ExternalClusterOut(
-        id=row["id"],
-        connection_id=row["connection_id"],
-        network_id=row["network_id"],
-        cluster_id=row["cluster_id"],
-        name=row["name"],
-        region=row["region"],
-        status=row["status"],
-        status_message=row["status_message"],
-        config=row["config"],
+    return from_row(
+        ExternalClusterOut,
+        row,
         provider_metadata=outputs.get("providerMetadata", {}),
         iac_state=_iac_state("cluster", row),
-        iac_outputs=outputs,
         job_runner_role_arn=outputs.get("jobRunnerRoleArn"),
         last_health_status=None,
         last_health_message=None,
         last_health_check_at=None,
-        **_audit(row),
     )
 
 
 def workload_cluster_out(row: dict[str, Any]) -> WorkloadClusterOut:
-    return WorkloadClusterOut(
-        id=row["id"],
-        name=row["name"],
-        external_cluster_id=row["external_cluster_id"],
-        region=row["region"],
-        connection_id=row["connection_id"],
-        network_id=row["network_id"],
-        external_status=row["external_status"],
-        operation_id=row["operation_id"],
-        provider=row["provider"],
-        **_audit(row),
-    )
+    return from_row(WorkloadClusterOut, row)
 
 
 def operation_out(row: dict[str, Any]) -> OperationOut:
-    return OperationOut(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        member_id=row["member_id"],
-        operation=row["operation"],
-        status=row["status"],
-        result=row["result"],
-        error=row["error"],
-        progress=row["progress"],
-        resource_type=row["resource_type"],
-        resource_id=row["resource_id"],
-        created_at=iso(row["created_at"]),
-        updated_at=iso(row["updated_at"]),
-        started_at=iso(row["started_at"]),
-        completed_at=iso(row["completed_at"]),
-    )
+    return from_row(OperationOut, row)
 
 
 def connection_row(infra: InfraContext, principal: Principal, connection_id: str) -> dict[str, Any]:
@@ -433,7 +366,7 @@ def _clusters_included(
 
 def _cluster_listing(
     infra: InfraContext, org: str, page: tuple[int, list[dict[str, Any]], str | None]
-) -> Any:
+) -> NormalizedListing[ClusterRef, ClustersIncluded]:
     total, rows, marker = page
     return NormalizedListing(
         total=total,
@@ -444,8 +377,9 @@ def _cluster_listing(
 
 
 def _network_listing(
-    infra: InfraContext, org: str, rows: list[dict[str, Any]], marker: str | None
+    infra: InfraContext, org: str, page: tuple[int, list[dict[str, Any]], str | None]
 ) -> NetworkListing:
+    _, rows, marker = page
     return NetworkListing(
         items=[network_out(r) for r in rows],
         included=_networks_included(infra, org, rows),
@@ -703,10 +637,9 @@ class NetworkController(Controller):
     ) -> NetworkListing:
         """List every network of the organization, oldest first."""
         org = principal.organization_id
-        _, rows, next_marker = infra.clusters.networks(
-            org, connection_id=None, limit=limit, marker=marker
+        return _network_listing(
+            infra, org, infra.clusters.networks(org, connection_id=None, limit=limit, marker=marker)
         )
-        return _network_listing(infra, org, rows, next_marker)
 
     @delete(
         "/networks/{network:str}",
@@ -733,10 +666,11 @@ class NetworkController(Controller):
         """List a connection's networks, oldest first."""
         org = principal.organization_id
         connection_row(infra, principal, connection)
-        _, rows, next_marker = infra.clusters.networks(
-            org, connection_id=connection, limit=limit, marker=marker
+        return _network_listing(
+            infra,
+            org,
+            infra.clusters.networks(org, connection_id=connection, limit=limit, marker=marker),
         )
-        return _network_listing(infra, org, rows, next_marker)
 
     @post(
         "/connections/{connection:str}/networks",
