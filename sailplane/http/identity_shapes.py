@@ -19,7 +19,7 @@ from sailplane.domain.access import (
     bundles_of,
 )
 from sailplane.http import shapes
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row, iso
 
 # --- permissions and roles ---------------------------------------------------------------
 
@@ -251,22 +251,13 @@ class InviteOut(Shape):
 
 
 def invite(row: dict[str, Any], token: str, org: dict[str, Any], url: str) -> InviteOut:
-    return InviteOut(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        name=row["name"],
-        email=row["email"],
-        organization_role_id=row["organization_role_id"],
-        account_type=row["account_type"],
+    return from_row(
+        InviteOut,
+        row,
         invitation_token=token,
         invited_at=iso(row["created_at"]),
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        expires_at=iso(row["expires_at"]),
         organization=organization(org),
         invite_url=url,
-        email_status=row["email_status"],
-        email_message=row["email_message"],
     )
 
 

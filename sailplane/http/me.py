@@ -24,7 +24,7 @@ from sailplane.http.identity_shapes import (
 )
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row, iso
 
 OWN = [requires("CanUseOwnAccount")]
 
@@ -168,14 +168,10 @@ class MeController(Controller):
         rows = identity.directory.logins_of_user(principal.user_id, identity.clock())
         return LoginList(
             items=[
-                LoginOut(
-                    id=r["id"],
-                    device_id=r["device_id"],
-                    auth_time=iso(r["auth_time"]),
+                from_row(
+                    LoginOut,
+                    r,
                     last_used_at=iso(r["last_used_at"] or r["auth_time"]),
-                    expires_at=iso(r["expires_at"]),
-                    remote_ip=r["remote_ip"],
-                    user_agent=r["user_agent"],
                     is_current=r["id"] == principal.credential_id,
                 )
                 for r in rows
@@ -198,19 +194,7 @@ class MeController(Controller):
         if principal.user_id is None:
             return TrustedDeviceList(items=[])
         rows = identity.directory.trusted_devices_of_user(principal.user_id, identity.clock())
-        return TrustedDeviceList(
-            items=[
-                TrustedDeviceOut(
-                    id=r["id"],
-                    device_id=r["device_id"],
-                    expires_at=iso(r["expires_at"]),
-                    created_at=iso(r["created_at"]),
-                    remote_ip=r["remote_ip"],
-                    user_agent=r["user_agent"],
-                )
-                for r in rows
-            ]
-        )
+        return TrustedDeviceList(items=[from_row(TrustedDeviceOut, r) for r in rows])
 
     @delete(
         "/trusted-devices/{trustedDeviceId:str}",

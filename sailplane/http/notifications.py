@@ -32,11 +32,12 @@ from sailplane.http.auth import (
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row
 from sailplane.http.sharing import ItemList
 
 VIEW, MANAGE = "CanViewNotifications", "CanManageNotifications"
 T = TypeVar("T")
+C = TypeVar("C", bound="ChannelSummary")
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern="^[A-Z0-9]{1,20}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -218,70 +219,23 @@ def _shown_config(row: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _channel_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "type": row["type"],
-        "name": row["name"],
-        "team_id": row["team_id"],
-        "member_id": row["member_id"],
-        "config": _shown_config(row),
-        "status": row["status"],
-        "status_message": row["status_message"],
-        "verified_at": iso(row["verified_at"]),
-        "created_at": iso(row["created_at"]),
-        "created_by": row["created_by"],
-        "updated_at": iso(row["updated_at"]),
-        "updated_by": row["updated_by"],
-        "supports_digest": True,
-    }
+def _channel(shape: type[C], row: dict[str, Any], **fields: Any) -> C:
+    """A channel as a list (`ChannelSummary`) or a describe (`ChannelDetails`) shows it."""
+    return from_row(shape, row, config=_shown_config(row), supports_digest=True, **fields)
 
 
 def _channel_details(row: dict[str, Any]) -> ChannelDetails:
-    return ChannelDetails(**_channel_fields(row), config_write=_shown_config(row))
+    return _channel(ChannelDetails, row, config_write=_shown_config(row))
 
 
 def _rule_out(row: dict[str, Any]) -> RuleOut:
-    return RuleOut(
-        id=row["id"],
-        name=row["name"],
-        team_id=row["team_id"],
-        member_id=row["member_id"],
-        resource_type=row["resource_type"],
-        scope_type=row["scope_type"],
-        scope_id=row["scope_id"],
-        event_types=list(row["event_types"]),
-        delivery_mode=row["delivery_mode"],
-        channel_ids=list(row["channel_ids"]),
-        enabled=row["enabled"],
-        digest_time=row["digest_time"],
-        digest_timezone=row["digest_timezone"],
-        digest_day_of_week=row["digest_day_of_week"],
-        muted_until=iso(row["muted_until"]),
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
+    return from_row(
+        RuleOut, row, event_types=list(row["event_types"]), channel_ids=list(row["channel_ids"])
     )
 
 
 def _delivery_out(row: dict[str, Any]) -> DeliveryOut:
-    return DeliveryOut(
-        id=row["id"],
-        rule_id=row["rule_id"],
-        channel_id=row["channel_id"],
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        target_summary=row["target_summary"],
-        status=row["status"],
-        status_message=row["status_message"],
-        attempts=row["attempts"],
-        last_attempt_at=iso(row["last_attempt_at"]),
-        next_attempt_at=iso(row["next_attempt_at"]),
-        delivered_at=iso(row["delivered_at"]),
-        digest_at=iso(row["digest_at"]),
-        created_at=iso(row["created_at"]),
-    )
+    return from_row(DeliveryOut, row)
 
 
 def _listing(
@@ -402,7 +356,7 @@ class NotificationController(Controller):
                 limit=limit,
                 marker=marker,
             ),
-            lambda row: ChannelSummary(**_channel_fields(row)),
+            lambda row: _channel(ChannelSummary, row),
         )
 
     @post(

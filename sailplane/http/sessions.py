@@ -30,7 +30,7 @@ from sailplane.http.auth import (
 )
 from sailplane.http.pagination import Limit, Marker, NormalizedListing
 from sailplane.http.routes import delete, get, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row, iso
 
 SESSIONS, CONFIGS = "CanManageSessions", "CanUseClusters"
 # A team role that manages a team's members also sees the team's sessions.
@@ -166,46 +166,21 @@ class TokenOut(Shape):
 
 
 def session_out(row: dict[str, Any], *, owner_view: bool) -> SessionOut:
-    return SessionOut(
-        id=row["id"],
-        endpoint_type=row["endpoint_type"],
-        name=row["name"],
-        status=row["status"],
+    return from_row(
+        SessionOut,
+        row,
         workload_id=row["cluster_id"],
-        team_id=row["team_id"],
-        member_id=row["member_id"],
-        service_account_id=row["service_account_id"],
-        notebook_id=row["notebook_id"],
-        termination_reason=row["termination_reason"],
-        status_message=row["status_message"],
         connection_info=ConnectionInfo(proxy_auth_url=None, grpc_endpoint=row["grpc_endpoint"])
         if owner_view
         else None,
         last_activity_at=None,
         idle_since=None,
-        closed_at=iso(row["closed_at"]),
         timeout_at=None,
-        config=row["config"],
-        metadata=row["metadata"],
-        created_at=iso(row["created_at"]),
-        updated_at=iso(row["updated_at"]),
     )
 
 
 def compute_config_out(row: dict[str, Any]) -> ComputeConfigOut:
-    return ComputeConfigOut(
-        id=row["id"],
-        name=row["name"],
-        workload_type=row["workload_type"],
-        cluster_id=row["cluster_id"],
-        team_id=row["team_id"],
-        config=row["config"],
-        endpoint_limits=row["endpoint_limits"],
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-    )
+    return from_row(ComputeConfigOut, row)
 
 
 def _is_owner(principal: Principal, row: dict[str, Any]) -> bool:

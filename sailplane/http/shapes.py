@@ -6,8 +6,9 @@ Built from view rows; field names as in the API documents (camelCase). Timestamp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -22,6 +23,20 @@ def iso(value: datetime | None) -> str | None:
 
 class Shape(msgspec.Struct, kw_only=True, rename="camel"):
     """Base of response shapes."""
+
+
+S = TypeVar("S", bound=Shape)
+
+
+def from_row(shape: type[S], row: Mapping[str, Any], **fields: Any) -> S:
+    """A shape built from a view row: each field not given in `fields` takes the row's
+    column of the same (snake_case) name, a time as ISO 8601 (`iso`); a field the row lacks
+    keeps its default (and one without a default is an error, as a missing column should be)."""
+    for name in shape.__struct_fields__:
+        if name not in fields and name in row:
+            value = row[name]
+            fields[name] = iso(value) if isinstance(value, datetime) else value
+    return shape(**fields)
 
 
 class Team(Shape):
@@ -135,16 +150,7 @@ class TeamRoleWithCounts(Shape):
 
 
 def team(row: dict[str, Any]) -> Team:
-    return Team(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        name=row["name"],
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-        default_role_id=row["default_role_id"],
-    )
+    return from_row(Team, row)
 
 
 def team_with_count(row: dict[str, Any]) -> TeamWithMemberCount:
@@ -152,54 +158,26 @@ def team_with_count(row: dict[str, Any]) -> TeamWithMemberCount:
 
 
 def member(row: dict[str, Any]) -> Member:
-    return Member(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        user_id=row["user_id"],
-        name=row["name"],
-        email=row["email"],
+    # Rows of other views than the directory's lack the invitation and activity columns.
+    return from_row(
+        Member,
+        row,
         preferences=row.get("preferences") or {},
         invited_by_member_id=row.get("invited_by_member_id"),
         invite_expires_at=iso(row.get("invite_expires_at")),
         invite_accepted_at=iso(row.get("invite_accepted_at")),
         last_login_at=iso(row.get("last_login_at")),
         last_active_at=iso(row.get("last_active_at")),
-        is_enabled=row["is_enabled"],
-        account_type=row["account_type"],
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
     )
 
 
 def user(row: dict[str, Any]) -> User:
-    return User(
-        id=row["id"],
-        email=row["email"],
-        given_name=row["given_name"],
-        family_name=row["family_name"],
-        display_name=row["display_name"],
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-    )
+    return from_row(User, row)
 
 
 def user_email(row: dict[str, Any]) -> UserEmail:
     """From a row of the user emails view (`user_id`, `email`, `verified_at`, audit)."""
-    return UserEmail(
-        user_id=row["user_id"],
-        email=row["email"],
-        verified_at=iso(row["verified_at"]),
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-        verification_email_status=row.get("verification_email_status"),
-        verification_email_message=row.get("verification_email_message"),
-    )
+    return from_row(UserEmail, row)
 
 
 def user_info(row: dict[str, Any], emails: list[dict[str, Any]] | None = None) -> UserInfo:
@@ -238,18 +216,26 @@ def _audit(organization: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _role_fields(role: Role, organization: dict[str, Any]) -> dict[str, Any]:
+    """What a built-in role shows under either kind: its name and description, audited as
+    Sailplane's since the organization began."""
+    return {
+        "id": role.id,
+        "organization_id": organization["id"],
+        "name": role.name,
+        "description": role.description,
+        **_audit(organization),
+    }
+
+
 def organization_role(
     role: Role, organization: dict[str, Any], member_count: int
 ) -> OrganizationRoleWithCounts:
     return OrganizationRoleWithCounts(
         role=OrganizationRole(
-            id=role.id,
-            organization_id=organization["id"],
-            name=role.name,
-            description=role.description,
+            **_role_fields(role, organization),
             all_teams=role.id in {"OWNER", "ADMIN"},
             break_glass=False,
-            **_audit(organization),
         ),
         member_count=member_count,
         permission_count=len(role.permissions),
@@ -258,13 +244,7 @@ def organization_role(
 
 def team_role(role: Role, organization: dict[str, Any], member_count: int) -> TeamRoleWithCounts:
     return TeamRoleWithCounts(
-        role=TeamRole(
-            id=role.id,
-            organization_id=organization["id"],
-            name=role.name,
-            description=role.description,
-            **_audit(organization),
-        ),
+        role=TeamRole(**_role_fields(role, organization)),
         member_count=member_count,
         permission_count=len(role.permissions),
     )
