@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
 
@@ -488,10 +488,19 @@ class Runs(SailplaneApplication):
         return self._report(run_id, lambda run: run.start(attempt, by=by, at=self.clock()))
 
     def record_completed(
-        self, run_id: str, attempt: int, *, by: Actor, exit_code: int | None = None
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        by: Actor,
+        exit_code: int | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> int:
         return self._report(
-            run_id, lambda run: run.complete(attempt, by=by, at=self.clock(), exit_code=exit_code)
+            run_id,
+            lambda run: run.complete(
+                attempt, by=by, at=self.clock(), exit_code=exit_code, trace=trace
+            ),
         )
 
     def record_failed(
@@ -503,6 +512,7 @@ class Runs(SailplaneApplication):
         message: str,
         by: Actor,
         exit_code: int | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> int:
         return self._report(
             run_id,
@@ -513,11 +523,16 @@ class Runs(SailplaneApplication):
                 by=by,
                 at=self.clock(),
                 exit_code=exit_code,
+                trace=trace,
             ),
         )
 
-    def record_timeout(self, run_id: str, attempt: int, *, by: Actor) -> int:
-        return self._report(run_id, lambda run: run.time_out(attempt, by=by, at=self.clock()))
+    def record_timeout(
+        self, run_id: str, attempt: int, *, by: Actor, trace: dict[str, Any] | None = None
+    ) -> int:
+        return self._report(
+            run_id, lambda run: run.time_out(attempt, by=by, at=self.clock(), trace=trace)
+        )
 
     def run_state(self, run_id: str) -> JobRun | None:
         """The run as the dispatcher's monitor needs it (its current attempt and status)."""

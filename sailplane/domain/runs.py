@@ -472,6 +472,10 @@ class JobRun(SailplaneAggregate):
 
         attempt: int
         exit_code: int | None = None  # the work's exit status, when the executor saw one
+        # What the executor measured of the attempt (`executors.Status.trace`): when it took
+        # the submission and started the work, the engine session's opening, the first and
+        # last output. Timings only; absent before it existed.
+        trace: dict[str, Any] | None = None
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
@@ -912,7 +916,13 @@ class JobRun(SailplaneAggregate):
         return True
 
     def complete(
-        self, attempt: int, *, by: Actor, at: datetime, exit_code: int | None = None
+        self,
+        attempt: int,
+        *,
+        by: Actor,
+        at: datetime,
+        exit_code: int | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> bool:
         if not self._current(attempt, DISPATCHED, RUNNING):
             return False
@@ -925,6 +935,7 @@ class JobRun(SailplaneAggregate):
             message=None,
             attempt=attempt,
             exit_code=exit_code,
+            trace=trace,
         )
         return True
 
@@ -937,6 +948,7 @@ class JobRun(SailplaneAggregate):
         by: Actor,
         at: datetime,
         exit_code: int | None = None,
+        trace: dict[str, Any] | None = None,
     ) -> bool:
         """The attempt failed: a new attempt after a backoff while retries are left, else
         `failed` (the work failed) or `dead_letter`.
@@ -973,6 +985,7 @@ class JobRun(SailplaneAggregate):
                 message=f"{message} ({RETRIES_EXHAUSTED}: {self.max_retries} retries spent)",
                 attempt=attempt,
                 exit_code=exit_code,
+                trace=trace,
             )
         else:
             self._trigger(
@@ -984,10 +997,13 @@ class JobRun(SailplaneAggregate):
                 message=message,
                 attempt=attempt,
                 exit_code=exit_code,
+                trace=trace,
             )
         return True
 
-    def time_out(self, attempt: int, *, by: Actor, at: datetime) -> bool:
+    def time_out(
+        self, attempt: int, *, by: Actor, at: datetime, trace: dict[str, Any] | None = None
+    ) -> bool:
         if not self._current(attempt, DISPATCHED, RUNNING):
             return False
         self._trigger(
@@ -998,6 +1014,7 @@ class JobRun(SailplaneAggregate):
             reason=TIMED_OUT,
             message=f"Stopped after timeoutSeconds={self.timeout_seconds}.",
             attempt=attempt,
+            trace=trace,
         )
         return True
 

@@ -238,6 +238,28 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return int((end - start).total_seconds() * 1000)
 
 
+def _trace_time(trace: dict[str, Any], name: str) -> datetime | None:
+    value = trace.get(name)
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def execution_trace(row: dict[str, Any]) -> ExecutionTrace:
+    """The current attempt's trace (docs/runs-v1.md): the run's own times, and what the
+    executor measured (`trace`, once the attempt ended)."""
+    measured = row["trace"] or {}
+    started = _trace_time(measured, "started_at")
+    first_output = _trace_time(measured, "first_output_at")
+    return ExecutionTrace(
+        queue_wait_ms=_ms(row["ready_at"], row["dispatched_at"]),
+        dequeue_ms=_ms(row["dispatched_at"], _trace_time(measured, "submitted_at")),
+        connect_ms=measured.get("connect_ms"),
+        ttfb_ms=_ms(started, first_output),
+        transfer_ms=_ms(first_output, _trace_time(measured, "last_output_at")),
+        total_ms=_ms(row["ready_at"], row["runner_completed_at"]),
+        dispatch_ms=_ms(row["dispatched_at"], row["runner_started_at"]),
+    )
+
+
 def _now(runs: RunsContext) -> datetime:
     return runs.clock()
 
@@ -273,15 +295,7 @@ def run_shape(row: dict[str, Any], now: datetime, project_id: str | None = None)
         retry_backoff=options.get("retry_backoff"),
         retry_initial_delay_secs=options.get("retry_initial_delay_secs"),
         retry_max_delay_secs=options.get("retry_max_delay_secs"),
-        execution_trace=ExecutionTrace(
-            queue_wait_ms=_ms(row["ready_at"], row["dispatched_at"]),
-            dequeue_ms=None,
-            connect_ms=None,
-            ttfb_ms=None,
-            transfer_ms=None,
-            total_ms=_ms(row["ready_at"], row["runner_completed_at"]),
-            dispatch_ms=_ms(row["dispatched_at"], row["runner_started_at"]),
-        ),
+        execution_trace=execution_trace(row),
         debug_mode=bool(options.get("debug_mode")),
         continuation_of=row["continuation_of"],
         lineage_depth=row["lineage_depth"],

@@ -383,10 +383,12 @@ class RunDispatcher(Consumer):
             deadline = run.deadline()
             if status.state == RUNNING and deadline is not None and now >= deadline:
                 executor.cancel(run.id, attempt, target)
-                self.runs.record_timeout(run.id, attempt, by=by)
+                self.runs.record_timeout(run.id, attempt, by=by, trace=status.trace)
                 return
         if status.state == SUCCEEDED:
-            self.runs.record_completed(run.id, attempt, by=by, exit_code=status.exit_code)
+            self.runs.record_completed(
+                run.id, attempt, by=by, exit_code=status.exit_code, trace=status.trace
+            )
         elif status.state == FAILED:
             self.runs.record_failed(
                 run.id,
@@ -395,6 +397,7 @@ class RunDispatcher(Consumer):
                 message=status.message or "Failed.",
                 by=by,
                 exit_code=status.exit_code,
+                trace=status.trace,
             )
         elif status.state in (LOST, CANCELLED):
             self.runs.record_failed(

@@ -129,7 +129,8 @@ class RunsView(View):
                 batch_id text,
                 continuation_of text,
                 lineage_depth integer NOT NULL,
-                replayed_by text
+                replayed_by text,
+                trace jsonb
             )""",
         "job_run_events": """
             CREATE TABLE {job_run_events} (
@@ -547,11 +548,13 @@ class RunsProjection(Projection[RunsView]):
                 "runner_started_at = NULL",
                 "runner_completed_at = NULL",
                 "exit_code = NULL",
+                "trace = NULL",
             ]
             values["executor"] = e.executor
         if isinstance(e, JobRun.Finished):
-            sets.append("exit_code = %(exit_code)s")
+            sets += ["exit_code = %(exit_code)s", "trace = %(trace)s"]
             values["exit_code"] = e.exit_code
+            values["trace"] = None if e.trace is None else Jsonb(e.trace)
         if isinstance(e, (JobRun.RetryScheduled, JobRun.Retried)):
             sets.append("attempt = %(attempt)s")
             values["attempt"] = e.attempt
@@ -574,6 +577,7 @@ class RunsProjection(Projection[RunsView]):
                 "dispatched_at = NULL",
                 "runner_started_at = NULL",
                 "runner_completed_at = NULL",
+                "trace = NULL",
                 *(f"{name} = %(option_{name})s" for name in _OPTION_NAMES),
             ]
             values["attempt"] = e.attempt
@@ -593,6 +597,7 @@ class RunsProjection(Projection[RunsView]):
                 "runner_started_at = NULL",
                 "runner_completed_at = NULL",
                 "exit_code = NULL",
+                "trace = NULL",
             ]
             values["hold"] = e.hold
         if e.status in TERMINAL:

@@ -246,6 +246,25 @@ def test_a_claimed_run_waiting_for_an_executor_slot_is_dequeued(
         runs.until(run["id"], "completed")
 
 
+def test_the_execution_trace_of_an_ended_attempt(jobs: Jobs, runs: Queue) -> None:
+    sql = runs.create(jobs.create(sql="SELECT 1"))
+    trace = runs.until(sql["id"], "completed")["execution_trace"]
+    assert all(isinstance(v, int) and v >= 0 for v in trace.values()), trace
+    assert trace["ttfb_ms"] >= trace["connect_ms"]  # it printed with its session open
+    assert trace["total_ms"] >= trace["queue_wait_ms"]
+    assert trace["dispatch_ms"] >= trace["dequeue_ms"]
+    logs = jobs.logs({"jobId": sql["job_id"], "id": sql["id"]})
+    assert logs == ["1", "1"]  # the attempt's own report before the work's output is not logged
+    # A command opens no engine session and this one prints nothing: those stay unknown.
+    silent = runs.create(jobs.create(container={"image": "alpine:3.20", "command": ["true"]}))
+    quiet = runs.until(silent["id"], "completed")["execution_trace"]
+    assert (quiet["connect_ms"], quiet["ttfb_ms"], quiet["transfer_ms"]) == (None, None, None)
+    assert None not in (quiet["queue_wait_ms"], quiet["dequeue_ms"], quiet["total_ms"])
+    # While an attempt waits for its start, nothing of it is measured yet.
+    later = runs.create(jobs.create(sql="SELECT 1"), scheduled_at=at(3600))
+    assert set(later["execution_trace"].values()) == {None}
+
+
 def test_bulk_dlq_replay(jobs: Jobs, runs: Queue) -> None:
     job = jobs.create(python=CRASH)
     dead = [runs.create(job, max_attempts_override=2, retry_initial_delay_secs=0) for _ in range(2)]

@@ -86,6 +86,11 @@ class Status:
     cause: str | None = (
         None  # OUT_OF_MEMORY, IMAGE_PULL_FAILED, COMMAND_NOT_FOUND, KILLED_BY_SIGNAL
     )
+    # What the executor measured of the attempt, where it can: `submitted_at` (it took the
+    # submission), `started_at` (the work was handed to its process), `connect_ms` (from
+    # then until the work's engine session answered), `first_output_at` and
+    # `last_output_at` (the first and last line of output read); times as ISO 8601 in UTC.
+    trace: dict[str, Any] | None = None
 
 
 class Executor(Protocol):

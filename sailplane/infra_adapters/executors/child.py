@@ -11,7 +11,11 @@ reads as empty. With `--warm-up` (a warm child, started before its attempt is kn
 first imports the engine client and opens its Spark Connect session to `SPARK_REMOTE`,
 quietly: the work's `SparkSession.builder...getOrCreate()` gets that session (checked,
 and opened anew if the server dropped it meanwhile). A child whose stdin closes with no
-assignment exits with status 3. After SQL the process exits at once (no interpreter
+assignment exits with status 3. Before any of the work's output, the first line on stdout
+is the child's own report `PREAMBLE {"connect_ms": N}` (the executor reads it and does not
+log it): how long after the hand-over the work's engine session answered, or null when
+the work opens its own session (a Python entry point on a cold child) or has none (a
+container's command). After SQL the process exits at once (no interpreter
 teardown); a Python entry point's process ends as any Python program.
 
 SQL runs through a Spark Connect session to `SPARK_REMOTE`; the result rows are printed
@@ -30,7 +34,8 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MAX_ROWS = 100
@@ -38,16 +43,19 @@ NOT_ASSIGNED = 3  # exit status of a child stopped before it was given an attemp
 # A container's command that does not exist: this exit status and, as its last `error: `
 # line, `command_not_found(argv[0])` (the executor reads the pair as the platform's failure).
 COMMAND_NOT_FOUND_STATUS = 127
+PREAMBLE = "\x1esailplane-attempt "  # the first stdout line of a local attempt: see above
 
 
 def command_not_found(name: str) -> str:
     return f"command not found: {name}"
 
 
-def run_sql(text: str) -> None:
+def run_sql(text: str, connected: Callable[[bool], None] = lambda _: None) -> None:
     from pyspark.sql.connect.session import SparkSession
 
     spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+    _touch(spark)
+    connected(True)
     statements = [s.strip() for s in text.split(";") if s.strip()]
     for statement in statements:
         frame = spark.sql(statement)
@@ -189,21 +197,41 @@ def assignment() -> dict[str, Any]:
     return dict(given["work"])
 
 
+class Preamble:
+    """The child's report before the work's output (local attempts only; once)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.handed_over = time.monotonic()
+
+    def __call__(self, connected: bool) -> None:
+        if not self.enabled:
+            return
+        self.enabled = False
+        ms = int((time.monotonic() - self.handed_over) * 1000) if connected else None
+        sys.stdout.write(PREAMBLE + json.dumps({"connect_ms": ms}) + "\n")
+        sys.stdout.flush()
+
+
 def main(argv: list[str]) -> int:
     if "--assignment-on-stdin" in argv:
         session = warm_up() if "--warm-up" in argv else None
         work = assignment()
+        preamble = Preamble(enabled=True)
         if session is not None:
             renew(session)
     else:  # in a container: the work comes in the environment
         work = json.loads(os.environ["SAILPLANE_WORK"])
+        preamble, session = Preamble(enabled=False), None
     code = 0
     try:
         if work.get("container"):
+            preamble(False)
             return run_command(work["container"])
         if work.get("sql"):
-            run_sql(work["sql"])
+            run_sql(work["sql"], preamble)
         else:
+            preamble(session is not None)
             run_python(work["python"] or {})
     except SystemExit:
         raise

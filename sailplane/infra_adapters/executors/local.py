@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import select
@@ -37,8 +38,10 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -57,7 +60,11 @@ from sailplane.infra_adapters.executors import (
     Submission,
     Target,
 )
-from sailplane.infra_adapters.executors.child import COMMAND_NOT_FOUND_STATUS, command_not_found
+from sailplane.infra_adapters.executors.child import (
+    COMMAND_NOT_FOUND_STATUS,
+    PREAMBLE,
+    command_not_found,
+)
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.metrics import Usage
 from sailplane.infra_adapters.executors.warm import Child, WarmChildren
@@ -98,6 +105,39 @@ def _process_tree(pid: int) -> tuple[float, int] | None:
         except psutil.Error:
             continue  # it ended between the listing and the reading
     return cpu_seconds, memory
+
+
+_ADDED_COLUMNS = (
+    "cause text",
+    "connect_ms integer",
+    "first_output_at timestamptz",
+    "last_output_at timestamptz",
+)
+
+
+@dataclass
+class Output:
+    """What reading an attempt's output learnt: the last `error: ` line's message, the
+    preamble's connect_ms, and when the last line was read."""
+
+    last_error: str | None = None
+    connect_ms: int | None = None
+    last_at: datetime | None = None
+
+
+def _preamble_connect_ms(line: str) -> int | None:
+    with contextlib.suppress(ValueError, AttributeError):
+        value = json.loads(line[len(PREAMBLE) :]).get("connect_ms")
+        return value if isinstance(value, int) and value >= 0 else None
+    return None
+
+
+def _trace(row: dict[str, Any]) -> dict[str, Any]:
+    """`Status.trace` from an executions row: times as ISO 8601, null when not seen."""
+    trace: dict[str, Any] = {"connect_ms": row["connect_ms"]}
+    for name in ("submitted_at", "started_at", "first_output_at", "last_output_at"):
+        trace[name] = row[name].isoformat() if row[name] is not None else None
+    return trace
 
 
 def default_max_parallel() -> int:
@@ -165,18 +205,21 @@ class LocalExecutor:
                 "executions integer NOT NULL DEFAULT 0, exit_code integer, message text, "
                 "submitted_at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, "
                 "finished_at timestamptz, heartbeat_at timestamptz NOT NULL DEFAULT now(), "
-                "cancel_requested_at timestamptz, cause text, PRIMARY KEY (run_id, attempt))"
+                "cancel_requested_at timestamptz, PRIMARY KEY (run_id, attempt))"
             )
-            # `cause`: why an attempt failed when it was not the work (tables made before it).
-            conn.execute(f"ALTER TABLE {EXECUTIONS_TABLE} ADD COLUMN IF NOT EXISTS cause text")
+            # Added since (tables made before them get them here): `cause`, why an attempt
+            # failed when it was not the work; the attempt's trace (`Status.trace`).
+            for column in _ADDED_COLUMNS:
+                conn.execute(f"ALTER TABLE {EXECUTIONS_TABLE} ADD COLUMN IF NOT EXISTS {column}")
 
     # --- the port --------------------------------------------------------------------------
 
     def submit(self, submission: Submission) -> bool:
         with self.pool.connection() as conn:
             won = conn.execute(
-                f"INSERT INTO {EXECUTIONS_TABLE} (run_id, attempt, organization_id, job_id, owner, state) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING run_id",
+                f"INSERT INTO {EXECUTIONS_TABLE} (run_id, attempt, organization_id, job_id, owner, "
+                "state, submitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING run_id",
                 (
                     submission.run_id,
                     submission.attempt,
@@ -184,6 +227,7 @@ class LocalExecutor:
                     submission.job_id,
                     self.owner,
                     SUBMITTED,
+                    _now(),
                 ),
             ).fetchone()
         if won is None:
@@ -197,7 +241,8 @@ class LocalExecutor:
     def status(self, run_id: str, attempt: int, target: Target | None = None) -> Status:
         with self.pool.connection() as conn:
             row = conn.execute(
-                "SELECT state, message, exit_code, cause, "
+                "SELECT state, message, exit_code, cause, submitted_at, started_at, connect_ms, "
+                "first_output_at, last_output_at, "
                 "heartbeat_at < now() - make_interval(secs => %s) AS stale "
                 f"FROM {EXECUTIONS_TABLE} WHERE run_id = %s AND attempt = %s",
                 (self.lease_seconds, run_id, attempt),
@@ -229,6 +274,7 @@ class LocalExecutor:
                 row["message"],
                 exit_code=code,
                 cause=row["cause"] or (KILLED_BY_SIGNAL if killed else None),
+                trace=_trace(row),
             )
 
     def cancel(self, run_id: str, attempt: int, target: Target | None = None) -> None:
@@ -363,9 +409,9 @@ class LocalExecutor:
             self._processes[key] = process
         with self.pool.connection() as conn:
             conn.execute(
-                f"UPDATE {EXECUTIONS_TABLE} SET state = %s, pid = %s, started_at = now(), "
+                f"UPDATE {EXECUTIONS_TABLE} SET state = %s, pid = %s, started_at = %s, "
                 "executions = executions + 1 WHERE run_id = %s AND attempt = %s",
-                (RUNNING, process.pid, *key),
+                (RUNNING, process.pid, _now(), *key),
             )
         child.assign(
             submission.work,
@@ -379,56 +425,77 @@ class LocalExecutor:
         measured = _process_tree(process.pid)
         with self._lock:
             self._cpu_seen[key] = (measured[0] if measured else 0.0, time.monotonic())
-        last_error = self._pump_output(submission, process)
+        output = self._pump_output(submission, process)
+        last_error = output.last_error
         code = process.wait()
         with self._lock:
             self._processes.pop(key, None)
         if self._stop.is_set():
             return  # shutting down: the attempt reads as lost once the lease runs out
+        seen = {"connect_ms": output.connect_ms, "last_output_at": output.last_at}
         if code == 0:
-            self._finish(key, SUCCEEDED, code, None)
+            self._finish(key, SUCCEEDED, code, None, **seen)
         elif self._cancel_requested(*key):
-            self._finish(key, CANCELLED, code, "Stopped on request.")
+            self._finish(key, CANCELLED, code, "Stopped on request.", **seen)
         elif code < 0:
-            self._finish(key, FAILED, code, last_error or f"Killed by signal {-code}.")
+            self._finish(key, FAILED, code, last_error or f"Killed by signal {-code}.", **seen)
         elif _command_not_found(submission, code, last_error):
-            self._finish(key, FAILED, code, last_error, cause=COMMAND_NOT_FOUND)
+            self._finish(key, FAILED, code, last_error, cause=COMMAND_NOT_FOUND, **seen)
         else:
-            self._finish(key, FAILED, code, last_error or f"Exited with status {code}.")
+            self._finish(key, FAILED, code, last_error or f"Exited with status {code}.", **seen)
 
-    def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> str | None:
+    def _pump_output(self, submission: Submission, process: subprocess.Popen[bytes]) -> Output:
         """The child's output lines into the run's logs, each with its stream and the time it
         was read, in batches: at most 100 lines, and a line waits at most
         `LOG_FLUSH_SECONDS` for others to join it (also when the child then goes quiet).
-        Returns the last `error: ` line's message."""
+        The child's preamble (its first stdout line, `child.PREAMBLE`) is read, not logged;
+        the first line of the work's output is recorded when it is read."""
         assert process.stdout is not None and process.stderr is not None
         streams = {process.stdout.fileno(): "stdout", process.stderr.fileno(): "stderr"}
         pending = dict.fromkeys(streams, b"")
-        last_error = None
+        output = Output()
+        preamble = process.stdout.fileno()  # the stream whose first line may be the preamble
         batch: list[tuple[str, datetime, str]] = []
         deadline = 0.0  # when the oldest line of `batch` must be written
         while streams:
             wait = max(0.0, deadline - time.monotonic()) if batch else None
             for fd in select.select(list(streams), [], [], wait)[0]:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    if pending[fd]:
-                        batch.append((streams[fd], _now(), pending[fd].decode("utf-8", "replace")))
+                chunk, stream = os.read(fd, 65536), streams[fd]
+                if chunk:
+                    *raws, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                else:  # the stream ended: its unterminated last line is a line too
+                    raws, pending[fd] = [pending[fd]] if pending[fd] else [], b""
                     del streams[fd]
-                    continue
-                *raws, pending[fd] = (pending[fd] + chunk).split(b"\n")
                 if raws and not batch:
                     deadline = time.monotonic() + LOG_FLUSH_SECONDS
                 read_at = _now()
                 for raw in raws:
                     line = raw.decode("utf-8", "replace")
+                    if fd == preamble:
+                        preamble = -1
+                        if line.startswith(PREAMBLE):
+                            output.connect_ms = _preamble_connect_ms(line)
+                            continue
+                    if output.last_at is None:
+                        self._first_output(submission, read_at)
+                    output.last_at = read_at
                     if line.startswith("error: "):
-                        last_error = line[len("error: ") :]
-                    batch.append((streams[fd], read_at, line))
-            if batch and (len(batch) >= 100 or time.monotonic() >= deadline or not streams):
+                        output.last_error = line[len("error: ") :]
+                    batch.append((stream, read_at, line))
+            if not batch:
+                continue
+            if len(batch) >= 100 or time.monotonic() >= deadline or not streams:
                 self._write_lines(submission, batch)
                 batch = []
-        return last_error
+        return output
+
+    def _first_output(self, submission: Submission, at: datetime) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                f"UPDATE {EXECUTIONS_TABLE} SET first_output_at = %s "
+                "WHERE run_id = %s AND attempt = %s",
+                (at, submission.run_id, submission.attempt),
+            )
 
     def _write_lines(self, submission: Submission, batch: list[tuple[str, datetime, str]]) -> None:
         for stream in ("stdout", "stderr"):
@@ -450,13 +517,15 @@ class LocalExecutor:
         message: str | None,
         *,
         cause: str | None = None,
+        connect_ms: int | None = None,
+        last_output_at: datetime | None = None,
     ) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 f"UPDATE {EXECUTIONS_TABLE} SET state = %s, exit_code = %s, message = %s, "
-                "cause = %s, finished_at = now() "
+                "cause = %s, connect_ms = %s, last_output_at = %s, finished_at = now() "
                 "WHERE run_id = %s AND attempt = %s AND state IN (%s, %s)",
-                (state, code, message, cause, *key, SUBMITTED, RUNNING),
+                (state, code, message, cause, connect_ms, last_output_at, *key, SUBMITTED, RUNNING),
             )
 
     def _cancel_requested(self, run_id: str, attempt: int) -> bool:
