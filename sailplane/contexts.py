@@ -1,7 +1,8 @@
 """The bounded contexts as the composition root (`sailplane/system.py`) builds them.
 
 One object per context holds its use cases (`commands`), the views its handlers and
-workers read, and the adapters its workers drive. `System.__init__` builds each one from
+workers read, and what else its handlers read (typed here by what they use, so no
+adapter's module is named). `System.__init__` builds each one from
 settings, passing every part what it needs through its constructor; nothing is wired
 afterwards. HTTP handlers declare the contexts they use as Litestar dependencies
 (`runs: RunsDep` in `http/auth.py`), workers take theirs in their constructors.
@@ -12,7 +13,10 @@ nothing else to write, wait for its write and read the views.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from sailplane.commands.authentication import Authentication
 from sailplane.commands.base import Clock
@@ -25,9 +29,6 @@ from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import Workloads
 from sailplane.domain.errors import ViewsBehindError
-from sailplane.infra_adapters.executors import RunTargets
-from sailplane.infra_adapters.executors.logs import RunLogs
-from sailplane.infra_adapters.executors.metrics import RunMetrics
 from sailplane.projections.access import AccessView
 from sailplane.projections.identity import DirectoryView, TeamsView
 from sailplane.projections.infra import ClustersView
@@ -120,15 +121,55 @@ class WorkloadsContext(Context):
     schedules: SchedulesView
 
 
+class RunLogLines(Protocol):
+    """The lines runs wrote, kept outside the event log (the executors write them)."""
+
+    def page(self, run_id: str, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """A run's lines after `seq` `after`, in order."""
+        ...
+
+    def window(
+        self,
+        run_ids: Sequence[str],
+        *,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        contains: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` lines of these runs written in [start, end), oldest first."""
+        ...
+
+    def delete(self, run_id: str) -> None: ...
+
+
+class RunUsageSamples(Protocol):
+    """CPU and memory samples of executing runs, kept outside the event log."""
+
+    def series(
+        self,
+        names: Sequence[str],
+        *,
+        start: datetime,
+        end: datetime,
+        step_seconds: int,
+        job_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One entry per name asked, in that order: `{name, status, unit, points, error}`."""
+        ...
+
+    def delete(self, *, run_id: str | None = None, job_id: str | None = None) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunsContext(Context):
     """Job runs: one aggregate and one view under every API dialect."""
 
     commands: Runs
     view: RunsView
-    logs: RunLogs
-    metrics: RunMetrics  # CPU and memory samples of executing runs
-    targets: RunTargets  # where a run's cluster runs work (the dispatcher asks)
+    logs: RunLogLines
+    metrics: RunUsageSamples
 
     def forget_outputs(self, run_id: str) -> None:
         """A deleted run's logs and samples go with it (they live outside the event log)."""

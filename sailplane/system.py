@@ -292,6 +292,11 @@ class System:
 
         # --- runs: the job versions they copy, where clusters run work, logs --------------
         run_view = RunsView(self.pool)
+        # Kept outside the log: the lines runs write and their CPU and memory samples (the
+        # executors and the sampler write them, handlers read them through the context).
+        self.run_logs = RunLogs(database, pool=self.pool)
+        self.run_metrics = RunMetrics(database, pool=self.pool)
+        self.run_targets = run_targets or InfraRunTargets(infra)  # the dispatcher asks it
         self.runs = RunsContext(
             commands=Runs(
                 self.event_log,
@@ -300,9 +305,8 @@ class System:
                 clock=clock,
             ),
             view=run_view,
-            logs=RunLogs(database, pool=self.pool),
-            metrics=RunMetrics(database, pool=self.pool),
-            targets=run_targets or InfraRunTargets(infra),
+            logs=self.run_logs,
+            metrics=self.run_metrics,
             **shared,
         )
         self.executor_options = executor_options or {}  # LocalExecutor settings (tests: leases)
@@ -401,8 +405,8 @@ class System:
                 log.error("view %s was not rebuilt: %s", projection_class.view_class.name, exc)
                 self.positions.stop(exc)
         self.positions.load(self.pool)
-        self.runs.logs.create_table()
-        self.runs.metrics.create_table()
+        self.run_logs.create_table()
+        self.run_metrics.create_table()
         self.replay_bodies.create_table()
         self.replay_bodies.expire(self.clock())
         self.listener.start()
@@ -526,17 +530,17 @@ def dispatcher_worker(system: System) -> Worker:
     """`sailplane worker dispatcher`: claims, submits and monitors job runs."""
     runs = system.runs
     local = LocalExecutor(
-        system.database, runs.logs, isolation=system.isolation, **system.executor_options
+        system.database, system.run_logs, isolation=system.isolation, **system.executor_options
     )
     local.create_table()
     dispatcher = RunDispatcher(
         runs=runs.commands,
         view=runs.view,
-        executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(runs.logs)},
-        targets=runs.targets,
+        executors={local.kind: local, KubernetesExecutor.kind: KubernetesExecutor(system.run_logs)},
+        targets=system.run_targets,
         queries=QueryTexts(system.workloads.queries.query),
-        logs=runs.logs,
-        metrics=runs.metrics,
+        logs=system.run_logs,
+        metrics=system.run_metrics,
         pool=system.pool,
         catch_up=lambda: runs.views_reached(system.event_log.head()),
         clock=runs.clock,
@@ -544,7 +548,7 @@ def dispatcher_worker(system: System) -> Worker:
     sampler = RunSampler(
         lambda: runs.view.runs_in((RUNNING,)),
         dispatcher.usage,
-        runs.metrics,
+        system.run_metrics,
         runs.clock,
         interval=system.run_metrics_interval,
     )
