@@ -153,7 +153,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
     api = Router(path=API_PREFIX, route_handlers=CONTROLLERS)
     container_jobs = workspaces_router()  # seed 002, at the root as its document has it
     run_queue = run_queue_router()
-    metrics = Metrics(system)
+    metrics = Metrics(system.event_log, system.pool, system.runs.view)
     app = Litestar(
         route_handlers=[
             api,

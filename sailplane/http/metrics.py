@@ -37,12 +37,14 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from psycopg_pool import ConnectionPool
 
 from sailplane.http.access_log import redact_url
 from sailplane.http.routes import get
 from sailplane.observability import request_id
+from sailplane.projections.runs import RunsView
 from sailplane.storage import POSITIONS_TABLE, EventLog
-from sailplane.system import PROJECTIONS, System
+from sailplane.system import PROJECTIONS
 
 log = logging.getLogger("sailplane.http")
 REQUEST_ID_HEADER = "x-request-id"
@@ -52,7 +54,7 @@ SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class Metrics:
     """One registry per app: request counters and latencies, and the system's gauges."""
 
-    def __init__(self, system: System) -> None:
+    def __init__(self, event_log: EventLog, pool: ConnectionPool, runs: RunsView) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "sailplane_http_requests",
@@ -66,22 +68,25 @@ class Metrics:
             ("method", "route"),
             registry=self.registry,
         )
-        self.registry.register(SystemCollector(system))
+        self.registry.register(DatabaseGauges(event_log, pool, runs))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class SystemCollector(Collector):
-    """Gauges read from the database at each scrape."""
+class DatabaseGauges(Collector):
+    """Gauges read from the database at each scrape: the log's head, how far each view and
+    consumer follows it, and the runs by status."""
 
-    def __init__(self, system: System) -> None:
-        self.system = system
+    def __init__(self, event_log: EventLog, pool: ConnectionPool, runs: RunsView) -> None:
+        self.event_log = event_log
+        self.pool = pool
+        self.runs = runs
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        head = self.system.event_log.head()
+        head = self.event_log.head()
         yield GaugeMetricFamily("sailplane_event_log_head", "Position of the newest event.", head)
-        with self.system.pool.connection(timeout=5.0) as conn:
+        with self.pool.connection(timeout=5.0) as conn:
             rows = conn.execute(
                 f"SELECT name, position FROM {POSITIONS_TABLE} UNION ALL "
                 f"SELECT application_name, max(notification_id) FROM {EventLog.INBOX_TABLE} "
@@ -104,7 +109,7 @@ class SystemCollector(Collector):
             gauge.add_metric([row["name"]], max(head - int(row["position"] or 0), 0))
         yield lag
         yield consumer_lag
-        counts = self.system.runs.view.counts_by_status()
+        counts = self.runs.counts_by_status()
         runs = GaugeMetricFamily("sailplane_runs", "Job runs by status.", labels=["status"])
         for status in sorted(counts):
             runs.add_metric([status], counts[status])
