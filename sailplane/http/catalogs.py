@@ -8,7 +8,7 @@ catalog is granted to (for a create: one of the teams in `teamIds`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Controller
@@ -38,7 +38,7 @@ from sailplane.http.pagination import (
     sort_of,
 )
 from sailplane.http.routes import delete, get, patch, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row
 from sailplane.http.sharing import (
     ItemList,
     TeamId,
@@ -116,23 +116,18 @@ class CatalogTeam(Shape):
 
 
 CatalogListing = NormalizedListing[CatalogListItem, CatalogsIncluded]
+C = TypeVar("C", CatalogSummary, CatalogDetails)
 
 
-def _catalog_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "provider": row["provider"],
-        "config": provider_of(row["provider"]).displayed(row["config"], row["secret_names"]),
-        "created_at": iso(row["created_at"]),
-        "created_by": row["created_by"],
-        "updated_at": iso(row["updated_at"]),
-        "updated_by": row["updated_by"],
-    }
+def _catalog(shape: type[C], row: dict[str, Any], **fields: Any) -> C:
+    """A catalog as a list (`CatalogSummary`) or a describe (`CatalogDetails`) shows it: its
+    settings with the secret ones hidden."""
+    displayed = provider_of(row["provider"]).displayed(row["config"], row["secret_names"])
+    return from_row(shape, row, config=displayed, **fields)
 
 
 def catalog_summary(row: dict[str, Any]) -> CatalogSummary:
-    return CatalogSummary(**_catalog_fields(row))
+    return _catalog(CatalogSummary, row)
 
 
 def catalog_listing(
@@ -237,7 +232,7 @@ class CatalogController(Controller):
     ) -> CatalogDetails:
         """Describe a catalog; secret settings show only as `<name>Configured`."""
         row = catalog_row(workloads, principal, catalog)
-        return CatalogDetails(**_catalog_fields(row), config_write=dict(row["config"]))
+        return _catalog(CatalogDetails, row, config_write=dict(row["config"]))
 
     @patch(
         "/{catalog:str}",

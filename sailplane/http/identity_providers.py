@@ -6,7 +6,7 @@ reads show `config.oidc.clientSecretConfigured` (and `configWrite` without the s
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request
@@ -19,7 +19,7 @@ from sailplane.http.authentication import sso_callback_url
 from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, patch, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row
 
 # The catalog of provider types is part of this release, not of an organization's data.
 TYPES_RELEASED_AT = "2026-01-01T00:00:00.000Z"
@@ -191,45 +191,29 @@ def provider_type(t: ProviderType) -> ProviderTypeOut:
     )
 
 
+P = TypeVar("P", IdentityProviderSummary, IdentityProviderOut)
+
+
 def _config(row: dict[str, Any]) -> ConfigRead:
-    return ConfigRead(
-        oidc=OidcConfigRead(
-            issuer=row["issuer"],
-            client_id=row["client_id"],
-            client_secret_configured=row["client_secret_configured"],
-            scopes=list(row["scopes"]),
-        )
+    return ConfigRead(oidc=from_row(OidcConfigRead, row, scopes=list(row["scopes"])))
+
+
+def _provider(shape: type[P], row: dict[str, Any], **fields: Any) -> P:
+    """An identity provider as a list (`IdentityProviderSummary`) or a describe
+    (`IdentityProviderOut`) shows it."""
+    return from_row(
+        shape, row, identity_provider_type_id=row["type_id"], config=_config(row), **fields
     )
 
 
 def summary(row: dict[str, Any]) -> IdentityProviderSummary:
-    return IdentityProviderSummary(
-        id=row["id"],
-        identity_provider_type_id=row["type_id"],
-        name=row["name"],
-        config=_config(row),
-    )
+    return _provider(IdentityProviderSummary, row)
 
 
 def full(row: dict[str, Any]) -> IdentityProviderOut:
-    return IdentityProviderOut(
-        id=row["id"],
-        identity_provider_type_id=row["type_id"],
-        name=row["name"],
-        config=_config(row),
-        config_write=ConfigEcho(
-            oidc=OidcConfigEcho(
-                issuer=row["issuer"],
-                client_id=row["client_id"],
-                client_secret=None,
-                scopes=list(row["scopes"]),
-            )
-        ),
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-    )
+    # The settings as written, the secret never shown.
+    echo = from_row(OidcConfigEcho, row, client_secret=None, scopes=list(row["scopes"]))
+    return _provider(IdentityProviderOut, row, config_write=ConfigEcho(oidc=echo))
 
 
 def _row(identity: IdentityContext, principal: Principal, idp: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from sailplane.http.errors import or_404
 from sailplane.http.pagination import Limit, Marker, MarkerListing
 from sailplane.http.routes import delete, get, post
 from sailplane.http.run_options import queue_options, run_create_body
-from sailplane.http.shapes import JobRunEvent, JobRunLogLine, Shape, iso
+from sailplane.http.shapes import JobRunEvent, JobRunLogLine, Shape, from_row, iso
 
 VIEW, RUN, MANAGE = "CanViewJobs", "CanRunJobs", "CanManageJobs"
 STREAM_POLL_SECONDS = 0.25
@@ -105,44 +105,18 @@ def run_shape(row: dict[str, Any]) -> JobRun:
         if started is not None and completed is not None and completed >= started
         else None
     )
-    running = row["status"] == "running"
-    return JobRun(
-        id=row["id"],
-        job_id=row["job_id"],
-        job_version=row["job_version"],
-        status=row["status"],
-        status_reason=None if running else row["status_reason"],
-        status_message=row["status_message"],
-        hold=row["hold"],
-        resource_cleanup_mode=row["resource_cleanup_mode"],
-        dispatched_at=iso(row["dispatched_at"]),
-        finished_at=iso(row["finished_at"]),
-        runner_started_at=iso(started),
-        runner_completed_at=iso(completed),
+    return from_row(
+        JobRun,
+        row,
+        status_reason=None if row["status"] == "running" else row["status_reason"],
         runner_execution_time_us=took,
-        trigger=row["trigger"],
-        scheduled_for=iso(row["scheduled_for"]),
-        attempt=row["attempt"],
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
         results=None,
-        updated_by=row["updated_by"],
         cleaned_at=None,
     )
 
 
 def event_shape(row: dict[str, Any]) -> JobRunEvent:
-    return JobRunEvent(
-        version=row["version"],
-        type=row["type"],
-        status=row["status"],
-        reason=row["reason"],
-        message=row["message"],
-        attempt=row["attempt"],
-        cause=row["actor"],
-        time=iso(row["at"]),
-    )
+    return from_row(JobRunEvent, row, cause=row["actor"], time=iso(row["at"]))
 
 
 def log_shape(row: dict[str, Any]) -> JobRunLogLine:

@@ -82,19 +82,7 @@ def user_id_of(principal: Principal) -> str:
 def current_identity(identity: IdentityContext, principal: Principal) -> CurrentIdentity:
     if principal.kind == "service_account":
         row = identity.directory.service_account(principal.organization_id, principal.id)
-        account = (
-            ServiceAccountOut(
-                id=row["id"],
-                username=row["username"],
-                description=row["description"],
-                created_at=iso(row["created_at"]),
-                created_by=row["created_by"],
-                updated_at=iso(row["updated_at"]),
-                updated_by=row["updated_by"],
-            )
-            if row
-            else None
-        )
+        account = from_row(ServiceAccountOut, row) if row else None
         return CurrentIdentity(root=None, user=None, service_account=account)
     user_id = user_id_of(principal)
     row = or_404(identity.directory.user(principal.organization_id, user_id), "user", user_id)

@@ -43,7 +43,7 @@ from sailplane.http.pagination import (
     sort_of,
 )
 from sailplane.http.routes import delete, get, patch, post
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row
 from sailplane.http.sharing import (
     ItemList,
     TeamId,
@@ -125,20 +125,7 @@ QueryListing = NormalizedListing[QueryListItem, QueriesIncluded]
 
 
 def query_shape(row: dict[str, Any]) -> Query:
-    return Query(
-        id=row["id"],
-        member_id=row["member_id"],
-        name=row["name"],
-        description=row["description"],
-        catalog_schema=row["catalog_schema"],
-        catalog_id=row["catalog_id"],
-        query_text=row["query_text"],
-        tags=list(row["tags"]),
-        created_at=iso(row["created_at"]),
-        created_by=row["created_by"],
-        updated_at=iso(row["updated_at"]),
-        updated_by=row["updated_by"],
-    )
+    return from_row(Query, row, tags=list(row["tags"]))
 
 
 def _normalized(

@@ -27,7 +27,7 @@ from sailplane.http.pagination import (
     sort_of,
 )
 from sailplane.http.routes import delete, get, patch, post, put
-from sailplane.http.shapes import Shape, iso
+from sailplane.http.shapes import Shape, from_row
 
 TeamSortBy = Annotated[Literal["name", "email"], SORT_BY]
 
@@ -234,16 +234,7 @@ class TeamController(Controller):
         )
         identity.wait_for_views(position)
         row = or_404(identity.teams.membership(team, member), "team_member", member)
-        return TeamMembership(
-            id=row["membership_id"],
-            member_id=row["member_id"],
-            team_id=row["team_id"],
-            is_automatic=False,
-            created_at=iso(row["created_at"]),
-            created_by=row["created_by"],
-            updated_at=iso(row["updated_at"]),
-            updated_by=row["updated_by"],
-        )
+        return from_row(TeamMembership, row, id=row["membership_id"], is_automatic=False)
 
     @delete(
         "/{team:str}/members/{member:str}",
