@@ -151,7 +151,7 @@ def _changeable_run(
     return row
 
 
-def _act(
+def _act_on_run(
     runs: RunsContext, principal: Principal, job_id: str, run_id: str, use_case: Callable[..., int]
 ) -> JobRun:
     """A `CanRunJobs` action on a run: check, call the use case, read the run back."""
@@ -260,7 +260,7 @@ class JobRunController(Controller):
         self, runs: RunsDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Release a pending run: it becomes ready (409 unless pending)."""
-        return _act(runs, principal, job, jobRun, runs.commands.release_run)
+        return _act_on_run(runs, principal, job, jobRun, runs.commands.release_run)
 
     @post(
         "/{jobRun:str}/retry",
@@ -278,7 +278,9 @@ class JobRunController(Controller):
     ) -> JobRun:
         """Run a failed, timed-out, cancelled or dead-lettered run again under its id."""
         hold = data.hold if data is not None else False
-        return _act(runs, principal, job, jobRun, partial(runs.commands.retry_run, hold=hold))
+        return _act_on_run(
+            runs, principal, job, jobRun, partial(runs.commands.retry_run, hold=hold)
+        )
 
     @post(
         "/{jobRun:str}/cancel",
@@ -290,7 +292,7 @@ class JobRunController(Controller):
         self, runs: RunsDep, principal: Caller, job: FromPath[str], jobRun: FromPath[str]
     ) -> JobRun:
         """Cancel an unfinished run; its running work is stopped (409 when finished)."""
-        return _act(runs, principal, job, jobRun, runs.commands.cancel_run)
+        return _act_on_run(runs, principal, job, jobRun, runs.commands.cancel_run)
 
     @get(
         "/{jobRun:str}/logs",
