@@ -431,6 +431,10 @@ class System:
 
     # --- readiness -------------------------------------------------------------------------
 
+    def isolation_report(self) -> dict[str, Any]:
+        """How user work is kept away from this server, as the readiness report says it."""
+        return self.isolation.describe()
+
     def readiness(self) -> dict[str, str | None]:
         """Each readiness check by name: None when ready, else what is not."""
         results: dict[str, str | None] = {}

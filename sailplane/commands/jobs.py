@@ -1,4 +1,4 @@
-"""Jobs use cases, part of the `Workloads` application (`system.workloads.create_job`...).
+"""Jobs use cases, part of the `Workloads` application (`workloads.commands.create_job`...).
 
 What a job's rules need beyond the Job aggregate:
 - a usable cluster (the infrastructure context's workload cluster, `externalStatus`

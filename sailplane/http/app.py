@@ -129,7 +129,7 @@ def readyz(system: SystemDep) -> Response[dict[str, Any]]:
     results = system.readiness()
     checks = {name: problem or "ok" for name, problem in results.items()}
     failing = [f"{name}: {problem}" for name, problem in results.items() if problem is not None]
-    isolation = system.isolation.describe()
+    isolation = system.isolation_report()
     if not failing:
         return Response({"status": "ready", "checks": checks, "isolation": isolation})
     return Response(
