@@ -171,6 +171,12 @@ class RunsContext(Context):
     logs: RunLogLines
     metrics: RunUsageSamples
 
+    def wait_for_created(self, position: int) -> None:
+        """Read-your-writes after a create: its own change, or, when it created nothing
+        (its idempotency key names a run made before, perhaps by a request racing it),
+        the log as it stands now, which holds that run."""
+        self.wait_for_views(position or self.commands.event_log.head())
+
     def forget_outputs(self, run_id: str) -> None:
         """A deleted run's logs and samples go with it (they live outside the event log)."""
         self.logs.delete(run_id)

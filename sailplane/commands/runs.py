@@ -146,7 +146,8 @@ class Runs(SailplaneApplication):
         `job_versions` (to check access), so it is not read twice. `options`,
         `not_before` and `expires_at`: how the run is queued. When `options` carries an
         idempotency key that a run of this job holds, nothing is created and that run's
-        id is returned with position 0.
+        id is returned with position 0: also when another create claimed the key first
+        while this one was being made (the race is lost on the key's first event).
         """
         request = RunRequest(job_id, options or RunOptions(), not_before, expires_at)
         created = self._new_run(
@@ -164,10 +165,22 @@ class Runs(SailplaneApplication):
         if isinstance(created, str):
             return created, 0
         run_id = created[0].id
-        return run_id, self._commit(*created, conflict=_run_exists(run_id), tracking=tracking)
+        try:
+            return run_id, self._commit(*created, conflict=_run_exists(run_id), tracking=tracking)
+        except ConflictError:
+            holder = self._key_holder(by.organization_id, request)
+            if holder is None or holder == run_id:
+                raise
+            return holder, 0
 
     def create_runs(
-        self, requests: Sequence[RunRequest], *, batch_id: str, trigger: str, by: Actor
+        self,
+        requests: Sequence[RunRequest],
+        *,
+        batch_id: str,
+        trigger: str,
+        by: Actor,
+        retried: bool = False,
     ) -> tuple[list[tuple[str, bool]], int]:
         """Create runs of several jobs in one transaction under one `batch_id`.
 
@@ -186,7 +199,25 @@ class Runs(SailplaneApplication):
             else:
                 results.append((created[0].id, True))
                 changed.extend(created)
-        return results, self._commit(*changed)
+        try:
+            return results, self._commit(*changed)
+        except ConflictError:
+            if not claimed or retried:
+                raise
+            # Another create claimed one of its keys meanwhile: made again, that key now
+            # answers the other create's run.
+            return self.create_runs(
+                requests, batch_id=batch_id, trigger=trigger, by=by, retried=True
+            )
+
+    def _key_holder(self, organization_id: str, request: RunRequest) -> str | None:
+        """The run that holds the request's idempotency key now, if any."""
+        key = request.options.idempotency_key
+        if key is None:
+            return None
+        scope = _idempotency_scope(organization_id, request.job_id)
+        holder = self._find(UniqueKey, UniqueKey.id_for(IDEMPOTENCY_KEY_KIND, scope, key))
+        return holder.owner_id if holder is not None else None
 
     def _new_run(
         self,
@@ -228,12 +259,20 @@ class Runs(SailplaneApplication):
             scope = _idempotency_scope(by.organization_id, job_id)
             if f"{scope}/{key}" in claimed_keys:
                 return claimed_keys[f"{scope}/{key}"]
-            existing = self._find(UniqueKey, UniqueKey.id_for(IDEMPOTENCY_KEY_KIND, scope, key))
-            if existing is not None and existing.owner_id is not None:
-                return existing.owner_id
-            holder = self._claim_key(
-                IDEMPOTENCY_KEY_KIND, key, run_id, by=by, conflict=_run_exists(run_id), scope=scope
-            )
+            try:
+                holder = self._claim_key(
+                    IDEMPOTENCY_KEY_KIND,
+                    key,
+                    run_id,
+                    by=by,
+                    conflict=_run_exists(run_id),
+                    scope=scope,
+                )
+            except ConflictError:  # a run holds the key: it answers this request
+                held_by = self._key_holder(by.organization_id, request)
+                if held_by is None:
+                    raise
+                return held_by
             claimed_keys[f"{scope}/{key}"] = run_id
         waiting = (
             []

@@ -231,7 +231,7 @@ class JobRunController(Controller):
             job_version=data.job_version,
             resource_cleanup_mode=data.resource_cleanup_mode,
         )
-        runs.wait_for_views(position)
+        runs.wait_for_created(position)
         return run_shape(_visible_run(runs, principal, job, run_id))
 
     @get("/{jobRun:str}", operation_id="DescribeJobRun", guards=[requires(VIEW)])

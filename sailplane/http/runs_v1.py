@@ -491,7 +491,7 @@ class RunQueueController(Controller):
             not_before=request.not_before,
             expires_at=request.expires_at,
         )
-        runs.wait_for_views(position)
+        runs.wait_for_created(position)
         return Response(_shown(runs, principal, run_id), status_code=201 if position else 200)
 
     @post("/batch", operation_id="CreateQueueRunBatch", guards=[requires(VIEW)])
@@ -512,7 +512,7 @@ class RunQueueController(Controller):
             trigger="manual" if principal.kind == "member" else "api",
             by=principal.actor,
         )
-        runs.wait_for_views(position)
+        runs.wait_for_created(position)
         return RunBatch(
             batch_id=batch_id, runs=[_shown(runs, principal, run_id) for run_id, _ in created]
         )

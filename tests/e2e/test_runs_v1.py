@@ -11,8 +11,10 @@ list filters, and the seed-003 error body.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,31 @@ def test_idempotency_key_answers_the_existing_run_until_reset(jobs: Jobs, runs: 
     assert fresh["id"] != first["id"]
     again_reset = runs.client.delete(f"/runs/{first['id']}/idempotency-key")
     assert again_reset.status_code == 409
+
+
+def test_racing_creates_with_one_new_idempotency_key_answer_one_run(
+    jobs: Jobs, runs: Queue, api: str, org: Org
+) -> None:
+    job = jobs.create(sql="SELECT 1")
+    racers = 8
+    for round_ in range(4):
+        key, start = f"race-{round_}", threading.Barrier(racers)
+
+        def create(_: int, key: str = key, start: threading.Barrier = start) -> httpx.Response:
+            with httpx.Client(
+                base_url=api + "/v1", headers={"Authorization": f"Bearer {org.token}"}, timeout=30
+            ) as client:
+                start.wait()
+                body = {"job_id": job["id"], "idempotency_key": key, "scheduled_at": at(3600)}
+                return client.post("/runs", json=body)
+
+        with ThreadPoolExecutor(racers) as pool:
+            answers = list(pool.map(create, range(racers)))
+        assert sorted(a.status_code for a in answers) == [200] * (racers - 1) + [201], [
+            (a.status_code, a.text) for a in answers
+        ]
+        assert len({a.json()["id"] for a in answers}) == 1
+    assert len(runs.list(job_id=job["id"])) == 4
 
 
 def test_a_delayed_run_becomes_queued_at_its_time_and_runs(jobs: Jobs, runs: Queue) -> None:
