@@ -13,7 +13,7 @@ nothing else to write, wait for its write and read the views.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from sailplane.commands.sessions import Sessions
 from sailplane.commands.sso import IdentityProviders
 from sailplane.commands.workloads import Workloads
 from sailplane.domain.errors import ViewsBehindError
+from sailplane.domain.runtime import RuntimeSettings, RunTokens
 from sailplane.projections.access import AccessView
 from sailplane.projections.identity import DirectoryView, TeamsView
 from sailplane.projections.infra import ClustersView
@@ -162,6 +163,38 @@ class RunUsageSamples(Protocol):
     def delete(self, *, run_id: str | None = None, job_id: str | None = None) -> None: ...
 
 
+class RunReports(Protocol):
+    """What the work of runs reported through the run runtime, kept outside the event log
+    (`infra_adapters/run_telemetry.py`): items of a kind (event, usage, tool_call, output,
+    checkpoint, chunk) numbered by `seq`, key/value state, heartbeats."""
+
+    def append(
+        self,
+        run_id: str,
+        attempt: int,
+        items: Sequence[tuple[str, Any]],
+        state: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """Store items in order and set state keys, at once; the items' `seq`s."""
+        ...
+
+    def heartbeat(self, run_id: str, attempt: int) -> None: ...
+
+    def rows(
+        self, run_id: str, kind: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """The run's items of `kind` after `seq` `after`: seq, attempt, at, body, sequence."""
+        ...
+
+    def last(self, run_id: str, kind: str) -> dict[str, Any] | None: ...
+
+    def state(self, run_id: str, key: str | None = None) -> list[dict[str, Any]]: ...
+
+    def usage_totals(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]: ...
+
+    def delete(self, run_id: str) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunsContext(Context):
     """Job runs: one aggregate and one view under every API dialect."""
@@ -170,6 +203,9 @@ class RunsContext(Context):
     view: RunsView
     logs: RunLogLines
     metrics: RunUsageSamples
+    telemetry: RunReports  # what the work reports through `sailplane.runtime`
+    tokens: RunTokens  # the run tokens the work talks back with
+    runtime: RuntimeSettings
 
     def wait_for_created(self, position: int) -> None:
         """Read-your-writes after a create: its own change, or, when it created nothing
@@ -178,9 +214,11 @@ class RunsContext(Context):
         self.wait_for_views(position or self.commands.event_log.head())
 
     def forget_outputs(self, run_id: str) -> None:
-        """A deleted run's logs and samples go with it (they live outside the event log)."""
+        """A deleted run's logs, samples and telemetry go with it (they live outside the
+        event log)."""
         self.logs.delete(run_id)
         self.metrics.delete(run_id=run_id)
+        self.telemetry.delete(run_id)
 
 
 @dataclass(frozen=True, kw_only=True)

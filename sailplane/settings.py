@@ -76,6 +76,12 @@ class Settings:
     run_metrics_interval: float = 5.0
     # The local executor's warm children: idle attempt processes started ahead (0: none).
     warm_children: int = 2
+    # The run runtime: the largest telemetry item (a chunk, an output, a checkpoint, a state
+    # value) in bytes, how often the work heartbeats, and after how long without a
+    # heartbeat an executing attempt that sent one is `crashed`.
+    runtime_max_item_bytes: int = 1 << 20
+    runtime_heartbeat_seconds: float = 10.0
+    runtime_crash_after_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -118,5 +124,12 @@ class Settings:
             in ("1", "true", "yes"),
             run_metrics_interval=_number(env, "SAILPLANE_RUN_METRICS_INTERVAL", "5", float),
             warm_children=_count(env, "SAILPLANE_WARM_CHILDREN", "2"),
+            runtime_max_item_bytes=_count(env, "SAILPLANE_RUNTIME_MAX_ITEM_BYTES", str(1 << 20)),
+            runtime_heartbeat_seconds=_number(
+                env, "SAILPLANE_RUNTIME_HEARTBEAT_SECONDS", "10", float
+            ),
+            runtime_crash_after_seconds=_number(
+                env, "SAILPLANE_RUNTIME_CRASH_AFTER_SECONDS", "60", float
+            ),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

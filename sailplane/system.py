@@ -37,6 +37,7 @@ from sailplane.contexts import (
 )
 from sailplane.domain.base import Actor
 from sailplane.domain.runs import RUNNING
+from sailplane.domain.runtime import RuntimeSettings, RunTokens
 from sailplane.infra_adapters.catalogs import CatalogBackends
 from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
@@ -56,6 +57,7 @@ from sailplane.infra_adapters.oidc import OidcClient
 from sailplane.infra_adapters.providers.local import LocalProvider, SailServers
 from sailplane.infra_adapters.provisioner import Provisioner
 from sailplane.infra_adapters.replay_bodies import SealedReplayBodies
+from sailplane.infra_adapters.run_telemetry import RunTelemetry
 from sailplane.infra_adapters.scheduler import (
     Leadership,
     RunsForScheduler,
@@ -196,6 +198,7 @@ class System:
         run_targets: RunTargets | None = None,
         executor_options: dict[str, Any] | None = None,
         run_metrics_interval: float = 5.0,
+        runtime: RuntimeSettings | None = None,
     ) -> None:
         # --- shared: the log, the views' pool and positions, secrets, email ---------------
         self.database = database
@@ -296,6 +299,8 @@ class System:
         # executors and the sampler write them, handlers read them through the context).
         self.run_logs = RunLogs(database, pool=self.pool)
         self.run_metrics = RunMetrics(database, pool=self.pool)
+        # What the work reports through the run runtime (telemetry, state, heartbeats).
+        self.run_telemetry = RunTelemetry(database, pool=self.pool)
         self.run_targets = run_targets or InfraRunTargets(infra)  # the dispatcher asks it
         self.runs = RunsContext(
             commands=Runs(
@@ -307,6 +312,10 @@ class System:
             view=run_view,
             logs=self.run_logs,
             metrics=self.run_metrics,
+            telemetry=self.run_telemetry,
+            # Run tokens are signed with a key derived from the secrets key: none is stored.
+            tokens=RunTokens(self.secret_box.derived_keys("sailplane run tokens")),
+            runtime=runtime or RuntimeSettings(public_url),
             **shared,
         )
         self.executor_options = executor_options or {}  # LocalExecutor settings (tests: leases)
@@ -387,6 +396,12 @@ class System:
                 lock=settings.event_lock_timeout, statement=settings.event_statement_timeout
             ),
             run_metrics_interval=settings.run_metrics_interval,
+            runtime=RuntimeSettings(
+                api_url=settings.public_url or f"http://{settings.host}:{settings.port}",
+                max_item_bytes=settings.runtime_max_item_bytes,
+                heartbeat_seconds=settings.runtime_heartbeat_seconds,
+                crash_after_seconds=settings.runtime_crash_after_seconds,
+            ),
             executor_options={"warm_children": settings.warm_children},
         )
 
@@ -407,6 +422,7 @@ class System:
         self.positions.load(self.pool)
         self.run_logs.create_table()
         self.run_metrics.create_table()
+        self.run_telemetry.create_table()
         self.replay_bodies.create_table()
         self.replay_bodies.expire(self.clock())
         self.listener.start()
@@ -545,6 +561,9 @@ def dispatcher_worker(system: System) -> Worker:
         queries=QueryTexts(system.workloads.queries.query),
         logs=system.run_logs,
         metrics=system.run_metrics,
+        telemetry=system.run_telemetry,
+        tokens=runs.tokens,
+        runtime=runs.runtime,
         pool=system.pool,
         catch_up=lambda: runs.views_reached(system.event_log.head()),
         clock=runs.clock,

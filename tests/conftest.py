@@ -26,6 +26,7 @@ import pytest
 
 from sailplane.domain.access import MEMBER
 from sailplane.domain.base import Actor
+from sailplane.domain.runtime import RuntimeSettings
 from sailplane.http.app import create_app
 from sailplane.storage import Database
 from sailplane.system import System, WorkerHost
@@ -117,9 +118,14 @@ def fresh_db(pg_server: Database) -> Iterator[Database]:
 def system(database: Database) -> Iterator[System]:
     # Providers poll their steps every 50 ms here (minutes apart in production). The test
     # webhook receivers listen on 127.0.0.1, so private webhook targets are allowed here.
-    # Runs' CPU and memory are sampled every second (5 s by default).
+    # Runs' CPU and memory are sampled every second (5 s by default). The run runtime's
+    # work heartbeats every half second and is crashed after 4 s of silence (10 s and 60 s).
     with running_system(
-        database, provider_poll_seconds=0.05, webhook_allow_private=True, run_metrics_interval=1.0
+        database,
+        provider_poll_seconds=0.05,
+        webhook_allow_private=True,
+        run_metrics_interval=1.0,
+        runtime=RuntimeSettings(heartbeat_seconds=0.5, crash_after_seconds=4.0),
     ) as system:
         yield system
 
@@ -127,6 +133,7 @@ def system(database: Database) -> Iterator[System]:
 @pytest.fixture(scope="session")
 def api(system: System) -> Iterator[str]:
     with services.api_server(create_app(system)) as base_url:
+        system.runs.runtime.api_url = base_url  # where runs' work talks back
         yield base_url
 
 

@@ -315,10 +315,17 @@ class Runs(SailplaneApplication):
         run.delete(by=by, at=self.clock())
         return self._commit(run, self._free_key(run, by))
 
-    def pause_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
+    def pause_run(self, job_id: str, run_id: str, *, by: Actor, checkpointed: bool = False) -> int:
+        """Pause a run; an executing one only when its work has checkpointed (`checkpointed`,
+        which the caller reads from the run's telemetry)."""
         run = self._run(job_id, run_id, by)
-        run.pause(by=by, at=self.clock())
+        run.pause(by=by, at=self.clock(), checkpointed=checkpointed)
         return self._commit(run)
+
+    def set_debug_mode(self, job_id: str, run_id: str, enabled: bool, *, by: Actor) -> int:
+        run = self._run(job_id, run_id, by)
+        changed = run.set_debug_mode(enabled, by=by, at=self.clock())
+        return self._commit(run) if changed else 0
 
     def resume_run(self, job_id: str, run_id: str, *, by: Actor) -> int:
         run = self._run(job_id, run_id, by)
@@ -523,6 +530,47 @@ class Runs(SailplaneApplication):
         """The monitor's sweep: a run not started by its expires_at ends `expired`."""
         return self._report(run_id, lambda run: run.expire(by=by, at=self.clock()))
 
+    # --- the run runtime: what the work of an attempt reports (docs/runs-v1.md) ----------
+
+    def report_result(self, run_id: str, attempt: int, value: object, *, by: Actor) -> int:
+        run = self._executing(run_id, attempt, by)
+        run.report_result(attempt, value, by=by, at=self.clock())
+        return self._commit(run)
+
+    def await_children(
+        self, run_id: str, attempt: int, child_ids: Sequence[str], *, by: Actor
+    ) -> int:
+        run = self._executing(run_id, attempt, by)
+        run.await_children(attempt, list(child_ids), by=by, at=self.clock())
+        return self._commit(run)
+
+    def continue_work(self, run_id: str, attempt: int, *, by: Actor) -> int:
+        run = self._executing(run_id, attempt, by)
+        run.continue_work(attempt, by=by, at=self.clock())
+        return self._commit(run)
+
+    def suspend_run(self, run_id: str, attempt: int, *, by: Actor) -> tuple[bool, int]:
+        """After the work's checkpoint: (whether the attempt must end, position)."""
+        run = self._executing(run_id, attempt, by)
+        suspended = run.suspend(attempt, by=by, at=self.clock())
+        return suspended, self._commit(run)
+
+    def spawn_run(
+        self, parent_id: str, attempt: int, job_id: str, options: RunOptions, *, by: Actor
+    ) -> tuple[str, int]:
+        """A child run of `job_id` (trigger `spawn`, `parent_run_id` = the parent)."""
+        self._executing(parent_id, attempt, by)
+        return self.create_run(
+            job_id, by=by, trigger="spawn", options=replace(options, parent_run_id=parent_id)
+        )
+
+    def _executing(self, run_id: str, attempt: int, by: Actor) -> JobRun:
+        """The run whose `attempt` the work reports from; a dispatched one is recorded as
+        started (the work talking back is proof it runs)."""
+        run = self._load(JobRun, run_id, organization_id=by.organization_id, kind="job_run")
+        run.start(attempt, by=by, at=self.clock())
+        return run
+
     def record_started(self, run_id: str, attempt: int, *, by: Actor) -> int:
         return self._report(run_id, lambda run: run.start(attempt, by=by, at=self.clock()))
 
@@ -534,11 +582,12 @@ class Runs(SailplaneApplication):
         by: Actor,
         exit_code: int | None = None,
         trace: dict[str, Any] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> int:
         return self._report(
             run_id,
             lambda run: run.complete(
-                attempt, by=by, at=self.clock(), exit_code=exit_code, trace=trace
+                attempt, by=by, at=self.clock(), exit_code=exit_code, trace=trace, usage=usage
             ),
         )
 
@@ -552,6 +601,7 @@ class Runs(SailplaneApplication):
         by: Actor,
         exit_code: int | None = None,
         trace: dict[str, Any] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> int:
         return self._report(
             run_id,
@@ -563,6 +613,7 @@ class Runs(SailplaneApplication):
                 at=self.clock(),
                 exit_code=exit_code,
                 trace=trace,
+                usage=usage,
             ),
         )
 

@@ -31,7 +31,7 @@ function of (status, reason, not_before, now): `queue_status`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,7 +59,7 @@ ACTIVE = frozenset({DISPATCHED, RUNNING})
 TERMINAL = frozenset({COMPLETED, FAILED, TIMEOUT, CANCELLED, SKIPPED, DEAD_LETTER})
 RETRYABLE = frozenset({FAILED, TIMEOUT, CANCELLED, DEAD_LETTER})
 
-TRIGGERS = ("manual", "schedule", "retry", "dependency", "api")
+TRIGGERS = ("manual", "schedule", "retry", "dependency", "api", "spawn")
 CLEANUP_MODES = ("always", "never", "on_success")
 
 # statusReason of a run that is not running (DECISIONS.md) ...
@@ -93,6 +93,11 @@ RESCHEDULED = "rescheduled"
 RESTARTED = "restarted"
 EXPIRED = "expired"  # cancelled: not started by expires_at
 CRASHED = "crashed"  # the work's process died (killed by a signal, e.g. out of memory)
+# The run runtime (docs/runs-v1.md): an executing run waiting for the children it spawned
+# (seed 003 shows it `waiting`), asked to pause at its next checkpoint, or back at work.
+WAITING_FOR_CHILDREN = "waiting_for_children"
+PAUSE_REQUESTED = "pause_requested"
+CONTINUED = "continued"
 QUERY_NOT_FOUND = "query_not_found"  # the platform could not build the work ...
 IMAGE_PULL_FAILED = "image_pull_failed"  # ... pull the container's image ...
 COMMAND_NOT_FOUND = "command_not_found"  # ... or find the container's command
@@ -131,6 +136,7 @@ QUEUE_TRIGGERS = {
     "schedule": "cron",
     "dependency": "workflow",
     "retry": "retry",
+    "spawn": "spawn",
 }
 RETRY_BACKOFF_BASE = timedelta(seconds=1)
 RETRY_BACKOFF_MAX = timedelta(minutes=5)
@@ -223,6 +229,7 @@ class RunOptions:
     batch_id: str | None = None
     continuation_of: str | None = None
     lineage_depth: int = 0
+    parent_run_id: str | None = None  # the run that spawned this one (trigger `spawn`)
 
     def __post_init__(self) -> None:
         if self.payload is not None and not isinstance(self.payload, dict):
@@ -277,7 +284,7 @@ class RunOptions:
 
 def queue_status(status: str, reason: str, not_before: datetime | None, now: datetime) -> str:
     """The seed-003 status of a run (docs/runs-v1.md has the table)."""
-    if status == PENDING:
+    if status == PENDING or (status == RUNNING and reason == WAITING_FOR_CHILDREN):
         return "waiting"
     if status == READY:
         return "delayed" if not_before is not None and not_before > now else "queued"
@@ -384,6 +391,7 @@ class JobRun(SailplaneAggregate):
     idempotency_key_held: bool  # the run still owns its idempotency key (not reset)
     replayed_by: str | None  # the newest run that replays this one
     paused_from: tuple[str, str, str | None]  # (status, reason, message) a resume returns to
+    result: Any  # what the work reported with `sailplane.runtime.result` (None: nothing yet)
 
     class Created(SailplaneAggregate.Created):
         job_id: str
@@ -426,6 +434,7 @@ class JobRun(SailplaneAggregate):
             aggregate.executor = None
             aggregate.deleted = False
             aggregate.created_by = self.actor
+            aggregate.result = None
 
     class Transition(SailplaneAggregate.Event):
         """Base of the status changes: the new status, the reason code and message."""
@@ -476,6 +485,8 @@ class JobRun(SailplaneAggregate):
         # the submission and started the work, the engine session's opening, the first and
         # last output. Timings only; absent before it existed.
         trace: dict[str, Any] | None = None
+        # The sums of the usage the work reported (tokens, cost), on the run's last event.
+        usage: dict[str, int] | None = None
 
         def apply(self, aggregate: JobRun) -> None:
             super().apply(aggregate)
@@ -573,6 +584,50 @@ class JobRun(SailplaneAggregate):
 
         def apply(self, aggregate: JobRun) -> None:
             aggregate.idempotency_key_held = False
+
+    class ResultReported(SailplaneAggregate.Event):
+        """The work reported its result (`sailplane.runtime.result`, or a SQL run's rows)."""
+
+        attempt: int
+        value: Any
+
+        def apply(self, aggregate: JobRun) -> None:
+            aggregate.result = self.value
+
+    class DebugModeSet(SailplaneAggregate.Event):
+        enabled: bool
+
+        def apply(self, aggregate: JobRun) -> None:
+            aggregate.options = replace(aggregate.options, debug_mode=self.enabled)
+
+    class AwaitingChildren(Transition):
+        """The executing work waits for runs it spawned (`wait_for`)."""
+
+        attempt: int
+        run_ids: list[str]
+
+    class Continued(Transition):
+        """The work is back at it: its children finished, or it stopped waiting."""
+
+        attempt: int
+
+    class PauseRequested(Transition):
+        """Pause asked while executing: the work stops at its next checkpoint."""
+
+    class Suspended(Transition):
+        """The work saved a checkpoint after a pause was asked and its attempt ended: the
+        run waits, paused; resuming starts `attempt` (the next), which reads that checkpoint."""
+
+        attempt: int
+
+        def apply(self, aggregate: JobRun) -> None:
+            super().apply(aggregate)
+            aggregate.attempt = self.attempt
+            aggregate.not_before = None
+            aggregate.dispatched_at = None
+            aggregate.runner_started_at = None
+            aggregate.runner_completed_at = None
+            aggregate.paused_from = (READY, RESUMED, None)
 
     class Deleted(SailplaneAggregate.Event):
         def apply(self, aggregate: JobRun) -> None:
@@ -705,11 +760,34 @@ class JobRun(SailplaneAggregate):
             message=message or f"Cancelled by {by}.",
         )
 
-    def pause(self, *, by: Actor, at: datetime) -> None:
-        """pending | ready -> pending (paused) until `resume`; an executing run is 409."""
+    def pause(self, *, by: Actor, at: datetime, checkpointed: bool = False) -> None:
+        """pending | ready -> pending (paused) until `resume`. An executing run whose work
+        has checkpointed (`checkpointed`) is asked to stop at its next checkpoint
+        (`PauseRequested`); one that never checkpointed cannot be paused (409
+        `run_not_pausable`), nor can a dispatched one that has not started (409)."""
+        if self.status == RUNNING:
+            if self.status_reason == PAUSE_REQUESTED:
+                raise ConflictError(f"Job run {self.id} is already pausing.", code="run_paused")
+            if not checkpointed:
+                raise ConflictError(
+                    f"Job run {self.id} is executing and its work has never called "
+                    "checkpoint(): it can only be paused at a checkpoint, so it cannot be "
+                    "paused now (cancel it, or let it finish).",
+                    code="run_not_pausable",
+                )
+            self._trigger(
+                self.PauseRequested,
+                by=by,
+                at=at,
+                status=RUNNING,
+                reason=PAUSE_REQUESTED,
+                message=f"Pause asked by {by}: the work stops at its next checkpoint.",
+            )
+            return
         if self.status in ACTIVE:
             raise ConflictError(
-                f"Job run {self.id} is executing; pausing an executing run is not supported.",
+                f"Job run {self.id} is dequeued and has not started executing; it cannot be "
+                "paused until it executes.",
                 code="run_executing",
             )
         if self.status in TERMINAL:
@@ -844,6 +922,75 @@ class JobRun(SailplaneAggregate):
         self._trigger(self.IdempotencyKeyReset, by=by, at=at)
         return key
 
+    # --- what the work reports through the run runtime ---------------------------------------
+
+    def report_result(self, attempt: int, value: Any, *, by: Actor, at: datetime) -> None:
+        self._require_current(attempt)
+        self._trigger(self.ResultReported, by=by, at=at, attempt=attempt, value=value)
+
+    def set_debug_mode(self, enabled: bool, *, by: Actor, at: datetime) -> bool:
+        """Turn debug mode on or off (for the next attempt's work); False when unchanged."""
+        if self.options.debug_mode == enabled:
+            return False
+        self._trigger(self.DebugModeSet, by=by, at=at, enabled=enabled)
+        return True
+
+    def await_children(self, attempt: int, run_ids: list[str], *, by: Actor, at: datetime) -> bool:
+        """The executing work waits for `run_ids`: seed 003 shows the run `waiting`."""
+        self._require_current(attempt)
+        if self.status_reason == WAITING_FOR_CHILDREN:
+            return False
+        self._trigger(
+            self.AwaitingChildren,
+            by=by,
+            at=at,
+            status=RUNNING,
+            reason=WAITING_FOR_CHILDREN,
+            message=f"Waiting for run(s) {', '.join(run_ids)}.",
+            attempt=attempt,
+            run_ids=list(run_ids),
+        )
+        return True
+
+    def continue_work(self, attempt: int, *, by: Actor, at: datetime) -> bool:
+        self._require_current(attempt)
+        if self.status_reason != WAITING_FOR_CHILDREN:
+            return False
+        self._trigger(
+            self.Continued,
+            by=by,
+            at=at,
+            status=RUNNING,
+            reason=CONTINUED,
+            message=None,
+            attempt=attempt,
+        )
+        return True
+
+    def suspend(self, attempt: int, *, by: Actor, at: datetime) -> bool:
+        """After a checkpoint: when a pause was asked, end the attempt and wait, paused."""
+        self._require_current(attempt)
+        if self.status_reason != PAUSE_REQUESTED:
+            return False
+        self._trigger(
+            self.Suspended,
+            by=by,
+            at=at,
+            status=PENDING,
+            reason=PAUSED,
+            message=f"Paused at a checkpoint of attempt {attempt}.",
+            attempt=attempt + 1,
+        )
+        return True
+
+    def _require_current(self, attempt: int) -> None:
+        if not self._current(attempt, DISPATCHED, RUNNING):
+            raise ConflictError(
+                f"Attempt {attempt} of job run {self.id} is not executing (the run is "
+                f"{self.status}, attempt {self.attempt}).",
+                code="attempt_not_current",
+            )
+
     def delete(self, *, by: Actor, at: datetime) -> None:
         if self.status not in TERMINAL:
             raise ConflictError(
@@ -923,6 +1070,7 @@ class JobRun(SailplaneAggregate):
         at: datetime,
         exit_code: int | None = None,
         trace: dict[str, Any] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> bool:
         if not self._current(attempt, DISPATCHED, RUNNING):
             return False
@@ -936,6 +1084,7 @@ class JobRun(SailplaneAggregate):
             attempt=attempt,
             exit_code=exit_code,
             trace=trace,
+            usage=usage,
         )
         return True
 
@@ -949,6 +1098,7 @@ class JobRun(SailplaneAggregate):
         at: datetime,
         exit_code: int | None = None,
         trace: dict[str, Any] | None = None,
+        usage: dict[str, int] | None = None,
     ) -> bool:
         """The attempt failed: a new attempt after a backoff while retries are left, else
         `failed` (the work failed) or `dead_letter`.
@@ -986,6 +1136,7 @@ class JobRun(SailplaneAggregate):
                 attempt=attempt,
                 exit_code=exit_code,
                 trace=trace,
+                usage=usage,
             )
         else:
             self._trigger(
@@ -998,6 +1149,7 @@ class JobRun(SailplaneAggregate):
                 attempt=attempt,
                 exit_code=exit_code,
                 trace=trace,
+                usage=usage,
             )
         return True
 

@@ -49,6 +49,7 @@ from sailplane.http.queries import QueryController, QueryListsController
 from sailplane.http.request_guard import MAX_BODY_BYTES, RequestGuardMiddleware
 from sailplane.http.roles import RoleController
 from sailplane.http.routes import get
+from sailplane.http.run_runtime import run_runtime_router
 from sailplane.http.runs_v1 import run_queue_router
 from sailplane.http.schedules import SchedulePreviewController
 from sailplane.http.sessions import ComputeConfigController, SessionController
@@ -159,6 +160,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
             api,
             container_jobs,
             run_queue,  # seed 003, at /v1 as its document has it
+            run_runtime_router(),  # the work's runtime routes and what it reported
             healthz,
             livez,
             readyz,
@@ -193,6 +195,7 @@ def create_app(system: System, *, debug: bool = False) -> Litestar:
                 BearerAuthMiddleware,
                 identity=system.identity,
                 principals=PrincipalCache(system.positions),
+                run_tokens=system.runs.tokens,
                 exclude=["^/schema", "^/healthz", "^/livez", "^/readyz", "^/metrics"],
             ),
             RequestGuardMiddleware,

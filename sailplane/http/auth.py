@@ -51,6 +51,7 @@ from sailplane.contexts import (
 from sailplane.domain.access import ORGANIZATION_ROLES, TEAM_ROLES, permissions_of
 from sailplane.domain.base import Actor
 from sailplane.domain.errors import ConflictError, NotAuthenticatedError, PermissionDeniedError
+from sailplane.domain.runtime import RunTokens, is_run_token
 from sailplane.projections.runner import Positions
 from sailplane.storage import EventLog
 from sailplane.system import System
@@ -88,6 +89,24 @@ class Principal:
         return sorted(
             t for t, r in self.team_roles.items() if permission in permissions_of(TEAM_ROLES, r)
         )
+
+
+@dataclass(frozen=True)
+class RunPrincipal:
+    """The work of one attempt of a run, authenticated by its run token. It acts only on
+    the runtime routes (`opt={RUN_TOKEN_ROUTE: True}`), and only while its attempt is the
+    run's current one (the handlers check, 401 otherwise)."""
+
+    organization_id: str
+    run_id: str
+    attempt: int
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind="run", id=self.run_id, organization_id=self.organization_id)
+
+
+RUN_TOKEN_ROUTE = "run_token"  # the route's `opt` key: it takes run tokens, and only those
 
 
 @dataclass(frozen=True)
@@ -164,11 +183,17 @@ KEY_HINT = KeyHint()
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     def __init__(
-        self, app: ASGIApp, identity: IdentityContext, principals: PrincipalCache, **kwargs: Any
+        self,
+        app: ASGIApp,
+        identity: IdentityContext,
+        principals: PrincipalCache,
+        run_tokens: RunTokens | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self.identity = identity
         self.principals = principals
+        self.run_tokens = run_tokens
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -178,6 +203,15 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         if scheme.lower() != "bearer" or not token.strip():
             KEY_HINT.refused("missing_token")
             raise NotAuthenticatedError("A bearer token is required.", code="missing_token")
+        runtime_route = bool(connection.route_handler.opt.get(RUN_TOKEN_ROUTE))
+        if is_run_token(token.strip()):
+            return self._run_principal(token.strip(), runtime_route)
+        if runtime_route:
+            raise PermissionDeniedError(
+                "The runtime routes take only a run token (SAILPLANE_RUN_TOKEN, given to the "
+                "work of a run), not a member's or service account's token.",
+                code="run_token_required",
+            )
         principal = await anyio.to_thread.run_sync(self._principal, token.strip())
         if principal is None:
             KEY_HINT.refused("invalid_token")
@@ -190,6 +224,18 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
                 code="organization_mismatch",
             )
         return AuthenticationResult(user=principal, auth=principal.credential_id)
+
+    def _run_principal(self, token: str, runtime_route: bool) -> AuthenticationResult:
+        claims = self.run_tokens.verify(token) if self.run_tokens is not None else None
+        if claims is None:
+            raise NotAuthenticatedError("The run token is not valid.", code="invalid_token")
+        if not runtime_route:
+            raise PermissionDeniedError(
+                "A run token acts only on its own run's runtime routes (/v1/runtime/...).",
+                code="run_token_not_allowed",
+            )
+        principal = RunPrincipal(claims.organization_id, claims.run_id, claims.attempt)
+        return AuthenticationResult(user=principal, auth=f"run:{claims.run_id}")
 
     def _principal(self, token: str) -> Principal | None:
         token_hash = hash_token(token)
@@ -346,3 +392,4 @@ RunsDep: TypeAlias = NamedDependency[RunsContext]
 NotificationsDep: TypeAlias = NamedDependency[NotificationsContext]
 EventLogDep: TypeAlias = NamedDependency[EventLog]
 Caller: TypeAlias = NamedDependency[Principal]
+RunCaller: TypeAlias = NamedDependency[RunPrincipal]

@@ -137,6 +137,15 @@ class ExecutionTrace(msgspec.Struct, kw_only=True):
     dispatch_ms: int | None
 
 
+class UsageTotals(msgspec.Struct, kw_only=True):
+    """The sums of the model usage a run reported (`sailplane.runtime.usage`)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_microusd: int
+
+
 class QueueRun(msgspec.Struct, kw_only=True):
     """The seed-003 run: every field of the seed's example; null when not known."""
 
@@ -176,6 +185,9 @@ class QueueRun(msgspec.Struct, kw_only=True):
     batch_id: str | None
     concurrency_key: str | None
     created_at: str | None
+    # Beyond the seed's 36 fields: the usage totals, on the run's last event (null until it
+    # finished, or when its work reported no usage).
+    usage: UsageTotals | None = None
 
 
 class RunBatch(msgspec.Struct, kw_only=True):
@@ -275,7 +287,7 @@ def run_shape(row: dict[str, Any], now: datetime, project_id: str | None = None)
         status=status,
         attempt=row["attempt"],
         payload=row["payload"],
-        result=None,
+        result=row["result"],
         metadata=row["metadata"],
         error=row["status_message"] if finished and row["status"] != "completed" else None,
         triggered_by=QUEUE_TRIGGERS.get(row["trigger"], row["trigger"]),
@@ -285,7 +297,7 @@ def run_shape(row: dict[str, Any], now: datetime, project_id: str | None = None)
         heartbeat_at=None,
         next_retry_at=iso(row["not_before"]) if row["status_reason"] == RETRY_BACKOFF else None,
         expires_at=iso(row["expires_at"]),
-        parent_run_id=None,
+        parent_run_id=row["parent_run_id"],
         priority=row["priority"],
         idempotency_key=row["idempotency_key"] if row["idempotency_key_held"] else None,
         job_version=row["job_version"],
@@ -305,6 +317,7 @@ def run_shape(row: dict[str, Any], now: datetime, project_id: str | None = None)
         batch_id=row["batch_id"],
         concurrency_key=row["concurrency_key"],
         created_at=iso(row["created_at"]),
+        usage=None if row["usage"] is None else UsageTotals(**row["usage"]),
     )
 
 
@@ -772,8 +785,12 @@ class RunQueueController(Controller):
 
     @post("/{run_id:str}/pause", operation_id="PauseRun", status_code=200, guards=[requires(VIEW)])
     def pause(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> QueueRun:
-        """Hold a delayed, queued or waiting run until resumed (409 while executing)."""
-        return _act(runs, principal, run_id, runs.commands.pause_run)
+        """Hold a delayed, queued or waiting run until resumed; an executing run whose work
+        has checkpointed stops at its next checkpoint (409 `run_not_pausable` otherwise)."""
+        checkpointed = runs.telemetry.last(run_id, "checkpoint") is not None
+        return _act(
+            runs, principal, run_id, partial(runs.commands.pause_run, checkpointed=checkpointed)
+        )
 
     @post(
         "/{run_id:str}/resume", operation_id="ResumeRun", status_code=200, guards=[requires(VIEW)]

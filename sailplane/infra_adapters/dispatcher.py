@@ -58,6 +58,7 @@ from sailplane.domain.runs import (
 from sailplane.domain.runs import (
     IMAGE_PULL_FAILED as IMAGE_PULL_FAILED_REASON,
 )
+from sailplane.domain.runtime import RuntimeSettings, RunTokens
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, Delivery, EventSource
 from sailplane.infra_adapters.executors import (
     CANCELLED,
@@ -78,6 +79,7 @@ from sailplane.infra_adapters.executors import (
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.metrics import RunMetrics, RunSampler, Usage
+from sailplane.infra_adapters.run_telemetry import RunTelemetry
 from sailplane.projections.runs import RunsView
 from sailplane.storage import EventLog
 
@@ -127,6 +129,9 @@ class RunDispatcher(Consumer):
         queries: QueryTexts,
         logs: RunLogs,
         metrics: RunMetrics,
+        telemetry: RunTelemetry,
+        tokens: RunTokens,
+        runtime: RuntimeSettings,
         pool: ConnectionPool,
         catch_up: Callable[[], bool],
         clock: Clock,
@@ -139,6 +144,9 @@ class RunDispatcher(Consumer):
         self.queries = queries
         self.logs = logs
         self.metrics = metrics
+        self.telemetry = telemetry
+        self.tokens = tokens
+        self.runtime = runtime
         self.pool = pool  # for the claim locks
         self.catch_up = catch_up  # wait until the views hold every event in the log
         self.clock = clock
@@ -198,6 +206,7 @@ class RunDispatcher(Consumer):
                 )
                 for run_id in run_ids:
                     self.logs.delete(run_id)
+                    self.telemetry.delete(run_id)
                 self.metrics.delete(job_id=event.originator_id)
 
     # --- claiming and submitting -----------------------------------------------------------
@@ -221,6 +230,7 @@ class RunDispatcher(Consumer):
                 outcome.attempt,
                 outcome.spec,
                 timeout_seconds=outcome.timeout_seconds,
+                debug_mode=run.options.debug_mode,
             )
         return outcome.action
 
@@ -232,6 +242,7 @@ class RunDispatcher(Consumer):
         spec: JobVersionSnapshot,
         *,
         timeout_seconds: int | None,
+        debug_mode: bool = False,
     ) -> None:
         by = self.actor(organization_id)
         work = self._work(organization_id, spec)
@@ -264,6 +275,9 @@ class RunDispatcher(Consumer):
                     work=work,
                     target=target,
                     timeout_seconds=timeout_seconds,
+                    variables=self.runtime_variables(
+                        organization_id, run_id, attempt, debug_mode=debug_mode
+                    ),
                 )
             )
         except Exception as error:
@@ -275,6 +289,23 @@ class RunDispatcher(Consumer):
                 message=f"Submission failed: {error}",
                 by=by,
             )
+
+    def runtime_variables(
+        self, organization_id: str, run_id: str, attempt: int, *, debug_mode: bool
+    ) -> dict[str, str]:
+        """What `sailplane.runtime` in the work needs: where to talk back, and the attempt's
+        run token (stateless: minted again for a resubmission, never stored)."""
+        variables = {
+            "SAILPLANE_RUN_ID": run_id,
+            "SAILPLANE_ATTEMPT": str(attempt),
+            "SAILPLANE_RUN_TOKEN": self.tokens.mint(organization_id, run_id, attempt),
+            "SAILPLANE_HEARTBEAT_SECONDS": str(self.runtime.heartbeat_seconds),
+        }
+        if self.runtime.api_url:
+            variables["SAILPLANE_API_URL"] = self.runtime.api_url
+        if debug_mode:
+            variables["SAILPLANE_DEBUG"] = "1"
+        return variables
 
     def _work(self, organization_id: str, spec: JobVersionSnapshot) -> Work | None:
         if spec.sql_source:
@@ -370,7 +401,14 @@ class RunDispatcher(Consumer):
                 )
             elif run.dispatched_at is not None and now - run.dispatched_at > self.submit_grace:
                 # never received: the same key again
-                self.submit(org, run.id, attempt, run.spec, timeout_seconds=run.timeout_seconds)
+                self.submit(
+                    org,
+                    run.id,
+                    attempt,
+                    run.spec,
+                    timeout_seconds=run.timeout_seconds,
+                    debug_mode=run.options.debug_mode,
+                )
             return
         if status.state == SUBMITTED:
             return
@@ -385,9 +423,26 @@ class RunDispatcher(Consumer):
                 executor.cancel(run.id, attempt, target)
                 self.runs.record_timeout(run.id, attempt, by=by, trace=status.trace)
                 return
+            if status.state == RUNNING and self._silent(run.id, attempt):
+                executor.cancel(run.id, attempt, target)
+                self.runs.record_failed(
+                    run.id,
+                    attempt,
+                    reason=CRASHED,
+                    message=f"The work sent no heartbeat for {self.runtime.crash_after_seconds:g} "
+                    "seconds (hung or killed).",
+                    by=by,
+                    usage=self._usage(run.id),
+                )
+                return
         if status.state == SUCCEEDED:
             self.runs.record_completed(
-                run.id, attempt, by=by, exit_code=status.exit_code, trace=status.trace
+                run.id,
+                attempt,
+                by=by,
+                exit_code=status.exit_code,
+                trace=status.trace,
+                usage=self._usage(run.id),
             )
         elif status.state == FAILED:
             self.runs.record_failed(
@@ -398,6 +453,7 @@ class RunDispatcher(Consumer):
                 by=by,
                 exit_code=status.exit_code,
                 trace=status.trace,
+                usage=self._usage(run.id),
             )
         elif status.state in (LOST, CANCELLED):
             self.runs.record_failed(
@@ -407,6 +463,15 @@ class RunDispatcher(Consumer):
                 message=status.message or "The execution stopped without finishing.",
                 by=by,
             )
+
+    def _silent(self, run_id: str, attempt: int) -> bool:
+        """The attempt's work heartbeated through the runtime, then went silent too long."""
+        silent = self.telemetry.silent_for(run_id, attempt)
+        return silent is not None and silent > self.runtime.crash_after_seconds
+
+    def _usage(self, run_id: str) -> dict[str, int] | None:
+        """The run's usage totals for its last event (None when it reported none)."""
+        return self.telemetry.usage_totals([run_id]).get(run_id)
 
 
 class DispatcherWorker:

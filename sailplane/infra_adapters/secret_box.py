@@ -9,6 +9,9 @@ by commas rotate: the first seals, every one opens.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -24,6 +27,7 @@ class FernetSecretBox:
         if not keys:
             raise ValueError("a secret box needs at least one key")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+        self._keys = list(keys)
 
     @classmethod
     def from_setting(cls, value: str) -> FernetSecretBox:
@@ -43,6 +47,14 @@ class FernetSecretBox:
     def generate(cls) -> FernetSecretBox:
         """A box with a fresh key that lives as long as this process (tests, throwaway runs)."""
         return cls([Fernet.generate_key()])
+
+    def derived_keys(self, purpose: str) -> list[bytes]:
+        """One key per secrets key, derived for `purpose` (HMAC-SHA256 of the purpose under
+        the key): the first is the current one. Used to sign what must not be stored."""
+        return [
+            hmac.new(base64.urlsafe_b64decode(k), purpose.encode(), hashlib.sha256).digest()
+            for k in self._keys
+        ]
 
     def seal(self, plaintext: str) -> str:
         return PREFIX + self._fernet.encrypt(plaintext.encode()).decode()

@@ -34,6 +34,7 @@ from sailplane.domain.runs import (
     TERMINAL,
     TIMEOUT,
     UNSTARTED,
+    WAITING_FOR_CHILDREN,
     JobRun,
     JobVersionSnapshot,
     RunOptions,
@@ -51,11 +52,11 @@ _DUE = "(not_before IS NULL OR not_before <= %(now)s)"
 _PLATFORM = ", ".join(f"'{r}'" for r in sorted(PLATFORM_FAILURES))
 # The seed-003 statuses (domain.runs.queue_status) as SQL predicates over a run row.
 QUEUE_STATUS_SQL = {
-    "waiting": _is(PENDING),
     "delayed": f"{_is(READY)} AND NOT {_DUE}",
     "queued": f"{_is(READY)} AND {_DUE}",
     "dequeued": _is(DISPATCHED),
-    "executing": _is(RUNNING),
+    "waiting": f"({_is(PENDING)} OR ({_is(RUNNING)} AND status_reason = '{WAITING_FOR_CHILDREN}'))",
+    "executing": f"{_is(RUNNING)} AND status_reason <> '{WAITING_FOR_CHILDREN}'",
     "completed": _is(COMPLETED),
     "failed": f"{_is(FAILED)} AND status_reason NOT IN ('{CRASHED}', {_PLATFORM})",
     "crashed": f"{_is(FAILED)} AND status_reason = '{CRASHED}'",
@@ -130,7 +131,10 @@ class RunsView(View):
                 continuation_of text,
                 lineage_depth integer NOT NULL,
                 replayed_by text,
-                trace jsonb
+                trace jsonb,
+                parent_run_id text,
+                result jsonb,
+                usage jsonb
             )""",
         "job_run_events": """
             CREATE TABLE {job_run_events} (
@@ -157,6 +161,7 @@ class RunsView(View):
         "CREATE INDEX ON {job_runs} USING gin (payload jsonb_path_ops)",
         "CREATE INDEX ON {job_runs} (organization_id, batch_id) WHERE batch_id IS NOT NULL",
         "CREATE INDEX ON {job_runs} (continuation_of) WHERE continuation_of IS NOT NULL",
+        "CREATE INDEX ON {job_runs} (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL",
     )
 
     # --- the HTTP layer's queries -------------------------------------------------------
@@ -257,6 +262,14 @@ class RunsView(View):
             params,
         )
 
+    def children(self, organization_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The runs `run_id` spawned, oldest first."""
+        return self.fetch_all(
+            "SELECT * FROM {job_runs} WHERE organization_id = %s AND parent_run_id = %s "
+            "ORDER BY created_at, id",
+            (organization_id, run_id),
+        )
+
     def lineage(self, organization_id: str, run_id: str) -> list[dict[str, Any]]:
         """The replay chain through `run_id`: its first ancestor first, then each run that
         continued the previous one, up to the newest descendant."""
@@ -300,11 +313,13 @@ class RunsView(View):
     def active_run_ids(
         self, organization_id: str, job_id: str, concurrency_key: str | None = None
     ) -> list[str]:
+        # A run waiting for the children it spawned holds no slot: its children (often of
+        # the same job) could never start otherwise.
         rows = self.fetch_all(
             "SELECT id FROM {job_runs} WHERE organization_id = %s AND job_id = %s "
             "AND concurrency_key IS NOT DISTINCT FROM %s "
-            "AND status = ANY(%s) ORDER BY dispatched_at, id",
-            (organization_id, job_id, concurrency_key, sorted(ACTIVE)),
+            "AND status = ANY(%s) AND status_reason <> %s ORDER BY dispatched_at, id",
+            (organization_id, job_id, concurrency_key, sorted(ACTIVE), WAITING_FOR_CHILDREN),
         )
         return [r["id"] for r in rows]
 
@@ -393,6 +408,7 @@ _OPTION_NAMES = (
     "batch_id",
     "continuation_of",
     "lineage_depth",
+    "parent_run_id",
 )
 _OPTION_COLUMNS = ", ".join(_OPTION_NAMES)
 _OPTION_VALUES = ", ".join(["%s"] * len(_OPTION_NAMES))
@@ -419,6 +435,7 @@ def _option_values(options: RunOptions) -> tuple[Any, ...]:
         options.batch_id,
         options.continuation_of,
         options.lineage_depth,
+        options.parent_run_id,
     )
 
 
@@ -552,10 +569,22 @@ class RunsProjection(Projection[RunsView]):
             ]
             values["executor"] = e.executor
         if isinstance(e, JobRun.Finished):
-            sets += ["exit_code = %(exit_code)s", "trace = %(trace)s"]
+            sets += [
+                "exit_code = %(exit_code)s",
+                "trace = %(trace)s",
+                "usage = %(usage)s",
+            ]
             values["exit_code"] = e.exit_code
             values["trace"] = None if e.trace is None else Jsonb(e.trace)
-        if isinstance(e, (JobRun.RetryScheduled, JobRun.Retried)):
+            values["usage"] = None if e.usage is None else Jsonb(e.usage)
+        if isinstance(e, JobRun.Suspended):
+            sets += [
+                "not_before = NULL",
+                "dispatched_at = NULL",
+                "runner_started_at = NULL",
+                "runner_completed_at = NULL",
+            ]
+        if isinstance(e, (JobRun.RetryScheduled, JobRun.Retried, JobRun.Suspended)):
             sets.append("attempt = %(attempt)s")
             values["attempt"] = e.attempt
         if isinstance(e, JobRun.RetryScheduled):
@@ -624,6 +653,38 @@ class RunsProjection(Projection[RunsView]):
             (e.timestamp, actor_ref(e.actor), e.originator_version, e.originator_id),
         )
         self._event_row(e, "idempotency_key_reset", None, None, None, None)
+
+    @process_event.register
+    def _(self, e: JobRun.ResultReported, tracking: Tracking) -> None:
+        self.view.execute(
+            "UPDATE {job_runs} SET result = %s, updated_at = %s, updated_by = %s, version = %s "
+            "WHERE id = %s",
+            (
+                Jsonb(e.value),
+                e.timestamp,
+                actor_ref(e.actor),
+                e.originator_version,
+                e.originator_id,
+            ),
+        )
+        self._event_row(e, "result_reported", None, None, None, e.attempt)
+
+    @process_event.register
+    def _(self, e: JobRun.DebugModeSet, tracking: Tracking) -> None:
+        self.view.execute(
+            "UPDATE {job_runs} SET options = jsonb_set(options, '{debug_mode}', %s), "
+            "updated_at = %s, updated_by = %s, version = %s WHERE id = %s",
+            (
+                Jsonb(e.enabled),
+                e.timestamp,
+                actor_ref(e.actor),
+                e.originator_version,
+                e.originator_id,
+            ),
+        )
+        self._event_row(
+            e, "debug_mode_set", None, None, f"Debug mode {'on' if e.enabled else 'off'}.", None
+        )
 
     @process_event.register
     def _(self, e: JobRun.Deleted, tracking: Tracking) -> None:

@@ -102,7 +102,7 @@ def test_a_run_created_in_either_dialect_is_one_run_in_both(jobs: Jobs, runs: Qu
         retry_backoff="fixed",
     )
     assert set(created) >= {"execution_trace", "job_version_id", "workflow_step_run_id"}
-    assert len(created) == 36
+    assert len(created) == 37  # the seed's 36 fields and `usage` (docs/runs-v1.md)
     assert (created["payload"], created["tags"], created["priority"]) == (
         {"customer": "acme", "n": 1},
         {"env": "test"},

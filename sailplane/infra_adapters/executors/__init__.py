@@ -62,6 +62,10 @@ class Submission:
     work: Work
     target: Target
     timeout_seconds: int | None = None
+    # The run runtime's variables (SAILPLANE_API_URL, SAILPLANE_RUN_TOKEN, ...): the work's
+    # environment gets them; the run token among them is a credential (a Secret on
+    # Kubernetes), never logged.
+    variables: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -418,6 +418,8 @@ class LocalExecutor:
             {
                 "SAILPLANE_RUN_ID": submission.run_id,
                 "SAILPLANE_RUN_ATTEMPT": str(submission.attempt),
+                "SAILPLANE_ATTEMPT": str(submission.attempt),
+                **submission.variables,
             },
         )
         # Its usage counts from here: a warm child's start, before it had this attempt, is
