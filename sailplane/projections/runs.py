@@ -667,7 +667,6 @@ class RunsProjection(Projection[RunsView]):
                 e.originator_id,
             ),
         )
-        self._event_row(e, "result_reported", None, None, None, e.attempt)
 
     @process_event.register
     def _(self, e: JobRun.DebugModeSet, tracking: Tracking) -> None:

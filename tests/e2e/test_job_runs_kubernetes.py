@@ -16,6 +16,7 @@ import yaml
 from sailplane.infra_adapters.executors.kubernetes import job_name
 from sailplane.system import System, WorkerHost
 from tests.e2e.test_infra import finished
+from tests.e2e.test_run_runtime import AGENT
 from tests.k8s_double import KubernetesDouble, kubernetes_double
 from tests.runs_support import wait_until
 
@@ -121,3 +122,44 @@ def test_a_run_on_a_kubernetes_cluster_is_one_job_per_attempt(
     lines = [line["line"] for line in client.get(f"{path}/logs").json()["items"]]
     assert lines == ["one", "1"]
     assert len(double.calls("POST", f"/namespaces/{namespace}/jobs$")) == 2
+
+
+def test_the_agent_job_on_kubernetes_gets_its_run_token_through_a_secret(
+    client: httpx.Client, double: KubernetesDouble, dispatcher: None, system: System, api: str
+) -> None:
+    """The run runtime's agent job on the Kubernetes executor: the Secret and the Job (both
+    validated offline by the double, as a server would) carry the attempt's credential and
+    the runtime's variables, and the token acts for that attempt."""
+    cluster_id, namespace = kubernetes_cluster(client, double)
+    team = client.post("/org/teams", json={"name": f"t-{uuid.uuid4().hex[:6]}"}).json()["team"]
+    job = client.post(
+        "/workloads/jobs",
+        json={
+            "jobKey": f"agent-{uuid.uuid4().hex[:6]}",
+            "clusterId": cluster_id,
+            "teamIds": [team["id"]],
+            "config": {"python": {"source": AGENT}},
+        },
+    )
+    assert job.status_code == 201, job.text
+    run = client.post(f"/workloads/jobs/{job.json()['id']}/runs", json={}).json()
+    name = job_name(run["id"], 1)
+    manifest = wait_until(lambda: double.get("jobs", namespace, name), what="the Job created")
+    secret = double.get("secrets", namespace, name)
+    assert secret is not None
+    token = secret["stringData"]["SAILPLANE_RUN_TOKEN"]
+    claims = system.runs.tokens.verify(token)
+    assert claims is not None and (claims.run_id, claims.attempt) == (run["id"], 1)
+    assert token not in str(manifest)
+    env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SAILPLANE_RUN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == name
+    assert env["SAILPLANE_API_URL"]["value"] == api
+    assert env["SAILPLANE_ATTEMPT"]["value"] == "1"
+    assert "def wait_for(" in env["SAILPLANE_RUNTIME_SOURCE"]["value"]
+    # The pod's work talks back with it while its attempt runs.
+    double.set_status("jobs", namespace, name, {"active": 1})
+    with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}) as work:
+        context = work.get("/v1/runtime/context")
+        assert context.status_code == 200, context.text
+        assert context.json()["attempt"] == 1
+    client.post(f"/workloads/jobs/{run['jobId']}/runs/{run['id']}/cancel")

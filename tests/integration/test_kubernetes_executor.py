@@ -4,6 +4,10 @@ collected, cancel deletes the Job, a resubmitted attempt creates nothing."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -23,10 +27,13 @@ from sailplane.infra_adapters.executors import (
     Work,
 )
 from sailplane.infra_adapters.executors.kubernetes import (
+    CHILD_SOURCE,
     DEFAULT_RESOURCES,
+    RUNTIME_SOURCE,
     KubernetesExecutor,
     job_manifest,
     job_name,
+    run_secret_manifest,
 )
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.storage import Database
@@ -241,3 +248,63 @@ def test_pod_log_lines_keep_the_time_the_pod_wrote_them(
     (line,) = logs.page(sub.run_id)
     assert line["line"] == "hello world"
     assert line["at"] == datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+RUNTIME_VARIABLES = {
+    "SAILPLANE_RUN_ID": "RUNK8SRT01",
+    "SAILPLANE_ATTEMPT": "1",
+    "SAILPLANE_RUN_TOKEN": "spr_e30.c2lnbmF0dXJl",
+    "SAILPLANE_API_URL": "https://sailplane.example",
+    "SAILPLANE_HEARTBEAT_SECONDS": "10.0",
+}
+
+
+def test_the_run_token_reaches_the_pod_through_the_attempts_secret(
+    double: KubernetesDouble, logs: RunLogs
+) -> None:
+    sub = submission(
+        double,
+        run_id="RUNK8SRT01",
+        work=Work(python={"source": "from sailplane import runtime"}),
+        variables=RUNTIME_VARIABLES,
+    )
+    manifest = job_manifest(sub)
+    secret = run_secret_manifest(sub)
+    assert secret is not None
+    kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    # The token is in the Secret only; the Job names it.
+    assert "spr_e30.c2lnbmF0dXJl" not in json.dumps(manifest)
+    assert secret["stringData"] == {"SAILPLANE_RUN_TOKEN": "spr_e30.c2lnbmF0dXJl"}
+    env = {e["name"]: e for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SAILPLANE_RUN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": job_name("RUNK8SRT01", 1),
+        "key": "SAILPLANE_RUN_TOKEN",
+    }
+    assert env["SAILPLANE_API_URL"]["value"] == "https://sailplane.example"
+    assert env["SAILPLANE_ATTEMPT"]["value"] == "1"
+    assert "def checkpoint(" in env["SAILPLANE_RUNTIME_SOURCE"]["value"]
+    executor = KubernetesExecutor(logs)
+    assert executor.submit(sub)
+    assert not executor.submit(sub)  # the Secret and the Job exist: nothing twice
+    assert ("secrets", NS, job_name("RUNK8SRT01", 1)) in double.objects
+    assert len(double.calls("POST", r"/secrets$")) == 2
+
+
+def test_a_pod_without_sailplane_imports_the_runtime_from_its_source() -> None:
+    """The child's source as a pod runs it (`python -c`, isolated: no Sailplane on the
+    path), with the runtime's source in the environment."""
+    work = {
+        "python": {"source": "from sailplane import runtime\nprint(runtime.debug_mode.__doc__)"}
+    }
+    env = {
+        "PATH": os.environ["PATH"],
+        "SAILPLANE_WORK": json.dumps(work),
+        "SAILPLANE_RUNTIME_SOURCE": RUNTIME_SOURCE,
+        "SAILPLANE_DEBUG": "1",
+    }
+    ran = subprocess.run(
+        [sys.executable, "-I", "-c", CHILD_SOURCE], env=env, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "Whether the run is in debug mode."

@@ -109,3 +109,38 @@ def test_the_usage_totals_ride_on_the_final_event() -> None:
     totals = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost_microusd": 4}
     run.complete(1, by=EXECUTOR, at=T0, usage=totals)
     assert run.collect_events()[-1].usage == totals
+
+
+def test_the_runtime_module_needs_only_the_standard_library_and_has_exactly_its_names() -> None:
+    """`sailplane/runtime.py` travels alone into pods: nothing but the standard library."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import sailplane.runtime as runtime
+
+    tree = ast.parse(Path(runtime.__file__).read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported - {"__future__"} <= set(sys.stdlib_module_names)
+    assert set(runtime.__all__) == {
+        "RuntimeRefused",
+        "payload",
+        "result",
+        "checkpoint",
+        "last_checkpoint",
+        "usage",
+        "tool_call",
+        "output",
+        "chunk",
+        "set_state",
+        "get_state",
+        "event",
+        "spawn",
+        "wait_for",
+        "debug_mode",
+    }

@@ -57,15 +57,42 @@ def run_sql(text: str, connected: Callable[[bool], None] = lambda _: None) -> No
     _touch(spark)
     connected(True)
     statements = [s.strip() for s in text.split(";") if s.strip()]
+    first: dict[str, Any] | None = None
     for statement in statements:
         frame = spark.sql(statement)
         rows = frame.limit(MAX_ROWS + 1).collect()
         if rows:
             print("\t".join(frame.columns), flush=True)
+            if first is None:
+                first = {"columns": list(frame.columns), "rows": [list(r) for r in rows[:MAX_ROWS]]}
         for row in rows[:MAX_ROWS]:
             print("\t".join(str(v) for v in row), flush=True)
         if len(rows) > MAX_ROWS:
             print(f"... (more than {MAX_ROWS} rows)", flush=True)
+    if first is not None:
+        report_rows(first)
+
+
+def report_rows(first: dict[str, Any]) -> None:
+    """A SQL run's result: the first statement's rows that returned any (at most `MAX_ROWS`,
+    fewer if they are over the result's size limit), as `{columns, rows}`, when the run
+    runtime is reachable (values JSON cannot hold become text)."""
+    if not os.environ.get("SAILPLANE_RUN_TOKEN"):
+        return
+    try:
+        from sailplane import runtime
+
+        rows = json.loads(json.dumps(first["rows"], default=str))
+        while True:
+            try:
+                runtime.result({"columns": first["columns"], "rows": rows})
+                return
+            except runtime.RuntimeRefused as refused:
+                if refused.status != 413 or not rows:
+                    raise
+                rows = rows[: len(rows) // 2]
+    except Exception as error:  # the rows are in the logs either way
+        print(f"warning: the result was not reported: {error}", file=sys.stderr, flush=True)
 
 
 def run_python(config: dict[str, Any]) -> None:
@@ -213,6 +240,27 @@ class Preamble:
         sys.stdout.flush()
 
 
+def _install_runtime() -> None:
+    """In a pod: `sailplane.runtime` from the source the executor passed
+    (`SAILPLANE_RUNTIME_SOURCE`, the server's own version), so the work can `from sailplane
+    import runtime` whether or not its image has Sailplane (or an older one)."""
+    source = os.environ.pop("SAILPLANE_RUNTIME_SOURCE", None)
+    if source is None:
+        return
+    import types
+
+    try:
+        package = importlib.import_module("sailplane")
+    except ImportError:
+        package = types.ModuleType("sailplane")
+        package.__path__ = []
+        sys.modules["sailplane"] = package
+    module = types.ModuleType("sailplane.runtime")
+    sys.modules["sailplane.runtime"] = module
+    exec(compile(source, "sailplane/runtime.py", "exec"), module.__dict__)
+    package.runtime = module  # type: ignore[attr-defined]
+
+
 def main(argv: list[str]) -> int:
     if "--assignment-on-stdin" in argv:
         session = warm_up() if "--warm-up" in argv else None
@@ -222,6 +270,7 @@ def main(argv: list[str]) -> int:
             renew(session)
     else:  # in a container: the work comes in the environment
         work = json.loads(os.environ["SAILPLANE_WORK"])
+        _install_runtime()
         preamble, session = Preamble(enabled=False), None
     code = 0
     try:

@@ -71,6 +71,7 @@ def job_manifest(submission: Submission) -> dict[str, Any]:
     run_variables = [
         {"name": "SAILPLANE_RUN_ID", "value": submission.run_id},
         {"name": "SAILPLANE_RUN_ATTEMPT", "value": str(submission.attempt)},
+        *runtime_variables(submission),
     ]
     work = submission.work.container
     container: dict[str, Any] = {
@@ -118,6 +119,50 @@ def job_manifest(submission: Submission) -> dict[str, Any]:
     }
 
 
+# The run runtime's credential goes through the attempt's Secret, never plain in the Job.
+SECRET_VARIABLES = frozenset({"SAILPLANE_RUN_TOKEN"})
+RUNTIME_SOURCE = (Path(__file__).parents[2] / "runtime.py").read_text(encoding="utf-8")
+
+
+def runtime_variables(submission: Submission) -> list[dict[str, Any]]:
+    """The run runtime's variables of the container: the run token from the attempt's Secret
+    (`run_secret_manifest`), the others as values, and for Python work the source of
+    `sailplane.runtime` (the pod's image need not have Sailplane)."""
+    env: list[dict[str, Any]] = []
+    for name, value in sorted(submission.variables.items()):
+        if name in ("SAILPLANE_RUN_ID", "SAILPLANE_RUN_ATTEMPT"):
+            continue
+        if name in SECRET_VARIABLES:
+            ref = {"name": job_name(submission.run_id, submission.attempt), "key": name}
+            env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+        else:
+            env.append({"name": name, "value": value})
+    if submission.variables and submission.work.container is None:
+        env.append({"name": "SAILPLANE_RUNTIME_SOURCE", "value": RUNTIME_SOURCE})
+    return env
+
+
+def run_secret_manifest(submission: Submission) -> dict[str, Any] | None:
+    """The attempt's Secret (named like its Job) holding its run token; None without one."""
+    secret = {k: v for k, v in submission.variables.items() if k in SECRET_VARIABLES}
+    if not secret:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": job_name(submission.run_id, submission.attempt),
+            "labels": {
+                "app.kubernetes.io/managed-by": "sailplane",
+                LABEL_RUN: submission.run_id,
+                LABEL_ATTEMPT: str(submission.attempt),
+            },
+        },
+        "stringData": secret,
+    }
+
+
 def _timed_line(line: str) -> tuple[datetime | None, str]:
     """A pod log line read with `timestamps=true`: the RFC 3339 time it was written (to the
     microsecond), then the line."""
@@ -157,6 +202,13 @@ class KubernetesExecutor:
     def submit(self, submission: Submission) -> bool:
         target = submission.target
         self.remember(submission.run_id, submission.attempt, target)
+        secret = run_secret_manifest(submission)
+        if secret is not None:
+            try:
+                self._core(target).create_namespaced_secret(self._namespace(target), secret)
+            except ApiException as error:
+                if error.status != 409:  # made by an earlier submission of this attempt
+                    raise
         try:
             self._api(target).create_namespaced_job(
                 self._namespace(target),
