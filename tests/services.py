@@ -145,22 +145,25 @@ def moto_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def sail_server(settings: dict[str, str] | None = None) -> Iterator[str]:
+def sail_server(settings: dict[str, str] | None = None, log: Path | None = None) -> Iterator[str]:
     """A Sail Spark Connect server on a free port, with `settings` (`SAIL_*` variables) if
+    given, writing its log (which names each session it creates and removes) to `log` if
     given; yields its `sc://` URL."""
     port = free_port()
     sail = Path(sys.executable).parent / "sail"
-    process = subprocess.Popen(
-        [str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **(settings or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield f"sc://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [str(sail), "spark", "server", "--ip", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, **(settings or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, process=process)
+            yield f"sc://127.0.0.1:{port}"
+        finally:
+            stop(process)
 
 
 def sessions_started(database: Database) -> int:

@@ -7,9 +7,10 @@ cold one (the cancel test runs both ways), and stops with the executor; with non
 from __future__ import annotations
 
 import contextlib
-import time
+import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -245,23 +246,38 @@ def test_with_no_warm_children_every_attempt_starts_its_own(
 
 
 @pytest.fixture
-def forgetful_sail() -> Iterator[str]:
-    """A Sail server that drops a session idle for 3 seconds (its default: 15 minutes)."""
-    with sail_server({"SAIL_SPARK__SESSION_TIMEOUT_SECS": "3"}) as url:
-        yield url
+def forgetful_sail(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A Sail server that drops a session idle for 3 seconds (its default: 15 minutes), and
+    its log."""
+    log = tmp_path / "sail.log"
+    with sail_server({"SAIL_SPARK__SESSION_TIMEOUT_SECS": "3", "RUST_LOG": "info"}, log) as url:
+        yield url, log
+
+
+def sessions_dropped(log: Path, opened: int) -> bool:
+    """Whether the Sail server has opened `opened` sessions and removed every one of them
+    (its log names each session it creates and each it removes, idle or released)."""
+    text = log.read_text(errors="replace")
+    created = set(re.findall(r"creating session (\S+)", text))
+    removed = set(re.findall(r"removing (?:idle )?session (\S+)", text))
+    return len(created) >= opened and created <= removed
 
 
 def test_a_warm_child_whose_session_the_server_dropped_opens_a_new_one(
-    fresh_db: Database, logs: RunLogs, forgetful_sail: str
+    fresh_db: Database, logs: RunLogs, forgetful_sail: tuple[str, Path]
 ) -> None:
+    sail, sail_log = forgetful_sail
     local = LocalExecutor(fresh_db, logs, warm_children=1)
     local.create_table()
     try:
-        local.submit(submission(forgetful_sail, "RUNFORGET0", Work(sql="SELECT 1")))
+        local.submit(submission(sail, "RUNFORGET0", Work(sql="SELECT 1")))
         wait_until(lambda: len(local.warm.idle_pids()) == 1, what="a warm child")
         (warm,) = local.warm.idle_pids()
-        time.sleep(6)  # idle past the server's session timeout: its session is gone
-        local.submit(submission(forgetful_sail, "RUNFORGET1", Work(sql="SELECT 2 AS two")))
+        assert finished(local, "RUNFORGET0").state == SUCCEEDED
+        # The first attempt's session and the warm child's, both idle past the server's
+        # timeout: the server has dropped the session the warm child holds.
+        wait_until(lambda: sessions_dropped(sail_log, opened=2), what="both sessions dropped")
+        local.submit(submission(sail, "RUNFORGET1", Work(sql="SELECT 2 AS two")))
         assert finished(local, "RUNFORGET1").state == SUCCEEDED, logs.page("RUNFORGET1")
         assert local.pid("RUNFORGET1", 1) == warm
         assert [r["line"] for r in logs.page("RUNFORGET1")] == ["two", "2"]
