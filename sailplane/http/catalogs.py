@@ -44,9 +44,9 @@ from sailplane.http.sharing import (
     TeamId,
     TeamIdsRequest,
     included_teams,
-    link_fields,
     require_manage,
     require_team,
+    team_links,
 )
 from sailplane.projections.query import Page, Sort
 
@@ -175,18 +175,6 @@ def _manage(workloads: WorkloadsContext, principal: Principal, catalog_id: str) 
     require_manage(principal, workloads.catalogs, catalog_id, MANAGE)
 
 
-def _links(
-    workloads: WorkloadsContext, catalog_id: str, team_ids: set[str] | None = None
-) -> ItemList[CatalogTeam]:
-    return ItemList(
-        items=[
-            CatalogTeam(catalog_id=catalog_id, **link_fields(r))
-            for r in workloads.catalogs.grants([catalog_id])
-            if team_ids is None or r["team_id"] in team_ids
-        ]
-    )
-
-
 class CatalogController(Controller):
     path = "/workloads/catalogs"
     tags = ["catalogs"]
@@ -276,7 +264,7 @@ class CatalogController(Controller):
     ) -> ItemList[CatalogTeam]:
         """List the teams a catalog is granted to."""
         catalog_row(workloads, principal, catalog)
-        return _links(workloads, catalog)
+        return team_links(workloads.catalogs, CatalogTeam, "catalog_id", catalog)
 
     @post(
         "/{catalog:str}/teams",
@@ -296,7 +284,7 @@ class CatalogController(Controller):
             catalog, data.team_ids, by=principal.actor
         )
         workloads.wait_for_views(position)
-        return _links(workloads, catalog, set(data.team_ids))
+        return team_links(workloads.catalogs, CatalogTeam, "catalog_id", catalog, data.team_ids)
 
     @delete(
         "/{catalog:str}/teams/{team:str}",

@@ -60,9 +60,9 @@ from sailplane.http.sharing import (
     ItemList,
     TeamId,
     TeamIdsRequest,
-    link_fields,
     require_manage,
     require_team,
+    team_links,
 )
 from sailplane.projections.query import Page, Sort
 
@@ -637,14 +637,7 @@ class JobController(Controller):
         _manage(workloads, principal, job)
         position = workloads.commands.grant_job_teams(job, data.team_ids, by=principal.actor)
         workloads.wait_for_views(position)
-        wanted = set(data.team_ids)
-        return ItemList(
-            items=[
-                JobTeam(job_id=job, **link_fields(r))
-                for r in workloads.jobs.grants([job])
-                if r["team_id"] in wanted
-            ]
-        )
+        return team_links(workloads.jobs, JobTeam, "job_id", job, data.team_ids)
 
     @delete(
         "/{job:str}/teams/{team:str}",

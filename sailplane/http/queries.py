@@ -49,9 +49,9 @@ from sailplane.http.sharing import (
     TeamId,
     TeamIdsRequest,
     included_teams,
-    link_fields,
     require_manage,
     require_team,
+    team_links,
 )
 from sailplane.projections.query import Page, Sort
 
@@ -201,16 +201,6 @@ def _check_catalog(
         raise NotFoundError.of("catalog", catalog_id)
 
 
-def _links(workloads: WorkloadsContext, query_id: str, team_ids: set[str]) -> ItemList[QueryTeam]:
-    return ItemList(
-        items=[
-            QueryTeam(query_id=query_id, **link_fields(r))
-            for r in workloads.queries.grants([query_id])
-            if r["team_id"] in team_ids
-        ]
-    )
-
-
 class QueryController(Controller):
     path = "/workloads/queries"
     tags = ["queries"]
@@ -326,7 +316,7 @@ class QueryController(Controller):
         _manage(workloads, principal, query_id)
         position = workloads.commands.grant_query_teams(query_id, data.team_ids, by=principal.actor)
         workloads.wait_for_views(position)
-        return _links(workloads, query_id, set(data.team_ids))
+        return team_links(workloads.queries, QueryTeam, "query_id", query_id, data.team_ids)
 
     @delete(
         "/{query_id:str}/teams/{team:str}",

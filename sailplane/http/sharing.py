@@ -5,7 +5,7 @@ who reaches it, who may change it, and the `{teamIds}` request.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
 
@@ -17,6 +17,7 @@ from sailplane.projections.workloads import SharedView
 
 TeamId = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
 T = TypeVar("T")
+L = TypeVar("L", bound=shapes.Shape)
 
 
 class TeamIdsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
@@ -51,12 +52,21 @@ def included_teams(
     )
 
 
-def link_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """The audit fields of a grant row, as a link shape takes them."""
-    return {
-        "team_id": row["team_id"],
-        "created_at": shapes.iso(row["created_at"]),
-        "created_by": row["created_by"],
-        "updated_at": shapes.iso(row["updated_at"]),
-        "updated_by": row["updated_by"],
-    }
+def team_links(
+    view: SharedView,
+    link: type[L],
+    resource_field: str,
+    resource_id: str,
+    team_ids: Iterable[str] | None = None,
+) -> ItemList[L]:
+    """A resource's team grants as its link shape (`CatalogTeam`, `QueryTeam`, `JobTeam`:
+    the resource's id under `resource_field`, the team and the grant's audit fields); only
+    those of `team_ids` when given."""
+    wanted = None if team_ids is None else set(team_ids)
+    return ItemList(
+        items=[
+            shapes.from_row(link, row, **{resource_field: resource_id})
+            for row in view.grants([resource_id])
+            if wanted is None or row["team_id"] in wanted
+        ]
+    )
