@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -79,6 +81,17 @@ def user_id_of(principal: Principal) -> str:
     return principal.user_id
 
 
+def _own_rows(
+    identity: IdentityContext,
+    principal: Principal,
+    rows_of_user: Callable[[str, datetime], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """The caller's rows of a per-user view query, current now (a service account has none)."""
+    if principal.user_id is None:
+        return []
+    return rows_of_user(principal.user_id, identity.clock())
+
+
 def current_identity(identity: IdentityContext, principal: Principal) -> CurrentIdentity:
     if principal.kind == "service_account":
         row = identity.directory.service_account(principal.organization_id, principal.id)
@@ -151,9 +164,7 @@ class MeController(Controller):
     @get("/logins", operation_id="ListMyLogins", guards=OWN)
     def list_logins(self, identity: IdentityDep, principal: Caller) -> LoginList:
         """The caller's active logins; `isCurrent` marks the one of this request."""
-        if principal.user_id is None:
-            return LoginList(items=[])
-        rows = identity.directory.logins_of_user(principal.user_id, identity.clock())
+        rows = _own_rows(identity, principal, identity.directory.logins_of_user)
         return LoginList(
             items=[
                 from_row(
@@ -179,9 +190,7 @@ class MeController(Controller):
     @get("/trusted-devices", operation_id="ListMyTrustedDevices", guards=OWN)
     def list_trusted_devices(self, identity: IdentityDep, principal: Caller) -> TrustedDeviceList:
         """The caller's trusted devices (they skip the MFA step until they expire)."""
-        if principal.user_id is None:
-            return TrustedDeviceList(items=[])
-        rows = identity.directory.trusted_devices_of_user(principal.user_id, identity.clock())
+        rows = _own_rows(identity, principal, identity.directory.trusted_devices_of_user)
         return TrustedDeviceList(items=[from_row(TrustedDeviceOut, r) for r in rows])
 
     @delete(
