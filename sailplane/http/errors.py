@@ -9,6 +9,7 @@ about the internals, and is logged.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -80,6 +81,10 @@ def error_body(message: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, "code": code, **extra}
 
 
+# Where a validation error of the handler's arguments lies in the body (`data`).
+_IN_BODY = re.compile(r"`\$\.data(`|\.|\[)")
+
+
 class ErrorRender(Protocol):
     """The body an API dialect answers an error with, from what every error carries."""
 
@@ -128,11 +133,11 @@ def exception_handlers(render: ErrorRender = _sailplane_body) -> dict[Any, Any]:
         elif (
             status == 500
             and isinstance(exc.__cause__, msgspec.ValidationError)
-            and "`$.data." in str(exc.__cause__)
+            and _IN_BODY.search(str(exc.__cause__))
         ):
             # Litestar takes a body field named like a handler's dependency (`runs` of the
-            # run queue's batch create) for a broken dependency: an error inside the body
-            # (`$.data.`) is the client's input; a dependency's own stays a 500.
+            # run queue's batch create) for a broken dependency: an error in the body
+            # (`$.data`) is the client's input; a dependency's own stays a 500.
             status = 400
             message = "Validation failed: " + str(exc.__cause__).replace("$.data.", "$.")
         if status >= 500:
