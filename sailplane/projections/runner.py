@@ -31,6 +31,10 @@ from sailplane.storage import POSITIONS_TABLE, EventLog, discarded_on_error
 log = logging.getLogger(__name__)
 
 VIEWS_CHANNEL = "sailplane_views"
+SET_POSITIONS = (
+    f"INSERT INTO {POSITIONS_TABLE} (name, position) SELECT unnest(%s::text[]), %s "
+    "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position"
+)
 SELECT_EVENTS = (
     "SELECT notification_id, originator_id, originator_version, topic, state "
     f"FROM {EventLog.EVENTS_TABLE} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
@@ -78,11 +82,13 @@ class Positions:
                 self._condition.notify_all()
 
     def advance_from_payload(self, payload: str) -> None:
-        """`name:position` or `name:position:changed` (see `ProjectionRunner._batch`)."""
-        name, position, *changed = payload.split(":")
-        if name in self._positions and position.isdigit():
-            known = changed[0] if changed and changed[0].isdigit() else position
-            self.advance(name, int(position), int(known))
+        """Space-separated `name:position` or `name:position:changed` entries (see
+        `ProjectionRunner._batch`)."""
+        for entry in payload.split():
+            name, position, *changed = entry.split(":")
+            if name in self._positions and position.isdigit():
+                known = changed[0] if changed and changed[0].isdigit() else position
+                self.advance(name, int(position), int(known))
 
     def stamp(self, names: Iterable[str]) -> int:
         """A position the views had all reached; a read made now sees at least this much."""
@@ -181,7 +187,7 @@ class ProjectionRunner:
             "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
             (self.lock_keys,),
         )
-        # Every view's position in one round trip (not one per view).
+        # Every view's position in one statement (not one per view).
         names = [view.tracking_name for view in self.views]
         stored = cursor.execute(
             f"SELECT name, position FROM {POSITIONS_TABLE} WHERE name = ANY(%s)", (names,)
@@ -203,7 +209,8 @@ class ProjectionRunner:
             return 0, start, unknown
         mapper = self.event_log.mapper
         self._changed: dict[str, int] = {}  # view -> the last position that wrote its rows
-        # Pipeline mode sends the batch's statements without waiting for each reply.
+        # Pipeline mode sends the batch's statements, then the positions and the notice,
+        # without waiting for each reply.
         with cursor.connection.pipeline(), contextlib.ExitStack() as batches:
             for view in self.views:
                 batches.enter_context(view.batch(cursor))
@@ -228,16 +235,12 @@ class ProjectionRunner:
                 for projection in takers:
                     projection.process_event(event, tracking)
                     self._changed[projection.view.tracking_name] = position
-        position = rows[-1]["notification_id"]
-        with cursor.connection.pipeline():  # the positions and notices without waiting for each
-            for view in self.views:
-                if seen[view.tracking_name] < position:
-                    view.set_position(cursor, position)
-                    changed = self._changed.get(view.tracking_name, 0)
-                    cursor.execute(
-                        "SELECT pg_notify(%s, %s)",
-                        (VIEWS_CHANNEL, f"{view.tracking_name}:{position}:{changed}"),
-                    )
+            position = rows[-1]["notification_id"]
+            moved = [v.tracking_name for v in self.views if seen[v.tracking_name] < position]
+            # One statement moves every view's tracking row, one notice says where they are.
+            cursor.execute(SET_POSITIONS, (moved, position))
+            notice = " ".join(f"{n}:{position}:{self._changed.get(n, 0)}" for n in moved)
+            cursor.execute("SELECT pg_notify(%s, %s)", (VIEWS_CHANNEL, notice))
         return len(rows), position, unknown
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
