@@ -23,6 +23,7 @@ the expiry, which changes with time rather than with events, is checked on every
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -179,6 +180,7 @@ class KeyHint:
 
 
 KEY_HINT = KeyHint()
+NEEDS_DATABASE = object()  # `BearerAuthMiddleware._principal`: ask again from a worker thread
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -212,7 +214,15 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
                 "work of a run), not a member's or service account's token.",
                 code="run_token_required",
             )
-        principal = await anyio.to_thread.run_sync(self._principal, token.strip())
+        token_hash = hash_token(token.strip())
+        # A principal the cache holds is answered here, on the event loop; only reading the
+        # views or recording a login's use goes to a worker thread (a hop costs more than
+        # the lookup it would run).
+        principal = self._principal(token_hash, may_block=False)
+        if principal is NEEDS_DATABASE:
+            principal = await anyio.to_thread.run_sync(
+                functools.partial(self._principal, token_hash, may_block=True)
+            )
         if principal is None:
             KEY_HINT.refused("invalid_token")
             raise NotAuthenticatedError("The bearer token is not valid.", code="invalid_token")
@@ -237,11 +247,14 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         principal = RunPrincipal(claims.organization_id, claims.run_id, claims.attempt)
         return AuthenticationResult(user=principal, auth=f"run:{claims.run_id}")
 
-    def _principal(self, token: str) -> Principal | None:
-        token_hash = hash_token(token)
+    def _principal(self, token_hash: str, *, may_block: bool) -> Any:
+        """The token's principal, None when it is not valid now; `NEEDS_DATABASE` when
+        answering needs a query or a write and `may_block` is False."""
         cached = self.principals.get(token_hash)
         if cached is not None:
             stamp, credential = cached
+        elif not may_block:
+            return NEEDS_DATABASE
         else:
             stamp = self.principals.stamp()
             read = self._read(token_hash)
@@ -259,6 +272,8 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             credential.last_used_at is None
             or credential.last_used_at <= now - LOGIN_USE_RECORDING_INTERVAL
         ):
+            if not may_block:
+                return NEEDS_DATABASE
             # A concurrent request of the same login may have recorded it already.
             with contextlib.suppress(ConflictError):
                 self.identity.authentication.touch_login(principal.credential_id)
