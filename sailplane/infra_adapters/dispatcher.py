@@ -212,21 +212,32 @@ class RunDispatcher(Consumer):
     # --- claiming and submitting -----------------------------------------------------------
 
     def claim(self, run_id: str, *, tracking: Tracking | None = None) -> str:
-        """Claim a ready run if it is due; returns the action taken."""
+        """Claim a ready run if it is due; returns the action taken.
+
+        A (job, concurrency key) queue starts its runs highest priority first, then oldest:
+        when another due run of the queue is ahead of this one, that run is claimed
+        instead (this one then waits its turn, or records why it waits)."""
         run = self.runs.run_state(run_id)
         if run is None or run.status != READY:
             return "none"
         target = self._target(run.organization_id, run.spec.cluster_id)
         kind = target.executor if target is not None and target.executor in self.executors else None
-        with self._job_lock(run.job_id, run.options.concurrency_key):
+        by, key = self.actor(run.organization_id), run.options.concurrency_key
+        with self._job_lock(run.job_id, key):
             self.catch_up()
-            outcome = self.runs.dispatch_run(
-                run_id, executor=kind, by=self.actor(run.organization_id), tracking=tracking
-            )
+            head = self.view.queue_head(run.organization_id, run.job_id, key, self.clock())
+            outcome = None
+            if head is not None and head != run_id:
+                outcome = self.runs.dispatch_run(head, executor=kind, by=by, tracking=tracking)
+                tracking = None  # recorded with the run ahead's claim
+                if outcome.action != "submit":
+                    outcome = None
+            if outcome is None:
+                outcome = self.runs.dispatch_run(run_id, executor=kind, by=by, tracking=tracking)
         if outcome.action == "submit" and outcome.spec is not None:
             self.submit(
                 run.organization_id,
-                run_id,
+                outcome.run_id,
                 outcome.attempt,
                 outcome.spec,
                 timeout_seconds=outcome.timeout_seconds,
@@ -364,9 +375,14 @@ class RunDispatcher(Consumer):
                 self.runs.expire_run(row["id"], by=self.actor(row["organization_id"]))
             except ConflictError:
                 continue
-        for run_id in self.view.due_run_ids(now):
+        full: set[tuple[str, str | None]] = set()  # queues whose head waits for a slot
+        for row in self.view.due_runs(now):
+            queue = (row["job_id"], row["concurrency_key"])
+            if queue in full:
+                continue  # the runs behind a waiting head wait too
             try:
-                self.claim(run_id)
+                if self.claim(row["id"]) == "wait":
+                    full.add(queue)
             except ConflictError:
                 continue  # another dispatcher or the event loop got there first
         for row in self.view.runs_in((DISPATCHED, RUNNING)):

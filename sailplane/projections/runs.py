@@ -157,6 +157,8 @@ class RunsView(View):
         "CREATE INDEX ON {job_runs} (status) WHERE status IN ('ready', 'dispatched', 'running', 'pending')",
         "CREATE INDEX ON {job_runs} (organization_id, job_key, finished_at) WHERE status = 'completed'",
         "CREATE INDEX ON {job_runs} (priority DESC, created_at, id) WHERE status = 'ready'",
+        "CREATE INDEX ON {job_runs} (job_id, concurrency_key, priority DESC, created_at, id) "
+        "WHERE status = 'ready'",
         "CREATE INDEX ON {job_runs} (expires_at) WHERE status IN ('pending', 'ready')",
         "CREATE INDEX ON {job_runs} USING gin (payload jsonb_path_ops)",
         "CREATE INDEX ON {job_runs} (organization_id, batch_id) WHERE batch_id IS NOT NULL",
@@ -342,15 +344,32 @@ class RunsView(View):
         return [k for k in depends_on if k not in done]
 
     def due_run_ids(self, now: datetime, *, limit: int = 500) -> list[str]:
-        """Ready runs whose start time or backoff has passed, the highest priority first,
-        then the oldest (the dispatcher's sweep)."""
-        rows = self.fetch_all(
-            "SELECT id FROM {job_runs} WHERE status = 'ready' "
+        return [r["id"] for r in self.due_runs(now, limit=limit)]
+
+    def due_runs(self, now: datetime, *, limit: int = 500) -> list[dict[str, Any]]:
+        """(id, job_id, concurrency_key) of the ready runs whose start time or backoff has
+        passed, the highest priority first, then the oldest (the dispatcher's sweep)."""
+        return self.fetch_all(
+            "SELECT id, job_id, concurrency_key FROM {job_runs} WHERE status = 'ready' "
             "AND (not_before IS NULL OR not_before <= %s) "
             "ORDER BY priority DESC, created_at, id LIMIT %s",
             (now, limit),
         )
-        return [r["id"] for r in rows]
+
+    def queue_head(
+        self, organization_id: str, job_id: str, concurrency_key: str | None, now: datetime
+    ) -> str | None:
+        """The run a (job, concurrency key) queue starts next: its due ready run of the
+        highest priority, then the oldest."""
+        row = self.fetch_one(
+            "SELECT id FROM {job_runs} WHERE job_id = %(job)s AND organization_id = %(org)s "
+            "AND concurrency_key IS NOT DISTINCT FROM %(key)s AND status = 'ready' "
+            "AND (not_before IS NULL OR not_before <= %(now)s) "
+            "AND (expires_at IS NULL OR expires_at > %(now)s) "
+            "ORDER BY priority DESC, created_at, id LIMIT 1",
+            {"job": job_id, "org": organization_id, "key": concurrency_key, "now": now},
+        )
+        return row["id"] if row else None
 
     def status_counts(self, organization_id: str, job_id: str) -> list[dict[str, Any]]:
         """How many of a job's runs are in each (status, ever started) pair: `status`,

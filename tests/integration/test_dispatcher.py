@@ -15,7 +15,7 @@ from pyspark.sql.connect.session import SparkSession
 
 from sailplane.domain.base import Actor
 from sailplane.domain.ids import new_id
-from sailplane.domain.runs import JobVersionSnapshot
+from sailplane.domain.runs import JobVersionSnapshot, RunOptions
 from sailplane.infra_adapters.executors import FixedTarget
 from sailplane.infra_adapters.executors.local import EXECUTIONS_TABLE
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
@@ -242,6 +242,27 @@ def test_queue_policy_waits_for_a_slot(system: System, running: Any, gate: Path)
     gate.touch()
     until_status(system, spec, first, "completed")
     until_status(system, spec, second, "completed")
+
+
+def test_a_backlog_starts_each_queue_by_priority_then_age(system: System) -> None:
+    """Runs made while no dispatcher runs: its event loop meets their creations oldest
+    first, yet each (job, key) queue starts its highest priority first, then its oldest."""
+    spec = job(system, sql_source="SELECT 1", concurrency_policy="queue", max_concurrent_runs=1)
+    made = [
+        (
+            key,
+            priority,
+            create(system, spec, options=RunOptions(priority=priority, concurrency_key=key)),
+        )
+        for key, priority in (("a", 1), ("b", 2), ("a", 5), ("a", 3), ("b", 2), ("b", 7))
+    ]
+    with dispatcher(system):
+        done = {run_id: until_status(system, spec, run_id, "completed") for _, _, run_id in made}
+    for key in ("a", "b"):
+        ours = [(p, run_id) for k, p, run_id in made if k == key]
+        started = sorted(ours, key=lambda pr: done[pr[1]]["dispatched_at"])
+        expected = sorted(ours, key=lambda pr: -pr[0])  # stable: the older first on a tie
+        assert started == expected, (key, started)
 
 
 def test_skip_and_replace_policies(system: System, running: Any) -> None:
