@@ -195,10 +195,20 @@ class JobVersion(_VersionFields):
     published_by: str | None
 
 
+class JobUsage(Shape):
+    """The model usage the job's runs reported through the run runtime, summed."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_microusd: int
+
+
 class JobListItem(Shape):
     job_id: str
     latest_job_run_id: str | None
     team_ids: list[str]
+    usage: JobUsage | UnsetType = UNSET  # on describe only: the sums over the job's runs
 
 
 class JobsIncluded(Shape):
@@ -237,6 +247,16 @@ def _version_fields(version: dict[str, Any]) -> dict[str, Any]:
         "config": version["config"] or {},
         "depends_on": version["depends_on"] or [],
     }
+
+
+def _job_usage(runs: RunsContext, principal: Principal, job_id: str) -> JobUsage:
+    """The usage totals of every run of the job (what their work reported, live)."""
+    run_ids = runs.view.run_ids_of_job(principal.organization_id, job_id)
+    totals = dict.fromkeys(JobUsage.__struct_fields__, 0)
+    for run in runs.telemetry.usage_totals(run_ids).values():
+        for name in totals:
+            totals[name] += run[name]
+    return JobUsage(**totals)
 
 
 def job_shape(
@@ -475,7 +495,7 @@ class JobController(Controller):
     def describe_job(
         self, workloads: WorkloadsDep, runs: RunsDep, principal: Caller, job: FromPath[str]
     ) -> Described[JobListItem, JobsIncluded]:
-        """Describe a job with its active version, teams and latest run."""
+        """Describe a job with its active version, teams, latest run and usage totals."""
         found = _job(workloads, principal, job)
         items, included = _included(
             workloads,
@@ -484,7 +504,8 @@ class JobController(Controller):
             [found],
             workloads.jobs.team_ids_by_resource([job]),
         )
-        return Described(item=items[0], included=included)
+        item = msgspec.structs.replace(items[0], usage=_job_usage(runs, principal, job))
+        return Described(item=item, included=included)
 
     @patch("/{job:str}", operation_id="UpdateJob", guards=[requires(VIEW)])
     def update_job(

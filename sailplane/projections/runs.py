@@ -690,7 +690,7 @@ class RunsProjection(Projection[RunsView]):
     @process_event.register
     def _(self, e: JobRun.DebugModeSet, tracking: Tracking) -> None:
         self.view.execute(
-            "UPDATE {job_runs} SET options = jsonb_set(options, '{debug_mode}', %s), "
+            "UPDATE {job_runs} SET options = jsonb_set(options, ARRAY['debug_mode'], %s), "
             "updated_at = %s, updated_by = %s, version = %s WHERE id = %s",
             (
                 Jsonb(e.enabled),

@@ -25,7 +25,7 @@ from sailplane.system import System
 from tests.conftest import Org
 from tests.e2e import test_job_runs as job_runs_tests
 from tests.e2e.test_job_runs import Jobs
-from tests.e2e.test_runs_v1 import Queue
+from tests.e2e.test_runs_v1 import Queue, at
 from tests.runs_support import wait_until
 
 dispatcher = job_runs_tests.dispatcher
@@ -191,6 +191,15 @@ def test_an_agent_job_reports_everything_and_every_endpoint_shows_it(
     types = [e["type"] for e in bundle["events"]]
     assert "awaiting_children" in types and "continued" in types
     assert get(runs, f"/runs/{rid}/debug") == {"enabled": False}
+    # The job's describe (seed 004) sums the usage of its runs (the children reported none).
+    described = jobs.client.get(f"/workloads/jobs/{job['id']}")
+    assert described.status_code == 200, described.text
+    assert described.json()["item"]["usage"] == {
+        "promptTokens": 12,
+        "completionTokens": 20,
+        "totalTokens": 32,
+        "costMicrousd": 303,
+    }
 
 
 def runtime_call(api: str, token: str, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -321,3 +330,28 @@ def test_a_sql_runs_result_is_its_first_rows(jobs: Jobs, runs: Queue) -> None:
     done = runs.until(runs.create(job)["id"], "completed", "failed", timeout=120)
     assert done["status"] == "completed", done["error"]
     assert done["result"] == {"columns": ["one", "two"], "rows": [[1, "a"], [2, "b"]]}
+
+
+DEBUGGED = """
+from sailplane import runtime
+runtime.result({"debug": runtime.debug_mode(), "payload": runtime.payload()})
+"""
+
+
+def test_debug_mode_reaches_the_work_and_its_runtime_records_every_call(
+    jobs: Jobs, runs: Queue
+) -> None:
+    job = jobs.create(python=DEBUGGED)
+    run = runs.create(job, payload={"x": 1}, scheduled_at=at(3600))
+    assert get(runs, f"/runs/{run['id']}/debug") == {"enabled": False}
+    turned = runs.client.post(f"/runs/{run['id']}/debug", json={"enabled": True})
+    assert turned.status_code == 200 and turned.json() == {"enabled": True}
+    assert runs.get(run["id"])["debug_mode"] is True
+    runs.act(run["id"], "reschedule", {"scheduled_at": at(0)})
+    done = runs.until(run["id"], "completed", "failed", timeout=120)
+    assert done["result"] == {"debug": True, "payload": {"x": 1}}, done["error"]
+    events = get(runs, f"/runs/{run['id']}/debug-bundle")["events"]
+    calls = [e["message"] for e in events if e["level"] == "debug"]
+    assert any(c.startswith("payload(") for c in calls)
+    assert any(c.startswith("result(") for c in calls)
+    assert "debug_mode_set" in [e["type"] for e in events]

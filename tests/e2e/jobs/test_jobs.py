@@ -120,7 +120,13 @@ def test_create_makes_the_job_and_its_version_one_published_and_active(
     assert described.status_code == 200
     body = described.json()
     assert set(body) == {"item", "included"}
-    assert body["item"] == {"jobId": job["id"], "latestJobRunId": None, "teamIds": [team]}
+    no_usage = {"promptTokens": 0, "completionTokens": 0, "totalTokens": 0, "costMicrousd": 0}
+    assert body["item"] == {
+        "jobId": job["id"],
+        "latestJobRunId": None,
+        "teamIds": [team],
+        "usage": no_usage,  # the model usage its runs reported (the run runtime)
+    }
     assert set(body["included"]) == {"jobs", "jobRuns", "teams"}
     assert body["included"]["jobs"] == [job]
     assert [t["id"] for t in body["included"]["teams"]] == [team]
