@@ -329,7 +329,8 @@ def test_a_sql_runs_result_is_its_first_rows(jobs: Jobs, runs: Queue) -> None:
     job = jobs.create(sql="SELECT 1 AS one, 'a' AS two UNION ALL SELECT 2, 'b'; SELECT 3 AS three")
     done = runs.until(runs.create(job)["id"], "completed", "failed", timeout=120)
     assert done["status"] == "completed", done["error"]
-    assert done["result"] == {"columns": ["one", "two"], "rows": [[1, "a"], [2, "b"]]}
+    logs = jobs.logs({"jobId": job["id"], "id": done["id"]})
+    assert done["result"] == {"columns": ["one", "two"], "rows": [[1, "a"], [2, "b"]]}, logs
 
 
 DEBUGGED = """
