@@ -214,6 +214,7 @@ def test_concurrency_keys_queue_separately(jobs: Jobs, runs: Queue, gate: Path) 
     acme_next = runs.create(job, concurrency_key="acme")
     globex = runs.create(job, concurrency_key="globex")
     runs.until(globex["id"], "executing")
+    assert jobs.get({"jobId": job["id"], "id": globex["id"]})["status"] == "running"
     assert runs.get(acme_next["id"])["status"] == "queued"
     seed4 = jobs.get({"jobId": job["id"], "id": acme_next["id"]})
     assert (seed4["status"], seed4["statusReason"]) == ("ready", "concurrency_limit")
@@ -228,6 +229,8 @@ def test_crashes_spend_the_retries_into_the_dlq_and_dlq_replay_takes_it_out(
     job = jobs.create(python=CRASH)
     crashed = runs.create(job)
     assert runs.until(crashed["id"], "crashed")["error"]
+    seed4 = jobs.get({"jobId": job["id"], "id": crashed["id"]})
+    assert (seed4["status"], seed4["statusReason"]) == ("failed", "crashed")
     dead = runs.create(job, max_attempts_override=2, retry_initial_delay_secs=0)
     shown = runs.until(dead["id"], "dead_letter")
     assert shown["attempt"] == 2
@@ -313,6 +316,7 @@ def test_replay_lineage_three_deep(jobs: Jobs, runs: Queue) -> None:
     chain = [first]
     for _ in range(2):
         runs.until(chain[-1]["id"], "failed")
+        assert jobs.get({"jobId": job["id"], "id": chain[-1]["id"]})["status"] == "failed"
         chain.append(runs.act(chain[-1]["id"], "replay", expect=201))
     assert [r["lineage_depth"] for r in chain] == [0, 1, 2]
     assert chain[2]["payload"] == {"k": 1} and chain[2]["tags"] == {"t": "x"}
@@ -332,6 +336,7 @@ def test_restart_a_failed_run_as_a_new_attempt_with_overrides(jobs: Jobs, runs: 
     job = jobs.create(python=UNTIL_STOPPED, timeoutSeconds=1)
     run = runs.create(job)
     runs.until(run["id"], "timed_out")
+    assert jobs.get({"jobId": job["id"], "id": run["id"]})["status"] == "timeout"
     restarted = runs.act(run["id"], "restart", {"timeout_secs_override": 2, "priority": 4})
     assert (restarted["attempt"], restarted["priority"]) == (2, 4)
     assert restarted["timeout_secs_override"] == 2
@@ -359,6 +364,7 @@ def test_bulk_cancel_of_200_runs_in_one_call(jobs: Jobs, runs: Queue) -> None:
     assert (result["total"], result["canceled"], result["failed"]) == (201, 200, 1)
     assert result["results"][-1]["error"]
     assert {r["status"] for r in runs.list(batch_id=made["batch_id"], limit=500)} == {"canceled"}
+    assert jobs.get({"jobId": job["id"], "id": ids[0]})["status"] == "cancelled"
 
 
 def test_bulk_cancel_all_by_filters(jobs: Jobs, runs: Queue) -> None:
