@@ -14,6 +14,7 @@ import pytest
 
 import tests.e2e.authz as authz
 from sailplane.domain.access import MEMBER
+from sailplane.http.auth import RUN_TOKEN_ROUTE
 from sailplane.http.runs_v1 import RUN_QUEUE_PREFIX
 from sailplane.system import System
 from tests.conftest import Org, add_member_with_token, found_org, http_client
@@ -127,6 +128,7 @@ def test_the_matrix_covers_every_guarded_route(system: System) -> None:
             if (
                 not methods
                 or handler.opt.get("exclude_from_auth")
+                or handler.opt.get(RUN_TOKEN_ROUTE)  # run tokens only: test_run_runtime.py
                 or not route.path.startswith((API_PREFIX, RUN_QUEUE_PREFIX))
             ):
                 continue

@@ -114,4 +114,20 @@ CASES: list[Case] = [
     Case("GET", RUN + "/events", "CanViewJobs", 200, setup=delayed_run),
     Case("GET", RUN + "/stream", "CanViewJobs", 200, setup=cancelled_run),
     Case("GET", RUN + "/dependency-status", "CanViewJobs", 200, setup=delayed_run),
+    # What the work of a run reported (the runtime): a delayed run has none of it yet.
+    *(
+        Case("GET", RUN + f"/{part}", "CanViewJobs", 200, setup=delayed_run)
+        for part in (
+            "children",
+            "checkpoints",
+            "usage",
+            "tool-calls",
+            "outputs",
+            "state",
+            "debug",
+            "debug-bundle",
+        )
+    ),
+    Case("GET", RUN + "/stream/chunks", "CanViewJobs", 200, setup=cancelled_run),
+    Case("POST", RUN + "/debug", "CanRunJobs", 200, setup=delayed_run, body={"enabled": True}),
 ]
