@@ -85,9 +85,9 @@ class RunTelemetry:
                     "updated_at = now()",
                     (run_id, key, Jsonb(value)),
                 )
+            # No NOTIFY: a commit that notifies takes a lock every notifying commit of the
+            # database shares; the chunk stream polls its run's rows instead.
             self._beat(conn, run_id, attempt)
-            if items:
-                conn.execute("SELECT pg_notify(%s, %s)", (TELEMETRY_TABLE, run_id))
         return seqs
 
     def heartbeat(self, run_id: str, attempt: int) -> None:

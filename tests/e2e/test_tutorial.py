@@ -115,6 +115,10 @@ def test_every_command_of_the_tutorial_works(open_tmp_path: Path) -> None:
     notified = (work / "notifications.log").read_text().split()
     assert notified.count("sailplane.notification.job_run.completed") >= 2
     assert "409 run_finished" in out
+    # The agent job (step 8): its chunks streamed, its result, usage and what it reported.
+    assert "Two children will square 2 and 3." in out
+    assert "agent completed {'squares': [4, 9]} 15 tokens" in out
+    assert "usage 1\ntool-calls 1\noutputs 1\ncheckpoints 1\nchildren 2" in out
     assert stat_mode(open_tmp_path / "profiles.json") == 0o600
 
     logged = server_log.read_text()
