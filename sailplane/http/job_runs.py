@@ -98,6 +98,13 @@ class JobRunListing(Shape):
     marker: str | None
 
 
+# What `run_shape` computes rather than reads.
+COMPUTED = {"runner_execution_time_us", "results", "cleaned_at"}
+# What a run's answer is made of, and the teams its access is checked against: a describe or
+# a list does not read (nor decode) the run's spec, options, payload, tags and metadata.
+RUN_COLUMNS = ", ".join([*(f for f in JobRun.__struct_fields__ if f not in COMPUTED), "team_ids"])
+
+
 def run_shape(row: dict[str, Any]) -> JobRun:
     started, completed = row["runner_started_at"], row["runner_completed_at"]
     took = (
@@ -137,7 +144,7 @@ def _job_team_ids(runs: RunsContext, principal: Principal, job_id: str) -> list[
 def _visible_run(
     runs: RunsContext, principal: Principal, job_id: str, run_id: str
 ) -> dict[str, Any]:
-    row = runs.view.run(principal.organization_id, job_id, run_id)
+    row = runs.view.run(principal.organization_id, job_id, run_id, columns=RUN_COLUMNS)
     if row is None or not can_access(principal, VIEW, granted_team_ids=row["team_ids"]):
         raise NotFoundError.of("job_run", run_id)
     return row
@@ -194,7 +201,13 @@ class JobRunController(Controller):
         if not can_access(principal, VIEW, granted_team_ids=teams):
             raise NotFoundError.of("job", job)
         return _listing(
-            runs.view.runs(principal.organization_id, job_id=job, limit=limit, marker=marker)
+            runs.view.runs(
+                principal.organization_id,
+                job_id=job,
+                limit=limit,
+                marker=marker,
+                columns=RUN_COLUMNS,
+            )
         )
 
     @post("/", operation_id="CreateJobRun", guards=[requires(VIEW)])
@@ -434,5 +447,6 @@ class JobRunListsController(Controller):
                 limit=limit,
                 marker=marker,
                 team_ids=reachable_team_ids(principal, VIEW),
+                columns=RUN_COLUMNS,
             )
         )

@@ -173,9 +173,13 @@ class RunsView(View):
         rows = self.fetch_all("SELECT status, count(*) AS n FROM {job_runs} GROUP BY status")
         return {r["status"]: int(r["n"]) for r in rows}
 
-    def run(self, organization_id: str, job_id: str, run_id: str) -> dict[str, Any] | None:
+    def run(
+        self, organization_id: str, job_id: str, run_id: str, *, columns: str = "*"
+    ) -> dict[str, Any] | None:
+        """The run's row (`columns`: a select list, when the caller needs only those)."""
         return self.fetch_one(
-            "SELECT * FROM {job_runs} WHERE organization_id = %s AND job_id = %s AND id = %s",
+            f"SELECT {columns} FROM {{job_runs}} "
+            "WHERE organization_id = %s AND job_id = %s AND id = %s",
             (organization_id, job_id, run_id),
         )
 
@@ -187,9 +191,11 @@ class RunsView(View):
         marker: str | None,
         job_id: str | None = None,
         team_ids: list[str] | None = None,
+        columns: str = "*",
     ) -> tuple[int, list[dict[str, Any]], str | None]:
         """(total, a page of runs newest first, the next marker); `team_ids` limits the runs
-        to jobs granted to those teams (None: every job of the organization)."""
+        to jobs granted to those teams (None: every job of the organization); `columns` as
+        in `run`."""
         where, params = "WHERE organization_id = %s", [organization_id]
         if job_id is not None:
             where += " AND job_id = %s"
@@ -203,7 +209,7 @@ class RunsView(View):
             self,
             from_where,
             params,
-            select="*",
+            select=columns,
             keys=["created_at", "id"],
             limit=limit,
             marker=marker,
