@@ -39,7 +39,11 @@ from sailplane.domain.base import Actor
 from sailplane.domain.runs import RUNNING
 from sailplane.domain.runtime import RuntimeSettings, RunTokens
 from sailplane.infra_adapters.catalogs import CatalogBackends
-from sailplane.infra_adapters.cloud_providers import AwsAdapter, KubernetesAdapter
+from sailplane.infra_adapters.cloud_providers import (
+    AwsAdapter,
+    AwsConnectionRoles,
+    KubernetesAdapter,
+)
 from sailplane.infra_adapters.consumers import Consumer, ConsumerWorker, EventSource, LogEventSource
 from sailplane.infra_adapters.dispatcher import DispatcherWorker, QueryTexts, RunDispatcher
 from sailplane.infra_adapters.executors import RunTargets
@@ -48,7 +52,7 @@ from sailplane.infra_adapters.executors.local import LocalExecutor
 from sailplane.infra_adapters.executors.logs import RunLogs
 from sailplane.infra_adapters.executors.metrics import RunMetrics, RunSampler
 from sailplane.infra_adapters.executors.targets import InfraRunTargets
-from sailplane.infra_adapters.glue import GlueCatalogs, NoAwsConnections
+from sailplane.infra_adapters.glue import GlueCatalogs
 from sailplane.infra_adapters.isolation import Isolation
 from sailplane.infra_adapters.kafka import KafkaEventSource, KafkaRelay, KafkaSettings
 from sailplane.infra_adapters.mail import Email, Mailer, SmtpMailer
@@ -282,7 +286,9 @@ class System:
                 self.event_log,
                 clock=clock,
                 secret_box=self.secret_box,
-                catalog_backends=CatalogBackends(GlueCatalogs(NoAwsConnections())),
+                catalog_backends=CatalogBackends(
+                    GlueCatalogs(AwsConnectionRoles(clusters), sts_endpoint_url=aws_endpoint_url)
+                ),
                 query_usage=queries,
                 clusters=clusters,  # jobs run on the infrastructure's clusters
             ),

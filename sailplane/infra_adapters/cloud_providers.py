@@ -42,8 +42,10 @@ from sailplane.commands.ports import (
     Unsupported,
     Verification,
 )
-from sailplane.domain.errors import ConflictError, InvalidValueError
+from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
+from sailplane.domain.infra import ACTIVE
 from sailplane.infra_adapters.aws import AwsProvider
+from sailplane.infra_adapters.glue import AwsRole
 from sailplane.infra_adapters.kubernetes_cluster import KubernetesProvider, parse_kubeconfig
 from sailplane.infra_adapters.provider_types import (
     ClusterHealth,
@@ -90,6 +92,32 @@ class _Cluster(Protocol):
 def external_id_of(connection_id: str) -> str:
     """The external id of an AWS connection: fixed by its id, never chosen by a user."""
     return f"sailplane-{uuid.uuid5(EXTERNAL_IDS, connection_id).hex}"
+
+
+class ConnectionRows(Protocol):
+    def connection(self, organization_id: str, connection_id: str) -> dict[str, Any] | None:
+        """The connection's row in the infra view (None: unknown or deleted)."""
+
+
+class AwsConnectionRoles:
+    """The `AwsConnections` a glue catalog authenticates through: an organization's AWS
+    connection lends its verified role (`roleArn`) and its external id, fixed by its id."""
+
+    def __init__(self, rows: ConnectionRows) -> None:
+        self.rows = rows
+
+    def role_of(self, organization_id: str, connection_id: str) -> AwsRole:
+        row = self.rows.connection(organization_id, connection_id)
+        if row is None or row["provider"] != "aws":
+            raise NotFoundError.of("connection", connection_id)
+        role_arn = row["provider_config"].get("roleArn")
+        if row["status"] != ACTIVE or not role_arn:
+            raise ConflictError(
+                f"The AWS connection {connection_id} is {row['status']}: only an active, "
+                "verified connection lends its role to a catalog.",
+                code="connection_not_active",
+            )
+        return AwsRole(role_arn=role_arn, external_id=external_id_of(connection_id))
 
 
 def _unknown(config: Mapping[str, Any], allowed: set[str]) -> None:

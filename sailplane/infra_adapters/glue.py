@@ -7,7 +7,7 @@ A glue catalog authenticates in one of two ways:
 - with a static access key pair (`accessKeyId` and the sealed `secretAccessKey`).
 
 The connections context answers which role belongs to a connection through the
-`AwsConnections` port; until it is wired in, `NoAwsConnections` knows no connection.
+`AwsConnections` port (`cloud_providers.AwsConnectionRoles` reads it from the infra view).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sailplane.domain.errors import InvalidValueError, NotFoundError
+from sailplane.domain.errors import InvalidValueError
 
 CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"}
@@ -54,13 +54,6 @@ class AwsConnections(Protocol):
         Raises NotFoundError when the organization has no such connection and
         ConflictError when the connection cannot be used now (not active).
         """
-
-
-class NoAwsConnections:
-    """No AWS connection exists in this installation: every connection id is unknown."""
-
-    def role_of(self, organization_id: str, connection_id: str) -> AwsRole:
-        raise NotFoundError.of("connection", connection_id)
 
 
 def assume_role(

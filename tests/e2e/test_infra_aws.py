@@ -369,3 +369,47 @@ def test_a_provisioner_killed_mid_operation_leaves_one_stack_per_resource(
     )
     assert cleared.status_code == 200, cleared.text
     assert cleared.json()["providerConfig"] == {"region": REGION}
+
+
+def test_a_glue_catalog_authenticates_through_a_verified_aws_connection(
+    aws_client: httpx.Client, moto: str
+) -> None:
+    """The catalog assumes the connection's role with its external id (STS on moto) and
+    makes its initial database; a connection that is not verified yet lends no role."""
+    pending = aws_client.post(
+        "/infra/connections",
+        json={"name": "Not yet", "provider": "aws", "providerConfig": {"region": REGION}},
+    ).json()["id"]
+    config = {"region": REGION, "endpointUrl": moto, "connectionId": pending}
+    refused = aws_client.post(
+        "/workloads/catalogs",
+        json={"name": "lake-pending", "provider": "glue", "configWrite": config},
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "connection_not_active"
+    assert refused.json()["message"].startswith(f"The AWS connection {pending} is pending")
+
+    connection_id, _ = verified_connection(aws_client, moto)
+    database = f"via_connection_{external_id_of(connection_id)[-8:]}"
+    created = aws_client.post(
+        "/workloads/catalogs",
+        json={
+            "name": "lake",
+            "provider": "glue",
+            "configWrite": {**config, "connectionId": connection_id, "initialDatabase": database},
+        },
+    )
+    assert created.status_code == 201, created.text
+    glue = boto3.client("glue", region_name=REGION, endpoint_url=moto, **CUSTOMER)
+    assert glue.get_database(Name=database)["Database"]["Name"] == database
+
+    unknown = aws_client.post(
+        "/workloads/catalogs",
+        json={
+            "name": "lake-x",
+            "provider": "glue",
+            "configWrite": {**config, "connectionId": "CONN999999"},
+        },
+    )
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["code"] == "connection_not_found"

@@ -14,14 +14,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sailplane.domain.errors import InvalidValueError, NotFoundError
+from sailplane.domain.errors import ConflictError, InvalidValueError, NotFoundError
 from sailplane.infra_adapters.catalogs import sail_catalog_list, sail_catalog_options
-from sailplane.infra_adapters.glue import (
-    AwsRole,
-    GlueCatalogs,
-    NoAwsConnections,
-    assume_role,
-)
+from sailplane.infra_adapters.cloud_providers import AwsConnectionRoles, external_id_of
+from sailplane.infra_adapters.glue import AwsRole, GlueCatalogs, assume_role
 from tests.services import free_port, wait_for_port
 
 pytestmark = pytest.mark.aws
@@ -42,6 +38,19 @@ class OneRole:
         return self.role
 
 
+class Rows:
+    """The infra view's connection rows, as `AwsConnectionRoles` reads them."""
+
+    def __init__(self, *rows: dict[str, object]) -> None:
+        self.rows = {r["id"]: r for r in rows}
+
+    def connection(self, organization_id: str, connection_id: str) -> dict[str, object] | None:
+        return self.rows.get(connection_id)
+
+
+NO_CONNECTIONS = AwsConnectionRoles(Rows())  # key-pair catalogs never ask
+
+
 def _glue(moto: str) -> object:
     return boto3.client(
         "glue",
@@ -57,7 +66,7 @@ def _config(moto: str, **extra: str) -> dict[str, str]:
 
 
 def test_the_initial_database_is_created_once_with_its_comment(moto: str) -> None:
-    glue = GlueCatalogs(NoAwsConnections())
+    glue = GlueCatalogs(NO_CONNECTIONS)
     database = f"db_{uuid.uuid4().hex[:8]}"
     config = _config(moto, initialDatabase=database, initialDatabaseComment="Curated tables")
     assert glue.ensure_initial_database("ORG", config, SECRETS) is True
@@ -69,7 +78,7 @@ def test_the_initial_database_is_created_once_with_its_comment(moto: str) -> Non
 def test_an_existing_database_is_left_as_it_is(moto: str) -> None:
     database = f"db_{uuid.uuid4().hex[:8]}"
     _glue(moto).create_database(DatabaseInput={"Name": database, "Description": "theirs"})
-    glue = GlueCatalogs(NoAwsConnections())
+    glue = GlueCatalogs(NO_CONNECTIONS)
     config = _config(moto, initialDatabase=database, initialDatabaseComment="ours")
     assert glue.ensure_initial_database("ORG", config, SECRETS) is False
     assert _glue(moto).get_database(Name=database)["Database"]["Description"] == "theirs"
@@ -78,8 +87,7 @@ def test_an_existing_database_is_left_as_it_is(moto: str) -> None:
 def test_without_an_initial_database_only_access_is_checked(moto: str) -> None:
     before = len(_glue(moto).get_databases()["DatabaseList"])
     assert (
-        GlueCatalogs(NoAwsConnections()).ensure_initial_database("ORG", _config(moto), SECRETS)
-        is False
+        GlueCatalogs(NO_CONNECTIONS).ensure_initial_database("ORG", _config(moto), SECRETS) is False
     )
     assert len(_glue(moto).get_databases()["DatabaseList"]) == before
 
@@ -87,7 +95,7 @@ def test_without_an_initial_database_only_access_is_checked(moto: str) -> None:
 def test_an_unreachable_endpoint_is_an_invalid_value() -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(InvalidValueError) as raised:
-        GlueCatalogs(NoAwsConnections()).ensure_initial_database(
+        GlueCatalogs(NO_CONNECTIONS).ensure_initial_database(
             "ORG", _config(nowhere, initialDatabase="x"), SECRETS
         )
     assert raised.value.code == "catalog_unreachable"
@@ -132,10 +140,33 @@ def test_a_connection_is_used_through_its_role_and_external_id(
         glue.ensure_initial_database("ORG", {**config, "connectionId": "OTHERCONN1"}, {})
 
 
-def test_no_connection_is_known_until_the_connections_context_provides_them() -> None:
-    with pytest.raises(NotFoundError) as raised:
-        NoAwsConnections().role_of("ORG", "CONN000001")
-    assert raised.value.code == "connection_not_found"
+def test_a_connection_lends_its_role_only_when_it_is_an_active_aws_connection() -> None:
+    role = "arn:aws:iam::123456789012:role/sailplane"
+    roles = AwsConnectionRoles(
+        Rows(
+            {
+                "id": "CONNAWS001",
+                "provider": "aws",
+                "status": "active",
+                "provider_config": {"roleArn": role},
+            },
+            {"id": "CONNAWS002", "provider": "aws", "status": "pending", "provider_config": {}},
+            {
+                "id": "CONNK8S001",
+                "provider": "kubernetes",
+                "status": "active",
+                "provider_config": {},
+            },
+        )
+    )
+    assert roles.role_of("ORG", "CONNAWS001") == AwsRole(role, external_id_of("CONNAWS001"))
+    with pytest.raises(ConflictError) as pending:
+        roles.role_of("ORG", "CONNAWS002")
+    assert pending.value.code == "connection_not_active"
+    for unknown in ("CONNK8S001", "CONN999999"):
+        with pytest.raises(NotFoundError) as raised:
+            roles.role_of("ORG", unknown)
+        assert raised.value.code == "connection_not_found"
 
 
 @contextmanager
@@ -169,7 +200,7 @@ def test_sail_reads_memory_and_glue_catalogs_as_sailplane_renders_them(moto: str
 
     database = f"lake_{uuid.uuid4().hex[:8]}"
     glue_config = _config(moto, initialDatabase=database, initialDatabaseComment="Lake tables")
-    GlueCatalogs(NoAwsConnections()).ensure_initial_database("ORG", glue_config, SECRETS)
+    GlueCatalogs(NO_CONNECTIONS).ensure_initial_database("ORG", glue_config, SECRETS)
     entries = [
         sail_catalog_options(
             "dev",
