@@ -76,6 +76,7 @@ BENCHMARKS = {
     "run.py": ([], ["--quick"]),  # commands, rebuild, read-your-writes, HTTP
     "runs.py": ([], ["--runs", "100", "--latency", "10", "--completions", "10"]),  # job runs on Sail
     "scheduler.py": ([], ["--schedules", "1000", "--bursts", "2"]),  # 10,000 schedules
+    "run_queue.py": ([], ["--quick"]),  # 10,000 queued runs drained, next to procrastinate
 }
 
 
