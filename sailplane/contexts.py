@@ -192,6 +192,10 @@ class RunReports(Protocol):
 
     def usage_totals(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]: ...
 
+    def heartbeats(self, run_ids: Sequence[str]) -> dict[str, datetime]:
+        """The last heartbeat of each run's newest attempt that sent one."""
+        ...
+
     def delete(self, run_id: str) -> None: ...
 
 

@@ -369,7 +369,11 @@ def _visible(runs: RunsContext, principal: Principal, run_id: str) -> dict[str, 
 
 
 def _shown(runs: RunsContext, principal: Principal, run_id: str) -> QueueRun:
-    return run_shape(_visible(runs, principal, run_id), _now(runs))
+    """One run, with the last heartbeat its work sent through the run runtime (a list
+    leaves `heartbeat_at` null: heartbeats are not in the runs view)."""
+    shown = run_shape(_visible(runs, principal, run_id), _now(runs))
+    beat = runs.telemetry.heartbeats([run_id]).get(run_id)
+    return shown if beat is None else msgspec.structs.replace(shown, heartbeat_at=iso(beat))
 
 
 def _act(

@@ -242,6 +242,8 @@ def test_a_run_token_acts_only_on_its_own_runtime_routes_while_its_attempt_runs(
     after = runtime_call(api, token, "POST", "/v1/runtime/heartbeat")
     assert after.status_code == 401
     assert "no longer executing" in after.json()["error"]
+    # The run shows when its work last heartbeated (the batch and heartbeat above did).
+    assert runs.get(run["id"])["heartbeat_at"] is not None
 
 
 def until_opened_source(gate: Path) -> str:
