@@ -82,6 +82,7 @@ class Dispatch:
     spec: JobVersionSnapshot | None = None
     cancelled_run_ids: tuple[str, ...] = ()
     timeout_seconds: int | None = None  # the run's, which may override the version's
+    debug_mode: bool = False  # the run's work gets SAILPLANE_DEBUG=1
 
 
 @dataclass(frozen=True)
@@ -524,6 +525,7 @@ class Runs(SailplaneApplication):
             spec=run.spec,
             cancelled_run_ids=tuple(r.id for r in replaced),
             timeout_seconds=run.timeout_seconds,
+            debug_mode=run.options.debug_mode,
         )
 
     def expire_run(self, run_id: str, *, by: Actor) -> int:

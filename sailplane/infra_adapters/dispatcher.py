@@ -241,7 +241,7 @@ class RunDispatcher(Consumer):
                 outcome.attempt,
                 outcome.spec,
                 timeout_seconds=outcome.timeout_seconds,
-                debug_mode=run.options.debug_mode,
+                debug_mode=outcome.debug_mode,  # of the run claimed (maybe the queue's head)
             )
         return outcome.action
 

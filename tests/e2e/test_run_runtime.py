@@ -336,8 +336,15 @@ def test_a_sql_runs_result_is_its_first_rows(jobs: Jobs, runs: Queue) -> None:
 
 
 DEBUGGED = """
+import os
 from sailplane import runtime
-runtime.result({"debug": runtime.debug_mode(), "payload": runtime.payload()})
+runtime.result(
+    {
+        "debug": runtime.debug_mode(),
+        "env": os.environ.get("SAILPLANE_DEBUG"),
+        "payload": runtime.payload(),
+    }
+)
 """
 
 
@@ -352,7 +359,7 @@ def test_debug_mode_reaches_the_work_and_its_runtime_records_every_call(
     assert runs.get(run["id"])["debug_mode"] is True
     runs.act(run["id"], "reschedule", {"scheduled_at": at(0)})
     done = runs.until(run["id"], "completed", "failed", timeout=120)
-    assert done["result"] == {"debug": True, "payload": {"x": 1}}, done["error"]
+    assert done["result"] == {"debug": True, "env": "1", "payload": {"x": 1}}, done["error"]
     events = get(runs, f"/runs/{run['id']}/debug-bundle")["events"]
     calls = [e["message"] for e in events if e["level"] == "debug"]
     assert any(c.startswith("payload(") for c in calls)
