@@ -368,6 +368,22 @@ def _current(runs: RunsContext, work: RunPrincipal) -> dict[str, Any]:
     return row
 
 
+def _record(runs: RunsContext, use_case: Any, work: RunPrincipal, *args: Any) -> None:
+    """A use case of the work's attempt, read back (read-your-writes)."""
+    runs.wait_for_views(use_case(work.run_id, work.attempt, *args, by=work.actor))
+
+
+def _children(runs: RunsContext, work: RunPrincipal, wanted: list[str]) -> dict[str, Any]:
+    """The runs the work's run spawned, by id (404 naming any wanted one it did not)."""
+    children = {c["id"]: c for c in runs.view.children(work.organization_id, work.run_id)}
+    missing = [i for i in wanted if i not in children]
+    if missing:
+        raise NotFoundError(
+            f"Run(s) {', '.join(missing)} were not spawned by this run.", code="run_not_found"
+        )
+    return children
+
+
 def _check_sizes(runs: RunsContext, items: list[tuple[str, Any]]) -> None:
     limit = runs.runtime.max_item_bytes
     over = oversized(items, limit)
@@ -534,33 +550,28 @@ class RuntimeController(Controller):
         return Spawned(run_id=child_id)
 
     @post("/wait", operation_id="RuntimeWait", status_code=200)
-    def wait(self, runs: RunsDep, request: Request[Any, Any, Any], data: JSONBody[Wait]) -> Waited:
+    async def wait(
+        self, runs: RunsDep, request: Request[Any, Any, Any], data: JSONBody[Wait]
+    ) -> Waited:
         """Wait (at most `timeout_s`, 10 s) for child runs to finish. Meanwhile the run is
-        `waiting`; once all have finished it is `executing` again."""
+        `waiting`; once all have finished it is `executing` again. The wait holds no worker
+        thread: the children are looked at every 100 ms from the event loop."""
         work = _work_of(request)
-        row = _current(runs, work)
+        row = await anyio.to_thread.run_sync(_current, runs, work)
         wanted = list(dict.fromkeys(data.run_ids))
         if row["status_reason"] != "waiting_for_children":
-            runs.wait_for_views(
-                runs.commands.await_children(work.run_id, work.attempt, wanted, by=work.actor)
+            await anyio.to_thread.run_sync(
+                _record, runs, runs.commands.await_children, work, wanted
             )
         deadline = time.monotonic() + data.timeout_s
         while True:
-            children = {c["id"]: c for c in runs.view.children(work.organization_id, work.run_id)}
-            missing = [i for i in wanted if i not in children]
-            if missing:
-                raise NotFoundError(
-                    f"Run(s) {', '.join(missing)} were not spawned by this run.",
-                    code="run_not_found",
-                )
+            children = await anyio.to_thread.run_sync(_children, runs, work, wanted)
             done = all(children[i]["status"] in TERMINAL for i in wanted)
             if done or time.monotonic() >= deadline:
                 break
-            time.sleep(WAIT_POLL_SECONDS)
+            await asyncio.sleep(WAIT_POLL_SECONDS)
         if done:
-            runs.wait_for_views(
-                runs.commands.continue_work(work.run_id, work.attempt, by=work.actor)
-            )
+            await anyio.to_thread.run_sync(_record, runs, runs.commands.continue_work, work)
         now = runs.clock()
         return Waited(
             done=done,
@@ -580,7 +591,7 @@ class RuntimeController(Controller):
         """Stop waiting (a `wait_for` that timed out): the run is `executing` again."""
         work = _work_of(request)
         _current(runs, work)
-        runs.wait_for_views(runs.commands.continue_work(work.run_id, work.attempt, by=work.actor))
+        _record(runs, runs.commands.continue_work, work)
         return Written(count=0)
 
 
