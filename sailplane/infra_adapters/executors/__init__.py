@@ -16,7 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sailplane.infra_adapters.executors.metrics import Usage
+
+@dataclass(frozen=True)
+class Usage:
+    """What one instance of an attempt uses now (a process tree, a pod). Defined here, not
+    beside the samples' table, so that the attempt's own process (`child.py`, started as
+    this package's module) imports no database client."""
+
+    instance: str
+    cpu_cores: float
+    memory_bytes: int
+
 
 # What an attempt is doing, as executors report it.
 SUBMITTED, RUNNING, SUCCEEDED, FAILED, CANCELLED, LOST, UNKNOWN = (

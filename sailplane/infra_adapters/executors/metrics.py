@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from sailplane.infra_adapters.executors import Usage
 from sailplane.storage import Database
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,6 @@ METRICS_TABLE = "sailplane_run_metrics"
 # The metrics a series can show, each a column of one query: name -> unit.
 METRICS: dict[str, str] = {"cpu_usage": "cores", "memory_usage": "bytes"}
 MAX_POINTS = 10_000
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What one instance of an attempt uses now (a process tree, a pod)."""
-
-    instance: str
-    cpu_cores: float
-    memory_bytes: int
 
 
 class RunMetrics:
