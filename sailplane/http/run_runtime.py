@@ -510,9 +510,10 @@ class RuntimeController(Controller):
                 "bytes (report large data with output() instead).",
                 code="result_too_large",
             )
-        runs.wait_for_views(
-            runs.commands.report_result(work.run_id, work.attempt, data.value, by=work.actor)
-        )
+        # Durable once committed; no wait for the views: the work reads nothing back, and
+        # the run's end comes later in the log, so a view never shows it ended without it
+        # (and a slow view cannot turn a stored result into a 503 the work would retry).
+        runs.commands.report_result(work.run_id, work.attempt, data.value, by=work.actor)
         return Written(count=1)
 
     @get("/state/{key:str}", operation_id="RuntimeGetState")
