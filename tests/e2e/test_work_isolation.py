@@ -40,6 +40,11 @@ BUILT = {
     "SPARK_CONNECT_MODE_ENABLED",
     "SAILPLANE_RUN_ID",
     "SAILPLANE_RUN_ATTEMPT",
+    # The run runtime's: where and how the work talks back, with its attempt's own token.
+    "SAILPLANE_API_URL",
+    "SAILPLANE_RUN_TOKEN",
+    "SAILPLANE_ATTEMPT",
+    "SAILPLANE_HEARTBEAT_SECONDS",
     "PYTHONPATH",
     "PYTHONUNBUFFERED",
 }
