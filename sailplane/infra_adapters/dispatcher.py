@@ -216,7 +216,10 @@ class RunDispatcher(Consumer):
 
         A (job, concurrency key) queue starts its runs highest priority first, then oldest:
         when another due run of the queue is ahead of this one, that run is claimed
-        instead (this one then waits its turn, or records why it waits)."""
+        instead. When that run waits (no free slot), this one waits behind it, unclaimed:
+        a slot freed between the two decisions (a completion the monitor records outside
+        this lock) must go to the run ahead, not to this one. Only a run ahead that is
+        no longer claimable (gone, expired, skipped) lets this one be tried."""
         run = self.runs.run_state(run_id)
         if run is None or run.status != READY:
             return "none"
@@ -230,7 +233,7 @@ class RunDispatcher(Consumer):
             if head is not None and head != run_id:
                 outcome = self.runs.dispatch_run(head, executor=kind, by=by, tracking=tracking)
                 tracking = None  # recorded with the run ahead's claim
-                if outcome.action != "submit":
+                if outcome.action not in ("submit", "wait"):
                     outcome = None
             if outcome is None:
                 outcome = self.runs.dispatch_run(run_id, executor=kind, by=by, tracking=tracking)

@@ -265,6 +265,53 @@ def test_a_backlog_starts_each_queue_by_priority_then_age(system: System) -> Non
         assert started == expected, (key, started)
 
 
+class SlotFreedAfterTheHeadWaits:
+    """The run use cases, where the monitor records the active run's completion (outside
+    the claim lock) right after the queue's head was told to wait: the interleaving a fast
+    drain met, forced here."""
+
+    def __init__(self, system: System, head: str, active: str) -> None:
+        self.system, self.head, self.active = system, head, active
+        self.commands = system.runs.commands
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.commands, name)
+
+    def dispatch_run(self, run_id: str, **kwargs: Any) -> Any:
+        outcome = self.commands.dispatch_run(run_id, **kwargs)
+        if run_id == self.head and outcome.action == "wait":
+            by = Actor.system("executor", ORG)
+            self.commands.record_started(self.active, 1, by=by)
+            self.system.wait_for_views(self.commands.record_completed(self.active, 1, by=by))
+        return outcome
+
+
+def test_a_run_behind_a_waiting_head_is_not_claimed_when_a_slot_frees_meanwhile(
+    system: System,
+) -> None:
+    """The event loop meets a later, lower-priority run while the queue's head waits for
+    the one slot; the active run completes between the head's decision and this one's:
+    the slot stays for the head (a 2,000-run drain claimed such a run out of order)."""
+    spec = job(system, sql_source="SELECT 1", concurrency_policy="queue", max_concurrent_runs=1)
+    keyed = RunOptions(concurrency_key="k")
+    active = create(system, spec, options=keyed)
+    system.wait_for_views(
+        system.runs.commands.dispatch_run(
+            active, executor="local", by=Actor.system("dispatcher", ORG)
+        ).position
+    )
+    head = create(system, spec, options=RunOptions(priority=5, concurrency_key="k"))
+    later = create(system, spec, options=RunOptions(priority=1, concurrency_key="k"))
+    claims = system.worker("dispatcher").dispatcher
+    claims.runs = SlotFreedAfterTheHeadWaits(system, head, active)  # type: ignore[assignment]
+
+    assert claims.claim(later) == "wait"
+    assert row(system, spec, later)["status"] == "ready"
+    with dispatcher(system):
+        done = {r: until_status(system, spec, r, "completed") for r in (head, later)}
+    assert done[head]["dispatched_at"] < done[later]["dispatched_at"]
+
+
 def test_skip_and_replace_policies(system: System, running: Any) -> None:
     skip = job(
         system, python={"source": UNTIL_STOPPED}, max_concurrent_runs=1, concurrency_policy="skip"
