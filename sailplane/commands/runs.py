@@ -13,10 +13,10 @@ delivered twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from eventsourcing.persistence import Tracking
 
@@ -96,6 +96,10 @@ class RunRequest:
 
 
 IDEMPOTENCY_KEY_KIND = "run_idempotency_key"
+# How often a report of the work is applied again after losing a race with Sailplane's own
+# writes to the run (`RunCommands._as_work`).
+WORK_REPORT_TRIES = 5
+T = TypeVar("T")
 
 
 def _run_exists(run_id: str) -> ConflictError:
@@ -535,27 +539,52 @@ class Runs(SailplaneApplication):
     # --- the run runtime: what the work of an attempt reports (docs/runs-v1.md) ----------
 
     def report_result(self, run_id: str, attempt: int, value: object, *, by: Actor) -> int:
-        run = self._executing(run_id, attempt, by)
-        run.report_result(attempt, value, by=by, at=self.clock())
-        return self._commit(run)
+        return self._as_work(
+            run_id,
+            attempt,
+            by,
+            lambda run: run.report_result(attempt, value, by=by, at=self.clock()),
+        )[1]
 
     def await_children(
         self, run_id: str, attempt: int, child_ids: Sequence[str], *, by: Actor
     ) -> int:
-        run = self._executing(run_id, attempt, by)
-        run.await_children(attempt, list(child_ids), by=by, at=self.clock())
-        return self._commit(run)
+        return self._as_work(
+            run_id,
+            attempt,
+            by,
+            lambda run: run.await_children(attempt, list(child_ids), by=by, at=self.clock()),
+        )[1]
 
     def continue_work(self, run_id: str, attempt: int, *, by: Actor) -> int:
-        run = self._executing(run_id, attempt, by)
-        run.continue_work(attempt, by=by, at=self.clock())
-        return self._commit(run)
+        return self._as_work(
+            run_id, attempt, by, lambda run: run.continue_work(attempt, by=by, at=self.clock())
+        )[1]
 
     def suspend_run(self, run_id: str, attempt: int, *, by: Actor) -> tuple[bool, int]:
         """After the work's checkpoint: (whether the attempt must end, position)."""
-        run = self._executing(run_id, attempt, by)
-        suspended = run.suspend(attempt, by=by, at=self.clock())
-        return suspended, self._commit(run)
+        return self._as_work(
+            run_id, attempt, by, lambda run: run.suspend(attempt, by=by, at=self.clock())
+        )
+
+    def _as_work(
+        self, run_id: str, attempt: int, by: Actor, change: Callable[[JobRun], T]
+    ) -> tuple[T, int]:
+        """Apply what the work of `attempt` reports to the run as it is now, and save it.
+
+        Sailplane writes to the same run meanwhile (the dispatcher records the start the
+        work's first call may also record), so a save that loses that race is applied again
+        to the newer run, a few times, rather than failing the work over the platform's own
+        bookkeeping; a change the newer run refuses raises as usual."""
+        for tries_left in reversed(range(WORK_REPORT_TRIES)):
+            run = self._executing(run_id, attempt, by)
+            outcome = change(run)
+            try:
+                return outcome, self._commit(run)
+            except ConflictError as error:
+                if error.code != "concurrent_modification" or not tries_left:
+                    raise
+        raise AssertionError("unreachable")
 
     def spawn_run(
         self, parent_id: str, attempt: int, job_id: str, options: RunOptions, *, by: Actor

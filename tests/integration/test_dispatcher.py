@@ -409,3 +409,30 @@ def test_the_rebuilt_runs_view_equals_the_live_one(system: System, running: Any)
     assert len(live["job_runs"]) >= 2 and len(live["job_run_events"]) >= 6
     rebuild(system.event_log, RunsProjection, system.pool, batch_size=3)
     assert snapshot() == live
+
+
+def test_the_works_report_is_applied_again_when_it_loses_a_race_with_the_dispatcher(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The work's first call and the dispatcher both record that a dispatched attempt
+    started: the work's result, saved second, is applied again to the newer run rather than
+    failing the work (a child run failed this way under load, and its parent with it)."""
+    spec = job(system, sql_source="SELECT 1")
+    run_id = create(system, spec)
+    commands = system.runs.commands
+    dispatcher_actor = Actor.system("dispatcher", ORG)
+    dispatched = commands.dispatch_run(run_id, executor="local", by=dispatcher_actor)
+    system.wait_for_views(dispatched.position)
+    loaded, raced = commands._executing, []
+
+    def loaded_then_the_dispatcher_records_the_start(*args: Any, **kwargs: Any) -> Any:
+        run = loaded(*args, **kwargs)
+        if not raced:
+            raced.append(commands.record_started(run_id, dispatched.attempt, by=dispatcher_actor))
+        return run
+
+    monkeypatch.setattr(commands, "_executing", loaded_then_the_dispatcher_records_the_start)
+    work = Actor(kind="run", id=run_id, organization_id=ORG)
+    system.wait_for_views(commands.report_result(run_id, dispatched.attempt, {"n": 42}, by=work))
+    assert raced[0] > 0  # the dispatcher's start was saved first
+    assert row(system, spec, run_id)["result"] == {"n": 42}
