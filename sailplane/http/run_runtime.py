@@ -358,7 +358,11 @@ def _work_of(request: Request[Any, Any, Any]) -> RunPrincipal:
 
 def _current(runs: RunsContext, work: RunPrincipal) -> dict[str, Any]:
     """The run, while the token's attempt is its current one and it executes (else 401)."""
-    row = runs.view.run_by_id(work.organization_id, work.run_id)
+    return _current_row(runs.view.run_by_id(work.organization_id, work.run_id), work)
+
+
+def _current_row(row: dict[str, Any] | None, work: RunPrincipal) -> dict[str, Any]:
+    """`row`, the work's run as read, while its attempt is current and executing (else 401)."""
     if row is None or row["attempt"] != work.attempt or row["status"] not in ACTIVE:
         raise NotAuthenticatedError(
             f"This run token is for attempt {work.attempt} of run {work.run_id}, which is no "
@@ -452,7 +456,7 @@ class RuntimeController(Controller):
         row = runs.view.run_by_id(work.organization_id, work.run_id)
         if row is not None and row["attempt"] == work.attempt and row["status"] == "cancelled":
             return Signals(cancel=True, pause=False, debug=False)
-        row = _current(runs, work)
+        row = _current_row(row, work)
         runs.telemetry.heartbeat(work.run_id, work.attempt)
         return Signals(
             cancel=False,
