@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 import anyio
 import jsonschema
@@ -358,12 +358,28 @@ def _work_of(request: Request[Any, Any, Any]) -> RunPrincipal:
 
 def _current(runs: RunsContext, work: RunPrincipal) -> dict[str, Any]:
     """The run, while the token's attempt is its current one and it executes (else 401)."""
-    return _current_row(runs.view.run_by_id(work.organization_id, work.run_id), work)
+    return _current_row(_run_row(runs, work), work)
+
+
+def _is_current(row: dict[str, Any] | None, work: RunPrincipal) -> TypeGuard[dict[str, Any]]:
+    return row is not None and row["attempt"] == work.attempt and row["status"] in ACTIVE
+
+
+def _run_row(runs: RunsContext, work: RunPrincipal) -> dict[str, Any] | None:
+    """The work's run as the views show it. When they do not show the token's attempt
+    executing, they are read again once they hold the log as it stands now: a warm child's
+    first call comes within milliseconds of its dispatch, often before the views have it,
+    and must not be refused for the views' lag (503 when they do not catch up in time)."""
+    row = runs.view.run_by_id(work.organization_id, work.run_id)
+    if not _is_current(row, work):
+        runs.wait_for_views(runs.commands.event_log.head())
+        row = runs.view.run_by_id(work.organization_id, work.run_id)
+    return row
 
 
 def _current_row(row: dict[str, Any] | None, work: RunPrincipal) -> dict[str, Any]:
     """`row`, the work's run as read, while its attempt is current and executing (else 401)."""
-    if row is None or row["attempt"] != work.attempt or row["status"] not in ACTIVE:
+    if not _is_current(row, work):
         raise NotAuthenticatedError(
             f"This run token is for attempt {work.attempt} of run {work.run_id}, which is no "
             "longer executing; it cannot act any more.",
@@ -453,7 +469,7 @@ class RuntimeController(Controller):
     def heartbeat(self, runs: RunsDep, request: Request[Any, Any, Any]) -> Signals:
         """The work is alive; the answer says whether to stop, pause or debug."""
         work = _work_of(request)
-        row = runs.view.run_by_id(work.organization_id, work.run_id)
+        row = _run_row(runs, work)
         if row is not None and row["attempt"] == work.attempt and row["status"] == "cancelled":
             return Signals(cancel=True, pause=False, debug=False)
         row = _current_row(row, work)
