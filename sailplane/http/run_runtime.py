@@ -64,6 +64,7 @@ MAX_ITEMS = 1000
 MAX_WAIT_SECONDS = 10.0  # one wait request holds at most this long; the client asks again
 WAIT_POLL_SECONDS = 0.1
 CHUNK_POLL_SECONDS = 0.05
+ITEM_LIMIT_SETTING = "SAILPLANE_RUNTIME_MAX_ITEM_BYTES"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 RUNTIME = {RUN_TOKEN_ROUTE: True}
@@ -404,15 +405,17 @@ def _children(runs: RunsContext, work: RunPrincipal, wanted: list[str]) -> dict[
     return children
 
 
-def _check_sizes(runs: RunsContext, items: list[tuple[str, Any]]) -> None:
-    limit = runs.runtime.max_item_bytes
+def _check_sizes(
+    items: list[tuple[str, Any]], limit: int, *, setting: str, code: str = "item_too_large"
+) -> None:
+    """413, and nothing of the request stored, when an item is over `limit` as JSON."""
     over = oversized(items, limit)
     if over is not None:
         kind, size = over
         raise PayloadTooLargeError(
             f"A {kind.replace('_', ' ')} of {size} bytes is over the limit of {limit} bytes per "
-            "item (SAILPLANE_RUNTIME_MAX_ITEM_BYTES); nothing of this request was stored.",
-            code="item_too_large",
+            f"item ({setting}); nothing of this request was stored.",
+            code=code,
         )
 
 
@@ -494,7 +497,11 @@ class RuntimeController(Controller):
                 _validated(item)
         items = [_body(i) for i in data.items]
         state = data.state or {}
-        _check_sizes(runs, items + [("state value", v) for v in state.values()])
+        _check_sizes(
+            items + [("state value", v) for v in state.values()],
+            runs.runtime.max_item_bytes,
+            setting=ITEM_LIMIT_SETTING,
+        )
         runs.telemetry.append(work.run_id, work.attempt, items, state)
         return Written(count=len(items) + len(state))
 
@@ -506,7 +513,9 @@ class RuntimeController(Controller):
         ends here (`stop`): the run waits, paused, and resumes from this state."""
         work = _work_of(request)
         _current(runs, work)
-        _check_sizes(runs, [("checkpoint", data.state)])
+        _check_sizes(
+            [("checkpoint", data.state)], runs.runtime.max_item_bytes, setting=ITEM_LIMIT_SETTING
+        )
         (seq,) = runs.telemetry.append(
             work.run_id, work.attempt, [("checkpoint", {"state": data.state})]
         )
@@ -523,13 +532,12 @@ class RuntimeController(Controller):
         """The run's result (an event: at most 64 KiB as JSON); durable when answered."""
         work = _work_of(request)
         _current(runs, work)
-        over = oversized([("result", data.value)], MAX_RESULT_BYTES)
-        if over is not None:
-            raise PayloadTooLargeError(
-                f"The result is {over[1]} bytes; a result may be at most {MAX_RESULT_BYTES} "
-                "bytes (report large data with output() instead).",
-                code="result_too_large",
-            )
+        _check_sizes(
+            [("result", data.value)],
+            MAX_RESULT_BYTES,
+            setting="a result is an event: report large data with output() instead",
+            code="result_too_large",
+        )
         # Durable once committed; no wait for the views: the work reads nothing back, and
         # the run's end comes later in the log, so a view never shows it ended without it
         # (and a slow view cannot turn a stored result into a 503 the work would retry).
