@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 
 from sailplane.infra_adapters.executors import (
+    COMMAND_NOT_FOUND,
     FAILED,
     IMAGE_PULL_FAILED,
     OUT_OF_MEMORY,
@@ -196,6 +197,18 @@ def _container_ends(double: KubernetesDouble, sub: Submission, state: dict) -> N
     [
         ({"exitCode": 3, "reason": "Error"}, "Exited with status 3.", None),
         ({"exitCode": 137, "reason": "OOMKilled"}, "ran out of memory", OUT_OF_MEMORY),
+        # containerd could not start the command: the platform's failure, not the work's.
+        (
+            {
+                "exitCode": 128,
+                "reason": "StartError",
+                "message": 'exec: "nope": executable file not found in $PATH: unknown',
+            },
+            "command was not found (StartError)",
+            COMMAND_NOT_FOUND,
+        ),
+        # Another start error is the work's own failure, with the runtime's message.
+        ({"exitCode": 128, "reason": "StartError", "message": "permission denied"}, "128", None),
     ],
 )
 def test_a_failed_container_reports_its_exit_code_and_an_out_of_memory_kill(
@@ -223,6 +236,24 @@ def test_an_image_that_cannot_be_pulled_fails_the_attempt_and_removes_its_job(
     status = executor.status(sub.run_id, 1, sub.target)
     assert (status.state, status.cause) == (FAILED, IMAGE_PULL_FAILED)
     assert reason in (status.message or "") and "manifest unknown" in (status.message or "")
+    assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
+
+
+def test_a_command_the_runtime_cannot_find_fails_the_attempt_and_removes_its_job(
+    double: KubernetesDouble, logs: RunLogs
+) -> None:
+    """CRI-O keeps such a container waiting (CreateContainerError) and would retry it for ever."""
+    executor = KubernetesExecutor(logs)
+    sub = submission(double, run_id="RUNK8SNOCMD", work=CONTAINER)
+    executor.submit(sub)
+    message = 'container create failed: exec: "nope": executable file not found in $PATH'
+    _container_ends(
+        double, sub, {"waiting": {"reason": "CreateContainerError", "message": message}}
+    )
+    double.set_status("jobs", NS, job_name(sub.run_id, 1), {"active": 1})
+    status = executor.status(sub.run_id, 1, sub.target)
+    assert (status.state, status.cause) == (FAILED, COMMAND_NOT_FOUND)
+    assert "executable file not found" in (status.message or "")
     assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
 
 

@@ -32,6 +32,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.utils import parse_quantity
 
 from sailplane.infra_adapters.executors import (
+    COMMAND_NOT_FOUND,
     FAILED,
     IMAGE_PULL_FAILED,
     OUT_OF_MEMORY,
@@ -54,6 +55,23 @@ LABEL_RUN, LABEL_ATTEMPT = "sailplane.io/run-id", "sailplane.io/attempt"
 DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}}
 # Waiting reasons of a container whose image will not come: the attempt fails at once.
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+# The runtime could not start the container's process: containerd reports a terminated
+# `StartError`, Docker `ContainerCannotRun`, CRI-O a waiting `CreateContainerError` or
+# `RunContainerError`; the message says when the command is missing.
+START_FAILED_REASONS = frozenset(
+    {"StartError", "ContainerCannotRun", "CreateContainerError", "RunContainerError"}
+)
+MISSING_COMMAND = ("executable file not found", "no such file or directory")
+
+
+def command_missing(state: Any) -> bool:
+    """Whether a container `state` (terminated or waiting) says its command was not found."""
+    message = (getattr(state, "message", None) or "").lower()
+    return (
+        state is not None
+        and state.reason in START_FAILED_REASONS
+        and any(words in message for words in MISSING_COMMAND)
+    )
 
 
 def job_name(run_id: str, attempt: int) -> str:
@@ -245,6 +263,8 @@ class KubernetesExecutor:
             if ended is not None and ended.reason == "OOMKilled":
                 message = "The container ran out of memory (OOMKilled)."
                 return Status(FAILED, message, exit_code=code, cause=OUT_OF_MEMORY)
+            if command_missing(ended):
+                return self._command_not_found(ended, code)
             reasons = [c.message or c.reason for c in status.conditions or [] if c.type == "Failed"]
             if not reasons and code is not None:
                 reasons = [f"Exited with status {code}."]
@@ -257,8 +277,16 @@ class KubernetesExecutor:
                 detail = f": {waiting.message}" if waiting.message else ""
                 message = f"The image could not be pulled ({waiting.reason}){detail}"
                 return Status(FAILED, message, cause=IMAGE_PULL_FAILED)
+            if command_missing(waiting):
+                self.cancel(run_id, attempt, target)  # it would try to start it for ever
+                return self._command_not_found(waiting, None)
             return Status(RUNNING)
         return Status(SUBMITTED)
+
+    @staticmethod
+    def _command_not_found(state: Any, code: int | None) -> Status:
+        message = f"The container's command was not found ({state.reason}): {state.message}"
+        return Status(FAILED, message, exit_code=code, cause=COMMAND_NOT_FOUND)
 
     def _container_state(self, target: Target, run_id: str, attempt: int, state: str) -> Any:
         """The `terminated` or `waiting` state of the attempt's container, if it is in it."""
