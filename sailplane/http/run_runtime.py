@@ -57,6 +57,7 @@ from sailplane.http.runs_v1 import (
     _visible,
     event_shape,
     run_shape,
+    run_shapes,
 )
 from sailplane.http.shapes import iso
 
@@ -658,8 +659,7 @@ class RunTelemetryController(Controller):
     def children(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> list[QueueRun]:
         """The runs this run spawned, oldest first."""
         _visible(runs, principal, run_id)
-        now = runs.clock()
-        return [run_shape(r, now) for r in runs.view.children(principal.organization_id, run_id)]
+        return run_shapes(runs, runs.view.children(principal.organization_id, run_id))
 
     @get("/{run_id:str}/checkpoints", operation_id="ListRunCheckpoints", guards=[requires(VIEW)])
     def checkpoints(
@@ -752,7 +752,7 @@ def _bundle(runs: RunsContext, principal: Principal, run_id: str) -> DebugBundle
     ]
     reported = _reported(runs, run_id, "event")
     return DebugBundle(
-        run=run_shape(row, runs.clock()),
+        run=run_shapes(runs, [row])[0],
         events=sorted(transitions + reported, key=lambda e: e.created_at or ""),
         checkpoints=_reported(runs, run_id, "checkpoint"),
         usage=_reported(runs, run_id, "usage"),

@@ -369,11 +369,24 @@ def _visible(runs: RunsContext, principal: Principal, run_id: str) -> dict[str, 
 
 
 def _shown(runs: RunsContext, principal: Principal, run_id: str) -> QueueRun:
-    """One run, with the last heartbeat its work sent through the run runtime (a list
-    leaves `heartbeat_at` null: heartbeats are not in the runs view)."""
-    shown = run_shape(_visible(runs, principal, run_id), _now(runs))
-    beat = runs.telemetry.heartbeats([run_id]).get(run_id)
-    return shown if beat is None else msgspec.structs.replace(shown, heartbeat_at=iso(beat))
+    (shown,) = run_shapes(runs, [_visible(runs, principal, run_id)])
+    return shown
+
+
+def run_shapes(
+    runs: RunsContext, rows: list[dict[str, Any]], project_id: str | None = None
+) -> list[QueueRun]:
+    """Runs in their seed-003 shape, each with the last heartbeat its work sent through the
+    run runtime (heartbeats are not in the runs view: one read for all the rows)."""
+    now = _now(runs)
+    beats = runs.telemetry.heartbeats([r["id"] for r in rows]) if rows else {}
+    return [
+        shown
+        if (beat := beats.get(r["id"])) is None
+        else msgspec.structs.replace(shown, heartbeat_at=iso(beat))
+        for r in rows
+        for shown in (run_shape(r, now, project_id),)
+    ]
 
 
 def _act(
@@ -574,11 +587,10 @@ class RunQueueController(Controller):
             job_id=job_id,
             payload=_payload(payload),
         )
-        now = _now(runs)
         rows = runs.view.filtered_runs(
-            principal.organization_id, where, now=now, limit=limit, before=before
+            principal.organization_id, where, now=_now(runs), limit=limit, before=before
         )
-        return [run_shape(r, now, project_id) for r in rows]
+        return run_shapes(runs, rows, project_id)
 
     @get("/dlq", operation_id="ListDeadLetteredRuns", guards=[requires(VIEW)])
     def list_dlq(
@@ -596,11 +608,10 @@ class RunQueueController(Controller):
         where = RunFilter(
             team_ids=_project(identity, principal, project_id), dead_letter_queue=True
         )
-        now = _now(runs)
         rows = runs.view.filtered_runs(
-            principal.organization_id, where, now=now, limit=limit, before=before
+            principal.organization_id, where, now=_now(runs), limit=limit, before=before
         )
-        return [run_shape(r, now, project_id) for r in rows]
+        return run_shapes(runs, rows, project_id)
 
     @post("/bulk-cancel", operation_id="BulkCancelRuns", status_code=200, guards=[requires(VIEW)])
     def bulk_cancel(self, runs: RunsDep, principal: Caller, data: JSONBody[RunIds]) -> BulkResult:
@@ -732,12 +743,10 @@ class RunQueueController(Controller):
     def lineage(self, runs: RunsDep, principal: Caller, run_id: FromPath[str]) -> list[QueueRun]:
         """The replay chain through the run, from its first ancestor to its newest descendant."""
         _visible(runs, principal, run_id)
-        now = _now(runs)
-        return [
-            run_shape(r, now)
-            for r in runs.view.lineage(principal.organization_id, run_id)
-            if can_access(principal, VIEW, granted_team_ids=r["team_ids"])
-        ]
+        chain = runs.view.lineage(principal.organization_id, run_id)
+        return run_shapes(
+            runs, [r for r in chain if can_access(principal, VIEW, granted_team_ids=r["team_ids"])]
+        )
 
     @post(
         "/{run_id:str}/restart", operation_id="RestartRun", status_code=200, guards=[requires(VIEW)]

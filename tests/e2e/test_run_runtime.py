@@ -247,7 +247,11 @@ def test_a_run_token_acts_only_on_its_own_runtime_routes_while_its_attempt_runs(
     assert after.status_code == 401
     assert "no longer executing" in after.json()["error"]
     # The run shows when its work last heartbeated (the batch and heartbeat above did).
-    assert runs.get(run["id"])["heartbeat_at"] is not None
+    beat = runs.get(run["id"])["heartbeat_at"]
+    assert beat is not None
+    # Lists show it too (one read for all their runs).
+    [listed] = [r for r in runs.list(job_id=job["id"]) if r["id"] == run["id"]]
+    assert listed["heartbeat_at"] == beat
 
 
 def until_opened_source(gate: Path) -> str:
