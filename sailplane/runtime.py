@@ -19,11 +19,20 @@ stored them. When a pause was asked, `checkpoint` saves the state and ends the p
 (exit status 0): the run waits, paused, and its next attempt reads that state from
 `last_checkpoint()`. With `SAILPLANE_DEBUG=1` every call is logged to stderr and
 recorded as a `debug` event.
+
+A call the server could not answer (it restarts, or is briefly unreachable: a refused or
+dropped connection, a timeout, 502/503/504) is made again, after 0.2 s doubling up to 5 s
+(or the server's `Retry-After`), until `SAILPLANE_RUNTIME_RETRY_SECONDS` (60; 0: never)
+have passed; then it raises. A refusal (4xx) raises at once. Every write carries an id the
+server records with it (`batch_id`, `checkpoint_id`, the spawn's `request_id`), so a call
+made again after its answer was lost stores nothing twice. Heartbeats are never made
+again: the next one comes soon.
 """
 
 from __future__ import annotations
 
 import atexit
+import http.client
 import json
 import os
 import sys
@@ -31,6 +40,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 __all__ = [
@@ -54,15 +64,42 @@ __all__ = [
 FLUSH_SECONDS = 0.05
 FLUSH_ITEMS = 200
 WAIT_SLICE_SECONDS = 10.0
+RETRY_FIRST_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0
+RETRIED_STATUSES = frozenset({502, 503, 504})  # the server restarts, or its views lag
+# The server did not answer (`socket.timeout` is `TimeoutError`; `RemoteDisconnected` a
+# `ConnectionError`); a `URLError` counts only when its reason is one of these too.
+UNREACHABLE = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.IncompleteRead)
 
 
 class RuntimeRefused(Exception):
     """Sailplane refused a call: `status` (401, 404, 409, 413, 422...) and its message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A `Retry-After` in seconds (the date form is left to the backoff)."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _pause(error: Exception, backoff: float) -> float | None:
+    """How long to wait before making a failed call again; None: never again."""
+    if isinstance(error, RuntimeRefused):
+        if error.status not in RETRIED_STATUSES:
+            return None
+        return backoff if error.retry_after is None else error.retry_after
+    if isinstance(error, urllib.error.URLError) and not isinstance(error.reason, OSError):
+        return None  # not a network failure (an unknown URL scheme...)
+    return backoff
 
 
 class _Runtime:
@@ -72,9 +109,13 @@ class _Runtime:
         self.run_id = os.environ.get("SAILPLANE_RUN_ID")
         self.heartbeat_seconds = float(os.environ.get("SAILPLANE_HEARTBEAT_SECONDS") or 10)
         self.debug = os.environ.get("SAILPLANE_DEBUG") == "1"
-        self.lock = threading.RLock()
+        self.retry_seconds = float(os.environ.get("SAILPLANE_RUNTIME_RETRY_SECONDS") or 60)
+        self.lock = threading.RLock()  # guards the buffer
+        self.sending = threading.Lock()  # one batch on the way at a time, in order
         self.items: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
+        # A batch sent without an answer: sent again, with its id, before anything newer.
+        self.unsent: dict[str, Any] | None = None
         self.oldest = 0.0  # when the oldest buffered write was made (monotonic)
         self.context: dict[str, Any] | None = None
         self.thread: threading.Thread | None = None
@@ -82,7 +123,9 @@ class _Runtime:
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, *, retry: bool = True) -> Any:
+        """The answer to one call, made again while the server cannot answer it (until the
+        retry budget is spent; once only when `retry` is False)."""
         if not self.api or not self.token:
             raise RuntimeRefused(0, "not running as the work of a Sailplane run (no run token)")
         data = None if body is None else json.dumps(body).encode()
@@ -92,17 +135,34 @@ class _Runtime:
             method=method,
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
+        give_up = time.monotonic() + (self.retry_seconds if retry else 0.0)
+        backoff = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return self.send(request)
+            except (RuntimeRefused, *UNREACHABLE) as error:
+                pause = _pause(error, backoff)
+                left = give_up - time.monotonic()
+                if pause is None or left <= 0:
+                    raise
+                if self.debug:
+                    print(f"sailplane.runtime: {path}: {error}; again", file=sys.stderr, flush=True)
+                time.sleep(min(pause, left))
+                backoff = min(2 * backoff, RETRY_MAX_SECONDS)
+
+    def send(self, request: urllib.request.Request) -> Any:
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 return json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as error:
             try:
                 message = json.loads(error.read()).get("error") or error.reason
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, OSError, http.client.HTTPException):
                 message = str(error.reason)
             if error.code == 401:
                 self.gone = True
-            raise RuntimeRefused(error.code, message) from None
+            retry_after = _retry_after(error.headers.get("Retry-After"))
+            raise RuntimeRefused(error.code, message, retry_after) from None
 
     def get_context(self) -> dict[str, Any]:
         if self.context is None:
@@ -126,20 +186,39 @@ class _Runtime:
         if full:
             self.flush()
 
-    def flush(self) -> None:
-        with self.lock:
-            if self.gone or (not self.items and not self.state):
-                return
-            items, state = self.items, self.state
-            self.items, self.state = [], {}
-            try:
-                self.call("POST", "batch", {"items": items, "state": state})
-            except RuntimeRefused:
-                raise
-            except OSError:
-                # The server is not reachable now: keep the writes for the next flush.
-                self.items, self.state = items + self.items, {**state, **self.state}
-                raise
+    def flush(self, *, retry: bool = True) -> None:
+        """Send the buffered writes as one batch, with an id kept until it is answered: a
+        batch that got no answer (OSError, 502/503/504) is sent again, with the same id, by
+        the next flush, before the writes buffered since. `retry` False (the daemon's
+        rounds): one try, and none while another thread is sending."""
+        if not self.sending.acquire(blocking=retry):
+            return
+        try:
+            if self.unsent is not None:
+                self.send_unsent(retry)
+            with self.lock:
+                if not self.items and not self.state:
+                    return
+                self.unsent = {
+                    "batch_id": uuid.uuid4().hex,
+                    "items": self.items,
+                    "state": self.state,
+                }
+                self.items, self.state = [], {}
+            self.send_unsent(retry)
+        finally:
+            self.sending.release()
+
+    def send_unsent(self, retry: bool) -> None:
+        if self.gone:
+            return
+        try:
+            self.call("POST", "batch", self.unsent, retry=retry)
+        except RuntimeRefused as refused:
+            if refused.status not in RETRIED_STATUSES:
+                self.unsent = None  # refused for what it holds: it is never sent again
+            raise
+        self.unsent = None
 
     # --- the daemon thread --------------------------------------------------------------------
 
@@ -160,12 +239,14 @@ class _Runtime:
             try:
                 if now - last_beat >= self.heartbeat_seconds:
                     last_beat = now
-                    signals = self.call("POST", "heartbeat")
+                    signals = self.call("POST", "heartbeat", retry=False)
                     self.debug = self.debug or bool(signals.get("debug"))
                 with self.lock:
-                    due = (self.items or self.state) and now - self.oldest >= FLUSH_SECONDS
+                    due = self.unsent is not None or (
+                        (self.items or self.state) and now - self.oldest >= FLUSH_SECONDS
+                    )
                 if due:
-                    self.flush()
+                    self.flush(retry=False)
             except Exception as error:  # the next round tries again
                 if self.debug:
                     print(f"sailplane.runtime: {error}", file=sys.stderr, flush=True)
@@ -215,7 +296,7 @@ def checkpoint(state: Any) -> int:
     ends here (exit status 0) and a later attempt reads `state` from `last_checkpoint()`."""
     _runtime.trace("checkpoint", state=state)
     _runtime.flush()
-    saved = _runtime.call("POST", "checkpoint", {"state": state})
+    saved = _runtime.call("POST", "checkpoint", {"checkpoint_id": uuid.uuid4().hex, "state": state})
     context = _runtime.get_context()
     context["last_checkpoint"] = state
     if saved["stop"]:
@@ -276,7 +357,7 @@ def output(key: str, value: Any, schema: dict[str, Any] | None = None) -> None:
     _runtime.trace("output", key=key)
     _runtime.flush()
     item = {"kind": "output", "key": key, "value": value, "schema": schema}
-    _runtime.call("POST", "batch", {"items": [item]})
+    _runtime.call("POST", "batch", {"batch_id": uuid.uuid4().hex, "items": [item]})
 
 
 def chunk(text: str) -> None:
@@ -312,14 +393,12 @@ def event(type: str, message: str, level: str = "info", data: dict[str, Any] | N
 def spawn(job_id: str, payload: dict[str, Any] | None = None, **run_fields: Any) -> str:
     """Start a child run of `job_id` (`parent_run_id` = this run, `triggered_by: spawn`);
     its id, once it is stored. `run_fields`: tags, metadata, priority, concurrency_key,
-    debug_mode."""
+    debug_mode, idempotency_key (without one, a call made again after its answer was lost
+    answers the same child)."""
     _runtime.trace("spawn", job_id=job_id)
     _runtime.flush()
-    return str(
-        _runtime.call("POST", "spawn", {"job_id": job_id, "payload": payload, **run_fields})[
-            "run_id"
-        ]
-    )
+    request = {"job_id": job_id, "payload": payload, "request_id": uuid.uuid4().hex}
+    return str(_runtime.call("POST", "spawn", {**request, **run_fields})["run_id"])
 
 
 def wait_for(run_ids: list[str] | str, timeout_s: float | None = None) -> dict[str, dict[str, Any]]:

@@ -67,6 +67,8 @@ WAIT_POLL_SECONDS = 0.1
 CHUNK_POLL_SECONDS = 0.05
 ITEM_LIMIT_SETTING = "SAILPLANE_RUNTIME_MAX_ITEM_BYTES"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# The id the work gives a write, so that sending it again (its answer was lost) stores it once.
+WriteId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_-]+$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 RUNTIME = {RUN_TOKEN_ROUTE: True}
 
@@ -121,14 +123,17 @@ Item = UsageItem | ToolCallItem | OutputItem | ChunkItem | EventItem
 
 
 class Batch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Buffered writes of the work: items in order, and state keys to set."""
+    """Buffered writes of the work: items in order, and state keys to set; `batch_id`:
+    a batch the run has stored already stores nothing (its answer is the first one's)."""
 
+    batch_id: WriteId | None = None
     items: Annotated[list[Item], msgspec.Meta(max_length=MAX_ITEMS)] = []
     state: Annotated[dict[str, Any], msgspec.Meta(max_length=MAX_ITEMS)] | None = None
 
 
 class Checkpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     state: Any
+    checkpoint_id: WriteId | None = None  # stored once: a repeat answers the first's sequence
 
 
 class Result(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -143,6 +148,15 @@ class Spawn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     priority: int = 0
     concurrency_key: str | None = None
     debug_mode: bool = False
+    idempotency_key: str | None = None
+    request_id: WriteId | None = None
+
+    def child_key(self, work: RunPrincipal) -> str | None:
+        """The child's idempotency key: the work's own, else one of the spawn's parent,
+        attempt and request id, so that the same spawn sent again answers the same child."""
+        if self.idempotency_key is not None or self.request_id is None:
+            return self.idempotency_key
+        return f"spawn:{work.run_id}:{work.attempt}:{self.request_id}"
 
 
 class Wait(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -503,7 +517,7 @@ class RuntimeController(Controller):
             runs.runtime.max_item_bytes,
             setting=ITEM_LIMIT_SETTING,
         )
-        runs.telemetry.append(work.run_id, work.attempt, items, state)
+        runs.telemetry.append(work.run_id, work.attempt, items, state, batch_id=data.batch_id)
         return Written(count=len(items) + len(state))
 
     @post("/checkpoint", operation_id="RuntimeCheckpoint", status_code=200)
@@ -511,18 +525,32 @@ class RuntimeController(Controller):
         self, runs: RunsDep, request: Request[Any, Any, Any], data: JSONBody[Checkpoint]
     ) -> Checkpointed:
         """Save a checkpoint (durable when answered). When a pause was asked, the attempt
-        ends here (`stop`): the run waits, paused, and resumes from this state."""
+        ends here (`stop`): the run waits, paused, and resumes from this state. The same
+        `checkpoint_id` again stores nothing and answers as the first time, also once that
+        one ended the attempt."""
         work = _work_of(request)
-        _current(runs, work)
-        _check_sizes(
-            [("checkpoint", data.state)], runs.runtime.max_item_bytes, setting=ITEM_LIMIT_SETTING
-        )
-        (seq,) = runs.telemetry.append(
-            work.run_id, work.attempt, [("checkpoint", {"state": data.state})]
-        )
-        stop, position = runs.commands.suspend_run(work.run_id, work.attempt, by=work.actor)
-        if stop:
-            runs.wait_for_views(position)
+        row = _run_row(runs, work)
+        stored = None
+        if data.checkpoint_id is not None and not _is_current(row, work):
+            stored = runs.telemetry.stored(work.run_id, work.attempt, data.checkpoint_id)
+        if stored:  # the first one ended the attempt (a pause); its answer was lost
+            seq, stop = stored[0], True
+        else:
+            _current_row(row, work)
+            _check_sizes(
+                [("checkpoint", data.state)],
+                runs.runtime.max_item_bytes,
+                setting=ITEM_LIMIT_SETTING,
+            )
+            (seq,) = runs.telemetry.append(
+                work.run_id,
+                work.attempt,
+                [("checkpoint", {"state": data.state})],
+                batch_id=data.checkpoint_id,
+            )
+            stop, position = runs.commands.suspend_run(work.run_id, work.attempt, by=work.actor)
+            if stop:
+                runs.wait_for_views(position)
         (saved,) = runs.telemetry.rows(work.run_id, "checkpoint", after=seq - 1, limit=1)
         return Checkpointed(sequence=saved["sequence"], stop=stop)
 
@@ -562,7 +590,8 @@ class RuntimeController(Controller):
         self, runs: RunsDep, request: Request[Any, Any, Any], data: JSONBody[Spawn]
     ) -> Spawned:
         """A child run of `job_id` (same organization), `triggered_by: spawn`; durable when
-        answered."""
+        answered. A spawn sent again (same `request_id` or idempotency key) answers the
+        child made the first time and makes none."""
         work = _work_of(request)
         _current(runs, work)
         options = RunOptions(
@@ -571,12 +600,13 @@ class RuntimeController(Controller):
             metadata=data.metadata or {},
             priority=data.priority,
             concurrency_key=data.concurrency_key,
+            idempotency_key=data.child_key(work),
             debug_mode=data.debug_mode,
         )
         child_id, position = runs.commands.spawn_run(
             work.run_id, work.attempt, data.job_id, options, by=work.actor
         )
-        runs.wait_for_views(position)
+        runs.wait_for_created(position)
         return Spawned(run_id=child_id)
 
     @post("/wait", operation_id="RuntimeWait", status_code=200)

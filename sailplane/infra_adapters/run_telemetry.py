@@ -7,6 +7,9 @@ PostgreSQL outside the event log (like run logs and metrics), and deleted with i
 - `sailplane_run_state`: the run's key/value state, one row per key (upserted).
 - `sailplane_run_liveness`: one row per attempt, the work's last heartbeat (crash
   detection reads it; `heartbeat_at` on the run object shows it).
+- `sailplane_run_batches`: one row per write the work sent with an id (a batch, a
+  checkpoint) and the sequence numbers of its items, stored with them: the same write sent
+  again (its answer was lost) stores nothing and gets the first one's numbers.
 
 None of it is an event: every projection reads every event and a rebuild replays them, so
 high-volume rows (chunks, usage, heartbeats) stay here. What changes a run's state (its
@@ -27,6 +30,7 @@ from sailplane.storage import Database
 TELEMETRY_TABLE = "sailplane_run_telemetry"
 STATE_TABLE = "sailplane_run_state"
 LIVENESS_TABLE = "sailplane_run_liveness"
+BATCHES_TABLE = "sailplane_run_batches"
 KINDS = ("event", "usage", "tool_call", "output", "checkpoint", "chunk")
 
 
@@ -56,6 +60,11 @@ class RunTelemetry:
                 "run_id text NOT NULL, attempt integer NOT NULL, "
                 "heartbeat_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, attempt))"
             )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {BATCHES_TABLE} ("
+                "run_id text NOT NULL, batch_id text NOT NULL, attempt integer NOT NULL, "
+                "seqs bigint[] NOT NULL DEFAULT '{}', PRIMARY KEY (run_id, batch_id))"
+            )
 
     # --- writes -------------------------------------------------------------------------
 
@@ -65,30 +74,81 @@ class RunTelemetry:
         attempt: int,
         items: Sequence[tuple[str, Any]],
         state: Mapping[str, Any] | None = None,
+        *,
+        batch_id: str | None = None,
     ) -> list[int]:
         """Store items (kind, body) in order and upsert `state`, in one transaction; the
-        items' sequence numbers. Also counts as a heartbeat of the attempt."""
-        seqs: list[int] = []
+        items' sequence numbers. Also counts as a heartbeat of the attempt. With a
+        `batch_id` the run has stored already, nothing is stored again: the numbers are
+        the first time's (a repeat racing the first waits for it on the batch's key)."""
         with self.pool.connection() as conn, conn.transaction():
-            if items:
-                rows = conn.execute(
-                    f"INSERT INTO {TELEMETRY_TABLE} (run_id, attempt, kind, body) "
-                    "SELECT %s, %s, k, b FROM unnest(%s::text[], %s::jsonb[]) "
-                    "WITH ORDINALITY AS u(k, b, n) ORDER BY n RETURNING seq",
-                    (run_id, attempt, [k for k, _ in items], [Jsonb(b) for _, b in items]),
-                ).fetchall()
-                seqs = sorted(r["seq"] for r in rows)
-            for key, value in (state or {}).items():
-                conn.execute(
-                    f"INSERT INTO {STATE_TABLE} (run_id, key, value) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
-                    "updated_at = now()",
-                    (run_id, key, Jsonb(value)),
-                )
+            if batch_id is not None and not self._claim(conn, run_id, batch_id, attempt):
+                seqs = self._stored(conn, run_id, batch_id) or []
+            else:
+                seqs = self._insert(conn, run_id, attempt, items, state)
+                if batch_id is not None and seqs:
+                    conn.execute(
+                        f"UPDATE {BATCHES_TABLE} SET seqs = %s WHERE run_id = %s AND batch_id = %s",
+                        (seqs, run_id, batch_id),
+                    )
             # No NOTIFY: a commit that notifies takes a lock every notifying commit of the
             # database shares; the chunk stream polls its run's rows instead.
             self._beat(conn, run_id, attempt)
         return seqs
+
+    @staticmethod
+    def _insert(
+        conn: Any,
+        run_id: str,
+        attempt: int,
+        items: Sequence[tuple[str, Any]],
+        state: Mapping[str, Any] | None,
+    ) -> list[int]:
+        seqs: list[int] = []
+        if items:
+            rows = conn.execute(
+                f"INSERT INTO {TELEMETRY_TABLE} (run_id, attempt, kind, body) "
+                "SELECT %s, %s, k, b FROM unnest(%s::text[], %s::jsonb[]) "
+                "WITH ORDINALITY AS u(k, b, n) ORDER BY n RETURNING seq",
+                (run_id, attempt, [k for k, _ in items], [Jsonb(b) for _, b in items]),
+            ).fetchall()
+            seqs = sorted(r["seq"] for r in rows)
+        for key, value in (state or {}).items():
+            conn.execute(
+                f"INSERT INTO {STATE_TABLE} (run_id, key, value) VALUES (%s, %s, %s) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
+                "updated_at = now()",
+                (run_id, key, Jsonb(value)),
+            )
+        return seqs
+
+    @staticmethod
+    def _claim(conn: Any, run_id: str, batch_id: str, attempt: int) -> bool:
+        """Record the batch; False when the run has stored it already."""
+        return (
+            conn.execute(
+                f"INSERT INTO {BATCHES_TABLE} (run_id, batch_id, attempt) VALUES (%s, %s, %s) "
+                "ON CONFLICT (run_id, batch_id) DO NOTHING RETURNING 1",
+                (run_id, batch_id, attempt),
+            ).fetchone()
+            is not None
+        )
+
+    def stored(self, run_id: str, attempt: int, batch_id: str) -> list[int] | None:
+        """The sequence numbers of the items of a batch the attempt sent, once stored."""
+        with self.pool.connection() as conn:
+            return self._stored(conn, run_id, batch_id, attempt)
+
+    @staticmethod
+    def _stored(
+        conn: Any, run_id: str, batch_id: str, attempt: int | None = None
+    ) -> list[int] | None:
+        row = conn.execute(
+            f"SELECT seqs FROM {BATCHES_TABLE} WHERE run_id = %s AND batch_id = %s "
+            "AND (%s::integer IS NULL OR attempt = %s::integer)",
+            (run_id, batch_id, attempt, attempt),
+        ).fetchone()
+        return None if row is None else list(row["seqs"])
 
     def heartbeat(self, run_id: str, attempt: int) -> None:
         with self.pool.connection() as conn:
@@ -104,7 +164,7 @@ class RunTelemetry:
 
     def delete(self, run_id: str) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            for table in (TELEMETRY_TABLE, STATE_TABLE, LIVENESS_TABLE):
+            for table in (TELEMETRY_TABLE, STATE_TABLE, LIVENESS_TABLE, BATCHES_TABLE):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
 
     # --- reads --------------------------------------------------------------------------

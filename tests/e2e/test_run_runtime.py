@@ -254,6 +254,87 @@ def test_a_run_token_acts_only_on_its_own_runtime_routes_while_its_attempt_runs(
     assert listed["heartbeat_at"] == beat
 
 
+def test_a_write_sent_again_after_its_answer_was_lost_is_stored_once(
+    api: str, org: Org, system: System, jobs: Jobs, runs: Queue, gate: Path
+) -> None:
+    """`sailplane.runtime` sends a call again when it got no answer; the server may have
+    stored it. Each write carries an id, and the second time stores nothing."""
+    job = jobs.create(python=f"from sailplane import runtime\n{until_opened_source(gate)}")
+    run = runs.create(job)
+    rid = run["id"]
+    runs.until(rid, "executing")
+    token = system.runs.tokens.mint(org.id, rid, 1)
+
+    def twice(path: str, body: Any) -> list[Any]:
+        answers = [runtime_call(api, token, "POST", f"/v1/runtime/{path}", body) for _ in "12"]
+        assert [a.status_code for a in answers] == [answers[0].status_code] * 2, answers[1].text
+        assert answers[0].status_code in (200, 201), answers[0].text
+        return [a.json() for a in answers]
+
+    # A batch: its items and state once, and the same answer.
+    batch = {
+        "batch_id": "b1",
+        "items": [
+            {"kind": "chunk", "text": "once"},
+            {
+                "kind": "usage",
+                "provider": "fake",
+                "model": "m",
+                "prompt_tokens": 1,
+                "completion_tokens": 2,
+            },
+        ],
+        "state": {"step": 1},
+    }
+    assert twice("batch", batch) == [{"count": 3}] * 2
+    assert [c["text"] for c in get(runs, f"/runs/{rid}/debug-bundle")["chunks"]] == ["once"]
+    assert len(get(runs, f"/runs/{rid}/usage")) == 1
+    # A batch without an id (an older client) is stored each time.
+    twice("batch", {"items": [{"kind": "chunk", "text": "twice"}]})
+    assert len(get(runs, f"/runs/{rid}/debug-bundle")["chunks"]) == 3
+    # A checkpoint: one row, and the first one's sequence.
+    checkpoint = {"checkpoint_id": "c1", "state": {"step": 1}}
+    assert twice("checkpoint", checkpoint) == [{"sequence": 1, "stop": False}] * 2
+    assert len(get(runs, f"/runs/{rid}/checkpoints")) == 1
+    # A spawn: the same child, made once; its idempotency key tells where it came from.
+    spawned = twice("spawn", {"job_id": job["id"], "payload": {"n": 1}, "request_id": "s1"})
+    assert spawned[0] == spawned[1]
+    child_id = spawned[0]["run_id"]
+    assert [c["id"] for c in get(runs, f"/runs/{rid}/children")] == [child_id]
+    assert runs.get(child_id)["idempotency_key"] == f"spawn:{rid}:1:s1"
+    # Another request id is another child; a key of the work's own names its run.
+    other = twice("spawn", {"job_id": job["id"], "request_id": "s2", "idempotency_key": "mine"})
+    assert other[0] == other[1] and other[0]["run_id"] != child_id
+    assert runs.get(other[0]["run_id"])["idempotency_key"] == "mine"
+    assert len(get(runs, f"/runs/{rid}/children")) == 2
+    # Waiting and continuing again change nothing and are never refused.
+    waited = twice("wait", {"run_ids": [child_id], "timeout_s": 0})
+    assert [w["done"] for w in waited] == [False, False]
+    assert runs.get(rid)["status"] == "waiting"
+    assert twice("continue", None) == [{"count": 0}] * 2
+    assert runs.get(rid)["status"] == "executing"
+    # The result sent again is the same value.
+    assert twice("result", {"value": {"answer": 42}}) == [{"count": 1}] * 2
+    assert runs.get(rid)["result"] == {"answer": 42}
+    # A checkpoint that ended the attempt (a pause was asked) sent again: the attempt is
+    # over, yet the answer is the first one's, so the work stops as it should.
+    runs.act(rid, "pause")
+    pausing = {"checkpoint_id": "c2", "state": {"step": 2}}
+    assert twice("checkpoint", pausing) == [{"sequence": 2, "stop": True}] * 2
+    assert len(get(runs, f"/runs/{rid}/checkpoints")) == 2
+    paused = runs.until(rid, "waiting")
+    assert paused["attempt"] == 2
+    # Another checkpoint of the ended attempt is refused.
+    late = runtime_call(
+        api, token, "POST", "/v1/runtime/checkpoint", {"checkpoint_id": "c3", "state": 3}
+    )
+    assert late.status_code == 401
+    gate.touch()
+    runs.act(rid, "resume")
+    done = runs.until(rid, "completed", "failed", timeout=120)
+    assert done["status"] == "completed", done["error"]
+
+
 def until_opened_source(gate: Path) -> str:
     return f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n"
 
