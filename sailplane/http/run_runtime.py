@@ -47,6 +47,7 @@ from sailplane.http.auth import (
 )
 from sailplane.http.errors import exception_handlers
 from sailplane.http.routes import get, post
+from sailplane.http.run_options import Key, Priority
 from sailplane.http.runs_v1 import (
     RUN,
     VIEW,
@@ -145,10 +146,10 @@ class Spawn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     payload: dict[str, Any] | None = None
     tags: dict[str, str] | None = None
     metadata: dict[str, str] | None = None
-    priority: int = 0
-    concurrency_key: str | None = None
+    priority: Priority = 0
+    concurrency_key: Key | None = None
     debug_mode: bool = False
-    idempotency_key: str | None = None
+    idempotency_key: Key | None = None
     request_id: WriteId | None = None
 
     def child_key(self, work: RunPrincipal) -> str | None:

@@ -236,6 +236,11 @@ def test_a_run_token_acts_only_on_its_own_runtime_routes_while_its_attempt_runs(
     assert too_big.status_code == 413
     assert "over the limit of 1048576 bytes" in too_big.json()["error"]
     assert get(runs, f"/runs/{run['id']}/debug-bundle")["chunks"] == []
+    # A spawn's keys and priority have the bounds of any run create.
+    for bad in ({"concurrency_key": "k" * 300}, {"idempotency_key": ""}, {"priority": 10**9}):
+        body = {"job_id": job["id"], **bad}
+        refused = runtime_call(api, token, "POST", "/v1/runtime/spawn", body)
+        assert refused.status_code == 400, (bad, refused.text)
     # A result is an event, so it is kept small: over 64 KiB is 413 and no result is stored.
     large = runtime_call(api, token, "POST", "/v1/runtime/result", {"value": "x" * (64 << 10)})
     assert large.status_code == 413 and "over the limit of 65536 bytes" in large.json()["error"]
