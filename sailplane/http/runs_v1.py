@@ -543,9 +543,12 @@ class RunQueueController(Controller):
             by=principal.actor,
         )
         runs.wait_for_created(position)
-        return RunBatch(
-            batch_id=batch_id, runs=[_shown(runs, principal, run_id) for run_id, _ in created]
-        )
+        # One read for the whole batch (a key may answer the same run twice).
+        ids = [run_id for run_id, _ in created]
+        shown = {
+            s.id: s for s in run_shapes(runs, runs.view.runs_by_ids(principal.organization_id, ids))
+        }
+        return RunBatch(batch_id=batch_id, runs=[or_404(shown.get(i), "run", i) for i in ids])
 
     @get("/", operation_id="ListQueueRuns", guards=[requires(VIEW)])
     def list_runs(

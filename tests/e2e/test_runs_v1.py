@@ -161,6 +161,45 @@ def test_racing_creates_with_one_new_idempotency_key_answer_one_run(
     assert len(runs.list(job_id=job["id"])) == 4
 
 
+def test_racing_batches_with_the_same_new_idempotency_keys_answer_the_same_runs(
+    jobs: Jobs, runs: Queue, api: str, org: Org
+) -> None:
+    """A batch that loses the race for one of its keys is made again, and its keys then
+    answer the winner's runs: no batch fails, no key makes two runs."""
+    job = jobs.create(sql="SELECT 1")
+    racers = 6
+    for round_ in range(3):
+        keys, start = [f"batch-race-{round_}-{n}" for n in range(3)], threading.Barrier(racers)
+
+        def create(n: int, keys: list[str] = keys, start: threading.Barrier = start) -> Any:
+            # Each racer sends the keys in another order, with a run of its own besides.
+            mine = keys[n % 3 :] + keys[: n % 3]
+            body = {
+                "runs": [
+                    *(
+                        {"job_id": job["id"], "idempotency_key": k, "scheduled_at": at(3600)}
+                        for k in mine
+                    ),
+                    {"job_id": job["id"], "scheduled_at": at(3600)},
+                ]
+            }
+            with httpx.Client(
+                base_url=api + "/v1", headers={"Authorization": f"Bearer {org.token}"}, timeout=30
+            ) as client:
+                start.wait()
+                answer = client.post("/runs/batch", json=body)
+            assert answer.status_code in (200, 201), answer.text
+            by_key = {r["idempotency_key"]: r["id"] for r in answer.json()["runs"][:3]}
+            return by_key, answer.json()["runs"][3]["id"]
+
+        with ThreadPoolExecutor(racers) as pool:
+            answers = list(pool.map(create, range(racers)))
+        assert all(by_key == answers[0][0] for by_key, _ in answers), answers
+        assert sorted(answers[0][0]) == keys
+        assert len({own for _, own in answers}) == racers
+    assert len(runs.list(job_id=job["id"])) == 3 * (3 + racers)
+
+
 def test_a_delayed_run_becomes_queued_at_its_time_and_runs(jobs: Jobs, runs: Queue) -> None:
     job = jobs.create(sql="SELECT 1")
     run = runs.create(job, scheduled_at=at(2))
