@@ -378,7 +378,9 @@ def requires(permission: str, *, or_in_team: str | None = None) -> Any:
     that grants `permission` in that team is enough too: a Team Admin manages their team.
     """
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # A coroutine: Litestar runs a plain function guard in a worker thread, a hop per request
+    # for what reads only the principal.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal: Principal = connection.user
         if principal.can(permission):
             return

@@ -41,7 +41,9 @@ Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,20}$")]
 def requires_somewhere(permission: str) -> Any:
     """A guard: `permission` from an organization role, or from a team role in any team."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # A coroutine: Litestar runs a plain function guard in a worker thread, a hop per request
+    # for what reads only the principal.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal: Principal = connection.user
         if principal.can(permission) or principal.teams_granting(permission):
             return
