@@ -1,6 +1,6 @@
 """Job-run benchmarks, each next to a baseline measured in the same run.
 
-    .venv/bin/python bench/runs.py [--runs 1000] [--latency 50]
+    .venv/bin/python bench/runs.py [--runs 40] [--latency 50]
 
 1. ready -> running latency (p50/p99) of `SELECT 1` runs on a local Sail server, one run
    at a time, through the dispatcher (event loop, claim, submit, child process start).
@@ -100,7 +100,7 @@ def main() -> int:
     from sailplane.system import System, WorkerHost
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--latency", type=int, default=50)
     parser.add_argument("--completions", type=int, default=40, help="runs per mode and round")
     parser.add_argument("--rounds", type=int, default=2)

@@ -4,9 +4,9 @@ measured in the same run.
     .venv/bin/python bench/runtime.py [--batches 50] [--batch 200] [--chunks 200]
 
 1. Ingest: usage rows and chunks (half each) sent as the work's runtime sends them,
-   `POST /v1/runtime/batch` of `--batch` items with the attempt's run token, over HTTP to
-   the app on a real server, from one run and from 20 runs at once (one client thread per
-   run). Baseline: the same rows inserted straight into the same table (`executemany`,
+   `POST /v1/runtime/batch` of `--batch` items and a `batch_id` with the attempt's run
+   token, over HTTP to the app on a real server, from one run and from 20 runs at once
+   (one client thread per run). Baseline: the same rows inserted straight into the same table (`executemany`,
    one transaction per batch) from 1 and 20 threads. Rows per second of each.
 2. Chunk latency: the work calls `sailplane.runtime.chunk()` (buffered, flushed by its
    thread within 50 ms) every 20 ms; a client reads `GET /v1/runs/{id}/stream/chunks`
@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,9 @@ def ingest_http(api: str, tokens: list[str], batches: int, batch: int) -> float:
     def send(token: str) -> None:
         with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}) as client:
             for n in range(batches):
-                answer = client.post("/v1/runtime/batch", json={"items": items(batch, n)})
+                # With an id, as `sailplane.runtime` sends it (a repeat would store nothing).
+                body = {"batch_id": uuid.uuid4().hex, "items": items(batch, n)}
+                answer = client.post("/v1/runtime/batch", json=body)
                 assert answer.status_code == 200, answer.text
 
     started = time.perf_counter()
