@@ -185,8 +185,8 @@ class QueueRun(msgspec.Struct, kw_only=True):
     batch_id: str | None
     concurrency_key: str | None
     created_at: str | None
-    # Beyond the seed's 36 fields: the usage totals, on the run's last event (null until it
-    # finished, or when its work reported no usage).
+    # Beyond the seed's 36 fields: the usage totals, on the run's last event once it has
+    # finished, the sums of its usage rows so far before (null when it reported none).
     usage: UsageTotals | None = None
 
 
@@ -376,17 +376,23 @@ def _shown(runs: RunsContext, principal: Principal, run_id: str) -> QueueRun:
 def run_shapes(
     runs: RunsContext, rows: list[dict[str, Any]], project_id: str | None = None
 ) -> list[QueueRun]:
-    """Runs in their seed-003 shape, each with the last heartbeat its work sent through the
-    run runtime (heartbeats are not in the runs view: one read for all the rows)."""
+    """Runs in their seed-003 shape, with what the run runtime knows and the runs view does
+    not: the last heartbeat each one's work sent, and an unfinished run's usage totals so
+    far (a finished run's are on its last event). One read of each for all the rows."""
     now = _now(runs)
-    beats = runs.telemetry.heartbeats([r["id"] for r in rows]) if rows else {}
-    return [
-        shown
-        if (beat := beats.get(r["id"])) is None
-        else msgspec.structs.replace(shown, heartbeat_at=iso(beat))
-        for r in rows
-        for shown in (run_shape(r, now, project_id),)
-    ]
+    ids = [r["id"] for r in rows]
+    beats = runs.telemetry.heartbeats(ids) if ids else {}
+    running = [r["id"] for r in rows if r["usage"] is None and r["finished_at"] is None]
+    so_far = runs.telemetry.usage_totals(running) if running else {}
+    shown = []
+    for row in rows:
+        run = run_shape(row, now, project_id)
+        if (beat := beats.get(row["id"])) is not None:
+            run = msgspec.structs.replace(run, heartbeat_at=iso(beat))
+        if (usage := so_far.get(row["id"])) is not None:
+            run = msgspec.structs.replace(run, usage=UsageTotals(**usage))
+        shown.append(run)
+    return shown
 
 
 def _act(

@@ -294,6 +294,10 @@ def test_a_write_sent_again_after_its_answer_was_lost_is_stored_once(
     assert twice("batch", batch) == [{"count": 3}] * 2
     assert [c["text"] for c in get(runs, f"/runs/{rid}/debug-bundle")["chunks"]] == ["once"]
     assert len(get(runs, f"/runs/{rid}/usage")) == 1
+    # An executing run shows its usage so far, on its own and in a list.
+    so_far = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost_microusd": 0}
+    assert runs.get(rid)["usage"] == so_far
+    assert [r["usage"] for r in runs.list(job_id=job["id"]) if r["id"] == rid] == [so_far]
     # A batch without an id (an older client) is stored each time.
     twice("batch", {"items": [{"kind": "chunk", "text": "twice"}]})
     assert len(get(runs, f"/runs/{rid}/debug-bundle")["chunks"]) == 3
