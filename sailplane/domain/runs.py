@@ -924,9 +924,14 @@ class JobRun(SailplaneAggregate):
 
     # --- what the work reports through the run runtime ---------------------------------------
 
-    def report_result(self, attempt: int, value: Any, *, by: Actor, at: datetime) -> None:
+    def report_result(self, attempt: int, value: Any, *, by: Actor, at: datetime) -> bool:
+        """Record the work's result; False when the run holds that value already (the work
+        sent it again after its answer was lost), which records nothing."""
         self._require_current(attempt)
+        if self.result is not None and self.result == value:
+            return False
         self._trigger(self.ResultReported, by=by, at=at, attempt=attempt, value=value)
+        return True
 
     def set_debug_mode(self, enabled: bool, *, by: Actor, at: datetime) -> bool:
         """Turn debug mode on or off (for the next attempt's work); False when unchanged."""

@@ -60,6 +60,12 @@ def test_the_result_is_recorded_only_by_the_current_attempt() -> None:
     run = executing()
     run.report_result(1, {"answer": 42}, by=WORK, at=T0)
     assert run.result == {"answer": 42}
+    # The same result sent again (its answer was lost) records nothing; another value does.
+    events = len(run.pending_events)
+    assert not run.report_result(1, {"answer": 42}, by=WORK, at=T0)
+    assert len(run.pending_events) == events
+    assert run.report_result(1, {"answer": 43}, by=WORK, at=T0)
+    assert run.result == {"answer": 43}
     with pytest.raises(ConflictError) as stale:
         run.report_result(2, {"answer": 0}, by=WORK, at=T0)
     assert stale.value.code == "attempt_not_current"
