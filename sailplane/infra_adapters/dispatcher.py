@@ -95,6 +95,8 @@ READY_EVENTS = (
     JobRun.Restarted,
 )
 TARGET_TTL = 5.0
+# A queue head that is no longer claimable is passed over for the next this many times.
+HEAD_TRIES = 3
 # The run's reason for an attempt an executor reports failed with a known cause.
 REASON_BY_CAUSE = {
     OUT_OF_MEMORY: CRASHED,
@@ -218,8 +220,9 @@ class RunDispatcher(Consumer):
         when another due run of the queue is ahead of this one, that run is claimed
         instead. When that run waits (no free slot), this one waits behind it, unclaimed:
         a slot freed between the two decisions (a completion the monitor records outside
-        this lock) must go to the run ahead, not to this one. Only a run ahead that is
-        no longer claimable (gone, expired, skipped) lets this one be tried."""
+        this lock) must go to the run ahead, not to this one. A run ahead that is no longer
+        claimable (gone, expired, skipped since the view was read) is passed over for the
+        next head, a few times; only then is this one tried."""
         run = self.runs.run_state(run_id)
         if run is None or run.status != READY:
             return "none"
@@ -227,14 +230,17 @@ class RunDispatcher(Consumer):
         kind = target.executor if target is not None and target.executor in self.executors else None
         by, key = self.actor(run.organization_id), run.options.concurrency_key
         with self._job_lock(run.job_id, key):
-            self.catch_up()
-            head = self.view.queue_head(run.organization_id, run.job_id, key, self.clock())
             outcome = None
-            if head is not None and head != run_id:
+            for _ in range(HEAD_TRIES):
+                self.catch_up()  # the views have what the last try changed
+                head = self.view.queue_head(run.organization_id, run.job_id, key, self.clock())
+                if head is None or head == run_id:
+                    break
                 outcome = self.runs.dispatch_run(head, executor=kind, by=by, tracking=tracking)
                 tracking = None  # recorded with the run ahead's claim
-                if outcome.action not in ("submit", "wait"):
-                    outcome = None
+                if outcome.action in ("submit", "wait"):
+                    break
+                outcome = None
             if outcome is None:
                 outcome = self.runs.dispatch_run(run_id, executor=kind, by=by, tracking=tracking)
         if outcome.action == "submit" and outcome.spec is not None:

@@ -312,6 +312,41 @@ def test_a_run_behind_a_waiting_head_is_not_claimed_when_a_slot_frees_meanwhile(
     assert done[head]["dispatched_at"] < done[later]["dispatched_at"]
 
 
+class StaleHeadFirst:
+    """The runs view, answering a queue's head read before that run was cancelled once:
+    the head another claim changed between the view's read and this claim."""
+
+    def __init__(self, view: Any, stale: str) -> None:
+        self.view, self.stale = view, [stale]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.view, name)
+
+    def queue_head(self, *args: Any) -> str | None:
+        return self.stale.pop() if self.stale else self.view.queue_head(*args)
+
+
+def test_a_head_no_longer_claimable_is_passed_over_for_the_next_head(system: System) -> None:
+    """The claim of a later run finds the queue's head gone: the next head starts, not the
+    later run (it fell back to the run whose event it was handling)."""
+    spec = job(system, sql_source="SELECT 1", concurrency_policy="queue", max_concurrent_runs=1)
+    gone = create(system, spec, options=RunOptions(priority=9))
+    head = create(system, spec, options=RunOptions(priority=5))
+    later = create(system, spec, options=RunOptions(priority=1))
+    by = Actor.system("test", ORG)
+    system.wait_for_views(system.runs.commands.cancel_run(spec.job_id, gone, by=by))
+    claims = system.worker("dispatcher").dispatcher
+    claims.view = StaleHeadFirst(claims.view, gone)  # type: ignore[assignment]
+
+    assert claims.claim(later) == "submit"
+    system.wait_for_views(system.event_log.head())
+    assert row(system, spec, head)["status"] in ("dispatched", "running", "completed")
+    assert row(system, spec, later)["status"] == "ready"
+    with dispatcher(system):
+        done = {r: until_status(system, spec, r, "completed") for r in (head, later)}
+    assert done[head]["dispatched_at"] < done[later]["dispatched_at"]
+
+
 def test_skip_and_replace_policies(system: System, running: Any) -> None:
     skip = job(
         system, python={"source": UNTIL_STOPPED}, max_concurrent_runs=1, concurrency_policy="skip"
