@@ -32,6 +32,7 @@ again: the next one comes soon.
 from __future__ import annotations
 
 import atexit
+import email.utils
 import http.client
 import json
 import os
@@ -83,11 +84,19 @@ class RuntimeRefused(Exception):
 
 
 def _retry_after(value: str | None) -> float | None:
-    """A `Retry-After` in seconds (the date form is left to the backoff)."""
-    try:
-        seconds = float(value or "")
-    except ValueError:
+    """A `Retry-After`, in seconds or as an HTTP date: how long to wait (None: not given)."""
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = max(0.0, when.timestamp() - time.time())
     return seconds if seconds >= 0 else None
 
 

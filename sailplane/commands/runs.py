@@ -589,11 +589,22 @@ class Runs(SailplaneApplication):
     def spawn_run(
         self, parent_id: str, attempt: int, job_id: str, options: RunOptions, *, by: Actor
     ) -> tuple[str, int]:
-        """A child run of `job_id` (trigger `spawn`, `parent_run_id` = the parent)."""
+        """A child run of `job_id` (trigger `spawn`, `parent_run_id` = the parent). An
+        idempotency key that names a child of this parent answers it (a spawn sent again);
+        one that names any other run is a conflict, never that run as a child."""
         self._executing(parent_id, attempt, by)
-        return self.create_run(
+        child_id, position = self.create_run(
             job_id, by=by, trigger="spawn", options=replace(options, parent_run_id=parent_id)
         )
+        if position == 0:  # the key's run, made before
+            child = self._find(JobRun, child_id)
+            if child is None or child.options.parent_run_id != parent_id:
+                raise ConflictError(
+                    f"Idempotency key {options.idempotency_key!r} belongs to run {child_id}, "
+                    f"which run {parent_id} did not spawn; use another key.",
+                    code="idempotency_key_in_use",
+                )
+        return child_id, position
 
     def _executing(self, run_id: str, attempt: int, by: Actor) -> JobRun:
         """The run whose `attempt` the work reports from; a dispatched one is recorded as

@@ -315,6 +315,12 @@ def test_a_write_sent_again_after_its_answer_was_lost_is_stored_once(
     other = twice("spawn", {"job_id": job["id"], "request_id": "s2", "idempotency_key": "mine"})
     assert other[0] == other[1] and other[0]["run_id"] != child_id
     assert runs.get(other[0]["run_id"])["idempotency_key"] == "mine"
+    # A key that names a run this one did not spawn is refused, never that run as a child.
+    theirs = runs.create(job, idempotency_key="theirs", scheduled_at=at(3600))
+    taken = runtime_call(
+        api, token, "POST", "/v1/runtime/spawn", {"job_id": job["id"], "idempotency_key": "theirs"}
+    )
+    assert taken.status_code == 409 and theirs["id"] in taken.json()["error"], taken.text
     assert len(get(runs, f"/runs/{rid}/children")) == 2
     # Waiting and continuing again change nothing and are never refused.
     waited = twice("wait", {"run_ids": [child_id], "timeout_s": 0})

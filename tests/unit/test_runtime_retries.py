@@ -9,9 +9,11 @@ raises at once.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import socket
 import threading
+import time
 import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -194,3 +196,12 @@ def test_the_writes_carry_ids_kept_across_their_tries(
     server.seen = []
     runtime.spawn("job")
     assert server.seen[0][1]["request_id"] != spawn[1]["request_id"]
+
+
+def test_retry_after_is_read_in_seconds_or_as_an_http_date() -> None:
+    ahead = email.utils.formatdate(time.time() + 120, usegmt=True)
+    assert runtime._retry_after("3") == 3.0
+    assert 60 < (runtime._retry_after(ahead) or 0) <= 120
+    assert runtime._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # past: at once
+    for unusable in (None, "", "-1", "soon"):
+        assert runtime._retry_after(unusable) is None
