@@ -422,15 +422,16 @@ def _children(runs: RunsContext, work: RunPrincipal, wanted: list[str]) -> dict[
 
 
 def _check_sizes(
-    items: list[tuple[str, Any]], limit: int, *, setting: str, code: str = "item_too_large"
+    items: list[tuple[str, Any]], limit: int, *, hint: str, code: str = "item_too_large"
 ) -> None:
-    """413, and nothing of the request stored, when an item is over `limit` as JSON."""
+    """413, and nothing of the request stored, when an item is over `limit` as JSON; `hint`
+    says where the limit comes from or what to do instead."""
     over = oversized(items, limit)
     if over is not None:
         kind, size = over
         raise PayloadTooLargeError(
             f"A {kind.replace('_', ' ')} of {size} bytes is over the limit of {limit} bytes per "
-            f"item ({setting}); nothing of this request was stored.",
+            f"item ({hint}); nothing of this request was stored.",
             code=code,
         )
 
@@ -516,7 +517,7 @@ class RuntimeController(Controller):
         _check_sizes(
             items + [("state value", v) for v in state.values()],
             runs.runtime.max_item_bytes,
-            setting=ITEM_LIMIT_SETTING,
+            hint=ITEM_LIMIT_SETTING,
         )
         runs.telemetry.append(work.run_id, work.attempt, items, state, batch_id=data.batch_id)
         return Written(count=len(items) + len(state))
@@ -541,7 +542,7 @@ class RuntimeController(Controller):
             _check_sizes(
                 [("checkpoint", data.state)],
                 runs.runtime.max_item_bytes,
-                setting=ITEM_LIMIT_SETTING,
+                hint=ITEM_LIMIT_SETTING,
             )
             (seq,) = runs.telemetry.append(
                 work.run_id,
@@ -565,7 +566,7 @@ class RuntimeController(Controller):
         _check_sizes(
             [("result", data.value)],
             MAX_RESULT_BYTES,
-            setting="a result is an event: report large data with output() instead",
+            hint="a result is an event: report large data with output() instead",
             code="result_too_large",
         )
         # Durable once committed; no wait for the views: the work reads nothing back, and

@@ -224,36 +224,30 @@ def test_a_failed_container_reports_its_exit_code_and_an_out_of_memory_kill(
     assert message in (status.message or "")
 
 
-@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
-def test_an_image_that_cannot_be_pulled_fails_the_attempt_and_removes_its_job(
-    double: KubernetesDouble, logs: RunLogs, reason: str
-) -> None:
-    executor = KubernetesExecutor(logs)
-    sub = submission(double, run_id=f"RUNK8S{reason.upper()[:4]}", work=CONTAINER)
-    executor.submit(sub)
-    _container_ends(double, sub, {"waiting": {"reason": reason, "message": "manifest unknown"}})
-    double.set_status("jobs", NS, job_name(sub.run_id, 1), {"active": 1})
-    status = executor.status(sub.run_id, 1, sub.target)
-    assert (status.state, status.cause) == (FAILED, IMAGE_PULL_FAILED)
-    assert reason in (status.message or "") and "manifest unknown" in (status.message or "")
-    assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
+NO_COMMAND = 'container create failed: exec: "nope": executable file not found in $PATH'
 
 
-def test_a_command_the_runtime_cannot_find_fails_the_attempt_and_removes_its_job(
-    double: KubernetesDouble, logs: RunLogs
+@pytest.mark.parametrize(
+    ("reason", "message", "cause"),
+    [
+        ("ErrImagePull", "manifest unknown", IMAGE_PULL_FAILED),
+        ("ImagePullBackOff", "manifest unknown", IMAGE_PULL_FAILED),
+        # CRI-O keeps a container whose command is missing waiting, and would retry it for ever.
+        ("CreateContainerError", NO_COMMAND, COMMAND_NOT_FOUND),
+    ],
+)
+def test_a_container_that_cannot_start_fails_the_attempt_and_removes_its_job(
+    double: KubernetesDouble, logs: RunLogs, reason: str, message: str, cause: str
 ) -> None:
-    """CRI-O keeps such a container waiting (CreateContainerError) and would retry it for ever."""
+    """An image that cannot be pulled, or a command the runtime cannot find."""
     executor = KubernetesExecutor(logs)
-    sub = submission(double, run_id="RUNK8SNOCMD", work=CONTAINER)
+    sub = submission(double, run_id=f"RUNK8S{reason.upper()[:6]}", work=CONTAINER)
     executor.submit(sub)
-    message = 'container create failed: exec: "nope": executable file not found in $PATH'
-    _container_ends(
-        double, sub, {"waiting": {"reason": "CreateContainerError", "message": message}}
-    )
+    _container_ends(double, sub, {"waiting": {"reason": reason, "message": message}})
     double.set_status("jobs", NS, job_name(sub.run_id, 1), {"active": 1})
     status = executor.status(sub.run_id, 1, sub.target)
-    assert (status.state, status.cause) == (FAILED, COMMAND_NOT_FOUND)
-    assert "executable file not found" in (status.message or "")
+    assert (status.state, status.cause) == (FAILED, cause)
+    assert reason in (status.message or "") and message in (status.message or "")
     assert double.get("jobs", NS, job_name(sub.run_id, 1)) is None
 
 

@@ -66,12 +66,10 @@ MISSING_COMMAND = ("executable file not found", "no such file or directory")
 
 def command_missing(state: Any) -> bool:
     """Whether a container `state` (terminated or waiting) says its command was not found."""
-    message = (getattr(state, "message", None) or "").lower()
-    return (
-        state is not None
-        and state.reason in START_FAILED_REASONS
-        and any(words in message for words in MISSING_COMMAND)
-    )
+    if state is None or state.reason not in START_FAILED_REASONS:
+        return False
+    message = (state.message or "").lower()
+    return any(words in message for words in MISSING_COMMAND)
 
 
 def job_name(run_id: str, attempt: int) -> str:
