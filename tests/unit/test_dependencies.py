@@ -10,44 +10,36 @@ dependencies require (directly or through theirs).
 from __future__ import annotations
 
 import ast
-import re
 import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _name(requirement: str) -> str:
-    return re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
-
-
-def _extras(requirement: str) -> set[str]:
-    found = re.search(r"\[([^\]]+)\]", requirement.split(";")[0])
-    return {e.strip() for e in found.group(1).split(",")} if found else set()
-
-
 def _closure(requirements: list[str]) -> set[str]:
-    """Every distribution installing `requirements` brings (markers of extras honoured)."""
+    """Every distribution installing `requirements` brings (markers, extras included)."""
     seen: set[str] = set()
-    pending = [(r, _extras(r)) for r in requirements]
+    pending = [(Requirement(r), frozenset[str]()) for r in requirements]
     while pending:
         requirement, extras = pending.pop()
-        name = _name(requirement)
+        if requirement.marker is not None and not any(
+            requirement.marker.evaluate({"extra": e}) for e in extras or {""}
+        ):
+            continue  # not for this platform or Python, or for an extra nobody asked for
+        name = canonicalize_name(requirement.name)
         if name in seen:
             continue
         seen.add(name)
         try:
             requires = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:  # excluded by its marker (platform, version)
+        except metadata.PackageNotFoundError:
             continue
-        for sub in requires:
-            marker = sub.partition(";")[2]
-            wanted = re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
-            if wanted and not set(wanted) & extras:
-                continue
-            pending.append((sub, _extras(sub)))
+        pending.extend((Requirement(sub), frozenset(requirement.extras)) for sub in requires)
     return seen
 
 
@@ -69,7 +61,7 @@ def test_every_module_the_server_imports_comes_with_its_install() -> None:
     missing = {
         module: providers.get(module, ["?"])
         for module in _imported_modules()
-        if not {_name(d) for d in providers.get(module, [])} & installed
+        if not {canonicalize_name(d) for d in providers.get(module, [])} & installed
     }
     assert not missing, (
         f"imported by sailplane/ but only a test extra (or nothing) brings: {missing}"
